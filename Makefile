@@ -1,0 +1,60 @@
+# distill: one command to set up and demo (make demo), one to test (make test).
+SHELL := /bin/bash
+GO ?= go
+ORT_VERSION := 1.24.3
+UNAME := $(shell uname -s)-$(shell uname -m)
+ORT_PLAT := $(if $(filter Linux-x86_64,$(UNAME)),linux-x64,$(if $(filter Linux-aarch64,$(UNAME)),linux-arm64,darwin-arm64))
+ORT_LIB := $(CURDIR)/.cache/onnxruntime/$(ORT_VERSION)/$(ORT_PLAT)/$(if $(filter darwin-arm64,$(ORT_PLAT)),libonnxruntime.1.24.3.dylib,libonnxruntime.so.1)
+NODE_DIR := $(CURDIR)/.cache/node
+FUZZTIME ?= 3s
+
+export ONNXRUNTIME_SHARED_LIBRARY_PATH ?= $(ORT_LIB)
+export DISTILL_NODE_MODULES := $(NODE_DIR)/node_modules
+
+.PHONY: all build setup setup-ort setup-node test test-short fuzz bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/distill ./cmd/distill
+
+## setup: idempotent; provisions the onnxruntime library and the npm readers used by the interop tests.
+setup: setup-ort setup-node
+
+setup-ort:
+	@./scripts/setup-ort.sh
+
+setup-node: $(NODE_DIR)/node_modules/.installed
+$(NODE_DIR)/node_modules/.installed: scripts/node/package.json scripts/node/package-lock.json
+	@mkdir -p $(NODE_DIR)
+	@cp scripts/node/package.json scripts/node/package-lock.json $(NODE_DIR)/
+	@cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+## test: everything CI runs. Needs no network once setup has run.
+test: setup
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -count=1 -timeout 9m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+test-short: setup
+	$(GO) test -short ./...
+
+## fuzz: runs every fuzz target briefly (FUZZTIME each) on top of its committed seed corpus.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/distill-fuzz.log 2>&1 || { cat /tmp/distill-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+bench: setup
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./formats/...
+
+demo: setup build
+	@echo "make demo: the full pipeline lands with issue 6; for now see README"
+
+clean:
+	rm -rf bin out

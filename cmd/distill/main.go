@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Exit codes, listed in the top-level help.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // the command ran and failed
+	exitUsage       = 2 // bad flags or arguments
+	exitInterrupted = 130
+)
+
+// errUsage marks an error as a usage error (exit 2).
+var errUsage = errors.New("usage")
+
+// usageError wraps a message as a usage error.
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// command is one subcommand: its flags, help text and entry point.
+type command struct {
+	Name      string
+	UsageLine string // after "distill NAME"
+	Short     string
+	Long      string
+	// Flags registers the command's flags and returns the function that runs
+	// it with the positional arguments once the flags are parsed.
+	Flags func(fs *pflag.FlagSet) func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) { commands[c.Name] = c }
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("distill: ")
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
+		topUsage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	name := args[0]
+	if name == "help" {
+		name, args = args[1], []string{args[1], "--help"}
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "distill: unknown command %q; run 'distill --help' for the list\n", name)
+		return exitUsage
+	}
+	fs := pflag.NewFlagSet(c.Name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	runFn := c.Flags(fs)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: distill %s %s\n\n%s\n", c.Name, c.UsageLine, strings.TrimSpace(c.Long))
+		if fs.HasFlags() {
+			fmt.Fprintf(w, "\nFlags:\n%s", fs.FlagUsages())
+		}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "distill %s: %v\nRun 'distill %s --help' for usage.\n", c.Name, err, c.Name)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := runFn(ctx, fs.Args())
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "distill %s: %s\nRun 'distill %s --help' for usage.\n", c.Name, strings.TrimPrefix(err.Error(), "usage: "), c.Name)
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(stderr, "distill %s: interrupted: %v\n", c.Name, err)
+		return exitInterrupted
+	default:
+		fmt.Fprintf(stderr, "distill %s: %v\n", c.Name, err)
+		return exitFailure
+	}
+}
+
+func topUsage(w io.Writer) {
+	fmt.Fprint(w, `distill: offline knowledge distillation from ONNX teachers.
+
+Usage: distill COMMAND [flags] [args]
+
+Commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].Short)
+	}
+	fmt.Fprint(w, `
+Run 'distill COMMAND --help' for a command's flags.
+
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
+`)
+}
