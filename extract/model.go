@@ -531,3 +531,50 @@ func (m *Model) RelaxBatch() *Model {
 	c.index()
 	return &c
 }
+
+// Penultimate returns the tensor that feeds the last MatMul or Gemm on the
+// way back from scores (the classifier's input features, usually the best
+// hidden state to distill from), looking through Dropout and Identity.
+// "" when there is none.
+func (m *Model) Penultimate(scores string) string {
+	name := scores
+	for steps := 0; steps < 64; steps++ {
+		p := m.producer[name]
+		if p == nil || len(p.GetInput()) == 0 {
+			return ""
+		}
+		switch p.GetOpType() {
+		case "MatMul", "Gemm", "MatMulInteger", "QLinearMatMul":
+			for _, in := range p.GetInput() {
+				if in != "" && !m.inits[in] && m.producer[in] != nil && m.producer[in].GetOpType() != "Constant" {
+					for { // look through ops that do not change the values
+						q := m.producer[in]
+						if q == nil || len(q.GetInput()) == 0 {
+							return in
+						}
+						switch q.GetOpType() {
+						case "Dropout", "Identity":
+							in = q.GetInput()[0]
+							continue
+						}
+						return in
+					}
+				}
+			}
+			return ""
+		}
+		// Follow the first non-constant input.
+		next := ""
+		for _, in := range p.GetInput() {
+			if in != "" && !m.inits[in] && (m.producer[in] == nil || m.producer[in].GetOpType() != "Constant") {
+				next = in
+				break
+			}
+		}
+		if next == "" {
+			return ""
+		}
+		name = next
+	}
+	return ""
+}
