@@ -1,0 +1,181 @@
+package formats
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Batch is a set of cache rows in column-major Go slices, the unit both
+// Writer and the readers exchange. All per-row tensors are row-major:
+// Logits holds Len()*C values with row i at Logits[i*C:(i+1)*C].
+//
+// Readers fill a Batch, reusing its slices' capacity; writers read one.
+// Fields for columns the cache does not have are left empty (nil or length 0).
+type Batch struct {
+	Rows      []int64              // sample index in the source dataset, one per row
+	Labels    []int64              // dataset labels, when Config.HasLabel
+	Logits    []float32            // Len()*C raw scores, when Config.TopK == 0
+	TopKIndex []int32              // Len()*k class ids, when Config.TopK > 0
+	TopKLogit []float32            // Len()*k scores matching TopKIndex, descending per row
+	LogSumExp []float32            // Len() values of log Σ_c exp(score_c), when Config.TopK > 0
+	Hidden    map[string][]float32 // TensorSpec.Name → Len()*Size() values
+	Inputs    map[string][]float32 // TensorSpec.Name → Len()*Size() values
+}
+
+// Len returns the number of rows, len(b.Rows).
+func (b *Batch) Len() int { return len(b.Rows) }
+
+// Reset truncates every slice to length 0, keeping capacity.
+func (b *Batch) Reset() {
+	b.Rows = b.Rows[:0]
+	b.Labels = b.Labels[:0]
+	b.Logits = b.Logits[:0]
+	b.TopKIndex = b.TopKIndex[:0]
+	b.TopKLogit = b.TopKLogit[:0]
+	b.LogSumExp = b.LogSumExp[:0]
+	for k, v := range b.Hidden {
+		b.Hidden[k] = v[:0]
+	}
+	for k, v := range b.Inputs {
+		b.Inputs[k] = v[:0]
+	}
+}
+
+// check validates b against a normalized config for writing and reports
+// whether top-k columns must be derived from full logits.
+func (b *Batch) check(cfg Config) (deriveTopK bool, err error) {
+	n := b.Len()
+	want := func(name string, got, per int) error {
+		if got != n*per {
+			return fmt.Errorf("formats: batch column %s has %d values, want %d rows × %d", name, got, n, per)
+		}
+		return nil
+	}
+	if cfg.HasLabel {
+		if err := want(ColLabel, len(b.Labels), 1); err != nil {
+			return false, err
+		}
+	}
+	if cfg.TopK == 0 {
+		if err := want(ColLogits, len(b.Logits), cfg.Classes); err != nil {
+			return false, err
+		}
+	} else if len(b.TopKIndex) == 0 && len(b.TopKLogit) == 0 && len(b.LogSumExp) == 0 && n > 0 {
+		if err := want(ColLogits, len(b.Logits), cfg.Classes); err != nil {
+			return false, fmt.Errorf("%w (top-k columns are derived from full logits when absent)", err)
+		}
+		deriveTopK = true
+	} else {
+		k := cfg.TopK
+		if err := want(ColTopKIndex, len(b.TopKIndex), k); err != nil {
+			return false, err
+		}
+		if err := want(ColTopKLogit, len(b.TopKLogit), k); err != nil {
+			return false, err
+		}
+		if err := want(ColLogSumExp, len(b.LogSumExp), 1); err != nil {
+			return false, err
+		}
+		for i, c := range b.TopKIndex {
+			if c < 0 || int(c) >= cfg.Classes {
+				return false, fmt.Errorf("formats: batch row %d: topk_index %d out of range [0, %d)", i/k, c, cfg.Classes)
+			}
+		}
+		for r := 0; r < n; r++ {
+			row := b.TopKLogit[r*k : (r+1)*k]
+			for j := 1; j < k; j++ {
+				if row[j] > row[j-1] {
+					return false, fmt.Errorf("formats: batch row %d: topk_logit not sorted descending", r)
+				}
+			}
+		}
+	}
+	for _, h := range cfg.Hidden {
+		if err := want(HiddenPrefix+h.Name, len(b.Hidden[h.Name]), h.Size()); err != nil {
+			return false, err
+		}
+	}
+	for _, in := range cfg.Inputs {
+		if err := want(InputPrefix+in.Name, len(b.Inputs[in.Name]), in.Size()); err != nil {
+			return false, err
+		}
+	}
+	return deriveTopK, nil
+}
+
+// TopK writes the k largest values of logits (one row of C scores) in
+// descending order to val and their class ids to idx (len(idx) == len(val)
+// == k), ties broken by the lower class id, and returns
+// log Σ_c exp(logits_c) computed stably as m + log Σ_c exp(logits_c − m),
+// m = max_c logits_c. NaN scores sort last. It panics if k > len(logits).
+func TopK(idx []int32, val []float32, logits []float32) (logSumExp float32) {
+	k := len(idx)
+	if len(val) != k || k > len(logits) {
+		panic("formats: TopK: bad slice lengths")
+	}
+	// Insertion into a sorted window of size k: O(C·k), fine for k ≪ C.
+	n := 0
+	greater := func(a float32, ia int32, b float32, ib int32) bool {
+		an, bn := a != a, b != b
+		if an || bn {
+			return !an && bn || an && bn && ia < ib
+		}
+		return a > b || a == b && ia < ib
+	}
+	for c, x := range logits {
+		ci := int32(c)
+		if n == k {
+			if k == 0 || !greater(x, ci, val[k-1], idx[k-1]) {
+				continue
+			}
+			n--
+		}
+		j := n
+		for j > 0 && greater(x, ci, val[j-1], idx[j-1]) {
+			val[j], idx[j] = val[j-1], idx[j-1]
+			j--
+		}
+		val[j], idx[j] = x, ci
+		n++
+	}
+	return logSumExp32(logits)
+}
+
+// logSumExp32 returns log Σ exp(x_i) in float64 arithmetic.
+func logSumExp32(x []float32) float32 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = math.Max(m, float64(v))
+	}
+	if math.IsInf(m, 0) || math.IsNaN(m) {
+		return float32(m)
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	return float32(m + math.Log(s))
+}
+
+// Clone returns a deep copy of b, for callers of the streaming iterators
+// that need to keep a batch past the next iteration.
+func (b *Batch) Clone() *Batch {
+	c := &Batch{
+		Rows: slices.Clone(b.Rows), Labels: slices.Clone(b.Labels), Logits: slices.Clone(b.Logits),
+		TopKIndex: slices.Clone(b.TopKIndex), TopKLogit: slices.Clone(b.TopKLogit), LogSumExp: slices.Clone(b.LogSumExp),
+	}
+	if b.Hidden != nil {
+		c.Hidden = make(map[string][]float32, len(b.Hidden))
+		for k, v := range b.Hidden {
+			c.Hidden[k] = slices.Clone(v)
+		}
+	}
+	if b.Inputs != nil {
+		c.Inputs = make(map[string][]float32, len(b.Inputs))
+		for k, v := range b.Inputs {
+			c.Inputs[k] = slices.Clone(v)
+		}
+	}
+	return c
+}

@@ -1,0 +1,351 @@
+package formats
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// testManifest is a filled-in manifest as extract would pass to CreateCache.
+func testManifest(shard, count int) Manifest {
+	return Manifest{
+		Teacher: Teacher{
+			File: "teacher.onnx", SHA256: strings.Repeat("ab", 32), Opset: 17,
+			Inputs:   []TensorInfo{{Name: "image", Shape: []int64{-1, 1, 28, 28}, Dtype: "float32"}},
+			Outputs:  []TensorInfo{{Name: "logits", Shape: []int64{-1, 10}, Dtype: "float32"}},
+			Producer: "pytorch", ProducerVersion: "2.3",
+		},
+		ScoreKind: ScoreLogits,
+		Dataset:   Dataset{Path: "mnist/train", SHA256: strings.Repeat("cd", 32), Rows: 1000, Preprocessing: []string{"scale 1/255"}},
+		Settings:  Settings{BatchSize: 64, ShardIndex: shard, ShardCount: count},
+		Tool:      "distill test",
+		Created:   time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+}
+
+// writeCache creates a cache in dir with parts of the given sizes (rows ids
+// continue from first) and returns all rows written.
+func writeCache(t *testing.T, dir string, m Manifest, cfg Config, opts *WriterOptions, first int64, sizes ...int) *Batch {
+	t.Helper()
+	cw, err := CreateCache(dir, m, cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cw.Close()
+	var all []*Batch
+	for i, n := range sizes {
+		b := makeBatch(cfg, first, n, uint64(i))
+		first += int64(n)
+		if _, err := cw.WritePart(b); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b)
+	}
+	return concatBatches(all...)
+}
+
+// readAll streams the cache into one batch.
+func readAll(t *testing.T, c *Cache) *Batch {
+	t.Helper()
+	var all []*Batch
+	for b, err := range c.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b.Clone())
+	}
+	return concatBatches(all...)
+}
+
+// listDir returns the names in dir, sorted.
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestCacheRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, format := range []Format{FormatArrow, FormatParquet} {
+		for _, name := range []string{"hidden", "topk-f16", "inputs"} {
+			cfg := testConfigs[name]
+			t.Run(string(format)+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+				defer mem.AssertSize(t, 0)
+				dir := t.TempDir()
+				want := writeCache(t, dir, testManifest(0, 1), cfg, &WriterOptions{Format: format, RowsPerBatch: 7, Allocator: mem}, 100, 20, 7, 1)
+				if got, want := listDir(t, dir), []string{"manifest.json", "part-00000" + format.Ext(), "part-00001" + format.Ext(), "part-00002" + format.Ext()}; !slices.Equal(got, want) {
+					t.Fatalf("directory holds %v, want %v", got, want)
+				}
+				c, err := OpenWithOptions(&ReaderOptions{Allocator: mem}, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if c.NumRows() != 28 || c.NumBatches() != 3+1+1 {
+					t.Fatalf("rows %d batches %d, want 28 and 5", c.NumRows(), c.NumBatches())
+				}
+				stream := readAll(t, c)
+				equalBatch(t, want, stream)
+
+				// Random access in a shuffled order returns the same rows.
+				units := c.Units()
+				order := rand.New(rand.NewPCG(1, 2)).Perm(len(units))
+				got := make([]*Batch, len(units))
+				var b Batch
+				for _, u := range order {
+					if err := c.ReadBatch(u, &b); err != nil {
+						t.Fatal(err)
+					}
+					if b.Len() != units[u].Rows || b.Rows[0] != 100+units[u].Offset {
+						t.Fatalf("unit %d: %d rows from row %d, want %d from %d", u, b.Len(), b.Rows[0], units[u].Rows, 100+units[u].Offset)
+					}
+					got[u] = b.Clone()
+				}
+				equalBatch(t, want, concatBatches(got...))
+
+				m := c.Manifest()
+				if m.Version != Version || m.Rows != 28 || len(m.Parts) != 3 || m.Settings.Format != format || m.Settings.RowsPerBatch != 7 {
+					t.Errorf("manifest %+v", m)
+				}
+				if c.Digest() != m.Digest() || len(c.Digest()) != 64 {
+					t.Errorf("digest %q", c.Digest())
+				}
+				rep, err := Verify(c)
+				if err != nil || !rep.OK() || rep.Rows != 28 || rep.Parts != 3 || rep.Batches != 5 {
+					t.Fatalf("Verify = %+v, %v", rep, err)
+				}
+			})
+		}
+	}
+}
+
+func TestCacheShards(t *testing.T) {
+	t.Parallel()
+	cfg := testConfigs["f16-label"]
+	root := t.TempDir()
+	var dirs []string
+	var want []*Batch
+	for i := 0; i < 3; i++ {
+		dir := filepath.Join(root, "shard"+string(rune('0'+i)))
+		dirs = append(dirs, dir)
+		want = append(want, writeCache(t, dir, testManifest(i, 3), cfg, &WriterOptions{Format: FormatParquet, RowsPerBatch: 4}, int64(1000*i), 5, 3))
+	}
+	// Shards given in any order are read in shard order.
+	c, err := Open(dirs[2], filepath.Join(dirs[0], ManifestName), dirs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.NumRows() != 24 || len(c.Manifests()) != 3 || len(c.MissingShards()) != 0 {
+		t.Fatalf("rows %d manifests %d missing %v", c.NumRows(), len(c.Manifests()), c.MissingShards())
+	}
+	equalBatch(t, concatBatches(want...), readAll(t, c))
+
+	t.Run("missing", func(t *testing.T) {
+		_, err := Open(dirs[0], dirs[2])
+		if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "[1]") {
+			t.Fatalf("Open without shard 1: %v", err)
+		}
+		c, err := OpenWithOptions(&ReaderOptions{AllowMissingShards: true}, dirs[0], dirs[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		rep, err := Verify(c)
+		if !errors.Is(err, ErrIncomplete) || !slices.Equal(rep.MissingShards, []int{1}) || len(rep.Problems) != 0 {
+			t.Fatalf("Verify = %+v, %v", rep, err)
+		}
+	})
+	t.Run("duplicate", func(t *testing.T) {
+		dup := filepath.Join(root, "dup")
+		writeCache(t, dup, testManifest(1, 3), cfg, &WriterOptions{Format: FormatParquet, RowsPerBatch: 4}, 0, 2)
+		if _, err := Open(dirs[0], dirs[1], dup); !errors.Is(err, ErrSchema) {
+			t.Fatalf("Open with shard 1 twice: %v", err)
+		}
+	})
+	t.Run("disagree", func(t *testing.T) {
+		cases := map[string]func(m *Manifest, cfg *Config){
+			"teacher":  func(m *Manifest, cfg *Config) { m.Teacher.SHA256 = strings.Repeat("ef", 32) },
+			"schema":   func(m *Manifest, cfg *Config) { cfg.ScoreDtype = Float32 },
+			"settings": func(m *Manifest, cfg *Config) { m.Settings.BatchSize = 7 },
+			"count":    func(m *Manifest, cfg *Config) { m.Settings.ShardCount = 4 },
+		}
+		for name, mutate := range cases {
+			m, cfg := testManifest(1, 3), testConfigs["f16-label"]
+			mutate(&m, &cfg)
+			dir := filepath.Join(root, "bad-"+name)
+			writeCache(t, dir, m, cfg, &WriterOptions{Format: FormatParquet, RowsPerBatch: 4}, 0, 2)
+			if _, err := Open(dirs[0], dir, dirs[2]); !errors.Is(err, ErrSchema) {
+				t.Errorf("%s: Open = %v, want ErrSchema", name, err)
+			}
+		}
+	})
+}
+
+func TestCacheAppend(t *testing.T) {
+	t.Parallel()
+	cfg := testConfigs["topk-f32"]
+	opts := &WriterOptions{Format: FormatArrow, Compression: CompressionZstd, RowsPerBatch: 4}
+	dir := t.TempDir()
+	first := writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 6, 5)
+
+	// Simulated crash debris: a half-written part, a stale manifest temp file.
+	os.WriteFile(filepath.Join(dir, ".part-00002.arrow.tmp-123"), []byte("ARROW1 half"), 0o644)
+	os.WriteFile(filepath.Join(dir, ".manifest.json.tmp-9"), []byte("{"), 0o644)
+	// A leftover temp file is not part of the cache for readers either.
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalBatch(t, first, readAll(t, c))
+	c.Close()
+
+	cw, err := OpenCacheForAppend(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cw.NextRow() != 11 || len(cw.Dropped()) != 0 {
+		t.Fatalf("NextRow %d dropped %v", cw.NextRow(), cw.Dropped())
+	}
+	if got := listDir(t, dir); !slices.Equal(got, []string{"manifest.json", "part-00000.arrow", "part-00001.arrow"}) {
+		t.Fatalf("after recovery the directory holds %v", got)
+	}
+	more := makeBatch(cfg, 11, 9, 7)
+	pw, err := cw.NewPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The open part is a hidden temporary file that *.arrow does not match.
+	if names, _ := filepath.Glob(filepath.Join(dir, "*.arrow")); len(names) != 2 {
+		t.Fatalf("glob while writing: %v", names)
+	}
+	if err := pw.Write(more); err != nil {
+		t.Fatal(err)
+	}
+	info, err := pw.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.File != "part-00002.arrow" || info.FirstRow != 11 || info.Rows != 9 {
+		t.Fatalf("part %+v", info)
+	}
+	cw.Close()
+	if _, err := OpenCacheForAppend(dir, &WriterOptions{Format: FormatParquet}); !errors.Is(err, ErrSchema) {
+		t.Fatalf("append with another format: %v", err)
+	}
+
+	c, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	equalBatch(t, concatBatches(first, more), readAll(t, c))
+	if _, err := Verify(c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCacheAppendRecovers(t *testing.T) {
+	t.Parallel()
+	cfg := testConfigs["f32"]
+	opts := &WriterOptions{Format: FormatParquet, RowsPerBatch: 3}
+	t.Run("damaged part dropped", func(t *testing.T) {
+		dir := t.TempDir()
+		writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 4, 4, 4)
+		path := filepath.Join(dir, "part-00001.parquet")
+		data, _ := os.ReadFile(path)
+		data[len(data)/2] ^= 0xff
+		os.WriteFile(path, data, 0o644)
+		cw, err := OpenCacheForAppend(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cw.Close()
+		// Part 1 fails its sha256: parts 1 and 2 go, part 0 stays.
+		if cw.NextRow() != 4 || !slices.Equal(cw.Dropped(), []string{"part-00001.parquet", "part-00002.parquet"}) {
+			t.Fatalf("NextRow %d dropped %v", cw.NextRow(), cw.Dropped())
+		}
+		if got := listDir(t, dir); !slices.Equal(got, []string{"manifest.json", "part-00000.parquet"}) {
+			t.Fatalf("directory holds %v", got)
+		}
+		if m, err := ReadManifest(dir); err != nil || m.Rows != 4 || len(m.Parts) != 1 {
+			t.Fatalf("manifest %+v, %v", m, err)
+		}
+	})
+	t.Run("unlisted complete part adopted", func(t *testing.T) {
+		// A crash after the rename of part 2 but before the manifest update.
+		dir := t.TempDir()
+		writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 4, 5)
+		before, _ := os.ReadFile(filepath.Join(dir, ManifestName))
+		want := writeCache(t, t.TempDir(), testManifest(0, 1), cfg, opts, 0, 4, 5)
+		cw, _ := OpenCacheForAppend(dir, nil)
+		extra := makeBatch(cfg, 9, 2, 99)
+		if _, err := cw.WritePart(extra); err != nil {
+			t.Fatal(err)
+		}
+		cw.Close()
+		os.WriteFile(filepath.Join(dir, ManifestName), before, 0o644)
+		// And an unrelated stray part that is not the next one.
+		os.WriteFile(filepath.Join(dir, "part-00007.parquet"), []byte("PAR1"), 0o644)
+
+		cw, err := OpenCacheForAppend(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cw.Close()
+		if cw.NextRow() != 11 || !slices.Equal(cw.Dropped(), []string{"part-00007.parquet"}) {
+			t.Fatalf("NextRow %d dropped %v", cw.NextRow(), cw.Dropped())
+		}
+		c, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		equalBatch(t, concatBatches(want, extra), readAll(t, c))
+		if _, err := Verify(c); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("create refuses existing cache", func(t *testing.T) {
+		dir := t.TempDir()
+		writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 1)
+		if _, err := CreateCache(dir, testManifest(0, 1), cfg, opts); err == nil {
+			t.Fatal("CreateCache over an existing cache succeeded")
+		}
+	})
+	t.Run("abort leaves nothing", func(t *testing.T) {
+		dir := t.TempDir()
+		cw, err := CreateCache(dir, testManifest(0, 1), cfg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, _ := cw.NewPart()
+		pw.Write(makeBatch(cfg, 0, 3, 1))
+		if _, err := cw.NewPart(); err == nil {
+			t.Fatal("second open part allowed")
+		}
+		cw.Close() // aborts the open part
+		if got := listDir(t, dir); !slices.Equal(got, []string{"manifest.json"}) {
+			t.Fatalf("directory holds %v", got)
+		}
+		if _, err := cw.WritePart(makeBatch(cfg, 0, 1, 1)); err == nil {
+			t.Fatal("WritePart after Close succeeded")
+		}
+	})
+}

@@ -1,0 +1,90 @@
+// Package formats owns the cache contract between `distill extract` and
+// `distill train`: the Arrow schema of cached teacher outputs, the part
+// files that hold them (Arrow IPC or Parquet), the manifest that describes a
+// cache directory, and the readers that stream it back in bounded memory.
+// It is the only package of distill that holds Arrow memory.
+//
+// # Sections
+//
+//   - Schema: Config, TensorSpec, Dtype, Schema, ConfigFromSchema, column
+//     names (ColRow, ColLogits, ...) and metadata keys (MetaVersion, ...).
+//   - Rows: Batch, the column-major Go view of cache rows; TopK.
+//   - Part files: Writer (NewWriter, WriterOptions) and Reader (NewReader,
+//     OpenReader, ReaderOptions).
+//   - Cache directories: Manifest, ReadManifest, ParseManifest;
+//     CreateCache, OpenCacheForAppend, CacheWriter, PartWriter.
+//   - Reading a cache: Open, OpenWithOptions, Cache, Unit.
+//   - Verification: Verify, Report.
+//   - Errors: ErrVersion, ErrSchema, ErrCorrupt, ErrIncomplete, ErrTooLarge,
+//     CorruptError.
+//
+// # Layout
+//
+// A cache is a directory that DuckDB, Spark, Polars or pyarrow read as a
+// plain dataset:
+//
+//	cache/
+//	  manifest.json           Manifest: teacher, dataset, settings, parts
+//	  part-00000.arrow        every part has the identical schema
+//	  part-00001.arrow
+//	  .part-00002.arrow.tmp-… only while being written; never matched by *.arrow
+//
+// A large extraction may be split into N shard directories, each with its
+// own manifest (Settings.ShardIndex i of ShardCount N); Open merges them.
+//
+// # Schema
+//
+// One row per sample, columns in this order, none nullable:
+//
+//	row         int64                             index of the sample in the source dataset
+//	label       int64                             only if Config.HasLabel
+//	logits      fixed_size_list<f32|f16>[C]       raw teacher scores (Config.TopK == 0)
+//	topk_index  fixed_size_list<int32>[k]         or the k largest scores (Config.TopK == k):
+//	topk_logit  fixed_size_list<f32|f16>[k]         their values, descending,
+//	logsumexp   float32                             and log Σ_c exp(score_c) over all C
+//	hidden.<n>  fixed_size_list<f32|f16>[size]    teacher hidden states, shape in field metadata
+//	input.<n>   fixed_size_list<f32>[size]        model inputs, shape in field metadata
+//
+// Scores never have a temperature applied; Manifest.ScoreKind says whether
+// they are logits, log-probabilities or log-softmax outputs. With top-k,
+// the probability of class topk_index[j] is exp(topk_logit[j] − logsumexp)
+// and the remaining mass 1 − Σ_j of those is spread over the other C − k.
+//
+// The schema metadata carries MetaVersion, MetaClasses, MetaScoreDtype and
+// MetaTopK, and in a cache also MetaManifest (the manifest JSON without
+// its parts) and MetaTeacher, so a single part file describes itself.
+//
+// # Versions
+//
+// Version is "MAJOR.MINOR". A reader accepts any MINOR of its MAJOR and
+// refuses a newer MAJOR with an error wrapping ErrVersion that names both.
+//
+// # Writing
+//
+// extract writes a cache directory part by part; each part appears
+// atomically and manifest.json is rewritten after it, so an interrupted run
+// resumes with OpenCacheForAppend:
+//
+//	cw, err := formats.CreateCache(dir, manifest, cfg, &formats.WriterOptions{Format: formats.FormatParquet})
+//	...
+//	for ... {
+//		if _, err := cw.WritePart(batch); err != nil { ... }
+//	}
+//	err = cw.Close()
+//
+// # Reading
+//
+// train opens the cache and reads units (one record batch or row group
+// each) in any order, or streams them:
+//
+//	c, err := formats.Open(dirs...)
+//	defer c.Close()
+//	var b formats.Batch
+//	for _, u := range rng.Perm(c.NumBatches()) {
+//		if err := c.ReadBatch(u, &b); err != nil { ... }
+//		// b.Logits holds b.Len()×C float32 values, whatever the stored dtype.
+//	}
+//
+// Decoding is guarded: malformed files yield a *CorruptError (never a
+// panic), and no batch larger than ReaderOptions.MaxBatchBytes is allocated.
+package formats

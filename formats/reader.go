@@ -1,0 +1,608 @@
+package formats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// DefaultMaxBatchBytes is the default of ReaderOptions.MaxBatchBytes.
+const DefaultMaxBatchBytes = 256 << 20
+
+// maxMetaBytes bounds the footer / message metadata a reader accepts.
+const maxMetaBytes = 16 << 20
+
+// ReaderOptions configures a Reader or Cache. The zero value, or a nil
+// *ReaderOptions, means all defaults.
+type ReaderOptions struct {
+	// MaxBatchBytes bounds the memory one batch may take to decode. A batch
+	// whose size, as declared by the file, exceeds it is refused with an
+	// error wrapping ErrTooLarge before anything is allocated for it, and
+	// decoding buffers are allocated from an allocator that refuses to go
+	// beyond twice this. Peak memory while reading a batch is thus about
+	// 3 × MaxBatchBytes. Default DefaultMaxBatchBytes (256 MiB).
+	MaxBatchBytes int64
+	// Allocator is the parent of the bounded decoding allocator; default
+	// memory.DefaultAllocator. No Arrow memory outlives a call.
+	Allocator memory.Allocator
+	// AllowMissingShards lets Open succeed on a sharded cache when some
+	// shards are missing (Cache.MissingShards lists them); by default Open
+	// fails with an error wrapping ErrIncomplete.
+	AllowMissingShards bool
+}
+
+func (o *ReaderOptions) resolve() ReaderOptions {
+	var r ReaderOptions
+	if o != nil {
+		r = *o
+	}
+	if r.MaxBatchBytes <= 0 {
+		r.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if r.Allocator == nil {
+		r.Allocator = memory.DefaultAllocator
+	}
+	return r
+}
+
+// Reader reads one part file, Arrow IPC or Parquet (detected from its magic
+// bytes), with random access to its batches. It is safe for concurrent
+// use; concurrent reads of one Reader are serialized.
+type Reader struct {
+	path   string
+	closer io.Closer
+	size   int64
+	format Format
+	opts   ReaderOptions
+	alloc  *limitAlloc
+
+	schema   *arrow.Schema
+	cfg      Config
+	cols     []column
+	leaves   []int     // Parquet leaf column indices, one per column
+	manifest *Manifest // nil if the part has no MetaManifest
+
+	mu   sync.Mutex
+	ipcr *ipc.FileReader
+	pqf  *file.Reader
+	pqr  *pqarrow.FileReader
+}
+
+// OpenReader opens the part file at path (see NewReader). Close closes the
+// file.
+func OpenReader(path string, opts *ReaderOptions) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("formats: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("formats: %w", err)
+	}
+	r, err := newReader(path, f, st.Size(), opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.closer = f
+	return r, nil
+}
+
+// NewReader reads a part file of size bytes from r. It decodes the footer
+// and schema and checks that the schema is a cache schema (see
+// ConfigFromSchema). Undecodable bytes yield a *CorruptError; a bad schema
+// an error wrapping ErrSchema or ErrVersion.
+func NewReader(r io.ReaderAt, size int64, opts *ReaderOptions) (*Reader, error) {
+	return newReader("", r, size, opts)
+}
+
+func newReader(path string, ra io.ReaderAt, size int64, opts *ReaderOptions) (rd *Reader, err error) {
+	o := opts.resolve()
+	r := &Reader{path: path, size: size, opts: o}
+	r.alloc = &limitAlloc{parent: o.Allocator, limit: 2*o.MaxBatchBytes + maxMetaBytes}
+	var magic [6]byte
+	if n, _ := ra.ReadAt(magic[:], 0); n < 4 {
+		return nil, corrupt(path, -1, errors.New("file too short"))
+	}
+	sr := io.NewSectionReader(ra, 0, size)
+	err = guard(func() error {
+		switch {
+		case bytes.Equal(magic[:], []byte("ARROW1")):
+			r.format = FormatArrow
+			ir, err := ipc.NewFileReader(sr,
+				ipc.WithAllocator(r.alloc),
+				ipc.WithBodySizeLimit(o.MaxBatchBytes),
+				ipc.WithMetadataSizeLimit(maxMetaBytes))
+			if err != nil {
+				return err
+			}
+			r.ipcr = ir
+			r.schema = ir.Schema()
+		case bytes.Equal(magic[:4], []byte("PAR1")):
+			r.format = FormatParquet
+			props := parquet.NewReaderProperties(r.alloc)
+			props.BufferedStreamEnabled = true
+			props.BufferSize = 1 << 20
+			props.MaxCompressedPageSize = min(o.MaxBatchBytes, parquet.DefaultMaxCompressedPageSize)
+			props.MaxUncompressedPageSize = o.MaxBatchBytes
+			pf, err := file.NewParquetReader(sr, file.WithReadProps(props))
+			if err != nil {
+				return err
+			}
+			r.pqf = pf
+			pr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{Parallel: false, BatchSize: 1 << 16}, r.alloc)
+			if err != nil {
+				return err
+			}
+			r.pqr = pr
+			if r.schema, err = pr.Schema(); err != nil {
+				return err
+			}
+		default:
+			return errors.New("not an Arrow IPC file or Parquet file (bad magic bytes)")
+		}
+		return nil
+	})
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if err != nil {
+		return nil, corrupt(path, -1, err)
+	}
+	if r.cfg, err = ConfigFromSchema(r.schema); err != nil {
+		if path != "" {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, err
+	}
+	r.cols = r.cfg.columns()
+	r.leaves = make([]int, len(r.cols))
+	for i := range r.leaves {
+		r.leaves[i] = i
+	}
+	if i := r.schema.Metadata().FindKey(MetaManifest); i >= 0 {
+		m, err := ParseManifest([]byte(r.schema.Metadata().Values()[i]))
+		if err != nil {
+			return nil, corrupt(path, -1, fmt.Errorf("embedded manifest: %w", err))
+		}
+		r.manifest = &m
+	}
+	if err := r.checkLayout(); err != nil {
+		return nil, corrupt(path, -1, err)
+	}
+	return r, nil
+}
+
+// checkLayout validates the Parquet footer's row groups: column chunks inside
+// the file, each within the size limits.
+func (r *Reader) checkLayout() error {
+	if r.pqf == nil {
+		return nil
+	}
+	md := r.pqf.MetaData()
+	if nc := md.Schema.NumColumns(); nc != len(r.cols) {
+		return fmt.Errorf("parquet file has %d leaf columns, schema has %d", nc, len(r.cols))
+	}
+	for g := 0; g < r.pqf.NumRowGroups(); g++ {
+		rg := md.RowGroup(g)
+		if rg.NumRows() < 0 || rg.NumColumns() != len(r.cols) {
+			return fmt.Errorf("row group %d: %d rows, %d columns", g, rg.NumRows(), rg.NumColumns())
+		}
+		for c := 0; c < rg.NumColumns(); c++ {
+			cc, err := rg.ColumnChunk(c)
+			if err != nil {
+				return fmt.Errorf("row group %d column %d: %w", g, c, err)
+			}
+			start, n := cc.DataPageOffset(), cc.TotalCompressedSize()
+			if cc.HasDictionaryPage() && cc.DictionaryPageOffset() > 0 && cc.DictionaryPageOffset() < start {
+				start = cc.DictionaryPageOffset()
+			}
+			if start < 4 || n < 0 || n > r.size || start > r.size-n {
+				return fmt.Errorf("row group %d column %d: chunk [%d, +%d) outside file of %d bytes", g, c, start, n, r.size)
+			}
+		}
+	}
+	return nil
+}
+
+// Close releases the reader and closes the file if OpenReader opened it.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ipcr != nil {
+		r.ipcr.Close()
+		r.ipcr = nil
+	}
+	if r.pqf != nil {
+		r.pqf.Close()
+		r.pqf, r.pqr = nil, nil
+	}
+	if r.closer != nil {
+		err := r.closer.Close()
+		r.closer = nil
+		return err
+	}
+	return nil
+}
+
+// Format returns the container format of the part.
+func (r *Reader) Format() Format { return r.format }
+
+// Schema returns the part's Arrow schema, with metadata.
+func (r *Reader) Schema() *arrow.Schema { return r.schema }
+
+// Config returns the cache Config recovered from the schema.
+func (r *Reader) Config() Config { return r.cfg }
+
+// Manifest returns the manifest copy embedded in the part's metadata (no
+// parts list) and whether there is one.
+func (r *Reader) Manifest() (Manifest, bool) {
+	if r.manifest == nil {
+		return Manifest{}, false
+	}
+	return *r.manifest, true
+}
+
+// NumBatches returns the number of record batches (Arrow) or row groups
+// (Parquet) in the part.
+func (r *Reader) NumBatches() int {
+	if r.ipcr != nil {
+		return r.ipcr.NumRecords()
+	}
+	if r.pqf != nil {
+		return r.pqf.NumRowGroups()
+	}
+	return 0
+}
+
+// maxRows is the largest row count a batch may have under MaxBatchBytes.
+func (r *Reader) maxRows() int64 {
+	return r.opts.MaxBatchBytes / r.cfg.rowBytes()
+}
+
+// ReadBatch decodes batch i into dst, replacing its contents and reusing
+// its slices' capacity. Float16 columns are returned as float32. A batch
+// that does not decode, has nulls or columns of inconsistent lengths yields
+// a *CorruptError; one larger than MaxBatchBytes an error wrapping
+// ErrTooLarge.
+func (r *Reader) ReadBatch(i int, dst *Batch) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ipcr == nil && r.pqf == nil {
+		return errors.New("formats: read from closed Reader")
+	}
+	if i < 0 || i >= r.NumBatches() {
+		return fmt.Errorf("formats: batch %d out of range [0, %d)", i, r.NumBatches())
+	}
+	defer r.alloc.reset()
+	var err error
+	if r.ipcr != nil {
+		err = r.readIPC(i, dst)
+	} else {
+		err = r.readParquet(i, dst)
+	}
+	if err != nil && !errors.Is(err, ErrTooLarge) {
+		return corrupt(r.path, i, err)
+	}
+	return err
+}
+
+func (r *Reader) readIPC(i int, dst *Batch) error {
+	var rec arrow.RecordBatch
+	err := guard(func() (err error) {
+		rec, err = r.ipcr.RecordBatchAt(i)
+		return err
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "exceeds limit") { // ipc.WithBodySizeLimit
+			return fmt.Errorf("%w: batch %d: %v", ErrTooLarge, i, err)
+		}
+		return err
+	}
+	defer rec.Release()
+	chunks := make([][]arrow.Array, len(r.cols))
+	if int(rec.NumCols()) != len(r.cols) {
+		return fmt.Errorf("record has %d columns, want %d", rec.NumCols(), len(r.cols))
+	}
+	for c := range r.cols {
+		chunks[c] = []arrow.Array{rec.Column(c)}
+	}
+	return r.fill(dst, rec.NumRows(), chunks)
+}
+
+func (r *Reader) readParquet(i int, dst *Batch) error {
+	rg := r.pqf.MetaData().RowGroup(i)
+	rows := rg.NumRows()
+	if rows > r.maxRows() {
+		return r.tooLarge(i, rows)
+	}
+	var total int64
+	for c := 0; c < rg.NumColumns(); c++ {
+		cc, err := rg.ColumnChunk(c)
+		if err != nil {
+			return err
+		}
+		if cc.NumValues() > rows*int64(r.cols[c].values()) || cc.TotalUncompressedSize() < 0 {
+			return fmt.Errorf("column %s: %d values for %d rows", r.cols[c].name, cc.NumValues(), rows)
+		}
+		total += cc.TotalUncompressedSize()
+	}
+	if total > 2*r.opts.MaxBatchBytes {
+		return fmt.Errorf("%w: row group %d declares %d bytes, limit %d", ErrTooLarge, i, total, r.opts.MaxBatchBytes)
+	}
+	var tbl arrow.Table
+	err := guard(func() (err error) {
+		tbl, err = r.pqr.ReadRowGroups(context.Background(), r.leaves, []int{i})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer tbl.Release()
+	if int(tbl.NumCols()) != len(r.cols) {
+		return fmt.Errorf("row group has %d columns, want %d", tbl.NumCols(), len(r.cols))
+	}
+	chunks := make([][]arrow.Array, len(r.cols))
+	for c := range r.cols {
+		chunks[c] = tbl.Column(c).Data().Chunks()
+	}
+	if tbl.NumRows() != rows {
+		return fmt.Errorf("row group declares %d rows, decoded %d", rows, tbl.NumRows())
+	}
+	return r.fill(dst, rows, chunks)
+}
+
+func (r *Reader) tooLarge(i int, rows int64) error {
+	return fmt.Errorf("%w: batch %d has %d rows of %d bytes, limit %d bytes", ErrTooLarge, i, rows, r.cfg.rowBytes(), r.opts.MaxBatchBytes)
+}
+
+// fill copies decoded columns into dst after checking every length.
+func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
+	if rows < 0 {
+		return fmt.Errorf("negative row count %d", rows)
+	}
+	if rows > r.maxRows() {
+		return r.tooLarge(-1, rows)
+	}
+	n := int(rows)
+	// Check every column and collect its value slices before touching dst.
+	views := make([][]values, len(r.cols))
+	for c, col := range r.cols {
+		got := 0
+		for _, a := range chunks[c] {
+			v, err := chunkValues(col, a)
+			if err != nil {
+				return fmt.Errorf("column %s: %w", col.name, err)
+			}
+			views[c] = append(views[c], v)
+			got += a.Len()
+		}
+		if got != n {
+			return fmt.Errorf("column %s has %d rows, batch has %d", col.name, got, n)
+		}
+	}
+	dst.Reset()
+	for c, col := range r.cols {
+		nv := n * col.values()
+		switch col.role {
+		case roleRow:
+			dst.Rows = slices.Grow(dst.Rows[:0], nv)
+			for _, v := range views[c] {
+				dst.Rows = append(dst.Rows, v.i64...)
+			}
+			continue
+		case roleLabel:
+			dst.Labels = slices.Grow(dst.Labels[:0], nv)
+			for _, v := range views[c] {
+				dst.Labels = append(dst.Labels, v.i64...)
+			}
+			continue
+		case roleTopKIndex:
+			dst.TopKIndex = slices.Grow(dst.TopKIndex[:0], nv)
+			for _, v := range views[c] {
+				dst.TopKIndex = append(dst.TopKIndex, v.i32...)
+			}
+			for _, id := range dst.TopKIndex {
+				if id < 0 || int(id) >= r.cfg.Classes {
+					return fmt.Errorf("column %s: class id %d out of range [0, %d)", col.name, id, r.cfg.Classes)
+				}
+			}
+			continue
+		}
+		var out []float32
+		switch col.role {
+		case roleLogits:
+			out = dst.Logits
+		case roleTopKLogit:
+			out = dst.TopKLogit
+		case roleLogSumExp:
+			out = dst.LogSumExp
+		case roleHidden:
+			out = dst.Hidden[col.key]
+		case roleInput:
+			out = dst.Inputs[col.key]
+		}
+		out = slices.Grow(out[:0], nv)[:nv]
+		off := 0
+		for _, v := range views[c] {
+			if v.f16 != nil {
+				f16Decode(out[off:], v.f16)
+				off += len(v.f16)
+			} else {
+				off += copy(out[off:], v.f32)
+			}
+		}
+		switch col.role {
+		case roleLogits:
+			dst.Logits = out
+		case roleTopKLogit:
+			dst.TopKLogit = out
+		case roleLogSumExp:
+			dst.LogSumExp = out
+		case roleHidden:
+			if dst.Hidden == nil {
+				dst.Hidden = make(map[string][]float32, len(r.cfg.Hidden))
+			}
+			dst.Hidden[col.key] = out
+		case roleInput:
+			if dst.Inputs == nil {
+				dst.Inputs = make(map[string][]float32, len(r.cfg.Inputs))
+			}
+			dst.Inputs[col.key] = out
+		}
+	}
+	return nil
+}
+
+// values is a view of one decoded chunk's values; exactly one slice is set.
+type values struct {
+	i64 []int64
+	i32 []int32
+	f32 []float32
+	f16 []uint16
+}
+
+// chunkValues checks one decoded chunk of a column (type, nulls, lengths)
+// and returns a view of its values: Len() values for a scalar column,
+// Len()×width for a fixed_size_list column.
+func chunkValues(col column, a arrow.Array) (values, error) {
+	if a.NullN() != 0 {
+		return values{}, fmt.Errorf("%d nulls", a.NullN())
+	}
+	prim := a
+	lo, hi := 0, a.Len()
+	if col.width > 0 {
+		l, ok := a.(*array.FixedSizeList)
+		if !ok {
+			return values{}, fmt.Errorf("decoded as %s", a.DataType())
+		}
+		prim = l.ListValues()
+		if prim == nil || prim.NullN() != 0 {
+			return values{}, errors.New("list values missing or null")
+		}
+		lo = l.Data().Offset() * col.width
+		hi = lo + l.Len()*col.width
+		if lo < 0 || hi < lo || hi > prim.Len() {
+			return values{}, fmt.Errorf("list of %d rows × %d needs values [%d, %d), child has %d", l.Len(), col.width, lo, hi, prim.Len())
+		}
+	}
+	var v values
+	var got int
+	switch p := prim.(type) {
+	case *array.Int64:
+		if col.kind == kInt64 {
+			v.i64 = p.Int64Values()
+			got = len(v.i64)
+		}
+	case *array.Int32:
+		if col.kind == kInt32 {
+			v.i32 = p.Int32Values()
+			got = len(v.i32)
+		}
+	case *array.Float32:
+		if col.kind == kFloat32 {
+			v.f32 = p.Float32Values()
+			got = len(v.f32)
+		}
+	case *array.Float16:
+		if col.kind == kFloat16 {
+			v.f16 = arrow.Uint16Traits.CastFromBytes(arrow.Float16Traits.CastToBytes(p.Values()))
+			got = len(v.f16)
+			if v.f16 == nil {
+				v.f16 = []uint16{}
+			}
+		}
+	}
+	if v.i64 == nil && v.i32 == nil && v.f32 == nil && v.f16 == nil && prim.Len() > 0 {
+		return values{}, fmt.Errorf("values decoded as %s, want %s", prim.DataType(), col.kind.arrow())
+	}
+	if got != prim.Len() {
+		return values{}, fmt.Errorf("values buffer holds %d values, array claims %d", got, prim.Len())
+	}
+	switch {
+	case v.i64 != nil:
+		v.i64 = v.i64[lo:hi]
+	case v.i32 != nil:
+		v.i32 = v.i32[lo:hi]
+	case v.f32 != nil:
+		v.f32 = v.f32[lo:hi]
+	case v.f16 != nil:
+		v.f16 = v.f16[lo:hi]
+	}
+	return v, nil
+}
+
+// guard runs f and converts a panic inside arrow-go into an error.
+func guard(f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if debugPanics {
+				err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+				return
+			}
+			if e, ok := p.(error); ok {
+				err = fmt.Errorf("decoder panic: %w", e)
+				return
+			}
+			err = fmt.Errorf("decoder panic: %v", p)
+		}
+	}()
+	return f()
+}
+
+// debugPanics adds stack traces to recovered panics (for fuzzing sessions).
+var debugPanics = os.Getenv("DISTILL_FORMATS_DEBUG") != ""
+
+// limitAlloc is a memory.Allocator that refuses (by panicking with
+// errAllocLimit, which guard recovers) to hold more than limit bytes.
+type limitAlloc struct {
+	parent memory.Allocator
+	limit  int64
+	used   atomic.Int64
+}
+
+var errAllocLimit = fmt.Errorf("%w: decoder allocation limit reached", ErrTooLarge)
+
+func (a *limitAlloc) Allocate(size int) []byte {
+	if size < 0 || a.used.Add(int64(size)) > a.limit {
+		a.used.Add(-int64(size))
+		panic(errAllocLimit)
+	}
+	return a.parent.Allocate(size)
+}
+
+func (a *limitAlloc) Reallocate(size int, b []byte) []byte {
+	d := int64(size) - int64(len(b))
+	if size < 0 || a.used.Add(d) > a.limit {
+		a.used.Add(-d)
+		panic(errAllocLimit)
+	}
+	return a.parent.Reallocate(size, b)
+}
+
+func (a *limitAlloc) Free(b []byte) {
+	a.used.Add(-int64(len(b)))
+	a.parent.Free(b)
+}
+
+// reset forgets allocations leaked by a recovered panic.
+func (a *limitAlloc) reset() { a.used.Store(0) }

@@ -1,0 +1,442 @@
+package formats
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// Version is the cache format version this package writes, "MAJOR.MINOR".
+// Readers accept any version with MAJOR <= VersionMajor; a MINOR bump only
+// adds optional fields.
+const (
+	Version      = "1.0"
+	VersionMajor = 1
+	VersionMinor = 0
+)
+
+// Column names of the cache schema.
+const (
+	ColRow       = "row"        // int64: index of the sample in the source dataset
+	ColLabel     = "label"      // int64: dataset label, when Config.HasLabel
+	ColLogits    = "logits"     // fixed_size_list<float32|float16>[C]: raw teacher scores
+	ColTopKIndex = "topk_index" // fixed_size_list<int32>[k]: class ids of the k largest scores
+	ColTopKLogit = "topk_logit" // fixed_size_list<float32|float16>[k]: those scores, descending
+	ColLogSumExp = "logsumexp"  // float32: log Σ_c exp(score_c) over all C scores
+	HiddenPrefix = "hidden."    // + name: fixed_size_list<float32|float16>[n], a teacher hidden state
+	InputPrefix  = "input."     // + name: fixed_size_list<float32>[n], a model input
+)
+
+// Arrow schema metadata keys. Schema sets the first four on the schema;
+// MetaShape is set on every hidden.* and input.* field; a CacheWriter adds
+// MetaManifest and MetaTeacher to every part it writes.
+const (
+	MetaVersion    = "distill.version"        // format version, "MAJOR.MINOR"
+	MetaClasses    = "distill.classes"        // C, decimal
+	MetaScoreDtype = "distill.score_dtype"    // "float32" or "float16"
+	MetaTopK       = "distill.topk"           // k, decimal; "0" for full logits
+	MetaShape      = "distill.shape"          // per-sample shape as a JSON array, e.g. "[1,28,28]"
+	MetaManifest   = "distill.manifest"       // the cache manifest as JSON, without its parts list
+	MetaTeacher    = "distill.teacher_sha256" // hex sha256 of the teacher model file
+)
+
+// Limits on the schema, so that a hostile schema cannot ask for absurd sizes.
+const (
+	maxWidth    = 1 << 28 // values per sample in one column
+	maxNameLen  = 256     // bytes in a hidden or input name
+	maxTensors  = 1024    // hidden plus input columns
+	maxClassesC = math.MaxInt32
+)
+
+// Dtype is the element type a float column is stored as. Readers always
+// return float32.
+type Dtype string
+
+// Storage dtypes. The empty Dtype means Float32.
+const (
+	Float32 Dtype = "float32"
+	Float16 Dtype = "float16" // IEEE 754 binary16; |x| > 65504 becomes ±Inf
+)
+
+func (d Dtype) orDefault() Dtype {
+	if d == "" {
+		return Float32
+	}
+	return d
+}
+
+func (d Dtype) valid() bool { d = d.orDefault(); return d == Float32 || d == Float16 }
+
+// TensorSpec describes one per-sample tensor stored as a column: a teacher
+// hidden state or a model input.
+type TensorSpec struct {
+	Name  string  `json:"name"`            // ONNX name; the column is HiddenPrefix+Name or InputPrefix+Name
+	Shape []int64 `json:"shape"`           // per-sample shape, without the batch dimension; every dim >= 1
+	Dtype Dtype   `json:"dtype,omitempty"` // storage dtype; "" means Float32
+}
+
+// Size returns the number of values per sample, the product of Shape (1 for
+// an empty shape).
+func (t TensorSpec) Size() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= int(d)
+	}
+	return n
+}
+
+// Config is what a cache stores per sample. It determines the Arrow schema
+// (see Schema) and is recorded in the manifest.
+type Config struct {
+	Classes    int          // C, the number of teacher classes; >= 1
+	ScoreDtype Dtype        // storage of logits / topk_logit; "" means Float32
+	TopK       int          // 0 stores all C logits; 1..C stores top-k + logsumexp
+	HasLabel   bool         // store the dataset label column
+	Hidden     []TensorSpec // hidden states, in column order
+	Inputs     []TensorSpec // model inputs, in column order; Dtype must be Float32
+}
+
+// normalize validates c and returns a copy with defaults filled in
+// (empty dtypes become Float32) and slices copied.
+func (c Config) normalize() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: config: %s", ErrSchema, fmt.Sprintf(format, args...))
+	}
+	if c.Classes < 1 || c.Classes > maxClassesC || (c.TopK == 0 && c.Classes > maxWidth) {
+		return bad("classes %d out of range", c.Classes)
+	}
+	if !c.ScoreDtype.valid() {
+		return bad("score dtype %q, want float32 or float16", c.ScoreDtype)
+	}
+	c.ScoreDtype = c.ScoreDtype.orDefault()
+	if c.TopK < 0 || c.TopK > c.Classes || c.TopK > maxWidth {
+		return bad("top-k %d out of range [0, %d]", c.TopK, c.Classes)
+	}
+	if len(c.Hidden)+len(c.Inputs) > maxTensors {
+		return bad("%d hidden and input tensors, at most %d", len(c.Hidden)+len(c.Inputs), maxTensors)
+	}
+	var err error
+	if c.Hidden, err = normalizeSpecs("hidden", c.Hidden, false); err != nil {
+		return Config{}, err
+	}
+	if c.Inputs, err = normalizeSpecs("input", c.Inputs, true); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func normalizeSpecs(kind string, specs []TensorSpec, onlyF32 bool) ([]TensorSpec, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	out := make([]TensorSpec, len(specs))
+	seen := make(map[string]bool, len(specs))
+	for i, s := range specs {
+		if err := checkName(s.Name); err != nil {
+			return nil, fmt.Errorf("%w: config: %s %q: %v", ErrSchema, kind, s.Name, err)
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("%w: config: duplicate %s name %q", ErrSchema, kind, s.Name)
+		}
+		seen[s.Name] = true
+		if !s.Dtype.valid() || (onlyF32 && s.Dtype.orDefault() != Float32) {
+			return nil, fmt.Errorf("%w: config: %s %q: dtype %q not supported", ErrSchema, kind, s.Name, s.Dtype)
+		}
+		n := int64(1)
+		for _, d := range s.Shape {
+			if d < 1 || d > maxWidth || n*d > maxWidth {
+				return nil, fmt.Errorf("%w: config: %s %q: shape %v: dims must be >= 1 with at most %d values", ErrSchema, kind, s.Name, s.Shape, maxWidth)
+			}
+			n *= d
+		}
+		out[i] = TensorSpec{Name: s.Name, Shape: append([]int64{}, s.Shape...), Dtype: s.Dtype.orDefault()}
+	}
+	return out, nil
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > maxNameLen || !utf8.ValidString(name) {
+		return fmt.Errorf("name must be 1..%d bytes of UTF-8", maxNameLen)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("name has a control character")
+		}
+	}
+	return nil
+}
+
+// colKind is the element type of a column as stored.
+type colKind uint8
+
+const (
+	kInt64 colKind = iota
+	kInt32
+	kFloat32
+	kFloat16
+)
+
+func (k colKind) size() int {
+	switch k {
+	case kInt64:
+		return 8
+	case kInt32, kFloat32:
+		return 4
+	default:
+		return 2
+	}
+}
+
+func (k colKind) arrow() arrow.DataType {
+	switch k {
+	case kInt64:
+		return arrow.PrimitiveTypes.Int64
+	case kInt32:
+		return arrow.PrimitiveTypes.Int32
+	case kFloat32:
+		return arrow.PrimitiveTypes.Float32
+	default:
+		return arrow.FixedWidthTypes.Float16
+	}
+}
+
+func kindOf(d Dtype) colKind {
+	if d.orDefault() == Float16 {
+		return kFloat16
+	}
+	return kFloat32
+}
+
+// colRole says which Batch field a column maps to.
+type colRole uint8
+
+const (
+	roleRow colRole = iota
+	roleLabel
+	roleLogits
+	roleTopKIndex
+	roleTopKLogit
+	roleLogSumExp
+	roleHidden
+	roleInput
+)
+
+// column is one column of the cache schema.
+type column struct {
+	name  string
+	role  colRole
+	key   string // hidden/input name
+	kind  colKind
+	width int // 0 for a scalar column, else the fixed_size_list size
+	shape []int64
+}
+
+// values returns the number of values per row.
+func (c column) values() int { return max(c.width, 1) }
+
+func (c column) arrowType() arrow.DataType {
+	if c.width == 0 {
+		return c.kind.arrow()
+	}
+	return arrow.FixedSizeListOfNonNullable(int32(c.width), c.kind.arrow())
+}
+
+// columns lists the columns of a normalized config in schema order.
+func (c Config) columns() []column {
+	cols := []column{{name: ColRow, role: roleRow, kind: kInt64}}
+	if c.HasLabel {
+		cols = append(cols, column{name: ColLabel, role: roleLabel, kind: kInt64})
+	}
+	score := kindOf(c.ScoreDtype)
+	if c.TopK == 0 {
+		cols = append(cols, column{name: ColLogits, role: roleLogits, kind: score, width: c.Classes})
+	} else {
+		cols = append(cols,
+			column{name: ColTopKIndex, role: roleTopKIndex, kind: kInt32, width: c.TopK},
+			column{name: ColTopKLogit, role: roleTopKLogit, kind: score, width: c.TopK},
+			column{name: ColLogSumExp, role: roleLogSumExp, kind: kFloat32})
+	}
+	for _, h := range c.Hidden {
+		cols = append(cols, column{name: HiddenPrefix + h.Name, role: roleHidden, key: h.Name, kind: kindOf(h.Dtype), width: h.Size(), shape: h.Shape})
+	}
+	for _, in := range c.Inputs {
+		cols = append(cols, column{name: InputPrefix + in.Name, role: roleInput, key: in.Name, kind: kFloat32, width: in.Size(), shape: in.Shape})
+	}
+	return cols
+}
+
+// rowBytes returns the decoded size of one row in float32/int bytes, the
+// unit ReaderOptions.MaxBatchBytes is measured in.
+func (c Config) rowBytes() int64 {
+	var n int64
+	for _, col := range c.columns() {
+		n += int64(col.values()) * 8 // stored value + float32 copy, generously
+	}
+	return n
+}
+
+// Schema returns the Arrow schema of a cache part for cfg, with the metadata
+// keys MetaVersion, MetaClasses, MetaScoreDtype and MetaTopK set and
+// MetaShape on every hidden and input field. All fields are non-nullable.
+// It returns an error wrapping ErrSchema if cfg is invalid.
+func Schema(cfg Config) (*arrow.Schema, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	return schemaOf(cfg, nil), nil
+}
+
+// schemaOf builds the schema of a normalized config plus extra metadata.
+func schemaOf(cfg Config, extra map[string]string) *arrow.Schema {
+	cols := cfg.columns()
+	fields := make([]arrow.Field, len(cols))
+	for i, col := range cols {
+		fields[i] = arrow.Field{Name: col.name, Type: col.arrowType()}
+		if col.role == roleHidden || col.role == roleInput {
+			shape, _ := json.Marshal(col.shape)
+			if col.shape == nil {
+				shape = []byte("[]")
+			}
+			fields[i].Metadata = arrow.NewMetadata([]string{MetaShape}, []string{string(shape)})
+		}
+	}
+	keys := []string{MetaVersion, MetaClasses, MetaScoreDtype, MetaTopK}
+	vals := []string{Version, strconv.Itoa(cfg.Classes), string(cfg.ScoreDtype), strconv.Itoa(cfg.TopK)}
+	for _, k := range sortedKeys(extra) {
+		if k == MetaVersion || k == MetaClasses || k == MetaScoreDtype || k == MetaTopK {
+			continue
+		}
+		keys = append(keys, k)
+		vals = append(vals, extra[k])
+	}
+	md := arrow.NewMetadata(keys, vals)
+	return arrow.NewSchema(fields, &md)
+}
+
+// ConfigFromSchema recovers the Config a part schema was made from and checks
+// that the schema is exactly Schema(cfg) up to list element names and
+// nullability. Metadata MetaVersion must name a readable version. Errors wrap
+// ErrSchema or ErrVersion and name the offending field.
+func ConfigFromSchema(s *arrow.Schema) (Config, error) {
+	if s == nil {
+		return Config{}, fmt.Errorf("%w: nil schema", ErrSchema)
+	}
+	md := s.Metadata()
+	get := func(k string) (string, bool) {
+		i := md.FindKey(k)
+		if i < 0 {
+			return "", false
+		}
+		return md.Values()[i], true
+	}
+	v, ok := get(MetaVersion)
+	if !ok {
+		return Config{}, fmt.Errorf("%w: schema has no %s metadata: not a distill cache part", ErrSchema, MetaVersion)
+	}
+	if _, _, err := parseVersion(v); err != nil {
+		return Config{}, err
+	}
+	var cfg Config
+	atoi := func(k string) (int, error) {
+		sv, ok := get(k)
+		if !ok {
+			return 0, fmt.Errorf("%w: schema has no %s metadata", ErrSchema, k)
+		}
+		n, err := strconv.Atoi(sv)
+		if err != nil {
+			return 0, fmt.Errorf("%w: schema metadata %s=%q: not an integer", ErrSchema, k, sv)
+		}
+		return n, nil
+	}
+	var err error
+	if cfg.Classes, err = atoi(MetaClasses); err != nil {
+		return Config{}, err
+	}
+	if cfg.TopK, err = atoi(MetaTopK); err != nil {
+		return Config{}, err
+	}
+	sd, _ := get(MetaScoreDtype)
+	cfg.ScoreDtype = Dtype(sd)
+	fields := s.Fields()
+	for _, f := range fields {
+		switch {
+		case f.Name == ColLabel:
+			cfg.HasLabel = true
+		case len(f.Name) > len(HiddenPrefix) && f.Name[:len(HiddenPrefix)] == HiddenPrefix,
+			len(f.Name) > len(InputPrefix) && f.Name[:len(InputPrefix)] == InputPrefix:
+			hidden := f.Name[:len(HiddenPrefix)] == HiddenPrefix
+			spec := TensorSpec{Dtype: Float32}
+			if hidden {
+				spec.Name = f.Name[len(HiddenPrefix):]
+			} else {
+				spec.Name = f.Name[len(InputPrefix):]
+			}
+			if fsl, ok := f.Type.(*arrow.FixedSizeListType); ok && fsl.Elem().ID() == arrow.FLOAT16 {
+				spec.Dtype = Float16
+			}
+			i := f.Metadata.FindKey(MetaShape)
+			if i < 0 {
+				return Config{}, fmt.Errorf("%w: field %q has no %s metadata", ErrSchema, f.Name, MetaShape)
+			}
+			if err := json.Unmarshal([]byte(f.Metadata.Values()[i]), &spec.Shape); err != nil {
+				return Config{}, fmt.Errorf("%w: field %q: bad %s %q", ErrSchema, f.Name, MetaShape, f.Metadata.Values()[i])
+			}
+			if len(spec.Shape) > 64 {
+				return Config{}, fmt.Errorf("%w: field %q: shape has %d dims", ErrSchema, f.Name, len(spec.Shape))
+			}
+			if hidden {
+				cfg.Hidden = append(cfg.Hidden, spec)
+			} else {
+				cfg.Inputs = append(cfg.Inputs, spec)
+			}
+		}
+	}
+	if cfg, err = cfg.normalize(); err != nil {
+		return Config{}, err
+	}
+	if err := matchSchema(cfg, s); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// matchSchema checks that s has exactly the columns of cfg, in order, with
+// the right types (list element names and nullability are not compared).
+func matchSchema(cfg Config, s *arrow.Schema) error {
+	cols := cfg.columns()
+	fields := s.Fields()
+	for i, col := range cols {
+		if i >= len(fields) {
+			return fmt.Errorf("%w: missing column %q", ErrSchema, col.name)
+		}
+		f := fields[i]
+		if f.Name != col.name {
+			return fmt.Errorf("%w: column %d is %q, want %q", ErrSchema, i, f.Name, col.name)
+		}
+		if !sameType(f.Type, col.arrowType()) {
+			return fmt.Errorf("%w: column %q has type %s, want %s", ErrSchema, f.Name, f.Type, col.arrowType())
+		}
+	}
+	if len(fields) > len(cols) {
+		return fmt.Errorf("%w: unexpected column %q", ErrSchema, fields[len(cols)].Name)
+	}
+	return nil
+}
+
+func sameType(got, want arrow.DataType) bool {
+	if got == nil {
+		return false
+	}
+	w, ok := want.(*arrow.FixedSizeListType)
+	if !ok {
+		return got.ID() == want.ID()
+	}
+	g, ok := got.(*arrow.FixedSizeListType)
+	return ok && g.Len() == w.Len() && g.Elem() != nil && g.Elem().ID() == w.Elem().ID()
+}

@@ -1,0 +1,377 @@
+package formats
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// Format is the container a part file is written in.
+type Format string
+
+// Part file formats.
+const (
+	// FormatArrow is the Arrow IPC file format ("Feather v2"), extension
+	// .arrow: fastest to read, random access to each record batch.
+	FormatArrow Format = "arrow"
+	// FormatParquet is Apache Parquet, extension .parquet: smallest, read by
+	// every data tool; one row group per batch.
+	FormatParquet Format = "parquet"
+)
+
+// Ext returns the file extension of f, with the dot.
+func (f Format) Ext() string { return "." + string(f) }
+
+// Compression is the codec applied to column data inside a part file.
+type Compression string
+
+// Codecs. Arrow IPC supports all three as buffer compression; Parquet
+// uses them as page compression (lz4 is Parquet's LZ4_RAW).
+const (
+	CompressionNone Compression = "none"
+	CompressionLZ4  Compression = "lz4"
+	CompressionZstd Compression = "zstd"
+)
+
+// Defaults of WriterOptions.
+const (
+	DefaultRowsPerBatch  = 65536    // rows per IPC record batch / Parquet row group
+	DefaultMaxBatchValue = 64 << 20 // the default RowsPerBatch is lowered so a batch holds at most this many bytes of values
+)
+
+// WriterOptions configures a Writer or CacheWriter. The zero value, or a nil
+// *WriterOptions, means all defaults.
+type WriterOptions struct {
+	// Format is the container; default FormatArrow.
+	Format Format
+	// Compression is the codec; default CompressionNone for FormatArrow,
+	// CompressionZstd for FormatParquet.
+	Compression Compression
+	// RowsPerBatch is the number of rows per record batch (Arrow) or row
+	// group (Parquet), the unit of random access. Every batch of a part has
+	// exactly RowsPerBatch rows except the last. Default DefaultRowsPerBatch,
+	// lowered so that one batch holds at most DefaultMaxBatchValue bytes.
+	RowsPerBatch int
+	// Allocator is used for Arrow buffers; default memory.DefaultAllocator.
+	Allocator memory.Allocator
+	// Metadata is added to the Arrow schema metadata of the part. Keys set
+	// by Schema take precedence.
+	Metadata map[string]string
+}
+
+// resolve returns opts with every default filled in, validated.
+func (o *WriterOptions) resolve(cfg Config) (WriterOptions, error) {
+	var r WriterOptions
+	if o != nil {
+		r = *o
+	}
+	if r.Format == "" {
+		r.Format = FormatArrow
+	}
+	if r.Format != FormatArrow && r.Format != FormatParquet {
+		return r, fmt.Errorf("formats: unknown format %q, want arrow or parquet", r.Format)
+	}
+	if r.Compression == "" {
+		r.Compression = CompressionNone
+		if r.Format == FormatParquet {
+			r.Compression = CompressionZstd
+		}
+	}
+	switch r.Compression {
+	case CompressionNone, CompressionLZ4, CompressionZstd:
+	default:
+		return r, fmt.Errorf("formats: unknown compression %q, want none, lz4 or zstd", r.Compression)
+	}
+	if r.RowsPerBatch < 0 {
+		return r, fmt.Errorf("formats: RowsPerBatch %d < 0", r.RowsPerBatch)
+	}
+	if r.RowsPerBatch == 0 {
+		r.RowsPerBatch = DefaultRowsPerBatch
+		var per int64
+		for _, c := range cfg.columns() {
+			per += int64(c.values() * c.kind.size())
+		}
+		if lim := int(DefaultMaxBatchValue / per); lim < r.RowsPerBatch {
+			r.RowsPerBatch = max(lim, 1)
+		}
+	}
+	if r.Allocator == nil {
+		r.Allocator = memory.DefaultAllocator
+	}
+	return r, nil
+}
+
+// Writer writes one part file: cache rows in the schema of a Config, in
+// Arrow IPC file format or Parquet. Rows are regrouped into batches of
+// exactly RowsPerBatch rows, whatever the sizes of the Batches written.
+// A Writer is not safe for concurrent use.
+type Writer struct {
+	cfg    Config
+	cols   []column
+	schema *arrow.Schema
+	opts   WriterOptions
+
+	ipcw *ipc.FileWriter
+	pqw  *pqarrow.FileWriter
+	cw   *countWriter
+
+	pend    [][]byte // per column, the pending rows' values as little-endian bytes
+	n       int      // pending rows
+	rows    int64
+	batches int
+	err     error // sticky
+	closed  bool
+
+	idx []int32   // top-k scratch
+	val []float32 // top-k scratch
+}
+
+// countWriter counts bytes and hides any Close method of the underlying
+// writer from arrow's writers.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// NewWriter starts a part file on w with the schema Schema(cfg) plus
+// opts.Metadata. It writes the file header immediately. A nil opts means
+// defaults. It returns an error wrapping ErrSchema for an invalid cfg.
+func NewWriter(w io.Writer, cfg Config, opts *WriterOptions) (*Writer, error) {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	o, err := opts.resolve(cfg)
+	if err != nil {
+		return nil, err
+	}
+	wr := &Writer{cfg: cfg, cols: cfg.columns(), opts: o, cw: &countWriter{w: w}}
+	wr.schema = schemaOf(cfg, o.Metadata)
+	wr.pend = make([][]byte, len(wr.cols))
+	switch o.Format {
+	case FormatArrow:
+		iopts := []ipc.Option{ipc.WithSchema(wr.schema), ipc.WithAllocator(o.Allocator)}
+		switch o.Compression {
+		case CompressionLZ4:
+			iopts = append(iopts, ipc.WithLZ4())
+		case CompressionZstd:
+			iopts = append(iopts, ipc.WithZstd())
+		}
+		wr.ipcw, err = ipc.NewFileWriter(wr.cw, iopts...)
+	case FormatParquet:
+		codec := compress.Codecs.Uncompressed
+		switch o.Compression {
+		case CompressionLZ4:
+			codec = compress.Codecs.Lz4Raw
+		case CompressionZstd:
+			codec = compress.Codecs.Zstd
+		}
+		props := parquet.NewWriterProperties(
+			parquet.WithAllocator(o.Allocator),
+			parquet.WithCompression(codec),
+			parquet.WithDictionaryDefault(false),
+			parquet.WithMaxRowGroupLength(int64(o.RowsPerBatch)),
+			parquet.WithCreatedBy("distill formats "+Version),
+		)
+		aprops := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(o.Allocator))
+		wr.pqw, err = pqarrow.NewFileWriter(wr.schema, wr.cw, props, aprops)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("formats: start %s part: %w", o.Format, err)
+	}
+	return wr, nil
+}
+
+// Config returns the normalized configuration the writer was created with.
+func (w *Writer) Config() Config { return w.cfg }
+
+// Schema returns the Arrow schema of the part, including metadata.
+func (w *Writer) Schema() *arrow.Schema { return w.schema }
+
+// Rows returns the number of rows written so far (including buffered ones).
+func (w *Writer) Rows() int64 { return w.rows + int64(w.n) }
+
+// Write appends the rows of b. Float values are converted to float16 where
+// the config says so. When the config stores top-k and b has only full
+// Logits (Len()*C values), Write derives topk_index, topk_logit and
+// logsumexp from them (see TopK). Write validates every column's length,
+// top-k ids and order, and returns an error without writing anything if b
+// is inconsistent; after an I/O error every later call fails.
+func (w *Writer) Write(b *Batch) error {
+	if w.closed {
+		return errors.New("formats: write to closed Writer")
+	}
+	if w.err != nil {
+		return w.err
+	}
+	derive, err := b.check(w.cfg)
+	if err != nil {
+		return err
+	}
+	for r := 0; r < b.Len(); {
+		m := min(b.Len()-r, w.opts.RowsPerBatch-w.n)
+		w.appendRows(b, r, r+m, derive)
+		r += m
+		w.n += m
+		if w.n == w.opts.RowsPerBatch {
+			if err := w.flush(); err != nil {
+				w.err = err
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// appendRows appends rows [r0, r1) of b to the pending buffers.
+func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
+	if derive {
+		k := w.cfg.TopK
+		c := w.cfg.Classes
+		w.idx = slices.Grow(w.idx[:0], k)[:k]
+		w.val = slices.Grow(w.val[:0], k)[:k]
+		for r := r0; r < r1; r++ {
+			lse := TopK(w.idx, w.val, b.Logits[r*c:(r+1)*c])
+			for i, col := range w.cols {
+				switch col.role {
+				case roleTopKIndex:
+					w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(w.idx)...)
+				case roleTopKLogit:
+					w.pend[i] = appendFloats(w.pend[i], col.kind, w.val)
+				case roleLogSumExp:
+					w.pend[i] = appendFloats(w.pend[i], col.kind, []float32{lse})
+				}
+			}
+		}
+	}
+	for i, col := range w.cols {
+		v := col.values()
+		switch col.role {
+		case roleRow:
+			w.pend[i] = append(w.pend[i], arrow.Int64Traits.CastToBytes(b.Rows[r0:r1])...)
+		case roleLabel:
+			w.pend[i] = append(w.pend[i], arrow.Int64Traits.CastToBytes(b.Labels[r0:r1])...)
+		case roleTopKIndex:
+			if !derive {
+				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(b.TopKIndex[r0*v:r1*v])...)
+			}
+		case roleTopKLogit:
+			if !derive {
+				w.pend[i] = appendFloats(w.pend[i], col.kind, b.TopKLogit[r0*v:r1*v])
+			}
+		case roleLogSumExp:
+			if !derive {
+				w.pend[i] = appendFloats(w.pend[i], col.kind, b.LogSumExp[r0:r1])
+			}
+		case roleLogits:
+			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Logits[r0*v:r1*v])
+		case roleHidden:
+			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Hidden[col.key][r0*v:r1*v])
+		case roleInput:
+			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Inputs[col.key][r0*v:r1*v])
+		}
+	}
+}
+
+func appendFloats(dst []byte, k colKind, src []float32) []byte {
+	if k == kFloat32 {
+		return append(dst, arrow.Float32Traits.CastToBytes(src)...)
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, 2*len(src))[:n+2*len(src)]
+	for i, f := range src {
+		h := f32ToF16(f)
+		dst[n+2*i] = byte(h)
+		dst[n+2*i+1] = byte(h >> 8)
+	}
+	return dst
+}
+
+// flush writes the pending rows as one record batch / row group.
+func (w *Writer) flush() (err error) {
+	if w.n == 0 {
+		return nil
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("formats: write batch %d: %v", w.batches, p)
+		}
+	}()
+	arrs := make([]arrow.Array, len(w.cols))
+	for i, col := range w.cols {
+		buf := memory.NewBufferBytes(w.pend[i])
+		var data arrow.ArrayData
+		if col.width == 0 {
+			data = array.NewData(col.kind.arrow(), w.n, []*memory.Buffer{nil, buf}, nil, 0, 0)
+		} else {
+			child := array.NewData(col.kind.arrow(), w.n*col.width, []*memory.Buffer{nil, buf}, nil, 0, 0)
+			data = array.NewData(col.arrowType(), w.n, []*memory.Buffer{nil}, []arrow.ArrayData{child}, 0, 0)
+			child.Release()
+		}
+		arrs[i] = array.MakeFromData(data)
+		data.Release()
+		defer arrs[i].Release()
+	}
+	rec := array.NewRecordBatch(w.schema, arrs, int64(w.n))
+	defer rec.Release()
+	if w.ipcw != nil {
+		err = w.ipcw.Write(rec)
+	} else {
+		err = w.pqw.Write(rec)
+	}
+	if err != nil {
+		return fmt.Errorf("formats: write batch %d: %w", w.batches, err)
+	}
+	w.rows += int64(w.n)
+	w.batches++
+	w.n = 0
+	for i := range w.pend {
+		w.pend[i] = w.pend[i][:0]
+	}
+	return nil
+}
+
+// Close writes any buffered rows and the file footer. It does not close the
+// underlying io.Writer. Calling Close again returns nil.
+func (w *Writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	err := w.err
+	if err == nil {
+		err = w.flush()
+	}
+	var cerr error
+	if w.ipcw != nil {
+		cerr = w.ipcw.Close()
+	} else {
+		cerr = w.pqw.Close()
+	}
+	if err == nil && cerr != nil {
+		err = fmt.Errorf("formats: close %s part: %w", w.opts.Format, cerr)
+	}
+	w.pend = nil
+	return err
+}
+
+// sortedKeys returns the keys of m in increasing order.
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
