@@ -72,7 +72,8 @@ func Open(paths ...string) (*Cache, error) {
 }
 
 // OpenWithOptions opens a cache made of one directory or of several shard
-// directories (a path may also name a manifest.json). It reads every
+// directories (a path may also name a manifest.json, or a directory whose
+// shard-*-of-* subdirectories hold the shards; see ShardDirName). It reads every
 // manifest and checks that they agree: same teacher sha256, score kind,
 // classes, schema and settings other than ShardIndex, each shard index at
 // most once. If shards of the N are missing it fails with an error wrapping
@@ -86,7 +87,15 @@ func OpenWithOptions(opts *ReaderOptions, paths ...string) (*Cache, error) {
 	}
 	c := &Cache{opts: opts.resolve(), open: map[int]*openPart{}}
 	seen := map[string]bool{}
+	var expanded []string
 	for _, p := range paths {
+		if sub := expandShards(p); sub != nil {
+			expanded = append(expanded, sub...)
+		} else {
+			expanded = append(expanded, p)
+		}
+	}
+	for _, p := range expanded {
 		dir := p
 		if filepath.Base(p) == ManifestName {
 			if st, err := os.Stat(p); err == nil && !st.IsDir() {

@@ -51,22 +51,7 @@ func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (*Cach
 	if err != nil {
 		return nil, err
 	}
-	m.Version = Version
-	m.Classes = cfg.Classes
-	s := &m.Settings
-	s.TopK, s.Dtype, s.HasLabel = cfg.TopK, cfg.ScoreDtype, cfg.HasLabel
-	s.Hidden, s.Inputs, s.KeepInput = cfg.Hidden, cfg.Inputs, len(cfg.Inputs) > 0
-	s.Format, s.Compression, s.RowsPerBatch = o.Format, o.Compression, o.RowsPerBatch
-	if s.ShardCount == 0 {
-		s.ShardCount = 1
-	}
-	if m.ScoreKind == "" {
-		m.ScoreKind = ScoreLogits
-	}
-	if m.Created.IsZero() {
-		m.Created = time.Now().UTC().Truncate(time.Millisecond)
-	}
-	m.Rows, m.Parts = 0, nil
+	m.fill(cfg, o)
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
@@ -87,6 +72,27 @@ func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (*Cach
 		return nil, err
 	}
 	return c, nil
+}
+
+// fill sets the fields CreateCache derives, from a normalized cfg and
+// resolved options.
+func (m *Manifest) fill(cfg Config, o WriterOptions) {
+	m.Version = Version
+	m.Classes = cfg.Classes
+	s := &m.Settings
+	s.TopK, s.Dtype, s.HasLabel = cfg.TopK, cfg.ScoreDtype, cfg.HasLabel
+	s.Hidden, s.Inputs, s.KeepInput = cfg.Hidden, cfg.Inputs, len(cfg.Inputs) > 0
+	s.Format, s.Compression, s.RowsPerBatch = o.Format, o.Compression, o.RowsPerBatch
+	if s.ShardCount == 0 {
+		s.ShardCount = 1
+	}
+	if m.ScoreKind == "" {
+		m.ScoreKind = ScoreLogits
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC().Truncate(time.Millisecond)
+	}
+	m.Rows, m.Parts = 0, nil
 }
 
 // OpenCacheForAppend reopens the cache directory dir to add parts, for

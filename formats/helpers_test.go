@@ -136,17 +136,16 @@ func equalBatch(t *testing.T, want, got *Batch) {
 	}
 	eqF32("topk_logit", want.TopKLogit, got.TopKLogit)
 	eqF32("logsumexp", want.LogSumExp, got.LogSumExp)
-	if len(want.Hidden) != len(got.Hidden) {
-		t.Fatalf("hidden: %d tensors, want %d", len(got.Hidden), len(want.Hidden))
-	}
-	for k := range want.Hidden {
-		eqF32("hidden."+k, want.Hidden[k], got.Hidden[k])
-	}
-	if len(want.Inputs) != len(got.Inputs) {
-		t.Fatalf("inputs: %d tensors, want %d", len(got.Inputs), len(want.Inputs))
-	}
-	for k := range want.Inputs {
-		eqF32("input."+k, want.Inputs[k], got.Inputs[k])
+	for _, m := range []struct {
+		prefix    string
+		want, got map[string][]float32
+	}{{"hidden.", want.Hidden, got.Hidden}, {"input.", want.Inputs, got.Inputs}} {
+		for k := range m.want {
+			eqF32(m.prefix+k, m.want[k], m.got[k])
+		}
+		for k := range m.got {
+			eqF32(m.prefix+k, m.want[k], m.got[k])
+		}
 	}
 }
 

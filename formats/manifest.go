@@ -58,6 +58,8 @@ type Teacher struct {
 	Opset           int          `json:"opset,omitempty"`
 	Producer        string       `json:"producer,omitempty"`         // producer_name of the model
 	ProducerVersion string       `json:"producer_version,omitempty"` // producer_version of the model
+	ScoreTensor     string       `json:"score_tensor,omitempty"`     // the tensor the scores were read from (e.g. the input of a final Softmax)
+	ScoreNote       string       `json:"score_note,omitempty"`       // why that tensor, and how the score kind was decided
 }
 
 // TensorInfo is a model input or output as declared by the model.
@@ -271,3 +273,6 @@ func (m *Manifest) validate() error {
 
 // errNotManifest is returned for a part whose metadata has no manifest.
 var errNotManifest = errors.New("no " + MetaManifest + " metadata")
+
+// jsonMarshal is json.Marshal, named for the tests.
+var jsonMarshal = func(v any) ([]byte, error) { return json.Marshal(v) }

@@ -67,7 +67,9 @@ func (o *ReaderOptions) resolve() ReaderOptions {
 type Reader struct {
 	path   string
 	closer io.Closer
+	ra     io.ReaderAt
 	size   int64
+	blocks []ipcBlock // record batch blocks of an Arrow IPC file
 	format Format
 	opts   ReaderOptions
 	alloc  *limitAlloc
@@ -115,7 +117,7 @@ func NewReader(r io.ReaderAt, size int64, opts *ReaderOptions) (*Reader, error) 
 
 func newReader(path string, ra io.ReaderAt, size int64, opts *ReaderOptions) (rd *Reader, err error) {
 	o := opts.resolve()
-	r := &Reader{path: path, size: size, opts: o}
+	r := &Reader{path: path, ra: ra, size: size, opts: o}
 	r.alloc = &limitAlloc{parent: o.Allocator, limit: 2*o.MaxBatchBytes + maxMetaBytes}
 	var magic [6]byte
 	if n, _ := ra.ReadAt(magic[:], 0); n < 4 {
@@ -126,6 +128,11 @@ func newReader(path string, ra io.ReaderAt, size int64, opts *ReaderOptions) (rd
 		switch {
 		case bytes.Equal(magic[:], []byte("ARROW1")):
 			r.format = FormatArrow
+			blocks, err := checkIPCFooter(ra, size)
+			if err != nil {
+				return err
+			}
+			r.blocks = blocks
 			ir, err := ipc.NewFileReader(sr,
 				ipc.WithAllocator(r.alloc),
 				ipc.WithBodySizeLimit(o.MaxBatchBytes),
@@ -147,6 +154,11 @@ func newReader(path string, ra io.ReaderAt, size int64, opts *ReaderOptions) (rd
 				return err
 			}
 			r.pqf = pf
+			if v := pf.MetaData().KeyValueMetadata().FindValue("ARROW:schema"); v != nil {
+				if err := checkArrowSchemaMessage(*v); err != nil {
+					return err
+				}
+			}
 			pr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{Parallel: false, BatchSize: 1 << 16}, r.alloc)
 			if err != nil {
 				return err
@@ -168,7 +180,7 @@ func newReader(path string, ra io.ReaderAt, size int64, opts *ReaderOptions) (rd
 	if err != nil {
 		return nil, corrupt(path, -1, err)
 	}
-	if r.cfg, err = ConfigFromSchema(r.schema); err != nil {
+	if err = guard(func() (err error) { r.cfg, err = ConfigFromSchema(r.schema); return err }); err != nil {
 		if path != "" {
 			err = fmt.Errorf("%s: %w", path, err)
 		}
@@ -294,12 +306,12 @@ func (r *Reader) ReadBatch(i int, dst *Batch) error {
 		return fmt.Errorf("formats: batch %d out of range [0, %d)", i, r.NumBatches())
 	}
 	defer r.alloc.reset()
-	var err error
-	if r.ipcr != nil {
-		err = r.readIPC(i, dst)
-	} else {
-		err = r.readParquet(i, dst)
-	}
+	err := guard(func() error {
+		if r.ipcr != nil {
+			return r.readIPC(i, dst)
+		}
+		return r.readParquet(i, dst)
+	})
 	if err != nil && !errors.Is(err, ErrTooLarge) {
 		return corrupt(r.path, i, err)
 	}
@@ -307,8 +319,18 @@ func (r *Reader) ReadBatch(i int, dst *Batch) error {
 }
 
 func (r *Reader) readIPC(i int, dst *Batch) error {
+	if len(r.blocks) != r.ipcr.NumRecords() {
+		return errors.New("footer changed")
+	}
+	rows, err := checkIPCMessage(r.ra, r.size, r.blocks[i], len(r.cols))
+	if err != nil {
+		return err
+	}
+	if rows > r.maxRows() {
+		return r.tooLarge(i, rows)
+	}
 	var rec arrow.RecordBatch
-	err := guard(func() (err error) {
+	err = guard(func() (err error) {
 		rec, err = r.ipcr.RecordBatchAt(i)
 		return err
 	})

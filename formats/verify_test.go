@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -438,6 +440,42 @@ func TestWriterRejects(t *testing.T) {
 	for _, o := range []WriterOptions{{Format: "csv"}, {Compression: "gzip"}, {RowsPerBatch: -1}} {
 		if _, err := NewWriter(&bytes.Buffer{}, cfg, &o); err == nil {
 			t.Errorf("NewWriter with %+v succeeded", o)
+		}
+	}
+}
+
+// TestMutatedParts decodes randomly damaged copies of the fuzz seeds: every
+// outcome must be a decoded batch or an error of this package (go test
+// -fuzz FuzzReader explores further).
+func TestMutatedParts(t *testing.T) {
+	t.Parallel()
+	seeds := fuzzSeedParts(t)
+	names := slices.Sorted(maps.Keys(seeds))
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 1000
+	if testing.Short() {
+		n = 100
+	}
+	for it := 0; it < n; it++ {
+		for _, name := range names {
+			data := bytes.Clone(seeds[name])
+			for k := 0; k < 1+rng.IntN(4); k++ {
+				i := rng.IntN(len(data))
+				switch rng.IntN(4) {
+				case 0:
+					data[i] ^= byte(1 << rng.IntN(8))
+				case 1:
+					data[i] = byte(rng.IntN(256))
+				case 2:
+					data[i] = 0xff
+				case 3:
+					data = append(data[:i], data[min(len(data), i+1+rng.IntN(8)):]...)
+				}
+			}
+			_, err := readAllParts(data)
+			if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrSchema) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("%s mutation %d: unexpected error kind: %v", name, it, err)
+			}
 		}
 	}
 }
