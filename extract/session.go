@@ -18,6 +18,9 @@ type SessionOptions struct {
 	// "coreml". A provider the library lacks is an error, never a silent
 	// fall-back to the CPU.
 	Provider string
+	// quiet silences onnxruntime's own error log (for trial runs that are
+	// expected to fail).
+	quiet bool
 }
 
 // Tensor is a dense float32 tensor with its full shape, batch dimension
@@ -49,6 +52,11 @@ func (rt *Runtime) NewSession(model []byte, inputs, outputs []string, opts Sessi
 			return nil, fmt.Errorf("extract: --threads %d: %w", opts.Threads, err)
 		}
 		if err := so.SetInterOpNumThreads(1); err != nil {
+			return nil, err
+		}
+	}
+	if opts.quiet {
+		if err := so.SetLogSeverityLevel(ort.LoggingLevelFatal); err != nil {
 			return nil, err
 		}
 	}

@@ -91,6 +91,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first Ctrl-C the command winds down cleanly; restoring
+		// the default handler lets a second one kill it at once.
+		<-ctx.Done()
+		stop()
+	}()
 	err := runFn(ctx, fs.Args())
 	switch {
 	case err == nil:

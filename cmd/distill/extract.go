@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/distill-ml/distill/extract"
+	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		Name:      "extract",
+		UsageLine: "--teacher T.onnx --data D --out CACHE [flags]",
+		Short:     "run a teacher over a dataset once and cache its logits and hidden states",
+		Long: `Run the teacher ONNX model through onnxruntime over every row of the dataset
+and write its scores (raw logits; probabilities are stored as log-probabilities),
+chosen hidden states and optionally the model inputs to a cache directory:
+manifest.json plus part-NNNNN.parquet (or .arrow) files.
+
+The dataset may be Parquet, Arrow IPC, .npy, CSV or MNIST idx(.gz); dataset
+columns feed the model inputs of the same name (a single-input model takes a
+single-column dataset whatever the names; --map INPUT=COLUMN otherwise).
+'distill tensors T.onnx' lists the tensors --hidden accepts.
+
+A teacher whose graph ends in Softmax or LogSoftmax is cached from the
+tensor before it, so temperature can be applied to real logits. A fixed
+batch dimension (1, 10, ...) is relaxed in memory when the graph allows it,
+otherwise batches run at the fixed size and the last one is padded.
+
+Crash safety: parts appear whole or not at all and the manifest lists only
+complete parts. After a crash or kill, run the same command with --resume.
+Ctrl-C finishes the part in flight, writes the manifest and prints the
+resume command.
+
+Scale-out: --shard I/N processes a deterministic 1/N of the parts (whole
+parts, so N shards may share one directory). Without --shard, the Kubernetes
+Indexed Job (JOB_COMPLETION_INDEX with --shard-count or DISTILL_SHARD_COUNT)
+and Slurm array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT) variables are
+read.`,
+		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
+			var o extract.Options
+			var hidden []string
+			var maps []string
+			var scale, mean, std, reshape, shard, scores string
+			var shardCount int
+			var lib string
+			fs.StringVar(&o.Teacher, "teacher", "", "teacher ONNX model (required)")
+			fs.StringVar(&o.Data, "data", "", "dataset file: .parquet, .arrow, .npy, .csv or MNIST *-idx3-ubyte[.gz] (required)")
+			fs.StringVar(&o.Out, "out", "", "cache directory to write (required)")
+			fs.IntVar(&o.Batch, "batch", 256, "rows per teacher run")
+			fs.IntVar(&o.TopK, "topk", 0, "cache only the K largest logits per row plus their logsumexp (0 = all)")
+			fs.StringVar(&o.Dtype, "dtype", "f32", "storage of scores and hidden states: f32 or f16")
+			fs.StringSliceVar(&hidden, "hidden", nil, "intermediate tensors to cache, comma-separated (see distill tensors)")
+			fs.BoolVar(&o.KeepInput, "keep-input", false, "also cache the model inputs (after preprocessing), so training needs no dataset")
+			fs.StringVar(&o.Format, "format", "parquet", "part file format: parquet (zstd) or arrow (IPC)")
+			fs.StringVar(&o.Compression, "compression", "", "compression: zstd, lz4 (arrow only) or none (default: zstd for parquet, none for arrow)")
+			fs.IntVar(&o.Threads, "threads", 0, "onnxruntime intra-op threads (0 = all cores)")
+			fs.StringVar(&o.Provider, "provider", "cpu", "execution provider: cpu, cuda, tensorrt or coreml")
+			fs.StringVar(&shard, "shard", "", "process shard I of N (I/N, 0-based)")
+			fs.IntVar(&shardCount, "shard-count", 0, "shard count N when the index comes from JOB_COMPLETION_INDEX")
+			fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted extraction into the same --out")
+			fs.StringVar(&o.Output, "output", "", "the tensor holding the class scores (default: chosen automatically)")
+			fs.StringVar(&scores, "scores", "auto", "what the scores are: auto, logits, probs or log_probs")
+			fs.StringVar(&scale, "scale", "", "multiply input values by this first, e.g. 1/255")
+			fs.StringVar(&mean, "mean", "", "subtract per-channel mean (after --scale), e.g. 0.1307 or 0.485,0.456,0.406")
+			fs.StringVar(&std, "std", "", "divide by per-channel std (after --mean), e.g. 0.3081")
+			fs.StringVar(&reshape, "reshape", "", "per-sample shape fed to the model, without the batch axis, e.g. 1,28,28")
+			fs.StringSliceVar(&maps, "map", nil, "feed dataset column COLUMN to model input INPUT (INPUT=COLUMN, repeatable)")
+			fs.BoolVar(&o.AllowNonFinite, "allow-nonfinite", false, "keep NaN/Inf teacher scores instead of stopping")
+			fs.IntVar(&o.PartRows, "part-rows", 65536, "rows per part file: the unit of resume and sharding")
+			fs.StringVar(&lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 0 {
+					return usageError("unexpected arguments %q", args)
+				}
+				for _, f := range []struct{ name, v string }{{"--teacher", o.Teacher}, {"--data", o.Data}, {"--out", o.Out}} {
+					if f.v == "" {
+						return usageError("%s is required", f.name)
+					}
+				}
+				var err error
+				o.Hidden = hidden
+				if o.Scores, err = extract.ParseScoreKind(scores); err != nil {
+					return usageError("--scores: %v", err)
+				}
+				if scale != "" {
+					if o.Preprocess.Scale, err = extract.ParseNumber(scale); err != nil {
+						return usageError("--scale: %v", err)
+					}
+				}
+				if o.Preprocess.Mean, err = extract.ParseFloatList(mean); err != nil {
+					return usageError("--mean: %v", err)
+				}
+				if o.Preprocess.Std, err = extract.ParseFloatList(std); err != nil {
+					return usageError("--std: %v", err)
+				}
+				if o.Preprocess.Shape, err = extract.ParseShape(reshape); err != nil {
+					return usageError("--reshape: %v", err)
+				}
+				if len(maps) > 0 {
+					o.InputMap = map[string]string{}
+					for _, m := range maps {
+						in, col, ok := strings.Cut(m, "=")
+						if !ok || in == "" || col == "" {
+							return usageError("--map %q: want INPUT=COLUMN", m)
+						}
+						o.InputMap[in] = col
+					}
+				}
+				if o.ShardIndex, o.ShardCount, err = shardFromEnv(shard, shardCount); err != nil {
+					return usageError("%v", err)
+				}
+				if o.TopK < 0 {
+					return usageError("--topk %d: want 0 (all logits) or a positive K", o.TopK)
+				}
+				o.Dataset = &dataset.Options{}
+				o.ToolVersion = version
+				o.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "extract: "+format+"\n", a...) }
+				pr := newProgress("extract", "rows")
+				o.Progress = pr.Update
+				rt, err := extract.NewRuntime(lib)
+				if err != nil {
+					return err
+				}
+				defer rt.Close()
+				res, err := rt.Run(ctx, o)
+				pr.Done()
+				if errors.Is(err, extract.ErrInterrupted) {
+					fmt.Fprintf(os.Stderr, "extract: interrupted after %d rows; parts written so far are complete. Resume with:\n  %s\n",
+						res.Rows+res.Skipped, resumeCommand())
+					return fmt.Errorf("%w", context.Canceled)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Printf("extract: %d rows in %d new parts (%d rows already complete) → %s\n  scores: %s (%s)\n",
+					res.Rows, res.Parts, res.Skipped, o.Out, res.Source.Tensor, res.Source.Why)
+				return nil
+			}
+		},
+	})
+}
+
+// shardFromEnv resolves --shard, else the Kubernetes Indexed Job or Slurm
+// array environment.
+func shardFromEnv(flag string, count int) (int, int, error) {
+	if flag != "" {
+		return extract.ParseShard(flag)
+	}
+	if c := os.Getenv("DISTILL_SHARD_COUNT"); c != "" && count == 0 {
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			return 0, 0, fmt.Errorf("DISTILL_SHARD_COUNT=%q is not a number", c)
+		}
+		count = n
+	}
+	if idx := os.Getenv("JOB_COMPLETION_INDEX"); idx != "" {
+		if count == 0 {
+			return 0, 0, fmt.Errorf("JOB_COMPLETION_INDEX=%s is set but the shard count is not: pass --shard-count N (the Job's completions) or set DISTILL_SHARD_COUNT", idx)
+		}
+		return extract.ParseShard(idx + "/" + strconv.Itoa(count))
+	}
+	if idx := os.Getenv("SLURM_ARRAY_TASK_ID"); idx != "" {
+		c := os.Getenv("SLURM_ARRAY_TASK_COUNT")
+		if count > 0 {
+			c = strconv.Itoa(count)
+		}
+		if c == "" {
+			return 0, 0, fmt.Errorf("SLURM_ARRAY_TASK_ID=%s is set but SLURM_ARRAY_TASK_COUNT is not: pass --shard-count N", idx)
+		}
+		// Slurm arrays may start at 1 (--array=1-N): SLURM_ARRAY_TASK_MIN says.
+		i, err := strconv.Atoi(idx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("SLURM_ARRAY_TASK_ID=%q is not a number", idx)
+		}
+		if m := os.Getenv("SLURM_ARRAY_TASK_MIN"); m != "" {
+			if lo, err := strconv.Atoi(m); err == nil {
+				i -= lo
+			}
+		}
+		return extract.ParseShard(strconv.Itoa(i) + "/" + c)
+	}
+	return 0, 0, nil
+}
+
+// resumeCommand is the current command line with --resume added.
+func resumeCommand() string {
+	args := []string{"distill"}
+	has := false
+	for _, a := range os.Args[1:] {
+		if a == "--resume" {
+			has = true
+		}
+		if strings.ContainsAny(a, " '\"$") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		args = append(args, a)
+	}
+	if !has {
+		args = append(args, "--resume")
+	}
+	return strings.Join(args, " ")
+}

@@ -1,0 +1,161 @@
+//go:build cgo
+
+package extract
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/formats/dataset"
+)
+
+// outDir is the directory this run writes: Out itself, or for shard i of
+// N > 1 the subdirectory shard-IIIII-of-NNNNN of Out, so shards never
+// collide and Out as a whole reads as one cache.
+func (p *plan) outDir() string {
+	if p.o.ShardCount > 1 {
+		return filepath.Join(p.o.Out, formats.ShardDirName(p.o.ShardIndex, p.o.ShardCount))
+	}
+	return p.o.Out
+}
+
+// manifest describes what this run writes.
+func (p *plan) manifest(rows int64) (formats.Manifest, formats.Config, error) {
+	o := p.o
+	var m formats.Manifest
+	m.Tool = "distill " + o.ToolVersion
+	m.Teacher = formats.Teacher{
+		File: filepath.Base(o.Teacher), SHA256: p.model.SHA256, Opset: int(p.model.Opset),
+		Producer:        p.model.Proto.GetProducerName(),
+		ProducerVersion: p.model.Proto.GetProducerVersion(),
+		ScoreTensor:     p.src.Tensor,
+		ScoreNote:       p.src.Why,
+	}
+	for _, in := range p.model.Inputs() {
+		m.Teacher.Inputs = append(m.Teacher.Inputs, formats.TensorInfo{Name: in.Name, Shape: in.Shape, Dtype: dtypeName(in.Elem)})
+	}
+	for _, out := range p.model.Outputs() {
+		dt := out.Kind
+		if out.Kind == "tensor" {
+			dt = dtypeName(out.Elem)
+		}
+		m.Teacher.Outputs = append(m.Teacher.Outputs, formats.TensorInfo{Name: out.Name, Shape: out.Shape, Dtype: dt})
+	}
+	switch p.kind {
+	case Logits:
+		m.ScoreKind = formats.ScoreLogits
+	case Probs:
+		m.ScoreKind = formats.ScoreLogProbs
+	case LogProbs:
+		m.ScoreKind = formats.ScoreLogSoftmax
+	}
+	var sums []string
+	for _, f := range p.ds.Files() {
+		sum, err := dataset.FileSHA256(f)
+		if err != nil {
+			return m, formats.Config{}, fmt.Errorf("dataset: %w", err)
+		}
+		sums = append(sums, sum)
+	}
+	abs, _ := filepath.Abs(o.Data)
+	m.Dataset = formats.Dataset{Path: abs, SHA256: strings.Join(sums, ","), Rows: rows, Preprocessing: o.Preprocess.Describe()}
+	m.Settings = formats.Settings{BatchSize: o.Batch, ShardIndex: o.ShardIndex, ShardCount: o.ShardCount}
+	cfg := formats.Config{Classes: p.classes, TopK: o.TopK, HasLabel: p.ds.Label(), Hidden: p.hidden}
+	if o.Dtype == "f16" {
+		cfg.ScoreDtype = formats.Float16
+	}
+	if o.KeepInput {
+		for i, in := range p.inputs {
+			cfg.Inputs = append(cfg.Inputs, formats.TensorSpec{Name: in.Name, Shape: p.shapes[i]})
+		}
+	}
+	return m, cfg, nil
+}
+
+func dtypeName(e ElemType) string {
+	switch e {
+	case Float32:
+		return "float32"
+	case Float64:
+		return "float64"
+	case Float16:
+		return "float16"
+	case 0:
+		return "unknown"
+	}
+	return strings.ToLower(e.String())
+}
+
+// openCache creates the output cache, or with --resume reopens it after
+// checking it was made by the same teacher, dataset and settings.
+func (p *plan) openCache(rows int64) (*formats.CacheWriter, error) {
+	o := p.o
+	dir := p.outDir()
+	m, cfg, err := p.manifest(rows)
+	if err != nil {
+		return nil, err
+	}
+	wo := &formats.WriterOptions{Format: formats.Format(o.Format), Compression: formats.Compression(o.Compression)}
+	old, err := formats.ReadManifest(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if entries, _ := os.ReadDir(o.Out); len(entries) > 0 && !o.Resume && o.ShardCount == 1 {
+			return nil, fmt.Errorf("--out %s exists and is not empty; choose a new directory", o.Out)
+		}
+		return formats.CreateCache(dir, m, cfg, wo)
+	case err != nil:
+		return nil, fmt.Errorf("--out %s: %w", dir, err)
+	case !o.Resume:
+		return nil, fmt.Errorf("--out %s already holds a cache (%d rows); pass --resume to continue it, or choose another --out", dir, old.Rows)
+	}
+	if diffs := compareManifests(old, m, cfg); len(diffs) > 0 {
+		return nil, fmt.Errorf("%w: cannot resume %s: %s; start a new --out or repeat the original command",
+			ErrSettings, dir, strings.Join(diffs, "; "))
+	}
+	cw, err := formats.OpenCacheForAppend(dir, wo)
+	if err != nil {
+		return nil, err
+	}
+	if d := cw.Dropped(); len(d) > 0 {
+		o.Log("dropped incomplete or unlisted part files: %s", strings.Join(d, ", "))
+	}
+	return cw, nil
+}
+
+// compareManifests lists what differs between a cache on disk and what this
+// run would write.
+func compareManifests(old, m formats.Manifest, cfg formats.Config) []string {
+	var d []string
+	diff := func(what string, a, b any) {
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			d = append(d, fmt.Sprintf("%s is %v in the cache but %v now", what, a, b))
+		}
+	}
+	diff("teacher sha256", old.Teacher.SHA256, m.Teacher.SHA256)
+	diff("score tensor", old.Teacher.ScoreTensor, m.Teacher.ScoreTensor)
+	diff("score kind", old.ScoreKind, m.ScoreKind)
+	diff("dataset sha256", old.Dataset.SHA256, m.Dataset.SHA256)
+	diff("dataset rows", old.Dataset.Rows, m.Dataset.Rows)
+	diff("preprocessing", old.Dataset.Preprocessing, m.Dataset.Preprocessing)
+	diff("shard", fmt.Sprintf("%d/%d", old.Settings.ShardIndex, old.Settings.ShardCount), fmt.Sprintf("%d/%d", m.Settings.ShardIndex, m.Settings.ShardCount))
+	oc := old.Config()
+	diff("classes", oc.Classes, cfg.Classes)
+	diff("--topk", oc.TopK, cfg.TopK)
+	diff("--dtype", orF32(oc.ScoreDtype), orF32(cfg.ScoreDtype))
+	diff("labels", oc.HasLabel, cfg.HasLabel)
+	diff("--hidden", oc.Hidden, cfg.Hidden)
+	diff("--keep-input", oc.Inputs, cfg.Inputs)
+	return d
+}
+
+func orF32(d formats.Dtype) formats.Dtype {
+	if d == "" {
+		return formats.Float32
+	}
+	return d
+}

@@ -1,0 +1,107 @@
+package extract
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/distill-ml/distill/formats/dataset"
+)
+
+// ErrInterrupted is returned by Run when its context was cancelled: the part
+// in flight was finished and the manifest written, so the run can be
+// resumed with --resume.
+var ErrInterrupted = errors.New("extract: interrupted")
+
+// ErrSettings is wrapped when --resume meets a cache made with other
+// settings, another teacher or another dataset.
+var ErrSettings = errors.New("extract: cache settings differ")
+
+// Options configure Run. Zero values select the documented defaults.
+type Options struct {
+	Teacher string // teacher .onnx path (required)
+	Data    string // dataset path (required)
+	Out     string // cache directory (required)
+
+	Batch       int    // rows per teacher run; default 256
+	PartRows    int    // rows per part file (the unit of resume); default 65536
+	TopK        int    // 0 caches all logits; else the k largest + logsumexp
+	Dtype       string // "f32" (default) or "f16" storage of scores and hidden states
+	Hidden      []string
+	KeepInput   bool   // also cache the model inputs (after preprocessing)
+	Format      string // "parquet" (default) or "arrow"
+	Compression string // "" = the format's default ("zstd" for parquet, "none" for arrow)
+
+	Threads  int    // intra-op threads; 0 = onnxruntime's default
+	Provider string // execution provider; "" = cpu
+
+	ShardIndex, ShardCount int // this run handles shard ShardIndex of ShardCount; 0,0 = all
+	Resume                 bool
+
+	Output string    // the scores tensor; "" = chosen automatically
+	Scores ScoreKind // what the scores are; "" = detect
+
+	Preprocess Preprocess
+	// InputMap maps model input names to dataset column names when they
+	// differ; a single-input model takes the dataset's single column
+	// whatever its name.
+	InputMap map[string]string
+	Dataset  *dataset.Options
+
+	AllowNonFinite bool // keep NaN/Inf teacher outputs instead of failing
+
+	// Progress, when set, is called after each part is written, and
+	// periodically, with rows done (in this shard) and the shard's total.
+	Progress func(done, total int64)
+	// Log, when set, receives one-line notes (choices made, resumed parts).
+	Log func(format string, args ...any)
+	// ToolVersion is recorded in the manifest.
+	ToolVersion string
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	v := *o
+	if v.Teacher == "" || v.Data == "" || v.Out == "" {
+		return v, errors.New("extract: teacher, data and out are required")
+	}
+	if v.Batch == 0 {
+		v.Batch = 256
+	}
+	if v.Batch < 1 || v.Batch > 1<<20 {
+		return v, fmt.Errorf("extract: --batch %d out of range [1, 1048576]", v.Batch)
+	}
+	if v.PartRows == 0 {
+		v.PartRows = 65536
+	}
+	if v.PartRows < 1 {
+		return v, fmt.Errorf("extract: rows per part %d must be positive", v.PartRows)
+	}
+	switch v.Dtype {
+	case "", "f32", "float32":
+		v.Dtype = "f32"
+	case "f16", "float16":
+		v.Dtype = "f16"
+	default:
+		return v, fmt.Errorf("extract: --dtype %q: want f32 or f16", v.Dtype)
+	}
+	switch v.Format {
+	case "":
+		v.Format = "parquet"
+	case "parquet", "arrow":
+	default:
+		return v, fmt.Errorf("extract: --format %q: want parquet or arrow", v.Format)
+	}
+	if v.TopK < 0 {
+		return v, fmt.Errorf("extract: --topk %d must be ≥ 1 (or 0 for all logits)", v.TopK)
+	}
+	if v.ShardCount == 0 {
+		v.ShardIndex, v.ShardCount = 0, 1
+	}
+	if v.ShardIndex < 0 || v.ShardIndex >= v.ShardCount {
+		return v, fmt.Errorf("extract: shard %d/%d: want 0 ≤ I < N", v.ShardIndex, v.ShardCount)
+	}
+	if v.Log == nil {
+		v.Log = func(string, ...any) {}
+	}
+	return v, nil
+}
+

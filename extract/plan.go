@@ -1,0 +1,299 @@
+//go:build cgo
+
+package extract
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/formats/dataset"
+)
+
+// plan loads the teacher and the dataset, maps dataset columns to model
+// inputs, chooses the score tensor, creates the session (relaxing a fixed
+// batch axis when the graph allows it) and learns the output shapes from a
+// first run on real rows.
+func (rt *Runtime) plan(o Options) (_ *plan, err error) {
+	m, err := LoadModel(o.Teacher)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := dataset.Open(o.Data, o.Dataset)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	p := &plan{o: o, model: m, ds: ds}
+	defer func() {
+		if err != nil {
+			ds.Close()
+			if p.session != nil {
+				p.session.Close()
+			}
+		}
+	}()
+	if ds.Len() == 0 {
+		return nil, fmt.Errorf("dataset %s has no rows", o.Data)
+	}
+	if err := p.mapInputs(); err != nil {
+		return nil, err
+	}
+	if p.src, err = m.ChooseScores(o.Output); err != nil {
+		return nil, err
+	}
+	if o.Scores != "" {
+		p.src.Kind = o.Scores
+		p.src.Why = strings.TrimPrefix(p.src.Why+"; kind set by --scores", "; ")
+	}
+	p.fetch = append([]string{p.src.Tensor}, o.Hidden...)
+	if err := p.openSession(rt); err != nil {
+		return nil, err
+	}
+	return p, p.learnShapes()
+}
+
+// mapInputs pairs each model input with a dataset column and fixes the
+// per-sample shape fed to it.
+func (p *plan) mapInputs() error {
+	cols := p.ds.Columns()
+	byName := map[string]dataset.Column{}
+	var names []string
+	for _, c := range cols {
+		byName[c.Name] = c
+		names = append(names, fmt.Sprintf("%s%v", c.Name, c.Shape))
+	}
+	p.inputs = p.model.Inputs()
+	if p.o.Preprocess.Shape != nil && len(p.inputs) != 1 {
+		return fmt.Errorf("--reshape applies to single-input models; this one has %d inputs", len(p.inputs))
+	}
+	for _, in := range p.inputs {
+		col, ok := byName[in.Name]
+		if mapped := p.o.InputMap[in.Name]; mapped != "" {
+			if col, ok = byName[mapped]; !ok {
+				return fmt.Errorf("--map %s=%s: the dataset has no column %q (columns: %s)", in.Name, mapped, mapped, strings.Join(names, ", "))
+			}
+		} else if !ok && len(p.inputs) == 1 && len(cols) == 1 {
+			col, ok = cols[0], true
+		}
+		if !ok {
+			return fmt.Errorf("model input %q has no dataset column of that name (columns: %s); name one with --map %s=COLUMN",
+				in.Name, strings.Join(names, ", "), in.Name)
+		}
+		shape, err := p.fitShape(in, col)
+		if err != nil {
+			return err
+		}
+		if err := p.o.Preprocess.Validate(channelsOf(shape)); err != nil {
+			return err
+		}
+		p.columns = append(p.columns, col.Name)
+		p.shapes = append(p.shapes, shape)
+	}
+	return nil
+}
+
+func channelsOf(shape []int64) int {
+	if len(shape) > 1 {
+		return int(shape[0])
+	}
+	return 1
+}
+
+// fitShape returns the per-sample shape to feed input in from column col:
+// the --reshape shape or the model's declared shape without the batch
+// axis, with one unknown dimension solved from the column's width.
+func (p *plan) fitShape(in TensorInfo, col dataset.Column) ([]int64, error) {
+	width := int64(col.Width())
+	var want []int64
+	switch {
+	case p.o.Preprocess.Shape != nil:
+		want = append([]int64(nil), p.o.Preprocess.Shape...)
+	case len(in.Shape) > 0:
+		want = append([]int64(nil), in.Shape[1:]...)
+	default:
+		want = []int64{-1}
+	}
+	known, free := int64(1), -1
+	for i, d := range want {
+		if d <= 0 {
+			if free >= 0 {
+				return nil, fmt.Errorf("model input %q has shape %s with several unknown dimensions; give the per-sample shape with --reshape",
+					in.Name, in.ShapeString())
+			}
+			free = i
+		} else {
+			known *= d
+		}
+	}
+	if free >= 0 && width > 0 && width%known == 0 {
+		want[free] = width / known
+		known = width
+	}
+	if known != width {
+		return nil, fmt.Errorf("dataset column %q has %d values per row (shape %v) but model input %q takes %s (%d values per sample); fix the dataset or pass --reshape",
+			col.Name, width, col.Shape, in.Name, shapeString(append([]int64{-1}, want...)), known)
+	}
+	return want, nil
+}
+
+// openSession creates the teacher session. A model with a fixed batch axis
+// is first tried with the axis relaxed in memory; the relaxed graph is used
+// only if it runs and gives the same outputs as the original on real rows
+// (a Reshape to a constant [1,256] does not), else batches are run at the
+// fixed size, the last one padded.
+func (p *plan) openSession(rt *Runtime) error {
+	sopts := SessionOptions{Threads: p.o.Threads, Provider: p.o.Provider}
+	names := make([]string, len(p.inputs))
+	for i, in := range p.inputs {
+		names[i] = in.Name
+	}
+	open := func(m *Model, quiet bool) (*Session, error) {
+		data, fetch, err := m.WithOutputs(p.fetch)
+		if err != nil {
+			return nil, err
+		}
+		so := sopts
+		so.quiet = quiet
+		return rt.NewSession(data, names, fetch, so)
+	}
+	s, err := open(p.model, false)
+	if err != nil {
+		return err
+	}
+	p.session, p.runBatch = s, p.o.Batch
+	fixed := p.model.FixedBatch()
+	if fixed == 0 {
+		return nil
+	}
+	p.fixed, p.runBatch = fixed, int(fixed)
+	if p.o.Batch == int(fixed) {
+		return nil
+	}
+	rs, err := open(p.model.RelaxBatch(), true)
+	if err != nil {
+		p.o.Log("model has a fixed batch of %d; running at that size (relaxing it failed: %v)", fixed, err)
+		return nil
+	}
+	n := min(p.ds.Len(), int(2*fixed+1))
+	sample, err := p.sampleJob(n)
+	if err != nil {
+		rs.Close()
+		return err
+	}
+	want, err := p.infer(sample)
+	if err != nil {
+		rs.Close()
+		return err
+	}
+	p.session, p.fixed, p.runBatch = rs, 0, p.o.Batch
+	got, err := p.infer(sample)
+	if err == nil && sameOutputs(want, got) {
+		s.Close()
+		p.relaxed = true
+		p.o.Log("model has a fixed batch of %d; relaxed it in memory to run batches of %d", fixed, p.o.Batch)
+		return nil
+	}
+	rs.Close()
+	p.session, p.fixed, p.runBatch = s, fixed, int(fixed)
+	why := "outputs differ"
+	if err != nil {
+		why = err.Error()
+	}
+	p.o.Log("model has a fixed batch of %d that its graph depends on (%s); running batches of %d, padding the last", fixed, firstLine(why), fixed)
+	return nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+func sameOutputs(a, b []Tensor) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i].Data) != len(b[i].Data) {
+			return false
+		}
+		for k, x := range a[i].Data {
+			y := b[i].Data[k]
+			if math.Abs(float64(x-y)) > 1e-4*(1+math.Abs(float64(x))) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sampleJob reads the first n rows of the dataset as a job.
+func (p *plan) sampleJob(n int) (*job, error) {
+	var b dataset.Batch
+	if err := p.ds.Read(0, n, &b); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p.o.Data, err)
+	}
+	j := &job{}
+	p.toJob(j, &b)
+	return j, nil
+}
+
+// learnShapes runs the teacher on the first rows to learn the number of
+// classes, the per-sample shapes of the hidden states and, when not known
+// from the graph, whether the scores are probabilities.
+func (p *plan) learnShapes() error {
+	j, err := p.sampleJob(min(p.ds.Len(), max(p.runBatch, 1)))
+	if err != nil {
+		return err
+	}
+	outs, err := p.infer(j)
+	if err != nil {
+		return err
+	}
+	n := len(j.rows)
+	sc := outs[0]
+	if len(sc.Shape) < 2 {
+		return fmt.Errorf("%w: score tensor %q has shape %v: one value per row is a label, not class scores; name the scores with --output",
+			ErrModel, p.src.Tensor, sc.Shape)
+	}
+	p.classes = len(sc.Data) / n
+	if p.classes < 2 {
+		return fmt.Errorf("%w: score tensor %q has %d class; distillation needs at least 2", ErrModel, p.src.Tensor, p.classes)
+	}
+	if p.o.TopK > p.classes {
+		return fmt.Errorf("--topk %d is out of range: the teacher has %d classes (use 1..%d, or 0 for all logits)", p.o.TopK, p.classes, p.classes)
+	}
+	p.kind = p.src.Kind
+	if p.kind == "" {
+		p.kind = DetectKind(sc.Data, p.classes)
+		p.src.Why = strings.TrimPrefix(p.src.Why+fmt.Sprintf("; values look like %s", p.kind), "; ")
+	}
+	p.src.Kind = p.kind
+	dt := formats.Float32
+	if p.o.Dtype == "f16" {
+		dt = formats.Float16
+	}
+	for i, name := range p.o.Hidden {
+		t := outs[1+i]
+		p.hidden = append(p.hidden, formats.TensorSpec{Name: name, Shape: append([]int64(nil), t.Shape[1:]...), Dtype: dt})
+	}
+	return nil
+}
+
+// storedKind is the score kind recorded in the manifest.
+func (p *plan) storedKind() string {
+	if p.kind == Probs {
+		return string(LogProbs) // probabilities are stored as their log
+	}
+	return string(p.kind)
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
+}

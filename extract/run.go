@@ -1,0 +1,338 @@
+//go:build cgo
+
+package extract
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/formats/dataset"
+)
+
+// Result summarises a Run.
+type Result struct {
+	Rows        int64 // rows written by this run
+	Skipped     int64 // rows found complete in the cache (--resume)
+	Parts       int   // part files written by this run
+	Source      ScoreSource
+	Relaxed     bool  // a fixed batch dimension was relaxed in memory
+	FixedBatch  int64 // the model's fixed batch size (0 = dynamic)
+	Interrupted bool
+}
+
+// plan is everything decided before the first batch runs.
+type plan struct {
+	o        Options
+	model    *Model
+	ds       dataset.Dataset
+	src      ScoreSource
+	inputs   []TensorInfo // model inputs
+	columns  []string     // dataset column for each model input
+	shapes   [][]int64    // per-sample shape fed for each model input
+	fetch    []string     // tensor names to fetch: scores, then hidden
+	session  *Session
+	runBatch int   // rows per session run (the fixed batch, or o.Batch)
+	fixed    int64 // fixed batch that must be padded to; 0 = none
+	relaxed  bool
+	classes  int
+	hidden   []formats.TensorSpec
+	kind     ScoreKind
+}
+
+// job is one teacher batch travelling through the pipeline.
+type job struct {
+	rows   []int64
+	labels []int64
+	inputs [][]float32 // per model input, preprocessed
+	outs   []Tensor    // scores, then hidden
+	last   bool        // last batch of its part
+	err    error
+}
+
+// Run extracts the teacher's outputs over the dataset into the cache
+// directory o.Out. Reading and preprocessing, teacher runs and writing run
+// in separate goroutines joined by bounded queues, so memory stays bounded
+// whatever the dataset size. When ctx is cancelled, the part in flight is
+// finished and written and Run returns ErrInterrupted.
+func (rt *Runtime) Run(ctx context.Context, opts Options) (*Result, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p, err := rt.plan(o)
+	if err != nil {
+		return nil, err
+	}
+	defer p.ds.Close()
+	defer p.session.Close()
+	return p.run(ctx)
+}
+
+func (p *plan) run(ctx context.Context) (*Result, error) {
+	o := p.o
+	res := &Result{Source: p.src, Relaxed: p.relaxed, FixedBatch: p.model.FixedBatch()}
+	rows := int64(p.ds.Len())
+	lo, hi := shardRows(rows, o.ShardIndex, o.ShardCount)
+	cw, err := p.openCache(rows)
+	if err != nil {
+		return nil, err
+	}
+	defer cw.Close()
+	res.Skipped = cw.NextRow()
+	start := lo + res.Skipped
+	if start > hi {
+		return nil, fmt.Errorf("%w: the cache in %s holds %d rows but shard %d/%d of %s has only %d",
+			ErrSettings, p.outDir(), res.Skipped, o.ShardIndex, o.ShardCount, o.Data, hi-lo)
+	}
+	if res.Skipped > 0 {
+		o.Log("resuming after %d complete rows (%d parts)", res.Skipped, len(cw.Manifest().Parts))
+	}
+	total := hi - lo
+	if o.Progress != nil {
+		o.Progress(res.Skipped, total)
+	}
+
+	// ctx cancellation (Ctrl-C) makes the reader stop at the next part
+	// boundary; kill stops every stage at once (an error).
+	kill, abort := context.WithCancel(context.Background())
+	defer abort()
+	jobs := make(chan *job, 2)
+	results := make(chan *job, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // reader: dataset rows → preprocessed batches
+		defer wg.Done()
+		defer close(jobs)
+		p.read(ctx, kill, start, hi, jobs)
+	}()
+	go func() { // runner: batches → teacher outputs
+		defer wg.Done()
+		defer close(results)
+		for j := range jobs {
+			if j.err == nil {
+				j.outs, j.err = p.infer(j)
+			}
+			select {
+			case results <- j:
+			case <-kill.Done():
+				return
+			}
+		}
+	}()
+	// writer (this goroutine): teacher outputs → part files
+	var firstErr error
+	var part *formats.PartWriter
+	b := p.newBatch()
+	fail := func(err error) {
+		firstErr = err
+		abort()
+		if part != nil {
+			part.Abort()
+			part = nil
+		}
+	}
+	for j := range results {
+		if firstErr != nil {
+			continue
+		}
+		if j.err != nil {
+			fail(j.err)
+			continue
+		}
+		b.Reset()
+		if err := p.fill(b, j); err != nil {
+			fail(err)
+			continue
+		}
+		if part == nil {
+			if part, err = cw.NewPart(); err != nil {
+				fail(err)
+				continue
+			}
+		}
+		if err := part.Write(b); err != nil {
+			fail(err)
+			continue
+		}
+		res.Rows += int64(len(j.rows))
+		if j.last {
+			_, err := part.Commit()
+			part = nil
+			if err != nil {
+				fail(err)
+				continue
+			}
+			res.Parts++
+		}
+		if o.Progress != nil {
+			o.Progress(res.Skipped+res.Rows, total)
+		}
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return res, firstErr
+	}
+	if part != nil { // cannot happen: the reader ends parts with last
+		part.Abort()
+	}
+	if err := cw.Close(); err != nil {
+		return res, err
+	}
+	if res.Skipped+res.Rows < total {
+		res.Interrupted = true
+		return res, ErrInterrupted
+	}
+	return res, nil
+}
+
+// shardRows returns the rows [lo, hi) shard i of n handles: contiguous and
+// deterministic, the same for every run over the same dataset.
+func shardRows(rows int64, i, n int) (lo, hi int64) {
+	return rows * int64(i) / int64(n), rows * int64(i+1) / int64(n)
+}
+
+// read produces the batches of rows [start, end), cut into parts of
+// PartRows rows, each part's last batch marked. On ctx cancellation it
+// finishes the part it is in and stops; on kill it stops at once.
+func (p *plan) read(ctx, kill context.Context, start, end int64, out chan<- *job) {
+	o := p.o
+	var b dataset.Batch
+	for ps := start; ps < end; ps += int64(o.PartRows) {
+		if ctx.Err() != nil {
+			return // stop between parts
+		}
+		pe := min(ps+int64(o.PartRows), end)
+		for r := ps; r < pe; r += int64(o.Batch) {
+			n := int(min(int64(o.Batch), pe-r))
+			j := &job{last: r+int64(n) >= pe}
+			if err := p.ds.Read(int(r), n, &b); err != nil {
+				j.err = fmt.Errorf("reading %s rows %d..%d: %w", o.Data, r, r+int64(n), err)
+			} else if b.Len() != n {
+				j.err = fmt.Errorf("reading %s rows %d..%d: got %d rows", o.Data, r, r+int64(n), b.Len())
+			} else {
+				p.toJob(j, &b)
+			}
+			select {
+			case out <- j:
+			case <-kill.Done():
+				return
+			}
+			if j.err != nil {
+				return
+			}
+		}
+	}
+}
+
+// toJob copies a dataset batch into j, preprocessing the inputs.
+func (p *plan) toJob(j *job, b *dataset.Batch) {
+	j.rows = append([]int64(nil), b.Rows...)
+	if b.Labels != nil {
+		j.labels = append([]int64(nil), b.Labels...)
+	}
+	for i, col := range p.columns {
+		v := append([]float32(nil), b.Cols[col]...)
+		p.o.Preprocess.Apply(v, b.Len(), channelsOf(p.shapes[i]))
+		j.inputs = append(j.inputs, v)
+	}
+}
+
+// infer runs the teacher on one job, in runBatch slices, padding the last
+// slice of a fixed-batch model with zeros and dropping the padded rows.
+func (p *plan) infer(j *job) ([]Tensor, error) {
+	n := len(j.rows)
+	var outs []Tensor
+	for s := 0; s < n; s += p.runBatch {
+		m := min(p.runBatch, n-s)
+		feed := m
+		if p.fixed > 0 {
+			feed = int(p.fixed)
+		}
+		in := make([]Tensor, len(p.inputs))
+		for i := range p.inputs {
+			size := 1
+			for _, d := range p.shapes[i] {
+				size *= int(d)
+			}
+			data := j.inputs[i][s*size : (s+m)*size]
+			if feed > m {
+				data = append(append(make([]float32, 0, feed*size), data...), make([]float32, (feed-m)*size)...)
+			}
+			in[i] = Tensor{Shape: append([]int64{int64(feed)}, p.shapes[i]...), Data: data}
+		}
+		res, err := p.session.Run(in)
+		if err != nil {
+			return nil, fmt.Errorf("teacher run on rows %d..%d: %w", j.rows[s], j.rows[s]+int64(m), err)
+		}
+		if outs == nil {
+			outs = make([]Tensor, len(res))
+		}
+		for k, r := range res {
+			if len(r.Shape) == 0 || r.Shape[0] != int64(feed) {
+				return nil, fmt.Errorf("%w: tensor %q has shape %v, whose first axis is not the batch (%d): it cannot be cached per sample",
+					ErrModel, p.fetch[k], r.Shape, feed)
+			}
+			per := len(r.Data) / feed
+			outs[k].Shape = r.Shape
+			outs[k].Data = append(outs[k].Data, r.Data[:m*per]...)
+		}
+	}
+	return outs, nil
+}
+
+func (p *plan) newBatch() *formats.Batch {
+	b := &formats.Batch{Hidden: map[string][]float32{}}
+	if p.o.KeepInput {
+		b.Inputs = map[string][]float32{}
+	}
+	return b
+}
+
+// fill puts a job's rows into b (reset by the caller): scores converted to
+// the stored kind and checked for NaN/Inf, hidden states, inputs.
+func (p *plan) fill(b *formats.Batch, j *job) error {
+	n := len(j.rows)
+	scores := j.outs[0].Data
+	if len(scores) != n*p.classes {
+		return fmt.Errorf("%w: score tensor %q gave %d values for %d rows, want %d classes each",
+			ErrModel, p.src.Tensor, len(scores), n, p.classes)
+	}
+	if p.kind == Probs {
+		LogProbsInPlace(scores)
+	}
+	if bad := NonFinite(scores, n, p.classes); len(bad) > 0 && !p.o.AllowNonFinite {
+		ids := make([]string, 0, 10)
+		for _, r := range bad[:min(len(bad), 10)] {
+			ids = append(ids, fmt.Sprint(j.rows[r]))
+		}
+		more := ""
+		if len(bad) > 10 {
+			more = fmt.Sprintf(" and %d more", len(bad)-10)
+		}
+		return fmt.Errorf("teacher produced NaN or Inf scores for rows %s%s; check the input preprocessing, or pass --allow-nonfinite to keep them",
+			strings.Join(ids, ", "), more)
+	}
+	b.Rows = append(b.Rows, j.rows...)
+	if j.labels != nil {
+		b.Labels = append(b.Labels, j.labels...)
+	}
+	b.Logits = append(b.Logits, scores...)
+	for i, h := range p.hidden {
+		d := j.outs[1+i].Data
+		if len(d) != n*h.Size() {
+			return fmt.Errorf("%w: hidden tensor %q gave %d values for %d rows; its per-sample shape changed from %v",
+				ErrModel, h.Name, len(d), n, h.Shape)
+		}
+		b.Hidden[h.Name] = append(b.Hidden[h.Name], d...)
+	}
+	if p.o.KeepInput {
+		for i, in := range p.inputs {
+			b.Inputs[in.Name] = append(b.Inputs[in.Name], j.inputs[i]...)
+		}
+	}
+	return nil
+}
+
