@@ -121,7 +121,7 @@ read.`,
 				}
 				o.Dataset = &dataset.Options{}
 				o.ToolVersion = version
-				o.Log = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "extract: "+format+"\n", a...) }
+				o.Log = func(format string, a ...any) { fmt.Fprintf(cmdErr, "extract: "+format+"\n", a...) }
 				pr := newProgress("extract", "rows")
 				o.Progress = pr.Update
 				rt, err := extract.NewRuntime(lib)
@@ -132,14 +132,14 @@ read.`,
 				res, err := rt.Run(ctx, o)
 				pr.Done()
 				if errors.Is(err, extract.ErrInterrupted) {
-					fmt.Fprintf(os.Stderr, "extract: interrupted after %d rows; parts written so far are complete. Resume with:\n  %s\n",
+					fmt.Fprintf(cmdErr, "extract: interrupted after %d rows; parts written so far are complete. Resume with:\n  %s\n",
 						res.Rows+res.Skipped, resumeCommand())
 					return fmt.Errorf("%w", context.Canceled)
 				}
 				if err != nil {
 					return err
 				}
-				fmt.Printf("extract: %d rows in %d new parts (%d rows already complete) → %s\n  scores: %s (%s)\n",
+				fmt.Fprintf(cmdOut, "extract: %d rows in %d new parts (%d rows already complete) → %s\n  scores: %s (%s)\n",
 					res.Rows, res.Parts, res.Skipped, o.Out, res.Source.Tensor, res.Source.Why)
 				return nil
 			}

@@ -44,6 +44,10 @@ type command struct {
 
 var commands = map[string]*command{}
 
+// cmdOut and cmdErr are where commands write their output and notes; run
+// sets them to its writers so tests can capture them.
+var cmdOut, cmdErr io.Writer = os.Stdout, os.Stderr
+
 func register(c *command) { commands[c.Name] = c }
 
 func main() {
@@ -53,6 +57,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cmdOut, cmdErr = stdout, stderr
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
 		topUsage(stdout)
 		if len(args) == 0 {

@@ -34,9 +34,9 @@ func isTerminal(f *os.File) bool {
 
 // newProgress starts a reporter writing to stderr.
 func newProgress(name, unit string) *progress {
-	pr := &progress{name: name, unit: unit, w: os.Stderr, start: time.Now(), every: 5 * time.Second}
-	if isTerminal(os.Stderr) {
-		pr.p = mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(60))
+	pr := &progress{name: name, unit: unit, w: cmdErr, start: time.Now(), every: 5 * time.Second}
+	if f, ok := cmdErr.(*os.File); ok && isTerminal(f) {
+		pr.p = mpb.New(mpb.WithOutput(f), mpb.WithWidth(60))
 	}
 	return pr
 }

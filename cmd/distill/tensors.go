@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"text/tabwriter"
 
 	"github.com/distill-ml/distill/extract"
@@ -48,8 +47,8 @@ scores (e.g. the logits before a final Softmax) are marked.`,
 						marks[pen] = "penultimate"
 					}
 				}
-				fmt.Printf("%s: %s, opset %d, sha256 %s\n\n", args[0], m.Producer, m.Opset, m.SHA256[:16])
-				w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintf(cmdOut, "%s: %s, opset %d, sha256 %s\n\n", args[0], m.Producer, m.Opset, m.SHA256[:16])
+				w := tabwriter.NewWriter(cmdOut, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(w, "ROLE\tNAME\tOP\tTYPE\tSHAPE\tNOTE")
 				nIn, nOut := len(m.Inputs()), len(m.Outputs())
 				for i, t := range all {

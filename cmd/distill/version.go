@@ -32,7 +32,7 @@ func init() {
 						}
 					}
 				}
-				fmt.Printf("distill %s (%s %s/%s%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, rev)
+				fmt.Fprintf(cmdOut, "distill %s (%s %s/%s%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, rev)
 				return nil
 			}
 		},

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestMain lets tests run the distill binary as a subprocess: the test
+// binary re-executed with DISTILL_TEST_MAIN=1 behaves as `distill`.
+func TestMain(m *testing.M) {
+	if os.Getenv("DISTILL_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// distillCmd returns a command running `distill args...` in a subprocess.
+func distillCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "DISTILL_TEST_MAIN=1")
+	return cmd
+}
+
+// runDistill runs `distill args...` in-process and returns its exit code
+// and output.
+func runDistill(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestHelpEveryCommand(t *testing.T) {
+	for name := range commands {
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := runDistill(name, "--help")
+			if code != 0 || !strings.Contains(out, "Usage: distill "+name) {
+				t.Fatalf("distill %s --help: exit %d\nstdout: %s\nstderr: %s", name, code, out, errOut)
+			}
+		})
+	}
+	if code, out, _ := runDistill("--help"); code != 0 || !strings.Contains(out, "Commands:") {
+		t.Fatalf("distill --help: exit %d: %s", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"no-such-command"},
+		{"version", "extra"},
+		{"extract", "--no-such-flag"},
+		{"extract", "--teacher", "t.onnx"},
+		{"extract", "--teacher", "t.onnx", "--data", "d", "--out", "o", "--shard", "3/3"},
+		{"extract", "--teacher", "t.onnx", "--data", "d", "--out", "o", "--scale", "1/0"},
+		{"tensors"},
+	} {
+		if code, _, _ := runDistill(args...); code != exitUsage {
+			t.Errorf("distill %q: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}
