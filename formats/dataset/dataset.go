@@ -43,8 +43,8 @@ const (
 	// DefaultFeatureName names the column that combines scalar feature
 	// columns (CSV, Parquet/Arrow scalars) or holds a bare array (.npy).
 	DefaultFeatureName = "input"
-	// DefaultMaxInMemoryBytes caps the data held fully in memory: a CSV
-	// file's size and a gzip-compressed idx file's decompressed size.
+	// DefaultMaxInMemoryBytes caps the data held fully in memory; see
+	// Options.MaxInMemoryBytes.
 	DefaultMaxInMemoryBytes = 1 << 30
 	// MetaShape is the Arrow field metadata key holding a tensor column's
 	// per-row shape as a JSON array, e.g. "[1,28,28]". Readers use it when
@@ -80,7 +80,8 @@ type Options struct {
 	// file with "images-idx3" replaced by "labels-idx1", if it exists.
 	Labels string
 	// MaxInMemoryBytes caps what is loaded fully into memory: a CSV file's
-	// size and a gzip idx file's decompressed size. Default:
+	// size, a gzip idx file's decompressed size and any single Arrow buffer
+	// (such as a decompressed Parquet page or IPC buffer). Default:
 	// DefaultMaxInMemoryBytes.
 	MaxInMemoryBytes int64
 	// Allocator allocates Arrow memory for Parquet and Arrow IPC reads.
@@ -102,7 +103,34 @@ func (o *Options) withDefaults() Options {
 	if v.Allocator == nil {
 		v.Allocator = memory.DefaultAllocator
 	}
+	v.Allocator = limitAllocator{v.Allocator, v.MaxInMemoryBytes}
 	return v
+}
+
+// limitAllocator refuses single Arrow allocations above max by panicking
+// with an allocLimit, which recovered reports as ErrLimit. It guards
+// against sizes read from untrusted input inside arrow-go (such as a
+// compressed IPC buffer's claimed uncompressed length).
+type limitAllocator struct {
+	memory.Allocator
+	max int64
+}
+
+// allocLimit is the panic value of an over-limit allocation.
+type allocLimit struct{ size, max int64 }
+
+func (a limitAllocator) Allocate(size int) []byte {
+	if int64(size) > a.max {
+		panic(allocLimit{int64(size), a.max})
+	}
+	return a.Allocator.Allocate(size)
+}
+
+func (a limitAllocator) Reallocate(size int, b []byte) []byte {
+	if int64(size) > a.max {
+		panic(allocLimit{int64(size), a.max})
+	}
+	return a.Allocator.Reallocate(size, b)
 }
 
 // labelName returns the label column to look for and whether it is required.
@@ -335,7 +363,10 @@ func corruptf(path, format string, args ...any) error {
 // malformed input) into an ErrCorrupt error stored in *err. Use it as
 // `defer recovered(&err, path)` at each call boundary into arrow-go.
 func recovered(err *error, path string) {
-	if r := recover(); r != nil {
+	r := recover()
+	if l, ok := r.(allocLimit); ok {
+		*err = fmt.Errorf("%w: %s: a buffer of %d bytes exceeds Options.MaxInMemoryBytes (%d); raise it if the file is genuine", ErrLimit, path, l.size, l.max)
+	} else if r != nil {
 		*err = corruptf(path, "decoder failed: %v", r)
 	}
 }

@@ -116,7 +116,7 @@ func TestOpenDetect(t *testing.T) {
 		opts *Options
 		want error
 	}{
-		{"data.bin", npy, nil, nil},                     // sniffed by magic
+		{"data.bin", npy, nil, nil},                      // sniffed by magic
 		{"weird.txt", npy, &Options{Format: "npy"}, nil}, // forced
 		{"unknown.bin", []byte("hello world"), nil, ErrFormat},
 		{"x.npy", npy, &Options{Format: "tiff"}, ErrFormat},

@@ -3,7 +3,6 @@ package dataset
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
@@ -23,20 +22,14 @@ import (
 //
 // Instead of decoding every batch to learn its row count, openIPC scans the
 // message headers once (reading only metadata) and records each batch's
-// offset and RecordBatch.length; a batch is then decoded on demand by
+// offset and RecordBatch.length, verifying each message's flatbuffer (see
+// verifyIPCMessage); a batch is then decoded on demand by
 // feeding arrow-go's stream reader the schema, the dictionaries before it
 // and the batch. The same scan serves both the stream and the file format.
 
 const (
 	ipcMagic          = "ARROW1"
 	ipcMaxMetadata    = 64 << 20 // as arrow-go's default metadata limit
-	fbMessageHeader   = 1        // Message.header_type
-	fbMessageHeaderV  = 2        // Message.header
-	fbMessageBodyLen  = 3        // Message.bodyLength
-	fbRecordLength    = 0        // RecordBatch.length
-	msgSchema         = 1        // MessageHeader values
-	msgDictionary     = 2
-	msgRecordBatch    = 3
 	ipcEOSContinuator = 0xFFFFFFFF
 )
 
@@ -48,8 +41,7 @@ type ipcMessage struct {
 }
 
 // scanIPC indexes the messages in [start, end) of r.
-func scanIPC(path string, r io.ReaderAt, start, end int64) ([]ipcMessage, error) {
-	var msgs []ipcMessage
+func scanIPC(path string, r io.ReaderAt, start, end int64) (msgs []ipcMessage, err error) {
 	var pre [8]byte
 	for pos := start; pos < end; {
 		if end-pos < 4 {
@@ -73,7 +65,9 @@ func scanIPC(path string, r io.ReaderAt, start, end int64) ([]ipcMessage, error)
 		if m, _ := r.ReadAt(meta, pos+prefix); int64(m) != metaLen {
 			return nil, corruptf(path, "arrow: truncated message at offset %d", pos)
 		}
-		msg, body, err := parseIPCMessage(meta)
+		var msg ipcMessage
+		var body int64
+		msg.kind, msg.rows, body, err = verifyIPCMessage(meta)
 		if err != nil {
 			return nil, corruptf(path, "arrow: message at offset %d: %v", pos, err)
 		}
@@ -91,37 +85,6 @@ func scanIPC(path string, r io.ReaderAt, start, end int64) ([]ipcMessage, error)
 		return nil, corruptf(path, "arrow: no schema message")
 	}
 	return msgs, nil
-}
-
-// parseIPCMessage reads the header type, record count and body length from
-// a Message flatbuffer.
-func parseIPCMessage(meta []byte) (ipcMessage, int64, error) {
-	var m ipcMessage
-	root, ok := fbRoot(meta)
-	if !ok {
-		return m, 0, errors.New("bad flatbuffer root")
-	}
-	m.kind = root.uint8(fbMessageHeader)
-	body := root.int64(fbMessageBodyLen)
-	switch m.kind {
-	case msgSchema:
-	case msgRecordBatch, msgDictionary:
-		hdr, ok := root.table(fbMessageHeaderV)
-		if !ok {
-			return m, 0, errors.New("missing message header")
-		}
-		if m.kind == msgDictionary {
-			// The dictionary's own record count does not count as rows.
-			return m, body, nil
-		}
-		m.rows = hdr.int64(fbRecordLength)
-		if m.rows < 0 {
-			return m, 0, fmt.Errorf("negative record batch length %d", m.rows)
-		}
-	default:
-		return m, 0, fmt.Errorf("unsupported message type %d (tensors are not tables)", m.kind)
-	}
-	return m, body, nil
 }
 
 // ipcSource decodes the record batches of an indexed IPC stream on demand.
