@@ -355,6 +355,8 @@ func TestBadInput(t *testing.T) {
 		{"bad shard", func(o *Options) { o.ShardIndex, o.ShardCount = 3, 3 }, []string{"shard 3/3"}},
 		{"missing data", func(o *Options) { o.Data = "nope.npy" }, []string{"nope.npy"}},
 		{"bad mean", func(o *Options) { o.Preprocess.Mean = []float64{1, 2} }, []string{"--mean has 2 values"}},
+		{"provider missing", func(o *Options) { o.Provider = "cuda" }, []string{"execution provider cuda is not available", "--ort-lib"}},
+		{"unknown provider", func(o *Options) { o.Provider = "tpu" }, []string{`unknown --provider "tpu"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
