@@ -115,47 +115,57 @@ func TopK(idx []int32, val []float32, logits []float32) (logSumExp float32) {
 		panic("formats: TopK: bad slice lengths")
 	}
 	// Insertion into a sorted window of size k: O(C·k), fine for k ≪ C.
+	// Strict > keeps the lower class id first among equal scores.
 	n := 0
-	greater := func(a float32, ia int32, b float32, ib int32) bool {
-		an, bn := a != a, b != b
-		if an || bn {
-			return !an && bn || an && bn && ia < ib
-		}
-		return a > b || a == b && ia < ib
-	}
 	for c, x := range logits {
-		ci := int32(c)
+		if x != x { // NaN: placed after all numbers, below
+			continue
+		}
 		if n == k {
-			if k == 0 || !greater(x, ci, val[k-1], idx[k-1]) {
+			if !(x > val[k-1]) {
 				continue
 			}
 			n--
 		}
 		j := n
-		for j > 0 && greater(x, ci, val[j-1], idx[j-1]) {
+		for j > 0 && x > val[j-1] {
 			val[j], idx[j] = val[j-1], idx[j-1]
 			j--
 		}
-		val[j], idx[j] = x, ci
+		val[j], idx[j] = x, int32(c)
 		n++
+	}
+	for c, x := range logits {
+		if n == k {
+			break
+		}
+		if x != x {
+			val[n], idx[n] = x, int32(c)
+			n++
+		}
 	}
 	return logSumExp32(logits)
 }
 
 // logSumExp32 returns log Σ exp(x_i) in float64 arithmetic.
 func logSumExp32(x []float32) float32 {
-	m := math.Inf(-1)
+	m := float32(math.Inf(-1))
 	for _, v := range x {
-		m = math.Max(m, float64(v))
+		if v > m {
+			m = v
+		} else if v != v {
+			return v // NaN
+		}
 	}
-	if math.IsInf(m, 0) || math.IsNaN(m) {
-		return float32(m)
+	if math.IsInf(float64(m), 0) {
+		return m // all -Inf, or a +Inf score
 	}
 	var s float64
+	mf := float64(m)
 	for _, v := range x {
-		s += math.Exp(float64(v) - m)
+		s += math.Exp(float64(v) - mf)
 	}
-	return float32(m + math.Log(s))
+	return float32(mf + math.Log(s))
 }
 
 // Clone returns a deep copy of b, for callers of the streaming iterators

@@ -134,6 +134,7 @@ type Writer struct {
 
 	idx []int32   // top-k scratch
 	val []float32 // top-k scratch
+	lse []float32 // top-k scratch
 }
 
 // countWriter counts bytes and hides any Close method of the underlying
@@ -242,21 +243,21 @@ func (w *Writer) Write(b *Batch) error {
 // appendRows appends rows [r0, r1) of b to the pending buffers.
 func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 	if derive {
-		k := w.cfg.TopK
-		c := w.cfg.Classes
-		w.idx = slices.Grow(w.idx[:0], k)[:k]
-		w.val = slices.Grow(w.val[:0], k)[:k]
-		for r := r0; r < r1; r++ {
-			lse := TopK(w.idx, w.val, b.Logits[r*c:(r+1)*c])
-			for i, col := range w.cols {
-				switch col.role {
-				case roleTopKIndex:
-					w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(w.idx)...)
-				case roleTopKLogit:
-					w.pend[i] = appendFloats(w.pend[i], col.kind, w.val)
-				case roleLogSumExp:
-					w.pend[i] = appendFloats(w.pend[i], col.kind, []float32{lse})
-				}
+		k, c, m := w.cfg.TopK, w.cfg.Classes, r1-r0
+		w.idx = slices.Grow(w.idx[:0], m*k)[:m*k]
+		w.val = slices.Grow(w.val[:0], m*k)[:m*k]
+		w.lse = slices.Grow(w.lse[:0], m)[:m]
+		for r := 0; r < m; r++ {
+			w.lse[r] = TopK(w.idx[r*k:(r+1)*k], w.val[r*k:(r+1)*k], b.Logits[(r0+r)*c:(r0+r+1)*c])
+		}
+		for i, col := range w.cols {
+			switch col.role {
+			case roleTopKIndex:
+				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(w.idx)...)
+			case roleTopKLogit:
+				w.pend[i] = appendFloats(w.pend[i], col.kind, w.val)
+			case roleLogSumExp:
+				w.pend[i] = appendFloats(w.pend[i], col.kind, w.lse)
 			}
 		}
 	}
