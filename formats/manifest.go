@@ -104,7 +104,7 @@ type PartInfo struct {
 }
 
 // Config returns the cache Config the manifest describes.
-func (m *Manifest) Config() Config {
+func (m Manifest) Config() Config {
 	return Config{
 		Classes:    m.Classes,
 		ScoreDtype: m.Settings.Dtype,
@@ -118,8 +118,8 @@ func (m *Manifest) Config() Config {
 // Digest returns the hex sha256 of the manifest's JSON encoding
 // (encoding/json, struct field order, no indentation), including parts.
 // Train and export record it as the provenance of a cache.
-func (m *Manifest) Digest() string {
-	data, err := json.Marshal(m)
+func (m Manifest) Digest() string {
+	data, err := json.Marshal(&m)
 	if err != nil { // only a time.Time outside years 0..9999 can fail
 		data = []byte(err.Error())
 	}
@@ -128,8 +128,8 @@ func (m *Manifest) Digest() string {
 }
 
 // partCopy returns the manifest as stored in each part's schema metadata.
-func (m *Manifest) partCopy() Manifest {
-	c := *m
+func (m Manifest) partCopy() Manifest {
+	c := m
 	c.Parts = nil
 	c.Rows = 0
 	return c
