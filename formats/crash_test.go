@@ -122,4 +122,3 @@ func TestCrash(t *testing.T) {
 		t.Fatal("no rows written before the kills")
 	}
 }
-
