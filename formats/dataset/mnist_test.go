@@ -131,6 +131,9 @@ func TestWriteMNISTErrors(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("files left after a failed write: %v", left)
 	}
+	if _, err := WriteMNISTFile(filepath.Join(dir, "no", "x.parquet"), small, nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing folder: %v", err)
+	}
 }
 
 func TestMNISTDir(t *testing.T) {

@@ -3,6 +3,7 @@ package dataset
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -147,7 +148,10 @@ func writeAtomic(path string, write func(io.Writer) error) (size int64, err erro
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp*")
 	if err != nil {
-		return 0, err
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("dataset: writing %s: folder %s does not exist", path, dir)
+		}
+		return 0, fmt.Errorf("dataset: writing %s: %w", path, err)
 	}
 	defer func() {
 		if err != nil {
@@ -159,6 +163,12 @@ func writeAtomic(path string, write func(io.Writer) error) (size int64, err erro
 	if err = write(bw); err != nil {
 		return 0, err
 	}
+	// Errors past this point are I/O on the temporary file; name the target.
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("dataset: writing %s: %w", path, err)
+		}
+	}()
 	if err = bw.Flush(); err != nil {
 		return 0, err
 	}
