@@ -131,6 +131,9 @@ func planArrow(path string, sc *arrow.Schema, o *Options) (*arrowPlan, error) {
 			if len(sc.FieldIndices(name)) == 0 {
 				return nil, fmt.Errorf("%w: %s: no feature column %q", ErrColumn, path, name)
 			}
+			if name == p.label {
+				return nil, fmt.Errorf("%w: %s: feature column %q is the label; set Options.Label to another column or %q", ErrColumn, path, name, NoLabel)
+			}
 			if types[name] == Invalid {
 				return nil, fmt.Errorf("%w: %s: feature column %q is %s; want a numeric scalar", ErrColumn, path, name, sc.Field(sc.FieldIndices(name)[0]).Type)
 			}

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
@@ -213,6 +215,8 @@ func TestArrowErrors(t *testing.T) {
 			`[{"a":1}]`, Options{Label: "y"}, true, ErrColumn, `"y"`},
 		{"string feature", []arrow.Field{{Name: "a", Type: f32}, {Name: "s", Type: arrow.BinaryTypes.String}},
 			`[{"a":1,"s":"x"}]`, Options{Features: []string{"a", "s"}}, true, ErrColumn, `"s"`},
+		{"label as feature", []arrow.Field{{Name: "a", Type: f32}, {Name: "label", Type: arrow.PrimitiveTypes.Int64}},
+			`[{"a":1,"label":1}]`, Options{Features: []string{"a", "label"}}, true, ErrColumn, "is the label"},
 		{"missing feature", []arrow.Field{{Name: "a", Type: f32}},
 			`[{"a":1}]`, Options{Features: []string{"b"}}, true, ErrColumn, `"b"`},
 		{"no numbers", []arrow.Field{{Name: "s", Type: arrow.BinaryTypes.String}},
@@ -284,5 +288,51 @@ func TestArrowEmptyAndCorrupt(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestArrowIPCCompressed(t *testing.T) {
+	t.Parallel()
+	sc := arrow.NewSchema([]arrow.Field{{Name: "v", Type: arrow.FixedSizeListOf(2, arrow.PrimitiveTypes.Float64)}, {Name: "label", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	for name, opt := range map[string]ipc.Option{"zstd": ipc.WithZstd(), "lz4": ipc.WithLZ4()} {
+		for _, stream := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/stream=%v", name, stream), func(t *testing.T) {
+				t.Parallel()
+				mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+				defer mem.AssertSize(t, 0)
+				rec := recordFromJSON(t, mem, sc, `[{"v":[1,2],"label":1},{"v":[3,4],"label":2},{"v":[5,6],"label":3}]`)
+				defer rec.Release()
+				var buf bytes.Buffer
+				var w interface {
+					Write(arrow.RecordBatch) error
+					Close() error
+				}
+				ext := ".arrows"
+				if stream {
+					w = ipc.NewWriter(&buf, ipc.WithSchema(sc), opt)
+				} else {
+					var err error
+					if w, err = ipc.NewFileWriter(&buf, ipc.WithSchema(sc), opt); err != nil {
+						t.Fatal(err)
+					}
+					ext = ".arrow"
+				}
+				if err := w.Write(rec); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				d, err := Open(writeFile(t, t.TempDir(), "c"+ext, buf.Bytes()), &Options{Allocator: mem})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer d.Close()
+				b := readAll(t, d, 2)
+				if !eqFloats(b.Cols["v"], []float32{1, 2, 3, 4, 5, 6}) || !slices.Equal(b.Labels, []int64{1, 2, 3}) {
+					t.Errorf("read %v %v", b.Cols["v"], b.Labels)
+				}
+			})
+		}
 	}
 }
