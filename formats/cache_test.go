@@ -157,6 +157,25 @@ func TestCacheShards(t *testing.T) {
 	}
 	equalBatch(t, concatBatches(want...), readAll(t, c))
 
+	t.Run("parent directory", func(t *testing.T) {
+		parent := t.TempDir()
+		for i := 0; i < 2; i++ {
+			writeCache(t, filepath.Join(parent, ShardDirName(i, 2)), testManifest(i, 2), cfg, nil, int64(10*i), 3)
+		}
+		os.Mkdir(filepath.Join(parent, "shard-x"), 0o755) // not a shard directory
+		c, err := Open(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if c.NumRows() != 6 || len(c.Manifests()) != 2 || c.Units()[1].Path != filepath.Join(parent, ShardDirName(1, 2), "part-00000.arrow") {
+			t.Fatalf("rows %d manifests %d units %+v", c.NumRows(), len(c.Manifests()), c.Units())
+		}
+		os.RemoveAll(filepath.Join(parent, ShardDirName(0, 2)))
+		if _, err := Open(parent); !errors.Is(err, ErrIncomplete) {
+			t.Fatalf("Open without shard 0: %v", err)
+		}
+	})
 	t.Run("missing", func(t *testing.T) {
 		_, err := Open(dirs[0], dirs[2])
 		if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "[1]") {
