@@ -1,11 +1,13 @@
 package formats
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -31,6 +33,30 @@ func TestRoundTrip(t *testing.T) {
 					t.Errorf("batch sizes %v, want %v", sizes, want)
 				}
 			})
+		}
+	}
+}
+
+// TestParquetEncodings checks the column encodings chosen for Parquet:
+// BYTE_STREAM_SPLIT for float32 columns, PLAIN for the rest.
+func TestParquetEncodings(t *testing.T) {
+	t.Parallel()
+	cfg := testConfigs["hidden"]
+	data := writePart(t, cfg, &WriterOptions{Format: FormatParquet}, makeBatch(cfg, 0, 3, 1))
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rg := r.pqf.MetaData().RowGroup(0)
+	for i, col := range r.cols {
+		cc, err := rg.ColumnChunk(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bss := slices.Contains(cc.Encodings(), parquet.Encodings.ByteStreamSplit)
+		if bss != (col.kind == kFloat32) {
+			t.Errorf("column %s (%v): encodings %v", col.name, col.kind, cc.Encodings())
 		}
 	}
 }
