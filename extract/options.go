@@ -105,3 +105,27 @@ func (o *Options) withDefaults() (Options, error) {
 	return v, nil
 }
 
+// Result summarises a Run.
+type Result struct {
+	Rows        int64 // rows written by this run
+	Skipped     int64 // rows found complete in the cache (--resume)
+	Parts       int   // part files written by this run
+	Source      ScoreSource
+	Relaxed     bool  // a fixed batch dimension was relaxed in memory
+	FixedBatch  int64 // the model's fixed batch size (0 = dynamic)
+	Interrupted bool
+}
+
+// SessionOptions configure a teacher session. The zero value runs on the CPU
+// with onnxruntime's default thread count.
+type SessionOptions struct {
+	// Threads is the intra-op thread count; 0 = onnxruntime's default.
+	Threads int
+	// Provider is the execution provider: "" or "cpu", "cuda", "tensorrt",
+	// "coreml". A provider the library lacks is an error, never a silent
+	// fall-back to the CPU.
+	Provider string
+	// quiet silences onnxruntime's own error log (for trial runs that are
+	// expected to fail).
+	quiet bool
+}

@@ -12,17 +12,6 @@ import (
 	"github.com/distill-ml/distill/formats/dataset"
 )
 
-// Result summarises a Run.
-type Result struct {
-	Rows        int64 // rows written by this run
-	Skipped     int64 // rows found complete in the cache (--resume)
-	Parts       int   // part files written by this run
-	Source      ScoreSource
-	Relaxed     bool  // a fixed batch dimension was relaxed in memory
-	FixedBatch  int64 // the model's fixed batch size (0 = dynamic)
-	Interrupted bool
-}
-
 // plan is everything decided before the first batch runs.
 type plan struct {
 	o        Options
@@ -335,4 +324,3 @@ func (p *plan) fill(b *formats.Batch, j *job) error {
 	}
 	return nil
 }
-

@@ -2,7 +2,10 @@
 
 package extract
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // Runtime owns the process's onnxruntime environment. This build has no cgo,
 // so it cannot load onnxruntime; NewRuntime always fails.
@@ -17,3 +20,13 @@ func NewRuntime(lib string) (*Runtime, error) {
 
 // Close does nothing.
 func (r *Runtime) Close() error { return nil }
+
+// Run fails: see NewRuntime.
+func (rt *Runtime) Run(ctx context.Context, opts Options) (*Result, error) {
+	return nil, fmt.Errorf("%w: built without cgo", ErrNoRuntime)
+}
+
+// Probe fails: see NewRuntime.
+func (rt *Runtime) Probe(m *Model, opts SessionOptions) ([]TensorInfo, error) {
+	return nil, fmt.Errorf("%w: built without cgo", ErrNoRuntime)
+}

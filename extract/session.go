@@ -9,20 +9,6 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-// SessionOptions configure a teacher session. The zero value runs on the CPU
-// with onnxruntime's default thread count.
-type SessionOptions struct {
-	// Threads is the intra-op thread count; 0 = onnxruntime's default.
-	Threads int
-	// Provider is the execution provider: "" or "cpu", "cuda", "tensorrt",
-	// "coreml". A provider the library lacks is an error, never a silent
-	// fall-back to the CPU.
-	Provider string
-	// quiet silences onnxruntime's own error log (for trial runs that are
-	// expected to fail).
-	quiet bool
-}
-
 // Tensor is a dense float32 tensor with its full shape, batch dimension
 // first.
 type Tensor struct {
