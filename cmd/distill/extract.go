@@ -73,6 +73,11 @@ read.`,
 			fs.StringVar(&reshape, "reshape", "", "per-sample shape fed to the model, without the batch axis, e.g. 1,28,28")
 			fs.StringSliceVar(&maps, "map", nil, "feed dataset column COLUMN to model input INPUT (INPUT=COLUMN, repeatable)")
 			fs.BoolVar(&o.AllowNonFinite, "allow-nonfinite", false, "keep NaN/Inf teacher scores instead of stopping")
+			var dso dataset.Options
+			fs.StringVar(&dso.Label, "label", "", `dataset label column (default "label" if present; "-" for none)`)
+			fs.StringVar(&dso.Labels, "labels", "", "separate labels file for .npy or idx data (default for idx: the sibling labels file)")
+			fs.StringSliceVar(&dso.Features, "features", nil, "scalar dataset columns combined, in order, into one input column")
+			fs.StringVar(&dso.FeatureName, "feature-name", "", `name of that combined column (default "input")`)
 			fs.IntVar(&o.PartRows, "part-rows", 65536, "rows per part file: the unit of resume and sharding")
 			fs.StringVar(&lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
 			return func(ctx context.Context, args []string) error {
@@ -119,7 +124,7 @@ read.`,
 				if o.TopK < 0 {
 					return usageError("--topk %d: want 0 (all logits) or a positive K", o.TopK)
 				}
-				o.Dataset = &dataset.Options{}
+				o.Dataset = &dso
 				o.ToolVersion = version
 				o.Log = func(format string, a ...any) { fmt.Fprintf(cmdErr, "extract: "+format+"\n", a...) }
 				pr := newProgress("extract", "rows")
