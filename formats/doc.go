@@ -13,7 +13,7 @@
 //     OpenReader, ReaderOptions).
 //   - Cache directories: Manifest, ReadManifest, ParseManifest;
 //     CreateCache, OpenCacheForAppend, CacheWriter, PartWriter.
-//   - Reading a cache: Open, OpenWithOptions, Cache, Unit.
+//   - Reading a cache: Open, OpenWithOptions, Cache, Unit, ShardDirName.
 //   - Verification: Verify, Report.
 //   - Errors: ErrVersion, ErrSchema, ErrCorrupt, ErrIncomplete, ErrTooLarge,
 //     CorruptError.
@@ -30,7 +30,13 @@
 //	  .part-00002.arrow.tmp-… only while being written; never matched by *.arrow
 //
 // A large extraction may be split into N shard directories, each with its
-// own manifest (Settings.ShardIndex i of ShardCount N); Open merges them.
+// own manifest (Settings.ShardIndex i of ShardCount N), conventionally the
+// subdirectories ShardDirName(i, N) = shard-IIIII-of-NNNNN of one cache
+// directory; Open merges them, given the shard directories or their parent.
+//
+// Parquet parts store float32 columns with BYTE_STREAM_SPLIT encoding and
+// the Arrow schema under "ARROW:schema", so fixed-size lists, float16 and
+// field metadata survive in Arrow-aware readers; others see LIST columns.
 //
 // # Schema
 //
