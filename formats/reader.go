@@ -198,7 +198,7 @@ func newReader(path string, ra io.ReaderAt, size int64, opts *ReaderOptions) (rd
 		}
 		r.manifest = &m
 	}
-	if err := r.checkLayout(); err != nil {
+	if err := guard(r.checkLayout); err != nil {
 		return nil, corrupt(path, -1, err)
 	}
 	return r, nil
