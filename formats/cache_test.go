@@ -2,6 +2,7 @@ package formats
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -367,4 +368,49 @@ func TestCacheAppendRecovers(t *testing.T) {
 			t.Fatal("WritePart after Close succeeded")
 		}
 	})
+}
+
+// TestCacheConcurrent reads units from several goroutines, over more parts
+// than the cache keeps open, so parts are evicted and reopened under load.
+func TestCacheConcurrent(t *testing.T) {
+	t.Parallel()
+	cfg := testConfigs["topk-f16"]
+	dir := t.TempDir()
+	sizes := make([]int, maxOpenParts+4)
+	for i := range sizes {
+		sizes[i] = 3
+	}
+	want := writeCache(t, dir, testManifest(0, 1), cfg, &WriterOptions{RowsPerBatch: 2}, 0, sizes...)
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	units := c.Units()
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			var b Batch
+			for i := 0; i < 200; i++ {
+				u := rng.IntN(len(units))
+				if err := c.ReadBatch(u, &b); err != nil {
+					errs <- err
+					return
+				}
+				k := cfg.TopK
+				off := int(units[u].Offset)
+				if b.Rows[0] != int64(off) || b.TopKIndex[0] != want.TopKIndex[off*k] {
+					errs <- fmt.Errorf("unit %d: row %d index %d, want %d %d", u, b.Rows[0], b.TopKIndex[0], off, want.TopKIndex[off*k])
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
