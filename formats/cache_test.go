@@ -93,6 +93,12 @@ func TestCacheRoundTrip(t *testing.T) {
 				if got, want := listDir(t, dir), []string{"manifest.json", "part-00000" + format.Ext(), "part-00001" + format.Ext(), "part-00002" + format.Ext()}; !slices.Equal(got, want) {
 					t.Fatalf("directory holds %v, want %v", got, want)
 				}
+				for _, f := range listDir(t, dir) {
+					// Readable by other users' tools, like any dataset file.
+					if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Mode().Perm() != 0o644 {
+						t.Errorf("%s: mode %v, %v; want 0644", f, st.Mode().Perm(), err)
+					}
+				}
 				c, err := OpenWithOptions(&ReaderOptions{Allocator: mem}, dir)
 				if err != nil {
 					t.Fatal(err)

@@ -330,6 +330,12 @@ func (c *CacheWriter) NewPart() (*PartWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("formats: %w", err)
 	}
+	// CreateTemp makes 0600; other users' tools (Spark, DuckDB) must read parts.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("formats: %w", err)
+	}
 	p := &PartWriter{c: c, name: name, tmp: f, h: sha256.New()}
 	p.bw = bufio.NewWriterSize(io.MultiWriter(f, p.h), 1<<20)
 	o := c.opts
@@ -469,7 +475,10 @@ func writeFileAtomic(dir, name string, data []byte) error {
 		return fmt.Errorf("formats: %w", err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(data)
+	err = f.Chmod(0o644) // CreateTemp makes 0600
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
