@@ -2,7 +2,11 @@ module github.com/distill-ml/distill
 
 go 1.26.0
 
-require github.com/spf13/pflag v1.1.0
+require (
+	github.com/spf13/pflag v1.1.0
+	golang.org/x/sys v0.48.0
+	gonum.org/v1/gonum v0.17.0
+)
 
 require (
 	github.com/VividCortex/ewma v1.2.0 // indirect
@@ -27,7 +31,6 @@ require (
 	golang.org/x/exp v0.0.0-20260112195511-716be5621a96 // indirect
 	golang.org/x/net v0.58.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260526163538-3dc84a4a5aaa // indirect
 	google.golang.org/grpc v1.83.2 // indirect
