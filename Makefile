@@ -53,7 +53,7 @@ fuzz:
 
 bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./formats/
-	$(GO) test -run '^$$' -bench ExtractVsBare -benchtime 3x ./extract/
+	$(GO) test -run '^$$' -bench ExtractVsBare -benchtime 5x ./extract/
 
 DEMO := demo-out
 demo: setup build
