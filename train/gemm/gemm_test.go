@@ -413,6 +413,19 @@ func TestKernelName(t *testing.T) {
 	}
 }
 
+// TestEnvKernel checks that DISTILL_GEMM picks an available kernel and that
+// an unknown name falls back to the best one.
+func TestEnvKernel(t *testing.T) {
+	t.Setenv("DISTILL_GEMM", "generic")
+	if k := defaultKernel(); k != generic {
+		t.Errorf("DISTILL_GEMM=generic chose %q", k.name)
+	}
+	t.Setenv("DISTILL_GEMM", "no-such-kernel")
+	if k := defaultKernel(); k != available[0] {
+		t.Errorf("DISTILL_GEMM=no-such-kernel chose %q, want %q", k.name, available[0].name)
+	}
+}
+
 func TestThreads(t *testing.T) {
 	defer SetThreads(0)
 	SetThreads(3)
