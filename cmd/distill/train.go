@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/train"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		Name:      "train",
+		UsageLine: "--cache CACHE --out student.ckpt --layers 800,800 [flags]",
+		Short:     "train a student against a cache with output and feature distillation",
+		Long: `Train a student model on the rows of a teacher-output cache (from distill
+extract --keep-input): the inputs are the cached model inputs, the targets
+the cached teacher scores and labels. The loss per row is
+
+  L = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)
+      + sum over --feature pairs of weight * feature loss
+
+(alpha 0: labels only; alpha 1: no labels needed). With a top-k cache the KL
+runs over the k cached classes plus one bucket for the rest, exact at T = 1
+(see 'go doc github.com/distill-ml/distill/train.KD' for T != 1).
+
+The student is an MLP (--student mlp): Linear, optional LayerNorm, the
+activation and optional Dropout per hidden block of --layers, then a Linear to
+the classes. It standardizes its raw input itself with per-feature mean and
+std computed from the cache, so it takes exactly the teacher's input.
+
+--feature TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT] (repeatable) adds a FitNets
+term: a learned linear projection of student hidden block STUDENT_LAYER (1 or
+h1 = the first hidden block, after its activation) onto the cached teacher
+hidden state TEACHER_HIDDEN (extract --hidden), with --feature-loss mse or
+cosine.
+
+After every epoch it evaluates on --val (accuracy, top-1 agreement with the
+teacher, KL(teacher || student) at T = 1, 15-bin expected calibration error),
+prints a line, and replaces the checkpoint directory --out atomically:
+model.safetensors (PyTorch names: fc1.weight [out,in], fc1.bias, ln1.weight,
+..., input_mean, input_std), config.json (architecture, options, metrics, cache
+digest, teacher sha256), metrics.jsonl and state.safetensors (optimizer state).
+
+--resume continues a stopped run from its last epoch; the options must be the
+same (--threads may change). With --threads 1 a resumed run is bit-identical
+to an uninterrupted one, and the same seed and threads give the same bytes.
+Ctrl-C stops at the next batch, keeping the last epoch's checkpoint.
+
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
+		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
+			var o trainOptions
+			o.AddFlags(fs)
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 0 {
+					return usageError("unexpected arguments %q", args)
+				}
+				return runTrain(ctx, cmdOut, cmdErr, o)
+			}
+		},
+	})
+}
+
+// trainOptions are the flags of distill train.
+type trainOptions struct {
+	Cache, Val             []string
+	Out                    string
+	Student, Layers        string
+	Activation             string
+	Dropout                float64
+	LayerNorm              bool
+	Temperature, Alpha     float64
+	Features               []string
+	FeatureLoss            string
+	Epochs, Batch          int
+	LR                     float64
+	Optimizer              string
+	Momentum, WeightDecay  float64
+	Schedule               string
+	Warmup                 int64
+	Seed                   uint64
+	Threads, ShuffleWindow int
+	Input                  string
+	Resume                 bool
+}
+
+// AddFlags registers the flags on fs.
+func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache) (required)")
+	fs.StringVar(&o.Out, "out", "", "checkpoint directory to write, e.g. student.ckpt (required)")
+	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp")
+	fs.StringVar(&o.Layers, "layers", "", "hidden layer widths, comma-separated, e.g. 800,800 (required; \"none\" for a linear student)")
+	fs.StringVar(&o.Activation, "activation", "relu", "hidden activation: relu, gelu (exact erf form) or tanh")
+	fs.Float64Var(&o.Dropout, "dropout", 0, "dropout probability after every hidden block")
+	fs.BoolVar(&o.LayerNorm, "layernorm", false, "LayerNorm in every hidden block, before the activation")
+	fs.Float64Var(&o.Temperature, "temperature", 4, "distillation temperature T")
+	fs.Float64Var(&o.Alpha, "alpha", 0.9, "weight of the KL term; 1-alpha weights the cross-entropy with the labels")
+	fs.StringArrayVar(&o.Features, "feature", nil, "feature distillation pair TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT] (repeatable)")
+	fs.StringVar(&o.FeatureLoss, "feature-loss", "mse", "feature loss: mse or cosine")
+	fs.IntVar(&o.Epochs, "epochs", 10, "passes over the cache")
+	fs.IntVar(&o.Batch, "batch", 128, "rows per optimizer step")
+	fs.Float64Var(&o.LR, "lr", 1e-3, "peak learning rate")
+	fs.StringVar(&o.Optimizer, "optimizer", "adamw", "optimizer: adamw or sgd")
+	fs.Float64Var(&o.Momentum, "momentum", 0.9, "SGD momentum")
+	fs.Float64Var(&o.WeightDecay, "weight-decay", 0, "weight decay (AdamW: decoupled; SGD: L2)")
+	fs.StringVar(&o.Schedule, "schedule", "constant", "learning-rate schedule after warmup: constant or cosine")
+	fs.Int64Var(&o.Warmup, "warmup", 0, "linear warmup steps")
+	fs.StringSliceVar(&o.Val, "val", nil, "held-out cache evaluated after every epoch")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of initialization, shuffling and dropout")
+	fs.IntVar(&o.Threads, "threads", 0, "threads for matrix products and elementwise work (0 = all cores)")
+	fs.StringVar(&o.Input, "input", "", "cached input to train on, when the cache has several")
+	fs.IntVar(&o.ShuffleWindow, "shuffle-window", 0, "cache units shuffled together (0 = as many as fit in 256 MiB)")
+	fs.BoolVar(&o.Resume, "resume", false, "continue the run checkpointed in --out")
+}
+
+// parseLayers parses --layers: positive widths separated by commas, or
+// "none" for no hidden layer.
+func parseLayers(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "none" {
+		return nil, nil
+	}
+	if s == "" {
+		return nil, errors.New("--layers is required (e.g. 800,800, or none)")
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1<<20 {
+			return nil, fmt.Errorf("--layers %q: %q is not a width in 1..%d", s, f, 1<<20)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// config turns the flags into the student Config and training Options.
+func (o *trainOptions) config() (train.Config, train.Options, error) {
+	var cfg train.Config
+	var to train.Options
+	if len(o.Cache) == 0 {
+		return cfg, to, usageError("--cache is required")
+	}
+	if o.Out == "" {
+		return cfg, to, usageError("--out is required")
+	}
+	if o.Student != "mlp" {
+		return cfg, to, usageError("--student %q: only mlp exists", o.Student)
+	}
+	hidden, err := parseLayers(o.Layers)
+	if err != nil {
+		return cfg, to, usageError("%v", err)
+	}
+	act, err := train.ParseActivation(o.Activation)
+	if err != nil || act == train.Identity {
+		return cfg, to, usageError("--activation %q: want relu, gelu or tanh", o.Activation)
+	}
+	if !(o.Dropout >= 0 && o.Dropout < 1) {
+		return cfg, to, usageError("--dropout %v: want a probability in [0, 1)", o.Dropout)
+	}
+	if !(o.Temperature > 0) {
+		return cfg, to, usageError("--temperature %v: want > 0", o.Temperature)
+	}
+	if !(o.Alpha >= 0 && o.Alpha <= 1) {
+		return cfg, to, usageError("--alpha %v: want a value in [0, 1]", o.Alpha)
+	}
+	if o.Epochs < 1 || o.Batch < 1 || !(o.LR > 0) || o.Warmup < 0 || o.ShuffleWindow < 0 {
+		return cfg, to, usageError("--epochs %d, --batch %d, --lr %v, --warmup %d, --shuffle-window %d: want positive values (warmup, window >= 0)",
+			o.Epochs, o.Batch, o.LR, o.Warmup, o.ShuffleWindow)
+	}
+	fl, err := train.ParseFeatureLoss(o.FeatureLoss)
+	if err != nil {
+		return cfg, to, usageError("--feature-loss %q: want mse or cosine", o.FeatureLoss)
+	}
+	switch o.Optimizer {
+	case train.AdamW, train.SGD:
+	default:
+		return cfg, to, usageError("--optimizer %q: want adamw or sgd", o.Optimizer)
+	}
+	switch o.Schedule {
+	case train.ScheduleConstant, train.ScheduleCosine:
+	default:
+		return cfg, to, usageError("--schedule %q: want constant or cosine", o.Schedule)
+	}
+	cfg = train.Config{Type: o.Student, Hidden: hidden, Activation: act, Dropout: o.Dropout, LayerNorm: o.LayerNorm}
+	to = train.Options{Epochs: o.Epochs, BatchSize: o.Batch, LR: o.LR, Optimizer: o.Optimizer, WeightDecay: o.WeightDecay,
+		Schedule: o.Schedule, Warmup: o.Warmup, Temperature: o.Temperature, Alpha: o.Alpha, FeatureLoss: fl,
+		Seed: o.Seed, Threads: o.Threads, Input: o.Input, ShuffleWindow: o.ShuffleWindow, Out: o.Out, Resume: o.Resume}
+	if o.Optimizer == train.SGD {
+		to.Momentum = o.Momentum
+	}
+	for _, f := range o.Features {
+		p, err := train.ParseFeature(f, len(hidden))
+		if err != nil {
+			return cfg, to, usageError("--feature: %v", strings.TrimPrefix(err.Error(), "train: "))
+		}
+		to.Features = append(to.Features, p)
+	}
+	return cfg, to, nil
+}
+
+func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) error {
+	cfg, to, err := o.config()
+	if err != nil {
+		return err
+	}
+	data, err := formats.Open(o.Cache...)
+	if err != nil {
+		return err
+	}
+	defer data.Close()
+	if len(o.Val) > 0 {
+		val, err := formats.Open(o.Val...)
+		if err != nil {
+			return fmt.Errorf("--val: %w", err)
+		}
+		defer val.Close()
+		to.Val = val
+	}
+	rows := data.NumRows()
+	pr := newProgress("train", "samples")
+	to.OnStep = func(s train.Step) error {
+		pr.Update(int64(s.Epoch-1)*rows+s.Rows, int64(to.Epochs)*rows)
+		return nil
+	}
+	to.OnEpoch = func(e train.Epoch) error {
+		progressLine(pr, epochLine(e, to.Epochs))
+		return nil
+	}
+	res, err := train.Train(ctx, cfg, data, &to)
+	pr.Done()
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "train: interrupted; %s holds the last completed epoch. Resume with:\n  %s\n", o.Out, resumeCommand())
+		return fmt.Errorf("%w", context.Canceled)
+	}
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(o.Out)
+	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", res.Info.Epoch, res.Info.Step, abs)
+	if n := len(res.Info.Metrics); n > 0 {
+		if v := res.Info.Metrics[n-1].Val; v != nil {
+			fmt.Fprintf(stdout, "  val: %s\n", valSummary(v))
+		}
+	}
+	return nil
+}
+
+// epochLine formats one epoch's metrics for the progress output.
+func epochLine(e train.Epoch, epochs int) string {
+	s := fmt.Sprintf("epoch %d/%d: loss %.4f", e.Epoch, epochs, e.TrainLoss)
+	if e.Val != nil {
+		s += ", " + valSummary(e.Val)
+	}
+	return s + fmt.Sprintf(", %.0f samples/s", e.SamplesPerSec)
+}
+
+func valSummary(v *train.Metrics) string {
+	acc := "n/a (no labels)"
+	if v.Accuracy != nil {
+		acc = fmt.Sprintf("%.2f%%", 100**v.Accuracy)
+	}
+	return fmt.Sprintf("val acc %s, agreement %.2f%%, KL %.4f, ECE %.4f", acc, 100*v.Agreement, v.KL, v.ECE)
+}
+
+// progressLine prints a line above the progress bar, or as a plain line.
+func progressLine(pr *progress, line string) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.p != nil {
+		fmt.Fprintln(pr.p, line)
+		return
+	}
+	fmt.Fprintln(pr.w, line)
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/train"
+)
+
+// trainTestCache writes a cache of n rows whose label is the argmax of the
+// 3 inputs, teacher scores 2·x, and hidden state "h" = x/2; with inputs
+// unless noInput.
+func trainTestCache(t *testing.T, dir string, n int, seed uint64, noInput bool) string {
+	t.Helper()
+	cfg := formats.Config{Classes: 3, HasLabel: true, Hidden: []formats.TensorSpec{{Name: "h", Shape: []int64{3}}}}
+	if !noInput {
+		cfg.Inputs = []formats.TensorSpec{{Name: "image", Shape: []int64{3}}}
+	}
+	m := formats.Manifest{Teacher: formats.Teacher{File: "teacher.onnx", SHA256: testTeacherSHA}, Dataset: formats.Dataset{Path: "d", Rows: int64(n)}}
+	cw, err := formats.CreateCache(dir, m, cfg, &formats.WriterOptions{RowsPerBatch: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	b := &formats.Batch{Hidden: map[string][]float32{}, Inputs: map[string][]float32{}}
+	for i := range n {
+		b.Rows = append(b.Rows, int64(i))
+		best, bv := 0, float32(-10)
+		for c := range 3 {
+			x := float32(rng.NormFloat64())
+			if x > bv {
+				best, bv = c, x
+			}
+			if !noInput {
+				b.Inputs["image"] = append(b.Inputs["image"], x)
+			}
+			b.Logits = append(b.Logits, 2*x)
+			b.Hidden["h"] = append(b.Hidden["h"], x/2)
+		}
+		b.Labels = append(b.Labels, int64(best))
+	}
+	if _, err := cw.WritePart(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestTrainCommand(t *testing.T) {
+	tmp := t.TempDir()
+	data := trainTestCache(t, filepath.Join(tmp, "train"), 400, 1, false)
+	val := trainTestCache(t, filepath.Join(tmp, "val"), 200, 2, false)
+	out := filepath.Join(tmp, "student.ckpt")
+	args := []string{"train", "--cache", data, "--val", val, "--out", out, "--layers", "16", "--epochs", "3",
+		"--batch", "32", "--lr", "0.01", "--feature", "h=1:0.5", "--threads", "1"}
+	code, stdout, stderr := runDistill(args...)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	for _, want := range []string{"epoch 1/3: loss", "epoch 3/3: loss", "val acc", "agreement", "KL", "ECE", "samples/s"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if !strings.Contains(stdout, "train: 3 epochs") {
+		t.Errorf("stdout: %s", stdout)
+	}
+	c, err := train.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Info.Epoch != 3 || c.Info.Cache.TeacherSHA256 != testTeacherSHA || c.Info.Cache.Digest == "" ||
+		len(c.Info.Metrics) != 3 || c.Info.Metrics[2].Val == nil || *c.Info.Metrics[2].Val.Accuracy < 0.8 {
+		t.Errorf("checkpoint info %+v", c.Info)
+	}
+	for _, f := range []string{train.ModelFile, train.ConfigFile, train.MetricsFile, train.StateFile} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+
+	// Resume of the finished run with the same flags: nothing to do.
+	if code, _, stderr := runDistill(append(args, "--resume")...); code != 0 {
+		t.Errorf("resume: exit %d: %s", code, stderr)
+	}
+	// Resume with other options lists the differences.
+	changed := append(append([]string(nil), args...), "--resume", "--lr", "0.02", "--temperature", "2")
+	code, _, stderr = runDistill(changed...)
+	if code != exitFailure || !strings.Contains(stderr, "lr: 0.01 in the checkpoint, now 0.02") || !strings.Contains(stderr, "temperature: 4 in the checkpoint, now 2") {
+		t.Errorf("resume with changes: exit %d: %s", code, stderr)
+	}
+	// A fresh run does not overwrite the checkpoint.
+	if code, _, stderr := runDistill(args...); code != exitFailure || !strings.Contains(stderr, "--resume") {
+		t.Errorf("overwrite: exit %d: %s", code, stderr)
+	}
+}
+
+func TestTrainCommandBadInput(t *testing.T) {
+	tmp := t.TempDir()
+	data := trainTestCache(t, filepath.Join(tmp, "train"), 100, 1, false)
+	noInput := trainTestCache(t, filepath.Join(tmp, "noinput"), 100, 1, true)
+	out := func(name string) string { return filepath.Join(tmp, name) }
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--cache", data, "--out", out("a")}, exitUsage, "--layers is required"},
+		{[]string{"--out", out("a"), "--layers", "8"}, exitUsage, "--cache is required"},
+		{[]string{"--cache", data, "--layers", "8"}, exitUsage, "--out is required"},
+		{[]string{"--cache", data, "--out", out("a"), "--layers", "8,x"}, exitUsage, `"x" is not a width`},
+		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--alpha", "1.5"}, exitUsage, "--alpha"},
+		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--activation", "swish"}, exitUsage, "--activation"},
+		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--feature", "h=3"}, exitUsage, "hidden block 1..1"},
+		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--feature", "h"}, exitUsage, "TEACHER_HIDDEN=STUDENT_LAYER"},
+		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--student", "cnn"}, exitUsage, "only mlp"},
+		{[]string{"--cache", noInput, "--out", out("b"), "--layers", "8"}, exitFailure, "--keep-input"},
+		{[]string{"--cache", data, "--out", out("c"), "--layers", "8", "--feature", "conv=1"}, exitFailure, "cached hidden states: h"},
+		{[]string{"--cache", filepath.Join(tmp, "nothing"), "--out", out("d"), "--layers", "8"}, exitFailure, "no such file"},
+		{[]string{"--cache", data, "--out", out("e"), "--layers", "8", "--resume"}, exitFailure, "resume"},
+	} {
+		code, _, stderr := runDistill(append([]string{"train"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("distill train %q: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, stderr)
+		}
+	}
+	// A corrupt checkpoint is reported on resume.
+	bad := out("bad.ckpt")
+	os.MkdirAll(bad, 0o755)
+	os.WriteFile(filepath.Join(bad, train.ConfigFile), []byte("{not json"), 0o644)
+	code, _, stderr := runDistill("train", "--cache", data, "--out", bad, "--layers", "8", "--resume")
+	if code != exitFailure || !strings.Contains(stderr, "bad checkpoint") {
+		t.Errorf("corrupt checkpoint: exit %d: %s", code, stderr)
+	}
+}

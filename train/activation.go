@@ -1,0 +1,139 @@
+package train
+
+import (
+	"fmt"
+	"math"
+)
+
+// Activation is an elementwise nonlinearity. Linear and LayerNorm apply one
+// fused with their own output pass; ActivationLayer applies one alone.
+type Activation string
+
+// Activations. The zero value "" means Identity.
+const (
+	Identity Activation = "identity"
+	ReLU     Activation = "relu" // max(0, z), as torch.nn.ReLU; derivative 0 at z = 0
+	// GELU is the exact (erf) form, torch.nn.GELU's default (approximate='none'):
+	//
+	//	gelu(z)  = z·Φ(z) = ½·z·(1 + erf(z/√2))
+	//	gelu'(z) = Φ(z) + z·φ(z),  φ(z) = exp(−z²/2)/√(2π)
+	GELU Activation = "gelu"
+	Tanh Activation = "tanh" // tanh(z); derivative 1 − tanh²(z)
+)
+
+// ParseActivation returns the Activation named s ("relu", "gelu", "tanh",
+// "identity"), or an error listing the names.
+func ParseActivation(s string) (Activation, error) {
+	switch a := Activation(s); a {
+	case ReLU, GELU, Tanh, Identity:
+		return a, nil
+	case "":
+		return Identity, nil
+	}
+	return "", fmt.Errorf("train: unknown activation %q, want relu, gelu, tanh or identity", s)
+}
+
+func (a Activation) norm() Activation {
+	if a == "" {
+		return Identity
+	}
+	return a
+}
+
+// needsInput reports whether the derivative needs the pre-activation z
+// (otherwise it is computed from the output y).
+func (a Activation) needsInput() bool { return a.norm() == GELU }
+
+const (
+	invSqrt2   = 0.70710678118654752440
+	invSqrt2Pi = 0.39894228040143267794
+)
+
+// apply writes y = a(z) elementwise; y and z may be the same slice.
+func (a Activation) apply(y, z []float32) {
+	switch a.norm() {
+	case Identity:
+		copy(y, z)
+	case ReLU:
+		for i, v := range z[:len(y)] {
+			y[i] = max(v, 0)
+		}
+	case GELU:
+		for i, v := range z[:len(y)] {
+			x := float64(v)
+			y[i] = float32(0.5 * x * (1 + math.Erf(x*invSqrt2)))
+		}
+	case Tanh:
+		for i, v := range z[:len(y)] {
+			y[i] = float32(math.Tanh(float64(v)))
+		}
+	default:
+		panic("train: unknown activation " + string(a))
+	}
+}
+
+// backward overwrites d with d·a'(z) elementwise, from the output y (ReLU,
+// Tanh) or the input z (GELU; y may be nil).
+func (a Activation) backward(d, y, z []float32) {
+	switch a.norm() {
+	case Identity:
+	case ReLU:
+		y = y[:len(d)]
+		for i, v := range y {
+			if v <= 0 {
+				d[i] = 0
+			}
+		}
+	case GELU:
+		z = z[:len(d)]
+		for i, v := range z {
+			x := float64(v)
+			cdf := 0.5 * (1 + math.Erf(x*invSqrt2))
+			pdf := invSqrt2Pi * math.Exp(-0.5*x*x)
+			d[i] = float32(float64(d[i]) * (cdf + x*pdf))
+		}
+	case Tanh:
+		y = y[:len(d)]
+		for i, v := range y {
+			d[i] *= 1 - v*v
+		}
+	default:
+		panic("train: unknown activation " + string(a))
+	}
+}
+
+// ActivationLayer applies an Activation on its own: y = a(x), dx = dy·a'(x).
+type ActivationLayer struct {
+	Fn   Activation
+	Size int
+	x, y Mat
+}
+
+// NewActivationLayer returns an ActivationLayer of size values per sample.
+func NewActivationLayer(fn Activation, size int) *ActivationLayer {
+	return &ActivationLayer{Fn: fn.norm(), Size: size}
+}
+
+func (l *ActivationLayer) InSize() int      { return l.Size }
+func (l *ActivationLayer) OutSize() int     { return l.Size }
+func (l *ActivationLayer) Params() []*Param { return nil }
+
+// Forward writes dst = a(x); dst may be x.
+func (l *ActivationLayer) Forward(dst, x Mat) {
+	checkShapes("ActivationLayer", dst, x, l.Size, l.Size)
+	n := x.Rows * l.Size
+	if n > 0 && l.Fn.needsInput() && &dst.Data[0] == &x.Data[0] {
+		panic("train: ActivationLayer: GELU cannot run in place")
+	}
+	l.Fn.apply(dst.Data[:n], x.Data[:n])
+	l.x, l.y = x, dst
+}
+
+// Backward writes dx = dy·a'(x); dx may be dy.
+func (l *ActivationLayer) Backward(dx, dy Mat) {
+	n := dy.Rows * l.Size
+	l.Fn.backward(dy.Data[:n], l.y.Data[:n], l.x.Data[:n])
+	if dx.Data != nil {
+		copy(dx.Data[:n], dy.Data[:n])
+	}
+}

@@ -1,0 +1,386 @@
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// A checkpoint is a directory:
+//
+//	student.ckpt/
+//	  model.safetensors   input_mean, input_std [Inputs]; fc1.weight [H1, Inputs], fc1.bias [H1],
+//	                      ln1.weight, ln1.bias [H1] (--layernorm), ..., fcL.weight [Classes, H], fcL.bias
+//	                      (PyTorch names and layout; __metadata__ {"format": "pt"})
+//	  config.json         CheckpointInfo: architecture, training options, epoch, step,
+//	                      cache digest and teacher sha256, per-epoch metrics
+//	  metrics.jsonl       one EpochMetrics per completed epoch
+//	  state.safetensors   what --resume needs besides the weights: optimizer state
+//	                      (exp_avg.NAME, exp_avg_sq.NAME or momentum_buffer.NAME) and the
+//	                      feature-distillation projections (feature.J.weight, feature.J.bias)
+//	                      with theirs; __metadata__ {"epoch", "step", "optimizer"}
+//
+// Nothing in it depends on the clock, so a run with the same seed, data,
+// options and thread count writes the same bytes.
+//
+// WriteCheckpoint replaces the directory atomically: it writes every file
+// into .NAME.tmp beside it (each synced), renames NAME to .NAME.old,
+// renames .NAME.tmp to NAME, and removes .NAME.old. A crash leaves either
+// NAME complete, or only .NAME.old (the previous checkpoint, complete);
+// Load reads .NAME.old when NAME is missing, and the next WriteCheckpoint
+// restores it first.
+const (
+	ModelFile   = "model.safetensors"
+	ConfigFile  = "config.json"
+	MetricsFile = "metrics.jsonl"
+	StateFile   = "state.safetensors"
+
+	checkpointFormat  = "distill-student"
+	checkpointVersion = 1
+	maxConfigBytes    = 64 << 20
+)
+
+// Provenance identifies the cache a student was trained or evaluated on.
+type Provenance struct {
+	Path          string `json:"path,omitempty"`
+	Digest        string `json:"digest"`                   // formats.Cache.Digest
+	TeacherSHA256 string `json:"teacher_sha256,omitempty"` // formats.Manifest.Teacher.SHA256
+	ScoreKind     string `json:"score_kind,omitempty"`
+	Rows          int64  `json:"rows"`
+	Classes       int    `json:"classes"`
+	TopK          int    `json:"top_k"`
+}
+
+// CheckpointInfo is config.json.
+type CheckpointInfo struct {
+	Format   string         `json:"format"`  // "distill-student"
+	Version  int            `json:"version"` // 1
+	Student  Config         `json:"student"`
+	Input    string         `json:"input"` // the cache input column the student takes (without "input.")
+	Training Options        `json:"training"`
+	Epoch    int            `json:"epoch"` // epochs completed
+	Step     int64          `json:"step"`  // optimizer steps taken
+	Cache    Provenance     `json:"cache"`
+	Val      *Provenance    `json:"val,omitempty"`
+	Metrics  []EpochMetrics `json:"metrics"`
+}
+
+// Checkpoint is a loaded or to-be-written checkpoint directory.
+type Checkpoint struct {
+	Info    CheckpointInfo
+	Student *Student
+	// State holds state.safetensors (nil if the file is absent): optimizer
+	// moments and feature projections, for resuming.
+	State     []*Param
+	StateMeta map[string]string
+}
+
+// WriteCheckpoint writes c to the directory dir atomically (see the layout
+// above). It refuses to replace a dir that exists and is neither empty nor
+// a checkpoint.
+func WriteCheckpoint(dir string, c *Checkpoint) error {
+	dir = filepath.Clean(dir)
+	tmp, old := siblings(dir)
+	if err := recoverDir(dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	info := c.Info
+	info.Format, info.Version = checkpointFormat, checkpointVersion
+	cfg, err := json.MarshalIndent(&info, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	var model, state, metrics bytes.Buffer
+	if err := WriteSafetensors(&model, c.Student.Tensors(), map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	for _, m := range info.Metrics {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("train: checkpoint: %w", err)
+		}
+		metrics.Write(b)
+		metrics.WriteByte('\n')
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{{ModelFile, model.Bytes()}, {MetricsFile, metrics.Bytes()}}
+	if c.State != nil {
+		if err := WriteSafetensors(&state, c.State, c.StateMeta); err != nil {
+			return err
+		}
+		files = append(files, struct {
+			name string
+			data []byte
+		}{StateFile, state.Bytes()})
+	}
+	files = append(files, struct {
+		name string
+		data []byte
+	}{ConfigFile, append(cfg, '\n')})
+	for _, f := range files {
+		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
+			return err
+		}
+	}
+	if err := syncDir(tmp); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("train: checkpoint: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	return nil
+}
+
+// siblings returns the temporary and previous-checkpoint paths of dir.
+func siblings(dir string) (tmp, old string) {
+	parent, base := filepath.Split(dir)
+	return filepath.Join(parent, "."+base+".tmp"), filepath.Join(parent, "."+base+".old")
+}
+
+// recoverDir finishes an interrupted WriteCheckpoint: if dir is missing
+// and .dir.old exists, it is renamed back. It fails if dir exists and is
+// neither empty nor a checkpoint, so that WriteCheckpoint never replaces
+// unrelated files.
+func recoverDir(dir string) error {
+	_, old := siblings(dir)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(old); err == nil {
+			if err := os.Rename(old, dir); err != nil {
+				return fmt.Errorf("train: checkpoint: restore %s: %w", old, err)
+			}
+		}
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil {
+		return fmt.Errorf("train: checkpoint: %s exists and is not a checkpoint (no %s); choose another --out", dir, ConfigFile)
+	}
+	return nil
+}
+
+// Exists reports whether dir (or its .old sibling left by a crash) holds a
+// checkpoint.
+func Exists(dir string) bool {
+	dir = filepath.Clean(dir)
+	_, old := siblings(dir)
+	for _, d := range []string{dir, old} {
+		if _, err := os.Stat(filepath.Join(d, ConfigFile)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("train: checkpoint: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Load reads the checkpoint directory dir, or dir's previous version if a
+// crash interrupted its replacement (see WriteCheckpoint). It does not
+// modify anything.
+func Load(dir string) (*Checkpoint, error) {
+	dir = filepath.Clean(dir)
+	_, old := siblings(dir)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(old, ConfigFile)); err == nil {
+			dir = old
+		}
+	}
+	c, err := LoadFS(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return c, nil
+}
+
+// LoadFS reads a checkpoint from the root of fsys. Corrupt or inconsistent
+// files yield an error wrapping ErrCheckpoint (a missing file wraps
+// fs.ErrNotExist); nothing is allocated beyond the sizes of the files.
+func LoadFS(fsys fs.FS) (*Checkpoint, error) {
+	cfgData, err := readLimited(fsys, ConfigFile, maxConfigBytes)
+	if err != nil {
+		return nil, err
+	}
+	var info CheckpointInfo
+	if err := json.Unmarshal(cfgData, &info); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, ConfigFile, err)
+	}
+	if info.Format != checkpointFormat {
+		return nil, fmt.Errorf("%w: %s: format %q, want %q", ErrCheckpoint, ConfigFile, info.Format, checkpointFormat)
+	}
+	if info.Version != checkpointVersion {
+		return nil, fmt.Errorf("%w: %s: version %d, this build reads %d", ErrCheckpoint, ConfigFile, info.Version, checkpointVersion)
+	}
+	model, err := fs.ReadFile(fsys, ModelFile)
+	if err != nil {
+		return nil, fmt.Errorf("train: checkpoint: %w", err)
+	}
+	tensors, _, err := ReadSafetensors(model)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ModelFile, err)
+	}
+	cfg, err := info.Student.normalize()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, ConfigFile, err)
+	}
+	// The architecture must fit the tensors actually present before a
+	// Student is allocated for it.
+	if need := 4 * int64(studentValues(cfg)); need > int64(len(model)) {
+		return nil, fmt.Errorf("%w: %s describes %d values, %s has %d bytes", ErrCheckpoint, ConfigFile, need/4, ModelFile, len(model))
+	}
+	s, err := NewStudent(cfg, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	if err := assign(s.Tensors(), byName(tensors), ModelFile, true); err != nil {
+		return nil, err
+	}
+	if err := s.Standardize.Set(s.Standardize.Mean.Data, s.Standardize.Std.Data); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, ModelFile, err)
+	}
+	c := &Checkpoint{Info: info, Student: s}
+	if data, err := fs.ReadFile(fsys, StateFile); err == nil {
+		st, meta, err := ReadSafetensors(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", StateFile, err)
+		}
+		c.State = st
+		c.StateMeta = meta
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("train: checkpoint: %w", err)
+	}
+	return c, nil
+}
+
+// studentValues is the number of values model.safetensors holds for cfg.
+func studentValues(cfg Config) int {
+	n, prev := 2*cfg.Inputs, cfg.Inputs
+	for _, h := range cfg.Hidden {
+		n += prev*h + h
+		if cfg.LayerNorm {
+			n += 2 * h
+		}
+		prev = h
+	}
+	return n + prev*cfg.Classes + cfg.Classes
+}
+
+func readLimited(fsys fs.FS, name string, limit int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("train: checkpoint: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("train: checkpoint: %s: %w", name, err)
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%w: %s larger than %d bytes", ErrCheckpoint, name, limit)
+	}
+	return buf.Bytes(), nil
+}
+
+// byName indexes tensors by name.
+func byName(ps []*Param) map[string]*Param {
+	m := make(map[string]*Param, len(ps))
+	for _, p := range ps {
+		m[p.Name] = p
+	}
+	return m
+}
+
+// assign copies the named tensors into dst, checking shapes; with exact,
+// tensors not in dst are an error too.
+func assign(dst []*Param, src map[string]*Param, file string, exact bool) error {
+	var missing, wrong []string
+	for _, p := range dst {
+		t, ok := src[p.Name]
+		if !ok {
+			missing = append(missing, p.Name)
+			continue
+		}
+		if !slices.Equal(t.Shape, p.Shape) {
+			wrong = append(wrong, fmt.Sprintf("%s has shape %v, want %v", p.Name, t.Shape, p.Shape))
+			continue
+		}
+		copy(p.Data, t.Data)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s lacks %s", ErrCheckpoint, file, strings.Join(missing, ", "))
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("%w: %s: %s", ErrCheckpoint, file, strings.Join(wrong, "; "))
+	}
+	if exact && len(src) != len(dst) {
+		var extra []string
+		for n := range src {
+			if !slices.ContainsFunc(dst, func(p *Param) bool { return p.Name == n }) {
+				extra = append(extra, n)
+			}
+		}
+		slices.Sort(extra)
+		return fmt.Errorf("%w: %s has tensors the architecture does not: %s", ErrCheckpoint, file, strings.Join(extra, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,294 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/diff/fd"
+	"gonum.org/v1/gonum/floats/scalar"
+)
+
+// Gradient checks: every layer's Backward against central finite
+// differences (gonum diff/fd) of the scalar f = Σ R ⊙ layer(x), R random,
+// so dy = R. The layers compute in float32, whose rounding (≈6e-8
+// relative) divided by the step 2h = 2e-2 bounds the difference noise at
+// about 1e-5 for outputs of order 1; with central differences the
+// truncation error is O(h²) ≈ 1e-4 times the third derivative. Hence
+// the tolerances: 2e-3 absolute or relative.
+const (
+	fdStep   = 1e-2
+	gradAbs  = 2e-3
+	gradRel  = 2e-3
+	reluGap  = 0.05 // ReLU inputs are kept this far from the kink
+	fdTrials = 20
+)
+
+type layerCase struct {
+	name string
+	make func() Layer
+	// kink returns the values that must stay away from 0 (ReLU
+	// pre-activations), computed after Forward; nil if smooth.
+	kink func(l Layer) []float32
+}
+
+func layerCases() []layerCase {
+	var cases []layerCase
+	for _, act := range []Activation{Identity, ReLU, GELU, Tanh} {
+		cases = append(cases, layerCase{
+			name: "Linear/" + string(act),
+			make: func() Layer { return NewLinear("fc", 5, 4, act) },
+			kink: func(l Layer) []float32 {
+				if act != ReLU {
+					return nil
+				}
+				// Recompute z = x·Wᵀ + b.
+				ll := l.(*Linear)
+				z := make([]float32, ll.x.Rows*ll.Out)
+				for r := range ll.x.Rows {
+					for o := range ll.Out {
+						s := ll.B.Data[o]
+						for i := range ll.In {
+							s += ll.x.Data[r*ll.In+i] * ll.W.Data[o*ll.In+i]
+						}
+						z[r*ll.Out+o] = s
+					}
+				}
+				return z
+			},
+		})
+		cases = append(cases, layerCase{
+			name: "LayerNorm/" + string(act),
+			make: func() Layer { return NewLayerNorm("ln", 6, act) },
+			kink: func(l Layer) []float32 {
+				if act != ReLU {
+					return nil
+				}
+				ln := l.(*LayerNorm)
+				z := make([]float32, ln.x.Rows*ln.Size)
+				for r := range ln.x.Rows {
+					for j := range ln.Size {
+						z[r*ln.Size+j] = (ln.x.Data[r*ln.Size+j]-ln.mean[r])*ln.rstd[r]*ln.Gamma.Data[j] + ln.Beta.Data[j]
+					}
+				}
+				return z
+			},
+		})
+		if act != Identity {
+			cases = append(cases, layerCase{
+				name: "Activation/" + string(act),
+				make: func() Layer { return NewActivationLayer(act, 7) },
+				kink: func(l Layer) []float32 {
+					if act != ReLU {
+						return nil
+					}
+					return l.(*ActivationLayer).x.Data
+				},
+			})
+		}
+	}
+	cases = append(cases,
+		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
+		layerCase{name: "Standardize", make: func() Layer {
+			s := NewStandardize(4)
+			if err := s.Set([]float32{1, -2, 0.5, 3}, []float32{2, 0.5, 1, 4}); err != nil {
+				panic(err)
+			}
+			return s
+		}},
+	)
+	return cases
+}
+
+func TestLayerGradients(t *testing.T) {
+	for _, tc := range layerCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 3
+			var l Layer
+			var x, R Mat
+			var reset func()
+			for trial := range fdTrials {
+				rng := rand.New(rand.NewPCG(uint64(trial), 1))
+				l = tc.make()
+				ps := NewParams(l.Params()...)
+				for i := range ps.Data {
+					ps.Data[i] = float32(rng.NormFloat64())
+				}
+				reset = func() {}
+				if d, ok := l.(*Dropout); ok {
+					reset = func() { d.SetTraining(true, rand.New(rand.NewPCG(7, 7))) }
+				}
+				x = randMat(rng, n, l.InSize(), 1)
+				R = randMat(rng, n, l.OutSize(), 1)
+				y := Mat{Rows: n, Cols: l.OutSize(), Data: make([]float32, n*l.OutSize())}
+				reset()
+				l.Forward(y, x)
+				ok := true
+				if tc.kink != nil {
+					for _, z := range tc.kink(l) {
+						if math.Abs(float64(z)) < reluGap {
+							ok = false
+						}
+					}
+				}
+				if ok {
+					break
+				}
+				if trial == fdTrials-1 {
+					t.Fatal("no trial kept ReLU inputs away from 0")
+				}
+			}
+			y := Mat{Rows: n, Cols: l.OutSize(), Data: make([]float32, n*l.OutSize())}
+			f := func() float64 {
+				reset()
+				l.Forward(y, x)
+				var s float64
+				for i, v := range y.Data {
+					s += float64(v) * float64(R.Data[i])
+				}
+				return s
+			}
+			// Analytic gradients.
+			f()
+			dx := Mat{Rows: n, Cols: l.InSize(), Data: make([]float32, n*l.InSize())}
+			dy := Mat{Rows: n, Cols: l.OutSize(), Data: append([]float32(nil), R.Data...)}
+			l.Backward(dx, dy)
+			check := func(what string, vals []float32, grad []float32) {
+				t.Helper()
+				want := fd.Gradient(nil, func(v []float64) float64 {
+					old := append([]float32(nil), vals...)
+					for i := range vals {
+						vals[i] = float32(v[i])
+					}
+					s := f()
+					copy(vals, old)
+					return s
+				}, f64(vals), &fd.Settings{Formula: fd.Central, Step: fdStep})
+				for i := range want {
+					if !scalar.EqualWithinAbsOrRel(float64(grad[i]), want[i], gradAbs, gradRel) {
+						t.Errorf("d/d%s[%d] = %.6g, finite differences %.6g", what, i, grad[i], want[i])
+					}
+				}
+			}
+			check("x", x.Data, dx.Data)
+			for _, p := range l.Params() {
+				g := append([]float32(nil), p.Grad...)
+				check(p.Name, p.Data, g)
+			}
+		})
+	}
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+// TestLinearMatchesNaive checks the fused Linear forward (sgemm + bias +
+// activation) against a direct float64 loop on a size where the gemm uses
+// its blocked path and several threads.
+func TestLinearMatchesNaive(t *testing.T) {
+	defer SetThreads(Threads())
+	for _, threads := range []int{1, 2} {
+		SetThreads(threads)
+		rng := rand.New(rand.NewPCG(3, 3))
+		l := NewLinear("fc", 67, 45, GELU)
+		NewParams(l.Params()...)
+		l.Init(rng)
+		x := randMat(rng, 33, 67, 1)
+		y := Mat{Rows: 33, Cols: 45, Data: make([]float32, 33*45)}
+		l.Forward(y, x)
+		for r := range 33 {
+			for o := range 45 {
+				s := float64(l.B.Data[o])
+				for i := range 67 {
+					s += float64(x.Data[r*67+i]) * float64(l.W.Data[o*67+i])
+				}
+				want := 0.5 * s * (1 + math.Erf(s/math.Sqrt2))
+				if got := float64(y.Data[r*45+o]); !scalar.EqualWithinAbsOrRel(got, want, 1e-5, 1e-5) {
+					t.Fatalf("threads %d: y[%d,%d] = %v, want %v", threads, r, o, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestDropoutStatistics checks the keep rate and scaling, and that
+// evaluation mode is the identity.
+func TestDropoutStatistics(t *testing.T) {
+	d := NewDropout(1000, 0.25)
+	d.SetTraining(true, rand.New(rand.NewPCG(1, 2)))
+	x := Mat{Rows: 10, Cols: 1000, Data: make([]float32, 10000)}
+	for i := range x.Data {
+		x.Data[i] = 1
+	}
+	y := Mat{Rows: 10, Cols: 1000, Data: make([]float32, 10000)}
+	d.Forward(y, x)
+	kept := 0
+	for _, v := range y.Data {
+		switch v {
+		case 0:
+		case 1 / 0.75:
+			kept++
+		default:
+			t.Fatalf("value %v, want 0 or 1/0.75", v)
+		}
+	}
+	// 10000 Bernoulli(0.75): sd ≈ 43, so ±200 is > 4.5 sd.
+	if kept < 7300 || kept > 7700 {
+		t.Errorf("kept %d of 10000, want ≈ 7500", kept)
+	}
+	d.SetTraining(false, nil)
+	d.Forward(y, x)
+	for _, v := range y.Data {
+		if v != 1 {
+			t.Fatal("evaluation mode is not the identity")
+		}
+	}
+}
+
+func TestMoments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	x := randMat(rng, 101, 3, 2)
+	for r := range 101 {
+		x.Data[r*3+1] += 10
+		x.Data[r*3+2] = 4 // constant feature → std 1
+	}
+	m := NewMoments(3)
+	m.Add(x.Data[:40*3], 40)
+	m.Add(x.Data[40*3:], 61)
+	mean, std := m.Result()
+	for j := range 3 {
+		var s, ss float64
+		for r := range 101 {
+			s += float64(x.Data[r*3+j])
+		}
+		mu := s / 101
+		for r := range 101 {
+			d := float64(x.Data[r*3+j]) - mu
+			ss += d * d
+		}
+		sd := math.Sqrt(ss / 101)
+		if j == 2 {
+			sd = 1
+		}
+		if !scalar.EqualWithinAbsOrRel(float64(mean[j]), mu, 1e-6, 1e-6) || !scalar.EqualWithinAbsOrRel(float64(std[j]), sd, 1e-6, 1e-6) {
+			t.Errorf("feature %d: mean %v std %v, want %v %v", j, mean[j], std[j], mu, sd)
+		}
+	}
+}
+
+func ExampleParseLayer() {
+	for _, s := range []string{"1", "h2", "3"} {
+		h, err := ParseLayer(s, 2)
+		fmt.Println(h, err)
+	}
+	// Output:
+	// 1 <nil>
+	// 2 <nil>
+	// 0 train: student layer "3": want a hidden block 1..2 (or h1..h2)
+}

@@ -1,0 +1,383 @@
+package train
+
+import (
+	"fmt"
+	"math"
+)
+
+// Targets are the teacher outputs and dataset labels of a batch of n rows,
+// as the cache stores them (formats.Batch): either full teacher scores or
+// the top-k scores with the logsumexp of all of them.
+type Targets struct {
+	Labels    []int64   // [n] class ids; needed when Alpha < 1
+	Logits    []float32 // [n, C] raw teacher scores (TopK == 0)
+	TopK      int       // k > 0: TopKIndex, TopKLogit and LogSumExp are used instead of Logits
+	TopKIndex []int32   // [n, k] class ids of the k largest teacher scores
+	TopKLogit []float32 // [n, k] those scores
+	LogSumExp []float32 // [n] log Σ_c exp(t_c) over all C teacher scores (temperature 1)
+}
+
+// KD is the distillation loss of a student's logits s against the teacher's
+// scores t and the label y, per row (Hinton et al. 2015,
+// https://arxiv.org/abs/1503.02531):
+//
+//	L = α·T²·KL(p ‖ q) + (1−α)·CE(s, y)
+//	p = softmax(t/T), q = softmax(s/T)
+//	KL(p ‖ q) = Σ_c p_c·(log p_c − log q_c)      (teacher to student; 0·log 0 = 0)
+//	CE(s, y) = −log softmax(s)_y
+//
+// and the batch loss is the mean over rows. Its gradient, for one row of a
+// batch of n:
+//
+//	dL/ds_c = (α·T·(q_c − p_c) + (1−α)·(softmax(s)_c − [c = y])) / n
+//
+// α = 0 is the hard-label baseline (no teacher needed); α = 1 needs no
+// labels.
+//
+// # Top-k teachers
+//
+// With a top-k cache the KL runs over k + 1 buckets: the k cached classes
+// and one "rest" bucket holding the other m = C − k. The student's rest
+// probability is Σ_{c ∉ top-k} q_c; its gradient is, for c in the rest,
+// α·T·q_c·(1 − p_rest/q_rest), for cached c as above. The teacher's side at
+// T = 1 is exact from the cached logsumexp LSE:
+//
+//	p_j = exp(t_j − LSE),  p_rest = 1 − Σ_j p_j  (clamped at 0)
+//
+// At T ≠ 1 the tempered rest mass Σ_{c ∉ top-k} exp(t_c/T) depends on how
+// the uncached scores are spread, which the cache does not record; only
+// their sum R = exp(LSE)·p_rest and the bound t_c <= t_k (the smallest
+// cached score) are known. KD assumes they are equal (maximum entropy):
+// each rest class has score log(R/m), so
+//
+//	rest logit at T:  a = log m + log(R/m)/T
+//	p_j = exp(t_j/T − Z),  p_rest = exp(a − Z),  Z = logsumexp(t_1/T … t_k/T, a)
+//
+// which is exact at T = 1 and whenever the uncached scores are equal. The
+// true tempered rest sum S_T lies between (R/e^{t_k})·e^{t_k/T} (as
+// concentrated as the bound allows) and m·(R/m)^{1/T} (spread evenly) —
+// for T > 1 the assumption takes the upper end, so it overstates the rest
+// bucket's tempered mass by at most that ratio; for T < 1 it takes the
+// lower end. Since LSE is stored as float32, p_rest is known only to about
+// 1e-7 absolute, which T > 1 amplifies (p_rest ∝ R^{1/T}).
+//
+// A KD holds scratch space; it is not safe for concurrent use.
+type KD struct {
+	Temperature float64 // T > 0
+	Alpha       float64 // α in [0, 1]
+
+	q, q1, p []float64 // per-class scratch: softmax(s/T), softmax(s), teacher p
+	stamp    []uint32  // top-k membership: stamp[c] == gen for cached c
+	gen      uint32
+}
+
+// Loss computes the mean loss over the n rows of the student logits s
+// [n, C], writes its gradient dL/ds into grad [n, C] (may be s), and, if
+// rowLoss is not nil, each row's loss into rowLoss[:n]. It returns an error
+// for a label or top-k class id out of range or a repeated top-k id; the
+// loss is NaN or ±Inf when inputs are not finite (callers check).
+func (k *KD) Loss(grad, s Mat, t *Targets, rowLoss []float64) (float64, error) {
+	n := s.Rows
+	var sum float64
+	for r := range n {
+		kl, ce, err := k.row(grad.Row(r), s.Row(r), r, t, 1/float64(n))
+		if err != nil {
+			return 0, err
+		}
+		l := k.Alpha*k.Temperature*k.Temperature*kl + (1-k.Alpha)*ce
+		if rowLoss != nil {
+			rowLoss[r] = l
+		}
+		sum += l
+	}
+	return sum / float64(max(n, 1)), nil
+}
+
+// KL returns KL(p ‖ q) of row r at the KD's temperature (the top-k bucket
+// form for a top-k teacher), without a gradient.
+func (k *KD) KL(s []float32, r int, t *Targets) (float64, error) {
+	a := k.Alpha
+	k.Alpha = 1
+	kl, _, err := k.row(nil, s, r, t, 0)
+	k.Alpha = a
+	return kl, err
+}
+
+func growF64(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n)
+	}
+	return b[:n]
+}
+
+// softmaxInto writes softmax(s/T) to q and returns log Σ_c exp((s_c−m)/T),
+// m = max s, so that log q_c = (s_c − m)/T − the result.
+func softmaxInto(q []float64, s []float32, m, invT float64) float64 {
+	var z float64
+	for c, v := range s {
+		e := math.Exp((float64(v) - m) * invT)
+		q[c] = e
+		z += e
+	}
+	inv := 1 / z
+	for c := range q {
+		q[c] *= inv
+	}
+	return math.Log(z)
+}
+
+// row computes KL and CE of row r and, if grad is not nil, writes
+// scale·dL/ds into grad.
+func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce float64, err error) {
+	C := len(s)
+	T, a := k.Temperature, k.Alpha
+	invT := 1 / T
+	k.q, k.q1, k.p = growF64(k.q, C), growF64(k.q1, C), growF64(k.p, C)
+	q, q1, p := k.q, k.q1, k.p
+	ms := math.Inf(-1)
+	for _, v := range s {
+		ms = max(ms, float64(v))
+	}
+	var logZs float64
+	if a > 0 {
+		logZs = softmaxInto(q, s, ms, invT)
+	}
+	if a < 1 {
+		y := t.Labels[r]
+		if y < 0 || y >= int64(C) {
+			return 0, 0, fmt.Errorf("train: label %d out of range [0, %d)", y, C)
+		}
+		logZ1 := logZs
+		if a == 0 || T != 1 {
+			logZ1 = softmaxInto(q1, s, ms, 1)
+		} else {
+			copy(q1, q)
+		}
+		ce = logZ1 - (float64(s[y]) - ms)
+	}
+	var restFactor float64 // top-k: 1 − p_rest/q_rest for rest classes
+	if a > 0 {
+		if t.TopK == 0 {
+			kl = klFull(p, t.Logits[r*C:(r+1)*C], s, ms, logZs, invT)
+		} else {
+			kl, restFactor, err = k.klTopK(p, q, s, r, t, ms, logZs, invT)
+			if err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if grad == nil {
+		return kl, ce, nil
+	}
+	kdw, cew := a*T*scale, (1-a)*scale
+	for c := range grad[:C] {
+		var g float64
+		if a > 0 {
+			if t.TopK > 0 && k.stamp[c] != k.gen {
+				g = kdw * q[c] * restFactor
+			} else {
+				g = kdw * (q[c] - p[c])
+			}
+		}
+		if a < 1 {
+			g += cew * q1[c]
+		}
+		grad[c] = float32(g)
+	}
+	if a < 1 {
+		y := t.Labels[r]
+		grad[y] = float32(float64(grad[y]) - cew)
+	}
+	return kl, ce, nil
+}
+
+// klFull writes p = softmax(t/T) and returns KL(p ‖ q) for full teacher
+// scores t, with log q_c = (s_c − ms)/T − logZs.
+func klFull(p []float64, t, s []float32, ms, logZs, invT float64) float64 {
+	mt := math.Inf(-1)
+	for _, v := range t {
+		mt = max(mt, float64(v))
+	}
+	logZt := softmaxInto(p, t, mt, invT)
+	var kl float64
+	for c, pc := range p {
+		if pc != 0 { // 0·log 0 = 0; NaN propagates
+			logp := (float64(t[c])-mt)*invT - logZt
+			logq := (float64(s[c])-ms)*invT - logZs
+			kl += pc * (logp - logq)
+		}
+	}
+	return kl
+}
+
+// klTopK writes the teacher's bucket probabilities into p (cached classes
+// at their ids; p of rest classes is unused), marks the cached classes in
+// k.stamp, and returns the k+1-bucket KL and the rest gradient factor
+// 1 − p_rest/q_rest.
+func (k *KD) klTopK(p, q []float64, s []float32, r int, t *Targets, ms, logZs, invT float64) (kl, restFactor float64, err error) {
+	C, K := len(s), t.TopK
+	idx := t.TopKIndex[r*K : (r+1)*K]
+	tl := t.TopKLogit[r*K : (r+1)*K]
+	lse := float64(t.LogSumExp[r])
+	if len(k.stamp) != C {
+		k.stamp, k.gen = make([]uint32, C), 0
+	}
+	k.gen++
+	if k.gen == 0 { // wrapped: forget old stamps
+		clear(k.stamp)
+		k.gen = 1
+	}
+	for _, c := range idx {
+		if c < 0 || int(c) >= C {
+			return 0, 0, fmt.Errorf("train: top-k class id %d out of range [0, %d)", c, C)
+		}
+		if k.stamp[c] == k.gen {
+			return 0, 0, fmt.Errorf("train: top-k class id %d repeated in a row", c)
+		}
+		k.stamp[c] = k.gen
+	}
+	// Student rest mass, summed directly for precision when it is small.
+	var qRest float64
+	for c := range C {
+		if k.stamp[c] != k.gen {
+			qRest += q[c]
+		}
+	}
+	m := C - K
+	var pRest float64
+	if T := 1 / invT; T == 1 {
+		sum := 0.0
+		for j, c := range idx {
+			p[c] = math.Exp(float64(tl[j]) - lse)
+			sum += p[c]
+		}
+		if m > 0 {
+			pRest = max(0, 1-sum)
+		}
+	} else {
+		pRest1 := 1.0
+		for _, v := range tl {
+			pRest1 -= math.Exp(float64(v) - lse)
+		}
+		restLogit := math.Inf(-1) // a = log m + log(R/m)/T
+		if m > 0 && pRest1 > 0 {
+			logR := lse + math.Log(pRest1)
+			lm := math.Log(float64(m))
+			restLogit = lm + (logR-lm)*invT
+		}
+		z := restLogit
+		for _, v := range tl {
+			z = max(z, float64(v)*invT)
+		}
+		var sum float64
+		for _, v := range tl {
+			sum += math.Exp(float64(v)*invT - z)
+		}
+		sum += math.Exp(restLogit - z)
+		logZ := z + math.Log(sum)
+		for j, c := range idx {
+			p[c] = math.Exp(float64(tl[j])*invT - logZ)
+		}
+		pRest = math.Exp(restLogit - logZ)
+	}
+	for _, c := range idx {
+		if pc := p[c]; pc != 0 {
+			logq := (float64(s[c])-ms)*invT - logZs
+			kl += pc * (math.Log(pc) - logq)
+		}
+	}
+	restFactor = 1
+	if pRest != 0 {
+		kl += pRest * (math.Log(pRest) - math.Log(qRest))
+		restFactor = 1 - pRest/qRest
+	}
+	return kl, restFactor, nil
+}
+
+// FeatureLoss is the loss of a feature-distillation pair (FitNets, Romero
+// et al. 2015, https://arxiv.org/abs/1412.6550): a learned projection P of
+// a student hidden block's output h_s [n, W] onto the teacher hidden state
+// h_t [n, D] (flattened), P = h_s·Aᵀ + b, A [D, W].
+type FeatureLoss string
+
+// Feature losses, each a mean over the batch:
+//
+//	MSE:    L = 1/(n·D) · Σ_r Σ_j (P_rj − h_rj)²     (torch.nn.functional.mse_loss)
+//	        dL/dP = 2·(P − h)/(n·D)
+//	Cosine: L = 1/n · Σ_r (1 − cos(P_r, h_r)),  cos = P·h/(max(‖P‖, ε)·max(‖h‖, ε)), ε = 1e-8
+//	        dL/dP_r = −(h_r/(‖P_r‖‖h_r‖) − cos·P_r/‖P_r‖²)/n   (‖P_r‖ >= ε)
+const (
+	MSE    FeatureLoss = "mse"
+	Cosine FeatureLoss = "cosine"
+)
+
+// ParseFeatureLoss returns the FeatureLoss named s; "" means MSE.
+func ParseFeatureLoss(s string) (FeatureLoss, error) {
+	switch f := FeatureLoss(s); f {
+	case MSE, Cosine:
+		return f, nil
+	case "":
+		return MSE, nil
+	}
+	return "", fmt.Errorf("train: unknown feature loss %q, want mse or cosine", s)
+}
+
+const cosineEps = 1e-8
+
+// Loss returns weight·L(pred, target) for pred and target [n, D], writes
+// weight·dL/dpred into grad [n, D], and adds each row's share of
+// weight·n·L to rowLoss (if not nil), so that mean(rowLoss) sums the terms.
+func (f FeatureLoss) Loss(grad, pred, target Mat, weight float64, rowLoss []float64) float64 {
+	n, d := pred.Rows, pred.Cols
+	if target.Cols != d || target.Rows != n || grad.Cols != d || grad.Rows != n {
+		panic(fmt.Sprintf("train: feature loss: prediction %d×%d, target %d×%d, grad %d×%d", n, d, target.Rows, target.Cols, grad.Rows, grad.Cols))
+	}
+	var total float64
+	switch f {
+	case MSE, "":
+		g := 2 * weight / float64(n*d)
+		for r := range n {
+			pr, hr, gr := pred.Row(r), target.Row(r), grad.Row(r)
+			var s float64
+			for j, v := range pr {
+				e := float64(v) - float64(hr[j])
+				s += e * e
+				gr[j] = float32(g * e)
+			}
+			total += s
+			if rowLoss != nil {
+				rowLoss[r] += weight * s / float64(d)
+			}
+		}
+		return weight * total / float64(n*d)
+	case Cosine:
+		for r := range n {
+			pr, hr, gr := pred.Row(r), target.Row(r), grad.Row(r)
+			var pp, hh, ph float64
+			for j, v := range pr {
+				a, b := float64(v), float64(hr[j])
+				pp += a * a
+				hh += b * b
+				ph += a * b
+			}
+			np, nh := math.Sqrt(pp), math.Sqrt(hh)
+			npc, nhc := max(np, cosineEps), max(nh, cosineEps)
+			cos := ph / (npc * nhc)
+			total += 1 - cos
+			if rowLoss != nil {
+				rowLoss[r] += weight * (1 - cos)
+			}
+			// d cos/dP = h/(npc·nhc) − [np >= ε]·cos·P/np²
+			a := -weight / float64(n) / (npc * nhc)
+			b := 0.0
+			if np >= cosineEps {
+				b = weight / float64(n) * cos / (np * np)
+			}
+			for j, v := range pr {
+				gr[j] = float32(a*float64(hr[j]) + b*float64(v))
+			}
+		}
+		return weight * total / float64(n)
+	}
+	panic("train: unknown feature loss " + string(f))
+}
