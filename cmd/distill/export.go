@@ -1,0 +1,388 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+
+	"github.com/distill-ml/distill/export"
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/train"
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		Name:      "export",
+		UsageLine: "--student student.ckpt --out student.onnx [flags]",
+		Short:     "write a trained student as an ONNX model, optionally f16 or int8, and verify it",
+		Long: `Write the student of a checkpoint (from distill train) as a standard ONNX model
+that drops in where the teacher ran: the input has the teacher's name and
+per-sample shape with a dynamic batch axis N, the output is "logits" [N,C]
+(and "probs" = Softmax(logits) with --probs). The graph is the student's
+inference forward pass in ops every runtime has: Flatten, Sub/Div (the input
+standardization), Gemm, LayerNormalization (written out in primitive ops below
+opset 17), Relu, Tanh, GELU as 0.5*x*(1+Erf(x/sqrt 2)) (the Gelu op from opset
+20); Dropout is left out. The metadata records the tool version, the teacher
+sha256, the cache digest, temperature, alpha and the final metrics. The file
+appears atomically.
+
+--dtype f16 stores the weights and biases as float16 (about half the size;
+computation and the input and output stay float32). --quantize int8 writes a
+dynamically quantized model (about a quarter of the size): weights int8 per
+output channel; the inputs of every Linear but the first quantized per batch
+by DynamicQuantizeLinear and multiplied in integers (MatMulInteger).
+
+--verify CACHE runs the exported file through onnxruntime and the Go student
+on the first --verify-rows rows of the cache's input column, prints the
+largest |logit difference| and, with labels, the accuracy of both, and fails
+(exit 1) beyond the tolerance: 1e-5 (f32), 1e-2 (f16) or 1e-1 (int8) times
+max(1, largest |logit|). For int8 the result of a row depends on the other
+rows of its batch (the quantization range of the hidden layers); --verify
+runs batches of 256. A model that fails verification is still written.
+
+Exit codes: 0 success, 1 failure (or verification beyond tolerance), 2 usage error, 130 interrupted.`,
+		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
+			var o exportOptions
+			o.AddFlags(fs)
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 0 {
+					return usageError("unexpected arguments %q", args)
+				}
+				return runExport(ctx, cmdOut, o)
+			}
+		},
+	})
+}
+
+// exportOptions are the flags of distill export.
+type exportOptions struct {
+	Student, Out string
+	Opset        int
+	Dtype        string
+	Quantize     string
+	Probs        bool
+	Verify       string
+	VerifyRows   int
+	OrtLib       string
+}
+
+// AddFlags registers the flags on fs.
+func (o *exportOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Student, "student", "", "checkpoint directory from distill train (required)")
+	fs.StringVar(&o.Out, "out", "", "ONNX file to write (required)")
+	fs.IntVar(&o.Opset, "opset", export.DefaultOpset, fmt.Sprintf("ONNX opset, %d..%d (the IR version follows)", export.MinOpset, export.MaxOpset))
+	fs.StringVar(&o.Dtype, "dtype", "f32", "weight storage: f32 or f16")
+	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic)")
+	fs.BoolVar(&o.Probs, "probs", false, `add the output "probs" = softmax(logits)`)
+	fs.StringVar(&o.Verify, "verify", "", "cache whose input rows check the exported model against the Go student")
+	fs.IntVar(&o.VerifyRows, "verify-rows", 1000, "rows of --verify to run")
+	fs.StringVar(&o.OrtLib, "ort-lib", "", "onnxruntime shared library for --verify (default: $ONNXRUNTIME_SHARED_LIBRARY_PATH, then the project cache from make setup)")
+}
+
+// options validates the flags and returns the export options.
+func (o *exportOptions) options() (export.Options, error) {
+	var eo export.Options
+	if o.Student == "" {
+		return eo, usageError("--student is required")
+	}
+	if o.Out == "" {
+		return eo, usageError("--out is required")
+	}
+	if o.Opset < export.MinOpset || o.Opset > export.MaxOpset {
+		return eo, usageError("--opset %d: want %d..%d", o.Opset, export.MinOpset, export.MaxOpset)
+	}
+	if o.Dtype != export.F32 && o.Dtype != export.F16 {
+		return eo, usageError("--dtype %q: want f32 or f16", o.Dtype)
+	}
+	q := strings.ToLower(o.Quantize)
+	switch q {
+	case "none", "":
+		q = ""
+	case export.Int8:
+	default:
+		return eo, usageError("--quantize %q: want none or int8", o.Quantize)
+	}
+	if q != "" && o.Dtype != export.F32 {
+		return eo, usageError("--quantize int8 and --dtype f16 cannot be combined")
+	}
+	if o.VerifyRows < 1 {
+		return eo, usageError("--verify-rows %d: want at least 1", o.VerifyRows)
+	}
+	return export.Options{Opset: o.Opset, Dtype: o.Dtype, Quantize: q, Probs: o.Probs, ToolVersion: version}, nil
+}
+
+func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
+	eo, err := o.options()
+	if err != nil {
+		return err
+	}
+	c, err := train.Load(o.Student)
+	if err != nil {
+		if errors.Is(err, train.ErrCheckpoint) && strings.Contains(err.Error(), "this build reads") {
+			return fmt.Errorf("%w (written by a newer distill? export it with that version)", err)
+		}
+		return err
+	}
+	if err := export.WriteFile(o.Out, c, &eo); err != nil {
+		return err
+	}
+	fi, err := os.Stat(o.Out)
+	if err != nil {
+		return err
+	}
+	cfg := c.Student.Config
+	input := c.Info.Input
+	if input == "" {
+		input = export.DefaultInputName
+	}
+	quant := "none"
+	if eo.Quantize != "" {
+		quant = eo.Quantize
+	}
+	outputs := fmt.Sprintf("%s [N,%d]", export.LogitsName, cfg.Classes)
+	if eo.Probs {
+		outputs += fmt.Sprintf(", %s [N,%d]", export.ProbsName, cfg.Classes)
+	}
+	fmt.Fprintf(stdout, "export: %s: %s (%d bytes), opset %d (IR %d), dtype %s, quantize %s\n",
+		o.Out, humanBytes(fi.Size()), fi.Size(), eo.Opset, export.IRVersion(eo.Opset), eo.Dtype, quant)
+	fmt.Fprintf(stdout, "  input %s [N,%s] → %s\n", input, strings.Trim(fmtShape(studentInputShape(cfg)), "[]"), outputs)
+	if o.Verify == "" {
+		return nil
+	}
+	model, err := os.ReadFile(o.Out)
+	if err != nil {
+		return err
+	}
+	res, err := verifyExport(ctx, c, model, &eo, o.Verify, o.VerifyRows, o.OrtLib)
+	if err != nil {
+		return fmt.Errorf("--verify: %w", err)
+	}
+	fmt.Fprint(stdout, res.String())
+	if !res.OK() {
+		return fmt.Errorf("--verify: max |Δlogit| %.3g exceeds the tolerance %.3g", res.MaxDiff, res.Tolerance)
+	}
+	return nil
+}
+
+// studentInputShape is the student's per-sample input shape.
+func studentInputShape(cfg train.Config) []int64 {
+	if len(cfg.InputShape) == 0 {
+		return []int64{int64(cfg.Inputs)}
+	}
+	s := make([]int64, len(cfg.InputShape))
+	for i, d := range cfg.InputShape {
+		s[i] = int64(d)
+	}
+	return s
+}
+
+// verifyBatch is the number of rows per onnxruntime run in --verify.
+const verifyBatch = 256
+
+// verifyResult compares an exported model with the Go student.
+type verifyResult struct {
+	Cache               string
+	Rows                int
+	MaxDiff, MaxAbs     float64 // max |Δlogit|, max |logit| of the Go student
+	Tolerance           float64
+	ToleranceRule       string
+	Labeled             int // rows with a label
+	GoCorrect, OnnxOK   int // correct top-1 of the Go student and the model
+	Agree               int // rows where both pick the same class
+	ProbsDiff           float64
+	Probs               bool
+	Dtype, Quantization string
+}
+
+// OK reports whether the model is within tolerance.
+func (r *verifyResult) OK() bool {
+	return r.MaxDiff <= r.Tolerance && (!r.Probs || r.ProbsDiff <= 1e-6)
+}
+
+func (r *verifyResult) String() string {
+	var b strings.Builder
+	verdict := "ok"
+	if !r.OK() {
+		verdict = "EXCEEDED"
+	}
+	fmt.Fprintf(&b, "verify: %d rows of %s through onnxruntime and the Go student\n", r.Rows, r.Cache)
+	fmt.Fprintf(&b, "  max |Δlogit| %.3g (max |logit| %.3g; tolerance %s = %.3g): %s\n", r.MaxDiff, r.MaxAbs, r.ToleranceRule, r.Tolerance, verdict)
+	if r.Probs {
+		fmt.Fprintf(&b, "  max |probs − softmax(logits)| %.3g (tolerance 1e-06)\n", r.ProbsDiff)
+	}
+	fmt.Fprintf(&b, "  top-1 agreement %.2f%%\n", 100*float64(r.Agree)/float64(r.Rows))
+	if r.Labeled > 0 {
+		g, x := 100*float64(r.GoCorrect)/float64(r.Labeled), 100*float64(r.OnnxOK)/float64(r.Labeled)
+		fmt.Fprintf(&b, "  accuracy: Go student %.2f%%, ONNX %.2f%% (%+.2f points) on %d labeled rows\n", g, x, x-g, r.Labeled)
+	} else {
+		b.WriteString("  accuracy: the cache has no labels\n")
+	}
+	return b.String()
+}
+
+// verifyExport runs the first rows of cache through the exported model
+// (onnxruntime) and the Go student and compares their logits.
+func verifyExport(ctx context.Context, c *train.Checkpoint, model []byte, eo *export.Options, cache string, rows int, lib string) (*verifyResult, error) {
+	data, err := formats.Open(cache)
+	if err != nil {
+		return nil, err
+	}
+	defer data.Close()
+	cfg := c.Student.Config
+	dcfg := data.Config()
+	name := c.Info.Input
+	var spec *formats.TensorSpec
+	var names []string
+	for i, in := range dcfg.Inputs {
+		names = append(names, in.Name)
+		if in.Name == name || name == "" && len(dcfg.Inputs) == 1 {
+			spec = &dcfg.Inputs[i]
+		}
+	}
+	if spec == nil {
+		if len(names) == 0 {
+			return nil, fmt.Errorf("%s has no cached inputs (extract it with --keep-input)", cache)
+		}
+		return nil, fmt.Errorf("%s has no input %q (it has %s)", cache, name, strings.Join(names, ", "))
+	}
+	if spec.Size() != cfg.Inputs {
+		return nil, fmt.Errorf("%s: input %s has %d values per row, the student takes %d", cache, spec.Name, spec.Size(), cfg.Inputs)
+	}
+	if dcfg.Classes != cfg.Classes {
+		return nil, fmt.Errorf("%s has %d classes, the student %d", cache, dcfg.Classes, cfg.Classes)
+	}
+	input := c.Info.Input
+	if input == "" {
+		input = export.DefaultInputName
+	}
+	outputs := []string{export.LogitsName}
+	if eo.Probs {
+		outputs = append(outputs, export.ProbsName)
+	}
+	sess, err := newExportRunner(lib, model, input, outputs)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+
+	res := &verifyResult{Cache: cache, Probs: eo.Probs}
+	k := cfg.Classes
+	var goLogits, onnxLogits, probs []float32
+	var labels []int64
+	// flush compares the buffered rows.
+	flush := func(x []float32, n int) error {
+		if n == 0 {
+			return nil
+		}
+		want := c.Student.Forward(train.Mat{Rows: n, Cols: cfg.Inputs, Data: x}).Data[:n*k]
+		shape := append([]int64{int64(n)}, studentInputShape(cfg)...)
+		out, err := sess.Run(shape, x)
+		if err != nil {
+			return err
+		}
+		if len(out[0]) != n*k {
+			return fmt.Errorf("the model returned %d logits for %d rows of %d classes", len(out[0]), n, k)
+		}
+		goLogits = append(goLogits, want...)
+		onnxLogits = append(onnxLogits, out[0]...)
+		if eo.Probs {
+			probs = append(probs, out[1]...)
+		}
+		return nil
+	}
+	var buf []float32
+	n := 0
+	for b, err := range data.All() {
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		x := b.Inputs[spec.Name]
+		for r := 0; r < b.Len() && res.Rows < rows; r++ {
+			buf = append(buf, x[r*cfg.Inputs:(r+1)*cfg.Inputs]...)
+			if len(b.Labels) > 0 {
+				labels = append(labels, b.Labels[r])
+			}
+			n++
+			res.Rows++
+			if n == verifyBatch {
+				if err := flush(buf, n); err != nil {
+					return nil, err
+				}
+				buf, n = buf[:0], 0
+			}
+		}
+		if res.Rows >= rows {
+			break
+		}
+	}
+	if err := flush(buf, n); err != nil {
+		return nil, err
+	}
+	if res.Rows == 0 {
+		return nil, fmt.Errorf("%s has no rows", cache)
+	}
+	for i, w := range goLogits {
+		res.MaxAbs = max(res.MaxAbs, math.Abs(float64(w)))
+		d := math.Abs(float64(onnxLogits[i] - w))
+		if math.IsNaN(d) {
+			d = math.Inf(1)
+		}
+		res.MaxDiff = max(res.MaxDiff, d)
+	}
+	res.Tolerance = export.Tolerance(eo, res.MaxAbs)
+	switch {
+	case eo.Quantize != "":
+		res.ToleranceRule = fmt.Sprintf("%g × max(1, max |logit|)", export.TolInt8)
+	case eo.Dtype == export.F16:
+		res.ToleranceRule = fmt.Sprintf("%g × max(1, max |logit|)", export.TolF16)
+	default:
+		res.ToleranceRule = fmt.Sprintf("%g × max(1, max |logit|)", export.TolF32)
+	}
+	for r := range res.Rows {
+		g, x := bestClass(goLogits[r*k:(r+1)*k]), bestClass(onnxLogits[r*k:(r+1)*k])
+		if g == x {
+			res.Agree++
+		}
+		if len(labels) == res.Rows {
+			res.Labeled++
+			if int64(g) == labels[r] {
+				res.GoCorrect++
+			}
+			if int64(x) == labels[r] {
+				res.OnnxOK++
+			}
+		}
+		if eo.Probs {
+			l := onnxLogits[r*k : (r+1)*k]
+			m := l[bestClass(l)]
+			var z float64
+			for _, v := range l {
+				z += math.Exp(float64(v - m))
+			}
+			for j, v := range l {
+				d := math.Abs(math.Exp(float64(v-m))/z - float64(probs[r*k+j]))
+				res.ProbsDiff = max(res.ProbsDiff, d)
+			}
+		}
+	}
+	return res, nil
+}
+
+// bestClass returns the index of the largest value (the first on ties).
+func bestClass(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
