@@ -14,9 +14,11 @@ import (
 var benchSizes = []struct {
 	name   string
 	hidden []int
+	cfg    Config // activation, LayerNorm, dropout
 }{
-	{"784-128-10", []int{128}},
-	{"784-800-800-10", []int{800, 800}},
+	{"784-128-10", []int{128}, Config{}},
+	{"784-800-800-10", []int{800, 800}, Config{}},
+	{"784-800-800-10-gelu-layernorm-dropout", []int{800, 800}, Config{Activation: GELU, LayerNorm: true, Dropout: 0.1}},
 }
 
 // BenchmarkStep measures one training step (forward, KD loss, backward,
@@ -32,7 +34,9 @@ func BenchmarkStep(b *testing.B) {
 				SetThreads(threads)
 				t.kd = KD{Temperature: 4, Alpha: 0.9}
 				var err error
-				if t.s, err = NewStudent(Config{Inputs: 784, Hidden: sz.hidden, Classes: 10}, 1); err != nil {
+				cfg := sz.cfg
+				cfg.Inputs, cfg.Hidden, cfg.Classes = 784, sz.hidden, 10
+				if t.s, err = NewStudent(cfg, 1); err != nil {
 					b.Fatal(err)
 				}
 				t.headPs = NewParams()
@@ -69,7 +73,9 @@ func BenchmarkTrain(b *testing.B) {
 			o := Options{Epochs: 1, BatchSize: 128, Alpha: 0.9, Temperature: 4, Threads: 2,
 				OnEpoch: func(e Epoch) error { secs += e.Seconds; rows += int64(e.SamplesPerSec * e.Seconds); return nil }}
 			for b.Loop() {
-				if _, err := Train(context.Background(), Config{Hidden: sz.hidden}, data, &o); err != nil {
+				cfg := sz.cfg
+				cfg.Hidden = sz.hidden
+				if _, err := Train(context.Background(), cfg, data, &o); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -199,6 +200,62 @@ func rowBytes(cfg formats.Config) int64 {
 	return n
 }
 
+// load reads every unit into l.resident, keeping only the columns the
+// loader uses, in exactly sized slices (decoding reuses one batch).
+func (l *loader) load(ctx context.Context) error {
+	var tmp formats.Batch
+	for len(l.resident) < l.src.NumBatches() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := l.src.ReadBatch(len(l.resident), &tmp); err != nil {
+			return err
+		}
+		if err := l.check(&tmp); err != nil {
+			return err
+		}
+		b := &formats.Batch{Rows: slices.Clone(tmp.Rows), Inputs: map[string][]float32{l.input: slices.Clone(tmp.Inputs[l.input])}}
+		if l.labels {
+			b.Labels = slices.Clone(tmp.Labels)
+		}
+		if l.teacher {
+			b.Logits, b.TopKIndex = slices.Clone(tmp.Logits), slices.Clone(tmp.TopKIndex)
+			b.TopKLogit, b.LogSumExp = slices.Clone(tmp.TopKLogit), slices.Clone(tmp.LogSumExp)
+		}
+		if len(l.hidden) > 0 {
+			b.Hidden = map[string][]float32{}
+			for _, h := range l.hidden {
+				if _, ok := b.Hidden[h]; !ok {
+					b.Hidden[h] = slices.Clone(tmp.Hidden[h])
+				}
+			}
+		}
+		l.resident = append(l.resident, b)
+		// Collect the decoding garbage now: it is as large as the unit,
+		// and letting it pile up while the resident set grows would
+		// double the peak memory.
+		runtime.GC()
+	}
+	return nil
+}
+
+// moments returns the per-feature mean and std of the input over all rows:
+// from the resident units (loading them), or in one streaming pass.
+func (l *loader) moments(ctx context.Context) (mean, std []float32, err error) {
+	if l.resident == nil {
+		return ComputeMoments(ctx, l.src, l.input)
+	}
+	if err := l.load(ctx); err != nil {
+		return nil, nil, err
+	}
+	m := NewMoments(l.inSize)
+	for _, b := range l.resident {
+		m.Add(b.Inputs[l.input], b.Len())
+	}
+	mean, std = m.Result()
+	return mean, std, nil
+}
+
 type loaded struct {
 	b   *formats.Batch
 	err error
@@ -217,12 +274,8 @@ func (l *loader) run(ctx context.Context, rng *rand.Rand, fn func(*batch) error)
 	}
 	l.out.n = 0
 	if l.resident != nil {
-		for len(l.resident) < nu {
-			b := new(formats.Batch)
-			if err := l.src.ReadBatch(len(l.resident), b); err != nil {
-				return err
-			}
-			l.resident = append(l.resident, b)
+		if err := l.load(ctx); err != nil {
+			return err
 		}
 		win := make([]*formats.Batch, nu)
 		for i, u := range order {

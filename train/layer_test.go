@@ -208,7 +208,7 @@ func TestLinearMatchesNaive(t *testing.T) {
 				for i := range 67 {
 					s += float64(x.Data[r*67+i]) * float64(l.W.Data[o*67+i])
 				}
-				want := 0.5 * s * (1 + math.Erf(s/math.Sqrt2))
+				want := 0.5 * s * (1 + math.Erf(s/math.Sqrt2)) // exact erf
 				if got := float64(y.Data[r*45+o]); !scalar.EqualWithinAbsOrRel(got, want, 1e-5, 1e-5) {
 					t.Fatalf("threads %d: y[%d,%d] = %v, want %v", threads, r, o, got, want)
 				}
@@ -291,4 +291,18 @@ func ExampleParseLayer() {
 	// 1 <nil>
 	// 2 <nil>
 	// 0 train: student layer "3": want a hidden block 1..2 (or h1..h2)
+}
+
+// TestNormCDF checks the erf approximation against math.Erf over the range
+// that matters (beyond ±8, Φ is 0 or 1 in float32).
+func TestNormCDF(t *testing.T) {
+	for x := -8.0; x <= 8; x += 1e-3 {
+		cdf, pdf := normCDF(x)
+		if want := 0.5 * (1 + math.Erf(x/math.Sqrt2)); math.Abs(cdf-want) > 1e-7 {
+			t.Fatalf("Φ(%v) = %v, exact %v", x, cdf, want)
+		}
+		if want := math.Exp(-x*x/2) / math.Sqrt(2*math.Pi); math.Abs(pdf-want) > 1e-15 {
+			t.Fatalf("φ(%v) = %v, exact %v", x, pdf, want)
+		}
+	}
 }

@@ -332,19 +332,20 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 		if err := t.restore(resumed); err != nil {
 			return nil, err
 		}
-	} else {
+	}
+	if t.ld, err = newLoader(data, spec.Name, hidden, o.Alpha < 1, o.Alpha > 0, o.BatchSize, o.ShuffleWindow, o.WindowBytes); err != nil {
+		return nil, err
+	}
+	if resumed == nil {
 		mean, std := o.InputMean, o.InputStd
 		if mean == nil || std == nil {
-			if mean, std, err = ComputeMoments(ctx, data, spec.Name); err != nil {
+			if mean, std, err = t.ld.moments(ctx); err != nil {
 				return nil, err
 			}
 		}
 		if err := t.s.Standardize.Set(mean, std); err != nil {
 			return nil, err
 		}
-	}
-	if t.ld, err = newLoader(data, spec.Name, hidden, o.Alpha < 1, o.Alpha > 0, o.BatchSize, o.ShuffleWindow, o.WindowBytes); err != nil {
-		return nil, err
 	}
 	if o.Val != nil {
 		if t.vld, err = newLoader(o.Val, spec.Name, nil, o.Val.Config().HasLabel, true, o.BatchSize, 0, o.WindowBytes); err != nil {
