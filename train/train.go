@@ -64,7 +64,7 @@ type Options struct {
 
 	Val    Source `json:"-"` // held-out data evaluated after every epoch; nil for none
 	Out    string `json:"-"` // checkpoint directory written after every epoch; "" for none
-	Resume bool   `json:"-"` // continue the run checkpointed in Out
+	Resume bool   `json:"-"` // continue the run checkpointed in Out; start afresh if Out holds none
 
 	// OnStep is called after every optimizer step, OnEpoch after every
 	// epoch (and its checkpoint); an error stops training and is returned.
@@ -242,7 +242,8 @@ type trainer struct {
 // the data. Every epoch it evaluates on opts.Val and, if opts.Out is set,
 // writes a checkpoint; with opts.Resume it continues from that checkpoint
 // (which must have been made with the same options, architecture and
-// data, Threads excepted), bit-identically to an uninterrupted run with
+// data, Threads excepted; without one it starts afresh, so a preempted
+// job can rerun one command line), bit-identically to an uninterrupted run with
 // the same thread count. Errors name what is wrong with the data or the
 // options; a NaN or infinite loss stops training with a *NonFiniteError.
 // On cancellation of ctx it returns ctx.Err(); the last checkpoint stays.
@@ -299,10 +300,10 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 		t.info.Val = &p
 	}
 	var resumed *Checkpoint
-	if o.Resume {
-		if o.Out == "" {
-			return nil, fmt.Errorf("train: resume needs the checkpoint directory (Options.Out)")
-		}
+	if o.Resume && o.Out == "" {
+		return nil, fmt.Errorf("train: resume needs the checkpoint directory (Options.Out)")
+	}
+	if o.Resume && Exists(o.Out) {
 		if resumed, err = Load(o.Out); err != nil {
 			return nil, fmt.Errorf("train: resume: %w", err)
 		}

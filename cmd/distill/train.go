@@ -48,8 +48,9 @@ model.safetensors (PyTorch names: fc1.weight [out,in], fc1.bias, ln1.weight,
 ..., input_mean, input_std), config.json (architecture, options, metrics, cache
 digest, teacher sha256), metrics.jsonl and state.safetensors (optimizer state).
 
---resume continues a stopped run from its last epoch; the options must be the
-same (--threads may change). With --threads 1 a resumed run is bit-identical
+--resume continues a stopped run from its last epoch (or starts one if --out
+holds no checkpoint yet, so a preempted job can rerun the same command); the
+options must be the same (--threads may change). With --threads 1 a resumed run is bit-identical
 to an uninterrupted one, and the same seed and threads give the same bytes.
 Ctrl-C stops at the next batch, keeping the last epoch's checkpoint.
 
@@ -116,7 +117,7 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Threads, "threads", 0, "threads for matrix products and elementwise work (0 = all cores)")
 	fs.StringVar(&o.Input, "input", "", "cached input to train on, when the cache has several")
 	fs.IntVar(&o.ShuffleWindow, "shuffle-window", 0, "cache units shuffled together (0 = as many as fit in 256 MiB)")
-	fs.BoolVar(&o.Resume, "resume", false, "continue the run checkpointed in --out")
+	fs.BoolVar(&o.Resume, "resume", false, "continue the run checkpointed in --out (start one if there is none)")
 }
 
 // parseLayers parses --layers: positive widths separated by commas, or
@@ -232,6 +233,9 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	to.OnEpoch = func(e train.Epoch) error {
 		progressLine(pr, epochLine(e, to.Epochs))
 		return nil
+	}
+	if o.Resume && !train.Exists(o.Out) {
+		fmt.Fprintf(stderr, "train: %s holds no checkpoint yet; starting from epoch 1\n", o.Out)
 	}
 	res, err := train.Train(ctx, cfg, data, &to)
 	pr.Done()
