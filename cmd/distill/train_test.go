@@ -214,3 +214,33 @@ func TestTrainKillResume(t *testing.T) {
 	}
 	t.Logf("uninterrupted run %v; killed %d times, at checkpoint epochs %v", full.Round(time.Millisecond), kills, epochs)
 }
+
+// TestTrainInterrupt sends SIGINT after the first checkpoint: exit 130, the
+// resume command printed, the checkpoint intact.
+func TestTrainInterrupt(t *testing.T) {
+	tmp := t.TempDir()
+	data := trainTestCache(t, filepath.Join(tmp, "train"), 6000, 1, false)
+	out := filepath.Join(tmp, "s.ckpt")
+	cmd := distillCmd("train", "--cache", data, "--out", out, "--layers", "384,384", "--epochs", "50", "--batch", "16", "--threads", "1")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !train.Exists(out) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no checkpoint after 60 s:\n%s", buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(buf.String(), "Resume with:") {
+		t.Fatalf("exit %d, want %d with a resume command:\n%s", code, exitInterrupted, buf.String())
+	}
+	if c, err := train.Load(out); err != nil || c.Info.Epoch < 1 || c.Info.Epoch >= 50 {
+		t.Fatalf("checkpoint after Ctrl-C: %v", err)
+	}
+}
