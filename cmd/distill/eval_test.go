@@ -1,0 +1,519 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/distill-ml/distill/export"
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/train"
+	"gonum.org/v1/gonum/stat"
+)
+
+// evalTestCache writes a cache of the given rows: input column "x" of
+// width len(x)/len(rows), labels (unless nil) and teacher logits [rows, C]
+// stored whole, or as top-k when topK > 0.
+func evalTestCache(t *testing.T, dir string, rows []int64, x []float32, labels []int64, logits []float32, topK int) string {
+	t.Helper()
+	n := len(rows)
+	w, C := len(x)/n, len(logits)/n
+	cfg := formats.Config{Classes: C, TopK: topK, HasLabel: labels != nil}
+	if x != nil {
+		cfg.Inputs = []formats.TensorSpec{{Name: "x", Shape: []int64{int64(w)}}}
+	}
+	m := formats.Manifest{Teacher: formats.Teacher{File: "teacher.onnx", SHA256: testTeacherSHA}, Dataset: formats.Dataset{Path: "d", Rows: int64(n)}}
+	// 16 rows per record batch: eval re-chunks across them.
+	cw, err := formats.CreateCache(dir, m, cfg, &formats.WriterOptions{RowsPerBatch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &formats.Batch{Rows: rows, Labels: labels, Logits: logits}
+	if x != nil {
+		b.Inputs = map[string][]float32{"x": x}
+	}
+	if _, err := cw.WritePart(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// evalTestStudent writes a randomly initialised student 4 → 6 → 3 with a
+// non-trivial input standardization, "trained" with alpha 0.7 at T = 3.
+func evalTestStudent(t *testing.T, dir string, alpha float64, metrics []train.EpochMetrics) string {
+	t.Helper()
+	s, err := train.NewStudent(train.Config{Inputs: 4, Hidden: []int{6}, Classes: 3}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Standardize.Set([]float32{0.1, -0.2, 0.3, 0}, []float32{1.5, 0.5, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	info := train.CheckpointInfo{Student: s.Config, Input: "x", Epoch: len(metrics), Metrics: metrics,
+		Training: train.Options{Alpha: alpha, Temperature: 3}}
+	if err := train.WriteCheckpoint(dir, &train.Checkpoint{Info: info, Student: s}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// evalTestData returns n rows of 4 normal inputs, labels (a noisy linear
+// rule, so a random student gets some right) and teacher logits of 3
+// classes, from seed.
+func evalTestData(n int, seed uint64) (rows []int64, x []float32, labels []int64, logits []float32) {
+	rng := rand.New(rand.NewPCG(seed, 5))
+	for i := range n {
+		rows = append(rows, int64(1000+i))
+		var v [4]float32
+		for j := range v {
+			v[j] = float32(rng.NormFloat64())
+		}
+		x = append(x, v[:]...)
+		l := []float32{v[0] - v[1], v[2], 0.5*v[3] - v[0]}
+		for c := range l {
+			l[c] = 2*l[c] + float32(0.5*rng.NormFloat64())
+		}
+		logits = append(logits, l...)
+		labels = append(labels, int64(argmaxF32(l)))
+		if i%5 == 0 {
+			labels[i] = (labels[i] + 1) % 3
+		}
+	}
+	return
+}
+
+func softmax64(s []float32) []float64 {
+	m := math.Inf(-1)
+	for _, v := range s {
+		m = math.Max(m, float64(v))
+	}
+	p := make([]float64, len(s))
+	var z float64
+	for i, v := range s {
+		p[i] = math.Exp(float64(v) - m)
+		z += p[i]
+	}
+	for i := range p {
+		p[i] /= z
+	}
+	return p
+}
+
+// evalWant is eval's metrics computed here, independently: plain loops,
+// gonum's KL, explicit bin edges.
+type evalWant struct {
+	correct, agree, teacherRows int
+	confusion                   [][]int64
+	kl, ece                     float64
+}
+
+// wantEval computes the metrics of model logits against labels (nil: ECE
+// against the teacher) and a teacher given as a function of the row index
+// returning (p over buckets, the same buckets of q, top-1) or ok false.
+func wantEval(logits [][]float32, labels []int64, teacher func(i int, q []float64) (p, qb []float64, top int, ok bool)) evalWant {
+	C := len(logits[0])
+	w := evalWant{confusion: make([][]int64, C)}
+	for i := range w.confusion {
+		w.confusion[i] = make([]int64, C)
+	}
+	var binN [15]int
+	var binConf, binRight [15]float64
+	for i, s := range logits {
+		q := softmax64(s)
+		pred := argmaxF32(s)
+		conf := q[pred]
+		ref := -1
+		if labels != nil {
+			ref = int(labels[i])
+			w.confusion[ref][pred]++
+			if pred == ref {
+				w.correct++
+			}
+		}
+		p, qb, top, ok := teacher(i, q)
+		if ok {
+			w.teacherRows++
+			if top == pred {
+				w.agree++
+			}
+			w.kl += stat.KullbackLeibler(p, qb)
+			if labels == nil {
+				ref = top
+			}
+		}
+		if ref < 0 {
+			continue
+		}
+		for b := range 15 {
+			if lo, hi := float64(b)/15, float64(b+1)/15; conf > lo && conf <= hi {
+				binN[b]++
+				binConf[b] += conf
+				if pred == ref {
+					binRight[b]++
+				}
+			}
+		}
+	}
+	if w.teacherRows > 0 {
+		w.kl /= float64(w.teacherRows)
+	}
+	var total int
+	for _, c := range binN {
+		total += c
+	}
+	for b := range 15 {
+		if binN[b] > 0 {
+			w.ece += float64(binN[b]) / float64(total) * math.Abs(binRight[b]/float64(binN[b])-binConf[b]/float64(binN[b]))
+		}
+	}
+	return w
+}
+
+// fullTeacher is the teacher of wantEval for full logits [rows, C].
+func fullTeacher(logits []float32, C int) func(int, []float64) ([]float64, []float64, int, bool) {
+	return func(i int, q []float64) ([]float64, []float64, int, bool) {
+		s := logits[i*C : (i+1)*C]
+		return softmax64(s), q, argmaxF32(s), true
+	}
+}
+
+func checkEval(t *testing.T, got *evalResult, want evalWant, n int) {
+	t.Helper()
+	if got.Rows != int64(n) {
+		t.Errorf("rows %d, want %d", got.Rows, n)
+	}
+	if got.Accuracy == nil || got.Errors == nil {
+		t.Fatalf("no accuracy: %+v", got)
+	}
+	if *got.Errors != int64(n-want.correct) || math.Abs(*got.Accuracy-float64(want.correct)/float64(n)) > 1e-12 {
+		t.Errorf("accuracy %v (%d errors), want %d/%d right", *got.Accuracy, *got.Errors, want.correct, n)
+	}
+	if !slices.EqualFunc(got.Confusion, want.confusion, slices.Equal) {
+		t.Errorf("confusion %v, want %v", got.Confusion, want.confusion)
+	}
+	for c, pc := range got.PerClass {
+		var rows int64
+		for _, v := range want.confusion[c] {
+			rows += v
+		}
+		if pc.Rows != rows || pc.Correct != want.confusion[c][c] {
+			t.Errorf("class %d: %d of %d right, want %d of %d", c, pc.Correct, pc.Rows, want.confusion[c][c], rows)
+		}
+	}
+	if want.teacherRows > 0 {
+		if got.Agreement == nil || got.KL == nil {
+			t.Fatalf("no agreement/KL: %+v", got)
+		}
+		if math.Abs(*got.Agreement-float64(want.agree)/float64(want.teacherRows)) > 1e-12 {
+			t.Errorf("agreement %v, want %d/%d", *got.Agreement, want.agree, want.teacherRows)
+		}
+		// 1e-6: a top-k cache stores the log-sum-exp rounded to float32.
+		if math.Abs(*got.KL-want.kl) > 1e-6*(1+want.kl) {
+			t.Errorf("KL %.12g, want %.12g", *got.KL, want.kl)
+		}
+	}
+	if got.ECE == nil || math.Abs(*got.ECE-want.ece) > 1e-9 {
+		t.Errorf("ECE %v, want %.12g", got.ECE, want.ece)
+	}
+	var binned int64
+	for _, b := range got.Reliability {
+		binned += b.Rows
+	}
+	if len(got.Reliability) != 15 || binned != int64(n) {
+		t.Errorf("reliability: %d bins holding %d rows, want 15 bins of %d", len(got.Reliability), binned, n)
+	}
+}
+
+func runEvalJSON(t *testing.T, args ...string) *evalResult {
+	t.Helper()
+	code, out, errOut := runDistill(append([]string{"eval", "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("distill eval %q: exit %d\n%s", args, code, errOut)
+	}
+	var r evalResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("eval --json output: %v\n%s", err, out)
+	}
+	return &r
+}
+
+// studentLogits runs the checkpoint's student on x [n, 4] in batches of 7
+// rows (as eval --batch 7 does, so the matrix products round the same).
+func studentLogits(t *testing.T, ckpt string, x []float32) [][]float32 {
+	t.Helper()
+	c, err := train.Load(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]float32
+	for lo := 0; lo < len(x)/4; lo += 7 {
+		hi := min(lo+7, len(x)/4)
+		y := c.Student.Forward(train.Mat{Rows: hi - lo, Cols: 4, Data: x[lo*4 : hi*4]})
+		for r := range hi - lo {
+			out = append(out, slices.Clone(y.Row(r)))
+		}
+	}
+	return out
+}
+
+func TestEvalCheckpoint(t *testing.T) {
+	tmp := t.TempDir()
+	const n = 120
+	rows, x, labels, logits := evalTestData(n, 1)
+	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	ckpt := evalTestStudent(t, filepath.Join(tmp, "kd.ckpt"), 0.7, nil)
+	got := studentLogits(t, ckpt, x)
+
+	out := filepath.Join(tmp, "run", "eval", "kd.json")
+	res := runEvalJSON(t, "--model", ckpt, "--data", data, "--batch", "7", "--threads", "1", "--bench-time", "1ms", "--out", out)
+	checkEval(t, res, wantEval(got, labels, fullTeacher(logits, 3)), n)
+	if res.Name != "kd" || res.Model.Kind != "checkpoint" || res.Model.Training == nil || res.Model.Training.Method != "kd" ||
+		res.Model.Training.Alpha != 0.7 || res.Teacher == nil || res.Teacher.Matched != n || res.ECEReference != "labels" {
+		t.Errorf("model/teacher info: %+v %+v %+v", res.Model, res.Model.Training, res.Teacher)
+	}
+	// 4·6+6 + 6·3+3 weights and biases + 2·4 standardization values.
+	if res.Model.Params != 59 {
+		t.Errorf("params %d, want 59", res.Model.Params)
+	}
+	if st, err := os.Stat(filepath.Join(ckpt, train.ModelFile)); err != nil || res.Model.FileBytes != st.Size() {
+		t.Errorf("file bytes %d, want model.safetensors' size (%v)", res.Model.FileBytes, err)
+	}
+	if len(res.Latency) != 2 || res.Latency[0].Batch != 1 || res.Latency[1].Batch != 7 ||
+		res.Latency[0].Runs < 100 || res.Latency[1].Runs < 10 ||
+		!(res.Latency[0].P50 > 0 && res.Latency[0].P50 <= res.Latency[0].P99) {
+		t.Errorf("latency %+v", res.Latency)
+	}
+	// --out holds what --json printed.
+	var file evalResult
+	if data, err := os.ReadFile(out); err != nil || json.Unmarshal(data, &file) != nil || file.Name != "kd" || *file.Accuracy != *res.Accuracy {
+		t.Errorf("--out %s: %v", out, err)
+	}
+
+	// A top-k teacher cache holding only the even rows, matched by row id:
+	// agreement and KL over the k+1 buckets of those rows; ECE on labels.
+	var trows []int64
+	var tlogits []float32
+	for i := 0; i < n; i += 2 {
+		trows = append(trows, rows[i])
+		tlogits = append(tlogits, logits[i*3:(i+1)*3]...)
+	}
+	tcache := evalTestCache(t, filepath.Join(tmp, "teacher-top2"), trows, nil, nil, tlogits, 2)
+	res = runEvalJSON(t, "--model", ckpt, "--data", data, "--teacher-cache", tcache, "--batch", "7", "--threads", "1", "--bench-time", "0")
+	checkEval(t, res, wantEval(got, labels, func(i int, q []float64) ([]float64, []float64, int, bool) {
+		if i%2 != 0 {
+			return nil, nil, 0, false
+		}
+		p := softmax64(logits[i*3 : (i+1)*3])
+		order := []int{0, 1, 2}
+		slices.SortStableFunc(order, func(a, b int) int { return -cmpF(logits[i*3+a], logits[i*3+b]) })
+		top2, rest := order[:2], order[2]
+		return []float64{p[top2[0]], p[top2[1]], p[rest]}, []float64{q[top2[0]], q[top2[1]], q[rest]}, top2[0], true
+	}), n)
+	if res.Teacher.Matched != n/2 || res.Teacher.Path != tcache || res.Latency != nil {
+		t.Errorf("teacher %+v, latency %v", res.Teacher, res.Latency)
+	}
+
+	// People's output.
+	code, text, errOut := runDistill("eval", "--model", ckpt, "--data", data, "--bench-time", "0")
+	for _, want := range []string{"kd (checkpoint, KD α=0.7 T=3)", "accuracy", "errors", "agreement", "KL(teacher‖model)", "ECE", "params             59",
+		"per class:", "reliability", "confusion matrix (rows: label, columns: prediction)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text output lacks %q:\n%s", want, text)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+func cmpF(a, b float32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// TestEvalCheckpointDataset evaluates a checkpoint on a dataset file with
+// preprocessing and a separate labels file, and no teacher.
+func TestEvalCheckpointDataset(t *testing.T) {
+	tmp := t.TempDir()
+	ckpt := evalTestStudent(t, filepath.Join(tmp, "b.ckpt"), 0, nil)
+	x4, y4 := "../../fixtures/tiny/x4.npy", "../../fixtures/tiny/y4.npy"
+	ds, err := dataset.Open(x4, &dataset.Options{Labels: y4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b dataset.Batch
+	if err := ds.Read(0, 64, &b); err != nil {
+		t.Fatal(err)
+	}
+	ds.Close()
+	x := slices.Clone(b.Cols["input"])
+	for i := range x {
+		x[i] *= 0.5
+	}
+	res := runEvalJSON(t, "--model", ckpt, "--data", x4, "--labels", y4, "--scale", "1/2", "--batch", "7", "--threads", "1", "--bench-time", "0")
+	checkEval(t, res, wantEval(studentLogits(t, ckpt, x), b.Labels, func(int, []float64) ([]float64, []float64, int, bool) {
+		return nil, nil, 0, false
+	}), 64)
+	if res.Teacher != nil || res.Agreement != nil || res.Data.Kind != "dataset" || res.Model.Training.Method != "labels" ||
+		!slices.Equal(res.Data.Preprocessing, []string{"scale 0.5"}) {
+		t.Errorf("teacher %+v, agreement %v, data %+v, training %+v", res.Teacher, res.Agreement, res.Data, res.Model.Training)
+	}
+}
+
+// TestEvalONNX evaluates the tiny fixture MLP in its variants (logits,
+// softmax with a fixed batch of 10, log-softmax, ZipMap probabilities,
+// float64) through onnxruntime. Per fixtures/tiny/README.md they all
+// compute x4_logits.npy exactly (up to the softmax's rounding), and get
+// 56 of the 64 labels of y4.npy right.
+func TestEvalONNX(t *testing.T) {
+	requireLib(t)
+	tmp := t.TempDir()
+	read := func(path string, o *dataset.Options) *dataset.Batch {
+		ds, err := dataset.Open(path, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ds.Close()
+		var b dataset.Batch
+		if err := ds.Read(0, 64, &b); err != nil {
+			t.Fatal(err)
+		}
+		return &b
+	}
+	x4, y4 := "../../fixtures/tiny/x4.npy", "../../fixtures/tiny/y4.npy"
+	xb := read(x4, &dataset.Options{Labels: y4})
+	ref := read("../../fixtures/tiny/x4_logits.npy", nil).Cols["input"]
+	cache := evalTestCache(t, filepath.Join(tmp, "c4"), xb.Rows, xb.Cols["input"], xb.Labels, ref, 0)
+	var refRows [][]float32
+	for i := range 64 {
+		refRows = append(refRows, ref[i*3:(i+1)*3])
+	}
+	want := wantEval(refRows, xb.Labels, fullTeacher(ref, 3))
+	if want.correct != 56 || want.agree != 64 {
+		t.Fatalf("reference: %d right, %d agree; the fixture says 56 and 64", want.correct, want.agree)
+	}
+	want.kl = 0
+
+	for _, tc := range []struct {
+		model string
+		args  []string
+		kind  string
+	}{
+		{"mlp_logits.onnx", nil, "logits"},
+		{"mlp_softmax_fixed10.onnx", []string{"--bench-time", "5ms"}, "logits"},
+		{"mlp_logsoftmax.onnx", nil, "logits"},
+		{"zipmap_probs.onnx", nil, "logits"}, // ZipMap ← Softmax ← logits_pre
+		{"mlp_f64.onnx", nil, "logits"},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			model := "../../fixtures/tiny/" + tc.model
+			args := append([]string{"--model", model, "--data", cache, "--batch", "16", "--threads", "1", "--bench-time", "0"}, tc.args...)
+			res := runEvalJSON(t, args...)
+			checkEval(t, res, want, 64)
+			if res.Model.Kind != "onnx" || res.Model.ScoreKind != tc.kind || res.Model.Input != "x" || res.Model.Params != 67 {
+				t.Errorf("model info %+v, want score kind %s, input x, 4·8+8+8·3+3 = 67 params", res.Model, tc.kind)
+			}
+			if st, _ := os.Stat(model); res.Model.FileBytes != st.Size() {
+				t.Errorf("file bytes %d, want %d", res.Model.FileBytes, st.Size())
+			}
+			if tc.model == "mlp_softmax_fixed10.onnx" {
+				if len(res.Latency) != 2 || res.Latency[0].RunBatch != 10 || res.Latency[1].Batch != 16 || res.Latency[1].RunBatch != 10 {
+					t.Errorf("latency %+v", res.Latency)
+				}
+			}
+		})
+	}
+
+	// NaN scores (rows listed in fixtures/tiny/README.md) are errors and
+	// disagreements, left out of KL and ECE.
+	nan := []int{8, 9, 11, 14, 36, 39, 42, 49, 50, 56}
+	res := runEvalJSON(t, "--model", "../../fixtures/tiny/nan_out.onnx", "--data", cache, "--bench-time", "0")
+	right := 0
+	for i := range 64 {
+		if !slices.Contains(nan, i) && argmaxF32(refRows[i]) == int(xb.Labels[i]) {
+			right++
+		}
+	}
+	if res.NonFinite != 10 || *res.Errors != int64(64-right) || *res.Agreement != 54.0/64 || *res.KL > 1e-6 || res.Reliability == nil {
+		t.Errorf("nan_out: %d non-finite, %d errors (want %d), agreement %v, KL %v", res.NonFinite, *res.Errors, 64-right, *res.Agreement, *res.KL)
+	}
+
+	// The dataset file itself, the teacher from the cache by row id.
+	res = runEvalJSON(t, "--model", "../../fixtures/tiny/mlp_logits.onnx", "--data", x4, "--labels", y4, "--teacher-cache", cache, "--bench-time", "0")
+	checkEval(t, res, want, 64)
+	if res.Data.Kind != "dataset" || res.Teacher.Matched != 64 {
+		t.Errorf("data %+v teacher %+v", res.Data, res.Teacher)
+	}
+}
+
+func TestEvalErrors(t *testing.T) {
+	tmp := t.TempDir()
+	rows, x, labels, logits := evalTestData(20, 2)
+	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	ckpt := evalTestStudent(t, filepath.Join(tmp, "s.ckpt"), 0.5, nil)
+	other := evalTestCache(t, filepath.Join(tmp, "five"), rows, x, labels, slices.Repeat(logits, 2)[:20*5], 0)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--data", data}, exitUsage, "--model is required"},
+		{[]string{"--model", ckpt}, exitUsage, "--data is required"},
+		{[]string{"--model", ckpt, "--data", data, "--report"}, exitUsage, "--report needs --out"},
+		{[]string{"--model", ckpt, "--data", data, "--batch", "0"}, exitUsage, "--batch 0"},
+		{[]string{"--model", ckpt, "--data", data, "--scale", "1/0"}, exitUsage, "--scale"},
+		{[]string{"--model", ckpt, "--data", data, "--scale", "2"}, exitUsage, "apply to dataset files"},
+		{[]string{"--model", ckpt, "--data", data, "--input", "y"}, exitUsage, `no such input column`},
+		{[]string{"--model", filepath.Join(tmp, "none.ckpt"), "--data", data}, exitFailure, "no such file"},
+		{[]string{"--model", ckpt, "--data", data, "--teacher-cache", other}, exitFailure, "the model scores 3 classes but the teacher"},
+		{[]string{"--model", "../../fixtures/tiny/two_inputs.onnx", "--data", data}, exitFailure, "eval feeds models with one input"},
+	} {
+		code, _, stderr := runDistill(append([]string{"eval", "--bench-time", "0"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("distill eval %q: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, stderr)
+		}
+	}
+}
+
+// TestEvalExportedStudent evaluates a checkpoint and its ONNX export (distill
+// export) on the same cache: the same predictions, parameter count and
+// training method (from the export's metadata).
+func TestEvalExportedStudent(t *testing.T) {
+	requireLib(t)
+	tmp := t.TempDir()
+	rows, x, labels, logits := evalTestData(100, 6)
+	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	ckpt := evalTestStudent(t, filepath.Join(tmp, "kd.ckpt"), 0.7, nil)
+	c, err := train.Load(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onnx := filepath.Join(tmp, "kd.onnx")
+	if err := export.WriteFile(onnx, c, nil); err != nil {
+		t.Fatal(err)
+	}
+	a := runEvalJSON(t, "--model", ckpt, "--data", data, "--bench-time", "0", "--threads", "1")
+	b := runEvalJSON(t, "--model", onnx, "--data", data, "--bench-time", "0", "--threads", "1")
+	if *a.Errors != *b.Errors || *a.Agreement != *b.Agreement || !slices.EqualFunc(a.Confusion, b.Confusion, slices.Equal) ||
+		math.Abs(*a.KL-*b.KL) > 1e-5 || math.Abs(*a.ECE-*b.ECE) > 1e-5 {
+		t.Errorf("checkpoint: %d errors, agreement %v, KL %v, ECE %v; ONNX: %d, %v, %v, %v",
+			*a.Errors, *a.Agreement, *a.KL, *a.ECE, *b.Errors, *b.Agreement, *b.KL, *b.ECE)
+	}
+	if a.Model.Params != b.Model.Params || b.Model.Training == nil || *b.Model.Training != *a.Model.Training {
+		t.Errorf("checkpoint %d params, training %+v; ONNX %d params, training %+v", a.Model.Params, a.Model.Training, b.Model.Params, b.Model.Training)
+	}
+}

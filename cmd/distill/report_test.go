@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distill-ml/distill/train"
+)
+
+// reportTestRun makes a run directory: a distilled and a hard-label
+// checkpoint with three epochs of metrics each, both evaluated into
+// eval/*.json, the second with --report. It returns the directory.
+func reportTestRun(t *testing.T) string {
+	t.Helper()
+	tmp := t.TempDir()
+	run := filepath.Join(tmp, "run")
+	rows, x, labels, logits := evalTestData(90, 4)
+	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	epochs := func(loss0, acc0 float64) []train.EpochMetrics {
+		var ms []train.EpochMetrics
+		for e := 1; e <= 3; e++ {
+			acc := acc0 + 0.05*float64(e)
+			ms = append(ms, train.EpochMetrics{Epoch: e, Step: int64(10 * e), TrainLoss: loss0 / float64(e), LR: 1e-3,
+				Val: &train.Metrics{Rows: 90, Accuracy: &acc, Agreement: acc + 0.01, KL: 0.3 / float64(e), ECE: 0.05, ECEReference: "labels"}})
+		}
+		return ms
+	}
+	kd := evalTestStudent(t, filepath.Join(run, "kd.ckpt"), 0.9, epochs(2.5, 0.7))
+	base := evalTestStudent(t, filepath.Join(run, "baseline.ckpt"), 0, epochs(0.9, 0.68))
+	for _, c := range []struct {
+		ckpt, name string
+		report     bool
+	}{{kd, "kd", false}, {base, "baseline", true}} {
+		args := []string{"eval", "--model", c.ckpt, "--data", data, "--bench-time", "1ms", "--batch", "32", "--threads", "1",
+			"--out", filepath.Join(run, "eval", c.name+".json")}
+		if c.report {
+			args = append(args, "--report")
+		}
+		code, out, errOut := runDistill(args...)
+		if code != 0 {
+			t.Fatalf("distill %q: exit %d\n%s", args, code, errOut)
+		}
+		if c.report && !strings.Contains(out, "report: "+filepath.Join(run, "report", "index.html")) {
+			t.Errorf("eval --report printed:\n%s", out)
+		}
+	}
+	return run
+}
+
+var imgSrc = regexp.MustCompile(`<img src="([^"]*)"`)
+
+func TestReport(t *testing.T) {
+	run := reportTestRun(t)
+	dir := filepath.Join(run, "report")
+	// A stale chart of an earlier report is removed; a stray JSON is
+	// skipped with a warning.
+	os.WriteFile(filepath.Join(dir, "confusion-old.png"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(run, "eval", "notes.json"), []byte(`{"x": 1}`), 0o644)
+	code, out, errOut := runDistill("report", run)
+	if code != 0 || !strings.Contains(errOut, "notes.json: not a distill eval output") {
+		t.Fatalf("distill report: exit %d\n%s%s", code, out, errOut)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(page)
+	for _, want := range []string{"<td>kd</td>", "<td>baseline</td>", "KD α=0.9 T=3", "hard labels", "Size and speed",
+		"Training", "Calibration", "Confusion matrices", "Per-class accuracy", "mlp 4-6-3 relu"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("index.html lacks %q", want)
+		}
+	}
+	// Self-contained: no scripts, stylesheets or anything fetched.
+	for _, bad := range []string{"<script", "<link", "http://", "https://", "url("} {
+		if strings.Contains(html, bad) {
+			t.Errorf("index.html contains %q", bad)
+		}
+	}
+	// Every image is a PNG file next to index.html: the training curves,
+	// a reliability diagram and a confusion matrix per eval output, the
+	// per-class bars.
+	var srcs []string
+	for _, m := range imgSrc.FindAllStringSubmatch(html, -1) {
+		srcs = append(srcs, m[1])
+	}
+	want := []string{"curves.png", "reliability-baseline.png", "reliability-kd.png", "confusion-baseline.png", "confusion-kd.png", "per-class.png"}
+	if strings.Join(srcs, " ") != strings.Join(want, " ") {
+		t.Errorf("images %q, want %q", srcs, want)
+	}
+	for _, s := range srcs {
+		f, err := os.Open(filepath.Join(dir, s))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		cfg, err := png.DecodeConfig(f)
+		f.Close()
+		if err != nil || cfg.Width < 300 || cfg.Height < 300 {
+			t.Errorf("%s: %v, %dx%d", s, err, cfg.Width, cfg.Height)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "confusion-old.png")); !os.IsNotExist(err) {
+		t.Errorf("stale chart kept: %v", err)
+	}
+	checkImagesInBrowser(t, dir, len(want))
+}
+
+// checkImagesInBrowser loads a copy of dir/index.html with a script that
+// records, after the load event, which images decoded (naturalWidth > 0),
+// in headless Chromium, and checks that all n did. Without Chromium it
+// skips, except under CI (CI=true), where it fails: .ci/run installs it.
+func checkImagesInBrowser(t *testing.T, dir string, n int) {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium is required in CI (Debian package chromium): %v", err)
+		}
+		t.Skipf("chromium not installed (apt-get install chromium): %v", err)
+	}
+	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const probe = `<script>
+window.addEventListener("load", function () {
+  var imgs = document.images, ok = 0, bad = [];
+  for (var i = 0; i < imgs.length; i++) {
+    var loaded = imgs[i].complete && imgs[i].naturalWidth > 0;
+    imgs[i].setAttribute("data-loaded", loaded ? "1" : "0");
+    if (loaded) { ok++; } else { bad.push(imgs[i].getAttribute("src")); }
+  }
+  var s = document.createElement("pre");
+  s.id = "img-check";
+  s.textContent = "images " + imgs.length + " loaded " + ok + " failed [" + bad.join(" ") + "]";
+  document.body.appendChild(s);
+});
+</script>
+</body>`
+	check := filepath.Join(dir, "check.html") // beside index.html: the same relative links
+	if err := os.WriteFile(check, []byte(strings.Replace(string(page), "</body>", probe, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(check)
+	abs, err := filepath.Abs(check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+t.TempDir(),
+		"--virtual-time-budget=5000", "--dump-dom", "file://"+abs)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	m := regexp.MustCompile(`<pre id="img-check">images (\d+) loaded (\d+) failed \[([^\]]*)\]</pre>`).FindSubmatch(dom)
+	if m == nil {
+		t.Fatalf("chromium's DOM has no image summary:\n%s\nstderr:\n%s", dom, stderr.String())
+	}
+	total, _ := strconv.Atoi(string(m[1]))
+	loaded, _ := strconv.Atoi(string(m[2]))
+	if total != n || loaded != n {
+		t.Errorf("chromium: %d images, %d loaded (want %d); failed: %s", total, loaded, n, m[3])
+	}
+	if c := strings.Count(string(dom), `data-loaded="1"`); c != n {
+		t.Errorf("%d images marked loaded, want %d", c, n)
+	}
+}
+
+func TestReportErrors(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"report"}, exitUsage, "want one run directory"},
+		{[]string{"report", empty, "extra"}, exitUsage, "want one run directory"},
+		{[]string{"report", empty}, exitFailure, "no *.ckpt checkpoints and no eval/*.json"},
+		{[]string{"report", filepath.Join(empty, "missing")}, exitFailure, "no such file"},
+	} {
+		code, _, stderr := runDistill(tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("distill %q: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, stderr)
+		}
+	}
+}
