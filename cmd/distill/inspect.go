@@ -58,9 +58,10 @@ Exit codes: 0 ok, 1 the cache cannot be read or --verify found a problem
 
 // inspectOptions are the flags of distill inspect.
 type inspectOptions struct {
-	Rows   int  // first rows to print
-	Verify bool // run formats.Verify
-	JSON   bool // print the report as JSON
+	Rows   int    // first rows to print
+	Verify bool   // run formats.Verify
+	JSON   bool   // print the report as JSON
+	NPY    string // write the full scores as a [rows, C] float32 .npy
 }
 
 // AddFlags registers the options' flags on fs.
@@ -68,6 +69,7 @@ func (o *inspectOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Rows, "rows", 3, "print the first N rows with their top-5 classes (0 for none)")
 	fs.BoolVar(&o.Verify, "verify", false, "check every part's sha256, schema and row counts, scan for NaN/Inf; exit 1 on a problem")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object")
+	fs.StringVar(&o.NPY, "logits-npy", "", "also write the scores as a NumPy [rows, C] float32 array, ordered by row id (full-logit caches)")
 }
 
 // topClasses is how many classes a row lists.
@@ -160,6 +162,11 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 	rep, err := buildInspectReport(c, paths, o.Rows)
 	if err != nil {
 		return err
+	}
+	if o.NPY != "" {
+		if err := writeLogitsNPY(c, o.NPY); err != nil {
+			return err
+		}
 	}
 	var verr error
 	if o.Verify && ctx.Err() == nil {

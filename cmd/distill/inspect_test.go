@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/formats/dataset"
 )
 
 // testTeacherSHA is a made-up teacher digest; inspect shows its first 12 digits.
@@ -319,5 +320,44 @@ func TestInspectErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("inspect %q: exit %d (want %d), stderr %q (want %q)\n%s", tc.args, code, tc.code, errOut, tc.want, out)
 		}
+	}
+}
+
+func TestInspectLogitsNPY(t *testing.T) {
+	dir := t.TempDir()
+	cfg := formats.Config{Classes: 4, HasLabel: true}
+	inspectTestCache(t, dir, cfg, &formats.WriterOptions{Format: formats.FormatArrow, RowsPerBatch: 3}, 0, 1, 5, 4)
+	npy := filepath.Join(t.TempDir(), "logits.npy")
+	if code, out, errOut := runInspectCmd(t, dir, "--rows", "0", "--logits-npy", npy); code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	ds, err := dataset.Open(npy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	var b dataset.Batch
+	if err := ds.Read(0, ds.Len(), &b); err != nil {
+		t.Fatal(err)
+	}
+	got := b.Cols[ds.Columns()[0].Name]
+	if ds.Len() != 9 || len(got) != 36 {
+		t.Fatalf("npy has %d rows, %d values; want 9 and 36", ds.Len(), len(got))
+	}
+	for r := 0; r < 9; r++ {
+		for c := 0; c < 4; c++ {
+			want := float32(0)
+			if c == r%4 {
+				want = 2
+			}
+			if got[r*4+c] != want {
+				t.Fatalf("row %d class %d = %v, want %v", r, c, got[r*4+c], want)
+			}
+		}
+	}
+	top := t.TempDir()
+	inspectTestCache(t, top, formats.Config{Classes: 4, TopK: 2}, nil, 0, 1, 3)
+	if code, _, errOut := runInspectCmd(t, top, "--rows", "0", "--logits-npy", npy); code != exitFailure || !strings.Contains(errOut, "top-2") {
+		t.Errorf("top-k cache: exit %d, %s", code, errOut)
 	}
 }
