@@ -91,8 +91,12 @@ func WriteCheckpoint(dir string, c *Checkpoint) error {
 	if err := recoverDir(dir); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("train: checkpoint: %w", err)
+	// Leftovers of an interrupted write: a partial .tmp, or a .old whose
+	// removal was cut short (dir is complete then).
+	for _, p := range []string{tmp, old} {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("train: checkpoint: %w", err)
+		}
 	}
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)

@@ -194,6 +194,20 @@ func TestCheckpointCrash(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("leftovers: %v", entries)
 	}
+	// A crash while removing .NAME.old leaves NAME complete and part of
+	// .NAME.old: the next write clears it.
+	os.MkdirAll(filepath.Join(old, "x"), 0o755)
+	os.WriteFile(filepath.Join(old, ConfigFile), []byte("{"), 0o644)
+	if got, err := Load(dir); err != nil || got.Info.Epoch != 2 {
+		t.Fatalf("load with a stale .old: %v", err)
+	}
+	c.Info.Epoch = 3
+	if err := WriteCheckpoint(dir, c); err != nil {
+		t.Fatalf("write with a stale .old: %v", err)
+	}
+	if got, err := Load(dir); err != nil || got.Info.Epoch != 3 {
+		t.Fatalf("load after write: %v", err)
+	}
 	// WriteCheckpoint never replaces a directory that is not a checkpoint.
 	other := filepath.Join(parent, "home")
 	os.MkdirAll(other, 0o755)

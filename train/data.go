@@ -28,6 +28,8 @@ type Source interface {
 	ReadBatch(u int, dst *formats.Batch) error
 }
 
+var _ Source = (*formats.Cache)(nil)
+
 // ErrNoInput reports a cache without the input columns a student trains on.
 var ErrNoInput = errors.New("train: the cache has no input columns (input.*); re-extract it with --keep-input so training needs no dataset")
 

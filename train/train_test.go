@@ -315,3 +315,24 @@ func TestStepAllocs(t *testing.T) {
 		t.Errorf("%v allocations per step", allocs)
 	}
 }
+
+// TestGivenStandardization checks that a given input mean and std are
+// used and stored instead of the computed ones.
+func TestGivenStandardization(t *testing.T) {
+	data := smallCache(t, filepath.Join(t.TempDir(), "c"), nil)
+	mean, std := []float32{1, 2, 3, 4, 5, 6}, []float32{1, 1, 2, 2, 3, 3}
+	o := Options{Epochs: 1, Threads: 1, InputMean: mean, InputStd: std}
+	res, err := Train(context.Background(), Config{}, data, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range mean {
+		if res.Student.Standardize.Mean.Data[i] != mean[i] || res.Student.Standardize.Std.Data[i] != std[i] {
+			t.Fatalf("standardization %v %v, want %v %v", res.Student.Standardize.Mean.Data, res.Student.Standardize.Std.Data, mean, std)
+		}
+	}
+	o.InputStd = []float32{1, 1, 1, 1, 1, 0}
+	if _, err := Train(context.Background(), Config{}, data, &o); err == nil || !strings.Contains(err.Error(), "feature 5") {
+		t.Errorf("std 0: %v", err)
+	}
+}

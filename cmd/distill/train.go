@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/train"
@@ -226,8 +227,17 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	}
 	rows := data.NumRows()
 	pr := newProgress("train", "samples")
+	first, base := true, int64(0)
 	to.OnStep = func(s train.Step) error {
-		pr.Update(int64(s.Epoch-1)*rows+s.Rows, int64(to.Epochs)*rows)
+		if first {
+			// Count from here: loading the data and a resumed run's
+			// earlier epochs are not part of the rate.
+			first, base = false, int64(s.Epoch-1)*rows
+			pr.mu.Lock()
+			pr.start = time.Now()
+			pr.mu.Unlock()
+		}
+		pr.Update(int64(s.Epoch-1)*rows+s.Rows-base, int64(to.Epochs)*rows-base)
 		return nil
 	}
 	to.OnEpoch = func(e train.Epoch) error {
