@@ -55,18 +55,9 @@ bench: setup
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./formats/
 	$(GO) test -run '^$$' -bench ExtractVsBare -benchtime 5x ./extract/
 
-DEMO := demo-out
+## demo: the whole pipeline on real MNIST and the project's CNN teacher (see scripts/demo.sh).
 demo: setup build
-	@mkdir -p $(DEMO)
-	bin/distill data mnist --split train --out $(DEMO)/mnist-train.parquet
-	bin/distill data mnist --split test --out $(DEMO)/mnist-test.parquet
-	rm -rf $(DEMO)/cache-train $(DEMO)/cache-test
-	bin/distill tensors fixtures/teacher/mnist_cnn.onnx
-	bin/distill extract --teacher fixtures/teacher/mnist_cnn.onnx --data $(DEMO)/mnist-train.parquet \
-	    --out $(DEMO)/cache-train --scale 1/255 --hidden hidden --keep-input
-	bin/distill extract --teacher fixtures/teacher/mnist_cnn.onnx --data $(DEMO)/mnist-test.parquet \
-	    --out $(DEMO)/cache-test --scale 1/255 --hidden hidden --keep-input
-	bin/distill inspect $(DEMO)/cache-test --verify
+	@./scripts/demo.sh
 
 clean:
 	rm -rf bin out

@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
@@ -52,7 +55,9 @@ evaluates and rewrites the report in one go.
 Exit codes: 0 success, 1 failure, 2 usage error.`,
 		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
 			var out string
+			var table bool
 			fs.StringVar(&out, "out", "", "report directory (default RUN_DIR/report)")
+			fs.BoolVar(&table, "table", false, "also print the size and speed table of the eval outputs as text")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return usageError("want one run directory, got %d arguments", len(args))
@@ -60,6 +65,11 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 				index, err := runReport(args[0], out)
 				if err != nil {
 					return err
+				}
+				if table {
+					if err := printModelTable(cmdOut, args[0]); err != nil {
+						return err
+					}
 				}
 				fmt.Fprintf(cmdOut, "report: %s\n", index)
 				return nil
@@ -548,3 +558,25 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 </body>
 </html>
 `))
+
+// printModelTable prints the eval outputs of runDir as one text table:
+// the same rows as the report's size and speed table.
+func printModelTable(w io.Writer, runDir string) error {
+	_, evals, _, err := loadReportRun(runDir, filepath.Join(runDir, "report"))
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "model\ttraining\taccuracy\terrors\tagreement\tparams\tfile\tms/sample b=1\tms/sample b=large\t")
+	rows := make([]reportModelRow, len(evals))
+	for i, r := range evals {
+		rows[i] = modelRow(r)
+	}
+	// Models without training provenance (the teacher) first.
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Training == "–" && rows[j].Training != "–" })
+	for _, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.Name, row.Training, row.Accuracy, row.Errors,
+			row.Agreement, row.Params, row.FileSize, row.LatencyBatch1, row.LatencyLarge)
+	}
+	return tw.Flush()
+}

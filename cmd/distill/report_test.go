@@ -180,6 +180,26 @@ window.addEventListener("load", function () {
 	}
 }
 
+func TestReportTable(t *testing.T) {
+	run := reportTestRun(t)
+	code, out, errOut := runDistill("report", run, "--table")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[0], "accuracy") || !strings.Contains(lines[0], "ms/sample b=1") {
+		t.Fatalf("want a header, 2 model rows and the report line:\n%s", out)
+	}
+	for i, want := range []string{"baseline", "kd"} {
+		if f := strings.Fields(lines[i+1]); len(f) < 9 || f[0] != want {
+			t.Errorf("row %d = %q, want model %s and 9+ columns", i+1, lines[i+1], want)
+		}
+	}
+	if !strings.Contains(lines[1], "hard labels") || !strings.Contains(lines[2], "KD α=0.9") {
+		t.Errorf("training column wrong:\n%s", out)
+	}
+}
+
 func TestReportErrors(t *testing.T) {
 	empty := t.TempDir()
 	for _, tc := range []struct {
