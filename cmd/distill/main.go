@@ -78,17 +78,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	runFn := c.Flags(fs)
-	fs.Usage = func() {
-		w := fs.Output()
+	usage := func(w io.Writer) {
 		fmt.Fprintf(w, "Usage: distill %s %s\n\n%s\n", c.Name, c.UsageLine, strings.TrimSpace(c.Long))
 		if fs.HasFlags() {
 			fmt.Fprintf(w, "\nFlags:\n%s", fs.FlagUsages())
 		}
 	}
+	// pflag would print the usage itself on every parse error; the help
+	// goes to stdout once, and an error gets one line and a pointer.
+	fs.Usage = func() {}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			usage(stdout)
 			return exitOK
 		}
 		fmt.Fprintf(stderr, "distill %s: %v\nRun 'distill %s --help' for usage.\n", c.Name, err, c.Name)

@@ -39,6 +39,9 @@ func TestHelpEveryCommand(t *testing.T) {
 			if code != 0 || !strings.Contains(out, "Usage: distill "+name) {
 				t.Fatalf("distill %s --help: exit %d\nstdout: %s\nstderr: %s", name, code, out, errOut)
 			}
+			if errOut != "" || strings.Count(out, "Usage: distill") != 1 {
+				t.Errorf("distill %s --help must print the help once, to stdout; stderr: %q", name, errOut)
+			}
 		})
 	}
 	if code, out, _ := runDistill("--help"); code != 0 || !strings.Contains(out, "Commands:") {
