@@ -3,6 +3,7 @@
 package extract
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -64,17 +65,39 @@ func (p *plan) manifest(rows int64) (formats.Manifest, formats.Config, error) {
 	}
 	abs, _ := filepath.Abs(o.Data)
 	m.Dataset = formats.Dataset{Path: abs, SHA256: strings.Join(sums, ","), Rows: rows, Preprocessing: o.Preprocess.Describe()}
+	// The recipe that recomputes the inputs from the dataset (train reads
+	// it when the cache holds no input.* columns).
+	if d := o.Dataset; d != nil && (d.Format != "" || d.Label != "" || d.Labels != "" || len(d.Features) > 0 || d.FeatureName != "") {
+		m.Dataset.Options = &formats.DatasetOptions{Format: d.Format, Label: d.Label, Features: d.Features, FeatureName: d.FeatureName}
+		if d.Labels != "" {
+			m.Dataset.Options.Labels, _ = filepath.Abs(d.Labels)
+		}
+	}
+	for i, in := range p.inputs {
+		m.Dataset.Inputs = append(m.Dataset.Inputs, formats.DatasetInput{Name: in.Name, Column: p.columns[i], Shape: p.shapes[i]})
+	}
+	if !o.Preprocess.IsZero() {
+		pre := o.Preprocess
+		m.Dataset.Preprocess = &pre
+	}
 	m.Settings = formats.Settings{BatchSize: o.Batch, ShardIndex: o.ShardIndex, ShardCount: o.ShardCount}
 	cfg := formats.Config{Classes: p.classes, TopK: o.TopK, HasLabel: p.ds.Label(), Hidden: p.hidden}
 	if o.Dtype == "f16" {
 		cfg.ScoreDtype = formats.Float16
 	}
 	if o.KeepInput {
-		for i, in := range p.inputs {
-			cfg.Inputs = append(cfg.Inputs, formats.TensorSpec{Name: in.Name, Shape: p.shapes[i]})
-		}
+		cfg.Inputs = p.inputSpecs()
 	}
 	return m, cfg, nil
+}
+
+// inputSpecs returns the model inputs as cache columns.
+func (p *plan) inputSpecs() []formats.TensorSpec {
+	var specs []formats.TensorSpec
+	for i, in := range p.inputs {
+		specs = append(specs, formats.TensorSpec{Name: in.Name, Shape: p.shapes[i]})
+	}
+	return specs
 }
 
 func dtypeName(e ElemType) string {
@@ -107,6 +130,13 @@ func (p *plan) openCache(rows int64) (*formats.CacheWriter, error) {
 		if entries, _ := os.ReadDir(o.Out); len(entries) > 0 && !o.Resume && o.ShardCount == 1 {
 			return nil, fmt.Errorf("--out %s exists and is not empty; choose a new directory", o.Out)
 		}
+		// Batches are cut as if the inputs were kept (on resume the cache's
+		// own size holds), so a cache without them has the units of one
+		// with them, and training from the dataset (train.DatasetSource)
+		// shuffles exactly as from the cached inputs.
+		full := cfg
+		full.Inputs = p.inputSpecs()
+		wo.RowsPerBatch = formats.DefaultRowsPerBatchFor(full)
 		return formats.CreateCache(dir, m, cfg, wo)
 	case err != nil:
 		return nil, fmt.Errorf("--out %s: %w", dir, err)
@@ -142,6 +172,11 @@ func compareManifests(old, m formats.Manifest, cfg formats.Config) []string {
 	diff("dataset sha256", old.Dataset.SHA256, m.Dataset.SHA256)
 	diff("dataset rows", old.Dataset.Rows, m.Dataset.Rows)
 	diff("preprocessing", old.Dataset.Preprocessing, m.Dataset.Preprocessing)
+	if old.Dataset.Inputs != nil { // recorded since format 1.1
+		diff("dataset options", jsonText(old.Dataset.Options), jsonText(m.Dataset.Options))
+		diff("dataset inputs (model input, column, shape)", jsonText(old.Dataset.Inputs), jsonText(m.Dataset.Inputs))
+		diff("preprocess", jsonText(old.Dataset.Preprocess), jsonText(m.Dataset.Preprocess))
+	}
 	diff("shard", fmt.Sprintf("%d/%d", old.Settings.ShardIndex, old.Settings.ShardCount), fmt.Sprintf("%d/%d", m.Settings.ShardIndex, m.Settings.ShardCount))
 	oc := old.Config()
 	diff("classes", oc.Classes, cfg.Classes)
@@ -151,6 +186,15 @@ func compareManifests(old, m formats.Manifest, cfg formats.Config) []string {
 	diff("--hidden", oc.Hidden, cfg.Hidden)
 	diff("--keep-input", oc.Inputs, cfg.Inputs)
 	return d
+}
+
+// jsonText is v as JSON, for comparing and printing manifest fields.
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 func orF32(d formats.Dtype) formats.Dtype {

@@ -397,6 +397,14 @@ func TestResumeRefusesOtherSettings(t *testing.T) {
 	if !errors.Is(err, ErrSettings) || !strings.Contains(err.Error(), "teacher sha256") || !strings.Contains(err.Error(), "--topk") {
 		t.Fatalf("resume with another teacher and --topk: %v", err)
 	}
+	// The recorded recipe for the inputs (format 1.1) must match too.
+	renamed := o
+	renamed.Resume = true
+	renamed.Dataset = &dataset.Options{Labels: tiny + "y4.npy", FeatureName: "z"}
+	_, err = rt.Run(context.Background(), renamed)
+	if !errors.Is(err, ErrSettings) || !strings.Contains(err.Error(), "dataset inputs") || !strings.Contains(err.Error(), "dataset options") {
+		t.Fatalf("resume with another dataset column name: %v", err)
+	}
 	same := o
 	same.Resume = true
 	res, err := rt.Run(context.Background(), same)

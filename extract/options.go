@@ -27,7 +27,7 @@ type Options struct {
 	TopK        int    // 0 caches all logits; else the k largest + logsumexp
 	Dtype       string // "f32" (default) or "f16" storage of scores and hidden states
 	Hidden      []string
-	KeepInput   bool   // also cache the model inputs (after preprocessing)
+	KeepInput   bool   // also cache the model inputs (after preprocessing); without, train reads them from the dataset
 	Format      string // "parquet" (default) or "arrow"
 	Compression string // "" = the format's default ("zstd" for parquet, "none" for arrow)
 

@@ -85,20 +85,13 @@ func (p *plan) mapInputs() error {
 		if err != nil {
 			return err
 		}
-		if err := p.o.Preprocess.Validate(channelsOf(shape)); err != nil {
+		if err := p.o.Preprocess.Validate(formats.Channels(shape)); err != nil {
 			return err
 		}
 		p.columns = append(p.columns, col.Name)
 		p.shapes = append(p.shapes, shape)
 	}
 	return nil
-}
-
-func channelsOf(shape []int64) int {
-	if len(shape) > 1 {
-		return int(shape[0])
-	}
-	return 1
 }
 
 // fitShape returns the per-sample shape to feed input in from column col:

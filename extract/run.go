@@ -224,7 +224,7 @@ func (p *plan) toJob(j *job, b *dataset.Batch) {
 	}
 	for i, col := range p.columns {
 		v := append([]float32(nil), b.Cols[col]...)
-		p.o.Preprocess.Apply(v, b.Len(), channelsOf(p.shapes[i]))
+		p.o.Preprocess.Apply(v, b.Len(), formats.Channels(p.shapes[i]))
 		j.inputs = append(j.inputs, v)
 	}
 }

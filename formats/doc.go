@@ -9,10 +9,13 @@
 //   - Schema: Config, TensorSpec, Dtype, Schema, ConfigFromSchema, column
 //     names (ColRow, ColLogits, ...) and metadata keys (MetaVersion, ...).
 //   - Rows: Batch, the column-major Go view of cache rows; TopK.
-//   - Part files: Writer (NewWriter, WriterOptions) and Reader (NewReader,
-//     OpenReader, ReaderOptions).
-//   - Cache directories: Manifest, ReadManifest, ParseManifest;
+//   - Part files: Writer (NewWriter, WriterOptions, DefaultRowsPerBatchFor)
+//     and Reader (NewReader, OpenReader, ReaderOptions).
+//   - Cache directories: Manifest (Teacher, Dataset, DatasetOptions,
+//     DatasetInput, Settings, PartInfo), ReadManifest, ParseManifest;
 //     CreateCache, OpenCacheForAppend, CacheWriter, PartWriter.
+//   - Input preprocessing: Preprocess (as extract applies it and the
+//     manifest records it), Channels.
 //   - Reading a cache: Open, OpenWithOptions, Cache, Unit, ShardDirName.
 //   - Verification: Verify, Report.
 //   - Errors: ErrVersion, ErrSchema, ErrCorrupt, ErrIncomplete, ErrTooLarge,
@@ -64,6 +67,9 @@
 //
 // Version is "MAJOR.MINOR". A reader accepts any MINOR of its MAJOR and
 // refuses a newer MAJOR with an error wrapping ErrVersion that names both.
+// Version 1.1 added the dataset recipe to the manifest (Dataset.Options,
+// Inputs, Preprocess: how to recompute the model inputs from the dataset);
+// 1.0 manifests read as before, without it.
 //
 // # Writing
 //

@@ -69,12 +69,40 @@ type TensorInfo struct {
 	Dtype string  `json:"dtype"` // ONNX element type, e.g. "float32", "int64"
 }
 
-// Dataset identifies the source dataset.
+// Dataset identifies the source dataset and, since version 1.1, records
+// the recipe that turns its rows into the model inputs (Options, Inputs,
+// Preprocess), so that the inputs of a cache extracted without them can be
+// recomputed from the dataset: for each of Inputs, the values of Column in
+// the cache row's dataset row (Batch.Rows), transformed by Preprocess with
+// Channels(Shape) channels. Manifests without Inputs (version 1.0) carry no
+// recipe.
 type Dataset struct {
-	Path          string   `json:"path"`
-	SHA256        string   `json:"sha256,omitempty"`
+	Path          string   `json:"path"`                    // absolute path of the data file
+	SHA256        string   `json:"sha256,omitempty"`        // hex sha256 of each file read (data, then labels), comma-separated
 	Rows          int64    `json:"rows"`                    // rows in the whole dataset (all shards)
-	Preprocessing []string `json:"preprocessing,omitempty"` // ordered, free-form steps, e.g. "scale 1/255"
+	Preprocessing []string `json:"preprocessing,omitempty"` // ordered steps for people (Preprocess.Describe), e.g. "scale 0.5"
+
+	Options    *DatasetOptions `json:"options,omitempty"`    // how the dataset was opened; nil = the defaults
+	Inputs     []DatasetInput  `json:"inputs,omitempty"`     // which column fed which model input, in model input order
+	Preprocess *Preprocess     `json:"preprocess,omitempty"` // nil = values fed unchanged
+}
+
+// DatasetOptions are the dataset reader settings that decide which columns
+// a dataset has and what they hold: the fields of the same names in
+// package formats/dataset's Options, which this package does not import.
+type DatasetOptions struct {
+	Format      string   `json:"format,omitempty"`       // forced format; "" = detected
+	Label       string   `json:"label,omitempty"`        // label column; "" = "label" if present, "-" = none
+	Labels      string   `json:"labels,omitempty"`       // absolute path of a separate labels file (.npy, idx)
+	Features    []string `json:"features,omitempty"`     // scalar columns combined into one
+	FeatureName string   `json:"feature_name,omitempty"` // name of that combined column
+}
+
+// DatasetInput is one model input as fed from the dataset.
+type DatasetInput struct {
+	Name   string  `json:"name"`   // model input name (the input.<name> column when cached)
+	Column string  `json:"column"` // dataset column
+	Shape  []int64 `json:"shape"`  // per-sample shape fed, without the batch axis; every dim >= 1
 }
 
 // Settings are the extraction and storage settings. Every shard of a cache
@@ -246,6 +274,16 @@ func (m *Manifest) validate() error {
 	}
 	if m.Rows < 0 {
 		return bad("rows %d", m.Rows)
+	}
+	for i, in := range m.Dataset.Inputs {
+		if in.Name == "" || in.Column == "" {
+			return bad("dataset input %d has no name or column", i)
+		}
+		for _, d := range in.Shape {
+			if d < 1 || d > maxWidth {
+				return bad("dataset input %q: shape %v", in.Name, in.Shape)
+			}
+		}
 	}
 	var next int64
 	seen := make(map[string]bool, len(m.Parts))

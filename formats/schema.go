@@ -13,11 +13,12 @@ import (
 
 // Version is the cache format version this package writes, "MAJOR.MINOR".
 // Readers accept any version with MAJOR <= VersionMajor; a MINOR bump only
-// adds optional fields.
+// adds optional fields. 1.1 added the dataset recipe (Dataset.Options,
+// Inputs and Preprocess) to the manifest.
 const (
-	Version      = "1.0"
+	Version      = "1.1"
 	VersionMajor = 1
-	VersionMinor = 0
+	VersionMinor = 1
 )
 
 // Column names of the cache schema.

@@ -96,19 +96,36 @@ func (o *WriterOptions) resolve(cfg Config) (WriterOptions, error) {
 		return r, fmt.Errorf("formats: RowsPerBatch %d < 0", r.RowsPerBatch)
 	}
 	if r.RowsPerBatch == 0 {
-		r.RowsPerBatch = DefaultRowsPerBatch
-		var per int64
-		for _, c := range cfg.columns() {
-			per += int64(c.values() * c.kind.size())
-		}
-		if lim := int(DefaultMaxBatchValue / per); lim < r.RowsPerBatch {
-			r.RowsPerBatch = max(lim, 1)
-		}
+		r.RowsPerBatch = defaultRowsPerBatch(cfg)
 	}
 	if r.Allocator == nil {
 		r.Allocator = memory.DefaultAllocator
 	}
 	return r, nil
+}
+
+// DefaultRowsPerBatchFor returns the RowsPerBatch that a zero
+// WriterOptions gives for cfg: DefaultRowsPerBatch, lowered so that one
+// batch holds at most DefaultMaxBatchValue bytes of values. For an invalid
+// cfg it returns DefaultRowsPerBatch.
+func DefaultRowsPerBatchFor(cfg Config) int {
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return DefaultRowsPerBatch
+	}
+	return defaultRowsPerBatch(cfg)
+}
+
+// defaultRowsPerBatch is DefaultRowsPerBatchFor for a normalized cfg.
+func defaultRowsPerBatch(cfg Config) int {
+	var per int64
+	for _, c := range cfg.columns() {
+		per += int64(c.values() * c.kind.size())
+	}
+	if lim := int(DefaultMaxBatchValue / per); lim < DefaultRowsPerBatch {
+		return max(lim, 1)
+	}
+	return DefaultRowsPerBatch
 }
 
 // Writer writes one part file: cache rows in the schema of a Config, in

@@ -60,3 +60,25 @@ func TestParquetEncodings(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultRowsPerBatchFor(t *testing.T) {
+	t.Parallel()
+	small := Config{Classes: 10, HasLabel: true}
+	if got := DefaultRowsPerBatchFor(small); got != DefaultRowsPerBatch {
+		t.Errorf("%d rows per batch for 10 logits, want %d", got, DefaultRowsPerBatch)
+	}
+	// MNIST with its inputs: 8 (row) + 8 (label) + 40 (logits) + 3136
+	// (784 float32 inputs) bytes per row.
+	mnist := Config{Classes: 10, HasLabel: true, Inputs: []TensorSpec{{Name: "image", Shape: []int64{1, 28, 28}}}}
+	want := DefaultMaxBatchValue / (8 + 8 + 40 + 4*784)
+	if got := DefaultRowsPerBatchFor(mnist); got != want {
+		t.Errorf("%d rows per batch with MNIST inputs, want %d", got, want)
+	}
+	o, err := (&WriterOptions{}).resolve(mnist)
+	if err != nil || o.RowsPerBatch != want {
+		t.Errorf("resolve: %d, %v", o.RowsPerBatch, err)
+	}
+	if got := DefaultRowsPerBatchFor(Config{}); got != DefaultRowsPerBatch {
+		t.Errorf("invalid config: %d", got)
+	}
+}

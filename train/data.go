@@ -15,8 +15,8 @@ import (
 // Source is random access to training rows in units (record batches),
 // exactly the reading side of *formats.Cache, which satisfies it. A
 // source whose inputs come from elsewhere — a dataset joined on
-// formats.Batch.Rows — wraps a cache and fills Batch.Inputs (and reports
-// them in Config().Inputs) in ReadBatch.
+// formats.Batch.Rows, like DatasetSource — wraps a cache and fills
+// Batch.Inputs (and reports them in Config().Inputs) in ReadBatch.
 type Source interface {
 	// Config describes what ReadBatch fills: classes, top-k, labels,
 	// hidden states and inputs.
@@ -30,13 +30,32 @@ type Source interface {
 
 var _ Source = (*formats.Cache)(nil)
 
-// ErrNoInput reports a cache without the input columns a student trains on.
-var ErrNoInput = errors.New("train: the cache has no input columns (input.*); re-extract it with --keep-input so training needs no dataset")
+// ErrNoInput reports a cache without the input columns a student trains on
+// and without the dataset recipe (format 1.1) to read them from the dataset.
+var ErrNoInput = errors.New("train: the cache has no input columns (input.*) and records no dataset to read them from; " +
+	"re-extract it with --keep-input, or with this version of distill extract so that training reads the inputs from the dataset")
 
-// chooseInput returns the spec of the student's input: the input named
-// name, or the only one.
-func chooseInput(cfg formats.Config, name string) (formats.TensorSpec, error) {
+// recipeError is returned for a Source without inputs whose manifest does
+// record the dataset recipe: the caller should have wrapped it in a
+// DatasetSource. It matches ErrNoInput.
+type recipeError struct{ path string }
+
+func (e recipeError) Error() string {
+	return fmt.Sprintf("train: the cache has no input columns (input.*); read them from its dataset %s with NewDatasetSource", e.path)
+}
+
+func (e recipeError) Is(target error) bool { return target == ErrNoInput }
+
+// chooseInput returns the spec of the student's input in src: the input
+// named name, or the only one.
+func chooseInput(src Source, name string) (formats.TensorSpec, error) {
+	cfg := src.Config()
 	if len(cfg.Inputs) == 0 {
+		if c, ok := src.(interface{ Manifest() formats.Manifest }); ok {
+			if d := c.Manifest().Dataset; len(d.Inputs) > 0 {
+				return formats.TensorSpec{}, recipeError{d.Path}
+			}
+		}
 		return formats.TensorSpec{}, ErrNoInput
 	}
 	var names []string
@@ -73,7 +92,7 @@ func hiddenSpec(cfg formats.Config, name string) (formats.TensorSpec, error) {
 // mean and standard deviation of the input named input (see
 // Moments.Result).
 func ComputeMoments(ctx context.Context, src Source, input string) (mean, std []float32, err error) {
-	spec, err := chooseInput(src.Config(), input)
+	spec, err := chooseInput(src, input)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -129,7 +148,7 @@ const defaultWindowBytes = 256 << 20
 
 func newLoader(src Source, input string, hidden []string, labels, teacher bool, batchSize int, windowUnits int, windowBytes int64) (*loader, error) {
 	cfg := src.Config()
-	spec, err := chooseInput(cfg, input)
+	spec, err := chooseInput(src, input)
 	if err != nil {
 		return nil, err
 	}

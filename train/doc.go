@@ -12,8 +12,9 @@
 //   - Losses: KD (softmax KL at temperature T plus cross-entropy, with the
 //     top-k "rest" bucket), FeatureLoss (MSE, Cosine), Targets.
 //   - Optimization: Optimizer, AdamWOptimizer, SGDOptimizer, ScheduleLR.
-//   - Data: Source (satisfied by *formats.Cache), ComputeMoments, Moments,
-//     ErrNoInput.
+//   - Data: Source (satisfied by *formats.Cache), DatasetSource
+//     (NewDatasetSource), ComputeMoments, Moments, ErrNoInput,
+//     ErrDatasetMismatch.
 //   - Training: Options, FeaturePair, Train, Result, Step, Epoch,
 //     EpochMetrics, NonFiniteError.
 //   - Evaluation: Metrics, Evaluate.
@@ -50,8 +51,10 @@
 // batches. If the whole cache fits in Options.WindowBytes (256 MiB), its
 // units are read once, keeping only the columns training uses, and the
 // window is the whole cache. The inputs come from the cache's input.*
-// columns (extract --keep-input); a source that joins a dataset instead
-// implements Source.
+// columns (extract --keep-input) or, for a cache extracted without them,
+// from the dataset its manifest names: NewDatasetSource reads the rows of
+// each cache unit from the dataset (checked by sha256) and preprocesses
+// them as extract fed them to the teacher.
 //
 // # Speed
 //

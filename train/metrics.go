@@ -126,7 +126,7 @@ func Evaluate(ctx context.Context, s *Student, src Source, input string, batchSi
 	if batchSize <= 0 {
 		batchSize = 256
 	}
-	if err := checkShape(s, src.Config(), input, ""); err != nil {
+	if err := checkShape(s, src, input, ""); err != nil {
 		return Metrics{}, err
 	}
 	hasLabels := src.Config().HasLabel

@@ -199,11 +199,12 @@ func provenance(src Source) Provenance {
 
 // checkShape checks that src can feed student s: its classes and the size
 // of its input. what names the source in errors.
-func checkShape(s *Student, cfg formats.Config, input, what string) error {
+func checkShape(s *Student, src Source, input, what string) error {
 	if what == "" {
 		what = "cache"
 	}
-	spec, err := chooseInput(cfg, input)
+	cfg := src.Config()
+	spec, err := chooseInput(src, input)
 	if err != nil {
 		return err
 	}
@@ -258,7 +259,7 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	}
 	SetThreads(o.Threads)
 	dcfg := data.Config()
-	spec, err := chooseInput(dcfg, o.Input)
+	spec, err := chooseInput(data, o.Input)
 	if err != nil {
 		return nil, err
 	}
@@ -315,11 +316,11 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 		return nil, err
 	}
 	t.info.Student = t.s.Config
-	if err := checkShape(t.s, dcfg, spec.Name, "cache"); err != nil {
+	if err := checkShape(t.s, data, spec.Name, "cache"); err != nil {
 		return nil, err
 	}
 	if o.Val != nil {
-		if err := checkShape(t.s, o.Val.Config(), spec.Name, "--val cache"); err != nil {
+		if err := checkShape(t.s, o.Val, spec.Name, "--val cache"); err != nil {
 			return nil, err
 		}
 	}

@@ -21,8 +21,11 @@ func init() {
 		UsageLine: "--cache CACHE --out student.ckpt --layers 800,800 [flags]",
 		Short:     "train a student against a cache with output and feature distillation",
 		Long: `Train a student model on the rows of a teacher-output cache (from distill
-extract --keep-input): the inputs are the cached model inputs, the targets
-the cached teacher scores and labels. The loss per row is
+extract): the targets are the cached teacher scores and labels, the inputs the
+cached model inputs (extract --keep-input) or, for a cache extracted without
+them, the rows of the dataset named in its manifest, preprocessed exactly as
+extract fed them to the teacher. That file must be the one extracted (same
+sha256); --data (--val-data) gives its new path if it moved. The loss per row is
 
   L = alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y)
       + sum over --feature pairs of weight * feature loss
@@ -90,6 +93,7 @@ type trainOptions struct {
 	Threads, ShuffleWindow int
 	Input                  string
 	Resume                 bool
+	Data, ValData          string
 }
 
 // AddFlags registers the flags on fs.
@@ -114,6 +118,8 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Schedule, "schedule", "constant", "learning-rate schedule after warmup: constant or cosine")
 	fs.Int64Var(&o.Warmup, "warmup", 0, "linear warmup steps")
 	fs.StringSliceVar(&o.Val, "val", nil, "held-out cache evaluated after every epoch")
+	fs.StringVar(&o.Data, "data", "", "the dataset of a --cache extracted without --keep-input, if it moved (default: the path in its manifest)")
+	fs.StringVar(&o.ValData, "val-data", "", "the dataset of a --val cache extracted without --keep-input, if it moved")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of initialization, shuffling and dropout")
 	fs.IntVar(&o.Threads, "threads", 0, "threads for matrix products and elementwise work (0 = all cores)")
 	fs.StringVar(&o.Input, "input", "", "cached input to train on, when the cache has several")
@@ -212,18 +218,30 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	if err != nil {
 		return err
 	}
-	data, err := formats.Open(o.Cache...)
+	cache, err := formats.Open(o.Cache...)
 	if err != nil {
 		return err
 	}
-	defer data.Close()
+	defer cache.Close()
+	data, closeData, err := trainSource(stderr, cache, o.Data, "--data")
+	if err != nil {
+		return err
+	}
+	defer closeData()
 	if len(o.Val) > 0 {
-		val, err := formats.Open(o.Val...)
+		vc, err := formats.Open(o.Val...)
 		if err != nil {
 			return fmt.Errorf("--val: %w", err)
 		}
-		defer val.Close()
+		defer vc.Close()
+		val, closeVal, err := trainSource(stderr, vc, o.ValData, "--val-data")
+		if err != nil {
+			return fmt.Errorf("--val: %w", err)
+		}
+		defer closeVal()
 		to.Val = val
+	} else if o.ValData != "" {
+		return usageError("--val-data needs --val")
 	}
 	rows := data.NumRows()
 	pr := newProgress("train", "samples")
@@ -264,6 +282,25 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 		}
 	}
 	return nil
+}
+
+// trainSource returns the cache c as a training source when it holds its
+// inputs, else a train.DatasetSource reading them from the dataset its
+// manifest names, or from data (flag) when given. The returned func
+// releases what it opened.
+func trainSource(stderr io.Writer, c *formats.Cache, data, flag string) (train.Source, func(), error) {
+	if len(c.Config().Inputs) > 0 {
+		if data != "" {
+			fmt.Fprintf(stderr, "train: %s %s ignored: the cache holds its inputs (extracted with --keep-input)\n", flag, data)
+		}
+		return c, func() {}, nil
+	}
+	s, err := train.NewDatasetSource(c, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(stderr, "train: reading the inputs from the dataset %s (the cache has no input.* columns)\n", s.Path())
+	return s, func() { s.Close() }, nil
 }
 
 // epochLine formats one epoch's metrics for the progress output.

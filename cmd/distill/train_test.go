@@ -5,12 +5,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/train"
 )
 
@@ -242,5 +244,93 @@ func TestTrainInterrupt(t *testing.T) {
 	}
 	if c, err := train.Load(out); err != nil || c.Info.Epoch < 1 || c.Info.Epoch >= 50 {
 		t.Fatalf("checkpoint after Ctrl-C: %v", err)
+	}
+}
+
+// recipeCache writes a CSV dataset of n rows (columns a, b, c) and a cache
+// extracted from it without --keep-input (format 1.1: the manifest records
+// how the inputs are read, here scaled by 1/2); it returns the cache and
+// dataset paths.
+func recipeCache(t *testing.T, dir string, n int) (cache, data string) {
+	t.Helper()
+	os.MkdirAll(dir, 0o755)
+	data = filepath.Join(dir, "d.csv")
+	rng := rand.New(rand.NewPCG(4, 1))
+	csv := []byte("a,b,c\n")
+	b := &formats.Batch{}
+	for i := range n {
+		best, bv := 0, float32(-10)
+		for c := range 3 {
+			x := float32(rng.IntN(64)-32) / 8 // exact in CSV and float32
+			csv = strconv.AppendFloat(csv, float64(x), 'g', -1, 32)
+			if c < 2 {
+				csv = append(csv, ',')
+			} else {
+				csv = append(csv, '\n')
+			}
+			if x > bv {
+				best, bv = c, x
+			}
+			b.Logits = append(b.Logits, x) // 2·(x/2): the scaled input, doubled
+		}
+		b.Rows, b.Labels = append(b.Rows, int64(i)), append(b.Labels, int64(best))
+	}
+	if err := os.WriteFile(data, csv, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := dataset.FileSHA256(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := formats.Manifest{Teacher: formats.Teacher{File: "teacher.onnx", SHA256: testTeacherSHA},
+		Dataset: formats.Dataset{Path: data, SHA256: sum, Rows: int64(n),
+			Inputs:     []formats.DatasetInput{{Name: "image", Column: dataset.DefaultFeatureName, Shape: []int64{3}}},
+			Preprocess: &formats.Preprocess{Scale: 0.5}}}
+	cache = filepath.Join(dir, "cache")
+	cw, err := formats.CreateCache(cache, m, formats.Config{Classes: 3, HasLabel: true}, &formats.WriterOptions{RowsPerBatch: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cw.WritePart(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return cache, data
+}
+
+// TestTrainCommandFromDataset trains on caches without input columns, the
+// inputs read from their datasets; --data and --val-data name datasets that
+// moved, and a changed dataset is refused.
+func TestTrainCommandFromDataset(t *testing.T) {
+	tmp := t.TempDir()
+	cache, data := recipeCache(t, filepath.Join(tmp, "train"), 300)
+	val, valData := recipeCache(t, filepath.Join(tmp, "val"), 100)
+	args := []string{"train", "--cache", cache, "--val", val, "--layers", "16", "--epochs", "2", "--batch", "32", "--lr", "0.01", "--threads", "1"}
+	code, _, stderr := runDistill(append(args, "--out", filepath.Join(tmp, "a.ckpt"))...)
+	if code != 0 || !strings.Contains(stderr, "reading the inputs from the dataset "+data) || !strings.Contains(stderr, "val acc") {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	moved := filepath.Join(tmp, "moved.csv")
+	if err := os.Rename(data, moved); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runDistill(append(args, "--out", filepath.Join(tmp, "b.ckpt"))...); code != exitFailure || !strings.Contains(stderr, "--data") {
+		t.Errorf("moved dataset: exit %d:\n%s", code, stderr)
+	}
+	if code, _, stderr := runDistill(append(args, "--out", filepath.Join(tmp, "c.ckpt"), "--data", moved)...); code != 0 {
+		t.Errorf("--data: exit %d:\n%s", code, stderr)
+	}
+	os.WriteFile(moved, []byte("a,b,c\n1,2,3\n"), 0o644)
+	if code, _, stderr := runDistill(append(args, "--out", filepath.Join(tmp, "d.ckpt"), "--data", moved)...); code != exitFailure || !strings.Contains(stderr, "sha256") {
+		t.Errorf("changed dataset: exit %d:\n%s", code, stderr)
+	}
+	if err := os.Rename(valData, moved); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runDistill("train", "--cache", val, "--val", val, "--val-data", moved, "--data", moved, "--layers", "4", "--epochs", "1", "--out", filepath.Join(tmp, "e.ckpt"))
+	if code != 0 {
+		t.Errorf("--val-data: exit %d:\n%s", code, stderr)
 	}
 }
