@@ -19,7 +19,7 @@ var forbidden = map[string][]string{
 	module + "/extract": {module + "/train", module + "/export", module + "/cmd", "github.com/spf13/pflag"},
 	module + "/train": {"github.com/yalue/onnxruntime_go", module + "/extract",
 		module + "/export", module + "/cmd", "github.com/spf13/pflag"},
-	module + "/export": {"github.com/yalue/onnxruntime_go", module + "/extract", module + "/cmd", "github.com/spf13/pflag"},
+	module + "/export":          {"github.com/yalue/onnxruntime_go", module + "/extract", module + "/cmd", "github.com/spf13/pflag"},
 	module + "/internal/onnxpb": {module + "/"},
 }
 
