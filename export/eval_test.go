@@ -3,6 +3,7 @@ package export
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/distill-ml/distill/formats"
 	"math"
 
 	"github.com/distill-ml/distill/internal/onnxpb"
@@ -91,7 +92,7 @@ func decodeInit(t *onnxpb.TensorProto) tensor {
 		}
 	case onnxpb.TensorProto_FLOAT16:
 		for i := 0; i < len(raw); i += 2 {
-			v = append(v, float64(f16ToF32(binary.LittleEndian.Uint16(raw[i:]))))
+			v = append(v, float64(formats.Float16Value(binary.LittleEndian.Uint16(raw[i:]))))
 		}
 	case onnxpb.TensorProto_UINT8:
 		for _, b := range raw {

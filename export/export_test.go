@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/distill-ml/distill/formats"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -259,16 +260,16 @@ func TestFloat16(t *testing.T) {
 		{1 + 1.0/2048, 0x3c00}, // tie → even
 		{1 + 3.0/2048, 0x3c02}, // tie → even (up)
 	} {
-		if got := f32ToF16(c.f); got != c.h {
-			t.Errorf("f32ToF16(%v) = %#04x, want %#04x", c.f, got, c.h)
+		if got := formats.Float16Bits(c.f); got != c.h {
+			t.Errorf("formats.Float16Bits(%v) = %#04x, want %#04x", c.f, got, c.h)
 		}
 	}
 	for h := range 1 << 16 {
-		f := f16ToF32(uint16(h))
+		f := formats.Float16Value(uint16(h))
 		if f != f { // NaN
 			continue
 		}
-		if back := f32ToF16(f); back != uint16(h) {
+		if back := formats.Float16Bits(f); back != uint16(h) {
 			t.Fatalf("%#04x → %v → %#04x", h, f, back)
 		}
 	}

@@ -3,6 +3,7 @@ package export
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/distill-ml/distill/formats"
 	"math"
 
 	"github.com/distill-ml/distill/internal/onnxpb"
@@ -77,7 +78,7 @@ func (g *graph) float32s(name string, dims []int64, v []float32) string {
 func (g *graph) float16s(name string, dims []int64, v []float32) string {
 	raw := make([]byte, 2*len(v))
 	for i, x := range v {
-		binary.LittleEndian.PutUint16(raw[2*i:], f32ToF16(x))
+		binary.LittleEndian.PutUint16(raw[2*i:], formats.Float16Bits(x))
 	}
 	return g.init(name, onnxpb.TensorProto_FLOAT16, dims, raw)
 }

@@ -88,3 +88,11 @@ func f16Decode(dst []float32, src []uint16) {
 		dst[i] = t[h]
 	}
 }
+
+// Float16Bits rounds f to the nearest IEEE 754 binary16 (ties to even,
+// subnormals kept) and returns its bits. Values beyond ±65504 after
+// rounding become ±Inf; NaN stays NaN. export uses it for float16 weights.
+func Float16Bits(f float32) uint16 { return f32ToF16(f) }
+
+// Float16Value converts binary16 bits to float32 exactly.
+func Float16Value(h uint16) float32 { return f16ToF32(h) }
