@@ -1,30 +1,6 @@
 package extract
 
-import (
-	"math"
-	"sort"
-)
-
-// TopK fills idx and val (each n·k long) with the k largest scores of each
-// of the n rows of scores (n·c values), largest first, ties broken by the
-// lower class index, and lse (n long) with each row's log Σ exp over all c
-// scores, so the probability mass outside the top k stays exactly known:
-// p_rest = 1 − Σ_top exp(val − lse).
-func TopK(scores []float32, n, c, k int, idx []int32, val []float32, lse []float32) {
-	order := make([]int32, c)
-	for r := 0; r < n; r++ {
-		row := scores[r*c : (r+1)*c]
-		for i := range order {
-			order[i] = int32(i)
-		}
-		sort.SliceStable(order, func(a, b int) bool { return row[order[a]] > row[order[b]] })
-		for j := 0; j < k; j++ {
-			idx[r*k+j] = order[j]
-			val[r*k+j] = row[order[j]]
-		}
-		lse[r] = float32(LogSumExp(row))
-	}
-}
+import "math"
 
 // LogSumExp returns log Σ exp(x_i), computed stably in float64.
 func LogSumExp(x []float32) float64 {

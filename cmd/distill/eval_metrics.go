@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/distill-ml/distill/extract"
 	"math"
 	"slices"
 	"time"
@@ -50,7 +51,7 @@ func (t *teacherScores) kl(r int, logq []float64) float64 {
 	var kl float64
 	if t.topK == 0 {
 		s := t.logits[r*t.classes : (r+1)*t.classes]
-		lse := logSumExpF32(s)
+		lse := extract.LogSumExp(s)
 		for c, v := range s {
 			lp := float64(v) - lse
 			if p := math.Exp(lp); p > 0 {
@@ -143,7 +144,7 @@ func (a *evalAcc) add(scores []float32, labels, rows []int64, t *teacherScores) 
 		var conf float64
 		if finite {
 			pred = argmaxF32(s)
-			lse := logSumExpF32(s)
+			lse := extract.LogSumExp(s)
 			for c, v := range s {
 				a.logq[c] = float64(v) - lse
 			}
@@ -264,22 +265,6 @@ func argmaxF32(v []float32) int {
 		}
 	}
 	return best
-}
-
-// logSumExpF32 returns log Σ exp(x_i) in float64, shifted by the maximum.
-func logSumExpF32(x []float32) float64 {
-	m := math.Inf(-1)
-	for _, v := range x {
-		m = math.Max(m, float64(v))
-	}
-	if math.IsInf(m, 0) {
-		return m
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - m)
-	}
-	return m + math.Log(s)
 }
 
 // percentile returns the p-th percentile (0 < p ≤ 100) of sorted by the
