@@ -108,21 +108,10 @@ func (p *plan) fitShape(in TensorInfo, col dataset.Column) ([]int64, error) {
 	default:
 		want = []int64{-1}
 	}
-	known, free := int64(1), -1
-	for i, d := range want {
-		if d <= 0 {
-			if free >= 0 {
-				return nil, fmt.Errorf("model input %q has shape %s with several unknown dimensions; give the per-sample shape with --reshape",
-					in.Name, in.ShapeString())
-			}
-			free = i
-		} else {
-			known *= d
-		}
-	}
-	if free >= 0 && width > 0 && width%known == 0 {
-		want[free] = width / known
-		known = width
+	want, known, several := SolveShape(want, width)
+	if several {
+		return nil, fmt.Errorf("model input %q has shape %s with several unknown dimensions; give the per-sample shape with --reshape",
+			in.Name, in.ShapeString())
 	}
 	if known != width {
 		return nil, fmt.Errorf("dataset column %q has %d values per row (shape %v) but model input %q takes %s (%d values per sample); fix the dataset or pass --reshape",

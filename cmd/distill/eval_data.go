@@ -157,21 +157,9 @@ func (d *evalData) fit(want []int64, model string) error {
 			want = []int64{1}
 		}
 	}
-	want = append([]int64(nil), want...)
-	known, free := int64(1), -1
-	for i, v := range want {
-		if v <= 0 {
-			if free >= 0 {
-				return fmt.Errorf("%s takes a per-sample shape %s with several unknown dimensions; give it with --reshape", model, fmtShape(want))
-			}
-			free = i
-		} else {
-			known *= v
-		}
-	}
-	if free >= 0 && width > 0 && width%known == 0 {
-		want[free] = width / known
-		known = width
+	want, known, several := extract.SolveShape(want, width)
+	if several {
+		return fmt.Errorf("%s takes a per-sample shape %s with several unknown dimensions; give it with --reshape", model, fmtShape(want))
 	}
 	if known != width {
 		return fmt.Errorf("column %q of %s has %d values per row (shape %s) but %s takes %s (%d values per sample); pass --reshape or another --input",
