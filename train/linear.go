@@ -112,7 +112,7 @@ func (l *Linear) Backward(dx, dy Mat) {
 		return
 	}
 	l.dy = dy
-	par().run(l.Out, 64, l.bwd)
+	par().run(l.Out, max(1, 16384/n), l.bwd)
 	sgemm(blas.Trans, blas.NoTrans, l.Out, l.In, n, 1, dy.Data, l.Out, l.x.Data, l.In, 0, l.W.Grad, l.In)
 	if dx.Data != nil {
 		sgemm(blas.NoTrans, blas.NoTrans, n, l.In, l.Out, 1, dy.Data, l.Out, l.W.Data, l.In, 0, dx.Data, l.In)

@@ -76,7 +76,7 @@ func (o *AdamWOptimizer) Step(lr float64) {
 		float32(1 - lr*o.WeightDecay), float32(lr / bc1), float32(1 / math.Sqrt(bc2)), float32(o.Eps)}
 	for i := range o.groups {
 		o.cur = &o.groups[i]
-		par().run(len(o.cur.ps.Data), 1<<14, o.stepFn)
+		par().run(len(o.cur.ps.Data), 1<<16, o.stepFn)
 	}
 }
 
@@ -148,7 +148,7 @@ func (o *SGDOptimizer) Step(lr float64) {
 	o.lr = float32(lr)
 	for i := range o.groups {
 		o.cur = &o.groups[i]
-		par().run(len(o.cur.ps.Data), 1<<14, o.stepFn)
+		par().run(len(o.cur.ps.Data), 1<<16, o.stepFn)
 	}
 }
 

@@ -57,7 +57,7 @@
 //
 // A call uses up to Threads() goroutines (default runtime.GOMAXPROCS(0)),
 // one per block of a grid over C whose block edges are multiples of the
-// register tile, and only when each goroutine gets at least 4 Mflop. Each
+// register tile, and only when each goroutine gets at least 16 Mflop. Each
 // element of C is computed by one goroutine with the same k order whatever
 // the thread count, so results are bit-for-bit reproducible; tests check
 // 1, 2, 3 and 8 threads agree.
