@@ -88,10 +88,10 @@ func hiddenSpec(cfg formats.Config, name string) (formats.TensorSpec, error) {
 	return formats.TensorSpec{}, fmt.Errorf("train: teacher hidden state %q was not cached; cached hidden states: %s", name, have)
 }
 
-// ComputeMoments streams every row of src once and returns the per-feature
-// mean and standard deviation of the input named input (see
-// Moments.Result).
-func ComputeMoments(ctx context.Context, src Source, input string) (mean, std []float32, err error) {
+// ComputeMoments streams every row of src once and returns the mean and
+// standard deviation of the input named input, per feature, as mode
+// computes them (see Moments.ResultMode; "" is StandardizeAuto).
+func ComputeMoments(ctx context.Context, src Source, input, mode string) (mean, std []float32, err error) {
 	spec, err := chooseInput(src, input)
 	if err != nil {
 		return nil, nil, err
@@ -107,8 +107,16 @@ func ComputeMoments(ctx context.Context, src Source, input string) (mean, std []
 		}
 		m.Add(b.Inputs[spec.Name], b.Len())
 	}
-	mean, std = m.Result()
+	mean, std = m.ResultMode(mode, shapeInts(spec.Shape))
 	return mean, std, nil
+}
+
+func shapeInts(s []int64) []int {
+	out := make([]int, len(s))
+	for i, d := range s {
+		out[i] = int(d)
+	}
+	return out
 }
 
 // batch is one gathered training batch.
@@ -260,11 +268,11 @@ func (l *loader) load(ctx context.Context) error {
 	return nil
 }
 
-// moments returns the per-feature mean and std of the input over all rows:
-// from the resident units (loading them), or in one streaming pass.
-func (l *loader) moments(ctx context.Context) (mean, std []float32, err error) {
+// moments returns the input standardization of mode over all rows: from
+// the resident units (loading them), or in one streaming pass.
+func (l *loader) moments(ctx context.Context, mode string) (mean, std []float32, err error) {
 	if l.resident == nil {
-		return ComputeMoments(ctx, l.src, l.input)
+		return ComputeMoments(ctx, l.src, l.input, mode)
 	}
 	if err := l.load(ctx); err != nil {
 		return nil, nil, err
@@ -273,7 +281,11 @@ func (l *loader) moments(ctx context.Context) (mean, std []float32, err error) {
 	for _, b := range l.resident {
 		m.Add(b.Inputs[l.input], b.Len())
 	}
-	mean, std = m.Result()
+	spec, err := chooseInput(l.src, l.input)
+	if err != nil {
+		return nil, nil, err
+	}
+	mean, std = m.ResultMode(mode, shapeInts(spec.Shape))
 	return mean, std, nil
 }
 

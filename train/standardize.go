@@ -127,22 +127,100 @@ func (m *Moments) Add(x []float32, rows int) {
 	m.n = n
 }
 
-// Result returns the means and the population standard deviations
-// (divisor n). A feature whose std is 0, or below 1e-6·max(1, |mean|)
-// (float32 noise), gets std 1: it is constant and only centered, as
-// sklearn's StandardScaler does.
+// Standardization modes (Options.Standardize, --standardize).
+const (
+	// StandardizeAuto is per channel for inputs with a per-sample shape of
+	// rank ≥ 2 (images: [C,H,W]) and per feature otherwise (tabular data).
+	StandardizeAuto = "auto"
+	// StandardizeFeature gives every input value its own mean and std.
+	StandardizeFeature = "feature"
+	// StandardizeChannel gives all values of a channel (the first axis of
+	// the input shape; the whole input for rank < 2) one mean and std, as
+	// torchvision's Normalize does. On MNIST per-feature statistics blow
+	// up the rare ink of near-blank border pixels (std ≈ 0.001) to
+	// hundreds of standard deviations: 262 test errors for a 784-800-800-10
+	// student on hard labels against 234 per channel, and 128 against 97
+	// with distillation (10 epochs, same seed).
+	StandardizeChannel = "channel"
+	// StandardizeNone leaves the input as the teacher takes it (mean 0,
+	// std 1).
+	StandardizeNone = "none"
+)
+
+// ParseStandardize checks a --standardize value; "" means StandardizeAuto.
+func ParseStandardize(s string) (string, error) {
+	switch s {
+	case "", StandardizeAuto:
+		return StandardizeAuto, nil
+	case StandardizeFeature, StandardizeChannel, StandardizeNone:
+		return s, nil
+	}
+	return "", fmt.Errorf("train: unknown standardization %q (want auto, feature, channel or none)", s)
+}
+
+// Result returns the per-feature means and population standard
+// deviations (divisor n). A feature whose std is 0, or below
+// 1e-6·max(1, |mean|) (float32 noise), gets std 1: it is constant and only
+// centered, as sklearn's StandardScaler does.
 func (m *Moments) Result() (mean, std []float32) {
-	mean, std = make([]float32, len(m.mean)), make([]float32, len(m.mean))
-	for j := range m.mean {
-		mean[j] = float32(m.mean[j])
-		s := 0.0
-		if m.n > 0 {
-			s = math.Sqrt(m.m2[j] / m.n)
+	return m.ResultMode(StandardizeFeature, nil)
+}
+
+// ResultMode returns the standardization of mode for an input of the
+// given per-sample shape (see the Standardize constants), as one mean and
+// std per feature. Per channel, a channel's mean is the average of its
+// features' means and its variance the average of their second moments
+// about it.
+func (m *Moments) ResultMode(mode string, shape []int) (mean, std []float32) {
+	d := len(m.mean)
+	mean, std = make([]float32, d), make([]float32, d)
+	if mode == StandardizeAuto {
+		mode = StandardizeFeature
+		if len(shape) >= 2 {
+			mode = StandardizeChannel
 		}
-		if !(s > 1e-6*max(1, math.Abs(m.mean[j]))) {
+	}
+	stdOf := func(v, mu float64) float32 {
+		s := 0.0
+		if m.n > 0 && v > 0 {
+			s = math.Sqrt(v)
+		}
+		if !(s > 1e-6*max(1, math.Abs(mu))) {
 			s = 1
 		}
-		std[j] = float32(s)
+		return float32(s)
+	}
+	switch mode {
+	case StandardizeNone:
+		for j := range std {
+			std[j] = 1
+		}
+	case StandardizeChannel:
+		channels := 1
+		if len(shape) >= 2 && shape[0] > 0 && d%shape[0] == 0 {
+			channels = shape[0]
+		}
+		per := d / channels
+		for c := range channels {
+			f := m.mean[c*per : (c+1)*per]
+			var mu, v float64
+			for _, x := range f {
+				mu += x
+			}
+			mu /= float64(per)
+			for j, x := range f {
+				v += m.m2[c*per+j]/max(m.n, 1) + (x-mu)*(x-mu)
+			}
+			s := stdOf(v/float64(per), mu)
+			for j := c * per; j < (c+1)*per; j++ {
+				mean[j], std[j] = float32(mu), s
+			}
+		}
+	default:
+		for j := range m.mean {
+			mean[j] = float32(m.mean[j])
+			std[j] = stdOf(m.m2[j]/max(m.n, 1), m.mean[j])
+		}
 	}
 	return mean, std
 }

@@ -57,6 +57,10 @@ type Options struct {
 	// fits, it is read once and kept.
 	WindowBytes int64 `json:"window_bytes,omitempty"`
 
+	// Standardize is how the input standardization is computed from the
+	// training data when InputMean and InputStd are not given: auto (the
+	// default), feature, channel or none (see StandardizeAuto).
+	Standardize string `json:"standardize,omitempty"`
 	// InputMean and InputStd, if set, are the input standardization;
 	// otherwise it is computed from the training data (one pass).
 	InputMean []float32 `json:"-"`
@@ -127,6 +131,10 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.FeatureLoss == "" {
 		o.FeatureLoss = MSE
+	}
+	var err error
+	if o.Standardize, err = ParseStandardize(o.Standardize); err != nil {
+		return o, err
 	}
 	o.Features = slices.Clone(o.Features)
 	for i := range o.Features {
@@ -341,7 +349,7 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	if resumed == nil {
 		mean, std := o.InputMean, o.InputStd
 		if mean == nil || std == nil {
-			if mean, std, err = t.ld.moments(ctx); err != nil {
+			if mean, std, err = t.ld.moments(ctx, o.Standardize); err != nil {
 				return nil, err
 			}
 		}

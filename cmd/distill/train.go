@@ -80,6 +80,7 @@ type trainOptions struct {
 	Activation             string
 	Dropout                float64
 	LayerNorm              bool
+	Standardize            string
 	Temperature, Alpha     float64
 	Features               []string
 	FeatureLoss            string
@@ -105,6 +106,7 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Activation, "activation", "relu", "hidden activation: relu, gelu (exact erf form) or tanh")
 	fs.Float64Var(&o.Dropout, "dropout", 0, "dropout probability after every hidden block")
 	fs.BoolVar(&o.LayerNorm, "layernorm", false, "LayerNorm in every hidden block, before the activation")
+	fs.StringVar(&o.Standardize, "standardize", "auto", "input standardization from the cache: auto (per channel for image inputs, per feature otherwise), feature, channel or none")
 	fs.Float64Var(&o.Temperature, "temperature", 4, "distillation temperature T")
 	fs.Float64Var(&o.Alpha, "alpha", 0.9, "weight of the KL term; 1-alpha weights the cross-entropy with the labels")
 	fs.StringArrayVar(&o.Features, "feature", nil, "feature distillation pair TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT] (repeatable)")
@@ -196,10 +198,14 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	default:
 		return cfg, to, usageError("--schedule %q: want constant or cosine", o.Schedule)
 	}
+	if _, err := train.ParseStandardize(o.Standardize); err != nil {
+		return cfg, to, usageError("--standardize %q: want auto, feature, channel or none", o.Standardize)
+	}
 	cfg = train.Config{Type: o.Student, Hidden: hidden, Activation: act, Dropout: o.Dropout, LayerNorm: o.LayerNorm}
 	to = train.Options{Epochs: o.Epochs, BatchSize: o.Batch, LR: o.LR, Optimizer: o.Optimizer, WeightDecay: o.WeightDecay,
 		Schedule: o.Schedule, Warmup: o.Warmup, Temperature: o.Temperature, Alpha: o.Alpha, FeatureLoss: fl,
-		Seed: o.Seed, Threads: o.Threads, Input: o.Input, ShuffleWindow: o.ShuffleWindow, Out: o.Out, Resume: o.Resume}
+		Seed: o.Seed, Threads: o.Threads, Input: o.Input, ShuffleWindow: o.ShuffleWindow, Out: o.Out, Resume: o.Resume,
+		Standardize: o.Standardize}
 	if o.Optimizer == train.SGD {
 		to.Momentum = o.Momentum
 	}
