@@ -198,7 +198,7 @@ distill_run() { # LAYERS TAG EPOCHS ALPHA
     --alpha "$4" --temperature "$KD_T" --epochs "$3" --batch $BATCH --lr $LR --optimizer adamw \
     --weight-decay $WD --threads $THREADS --seed $SEED
   # steady-state samples/s: median of epochs 2..N (epoch 1 when N = 1), as the peer
-  local all; all=$(sed -nE 's|^epoch [0-9]+/[0-9]+:.*, ([0-9.]+) samples/s$|\1|p' "$OUT/logs/distill-$2.log")
+  local all; all=$(sed -nE 's|^epoch [0-9]+/[0-9]+:.*, ([0-9.]+) samples/s( \(.*\))?$|\1|p' "$OUT/logs/distill-$2.log")
   [ -n "$all" ] || die "no epoch lines in $OUT/logs/distill-$2.log"
   if [ "$(echo "$all" | wc -l)" -gt 1 ]; then all=$(echo "$all" | tail -n +2); fi
   echo "$all" | median >"$OUT/runs/distill-$2.sps"

@@ -275,3 +275,25 @@ func ParseFeature(s string, hidden int) (FeaturePair, error) {
 	}
 	return FeaturePair{Teacher: name, Layer: h, Weight: w}, nil
 }
+
+// TrainFlops returns the floating-point operations of the matrix products
+// in one training step, per sample: for every Linear layer 2·in·out for the
+// forward product, as much for the weight gradient, and as much for the
+// input gradient except in the first layer, which needs none.
+func (s *Student) TrainFlops() float64 {
+	var f float64
+	first := true
+	for _, l := range s.Layers {
+		lin, ok := l.(*Linear)
+		if !ok {
+			continue
+		}
+		mm := 2 * float64(lin.In) * float64(lin.Out)
+		f += 2 * mm
+		if !first {
+			f += mm
+		}
+		first = false
+	}
+	return f
+}

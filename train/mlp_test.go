@@ -138,3 +138,16 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestTrainFlops(t *testing.T) {
+	s, err := NewStudent(Config{Inputs: 784, Hidden: []int{800, 800}, Classes: 10}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Forward and weight gradient for all three layers, input gradient for
+	// the last two: 2·(784·800 + 800·800 + 800·10)·2 + 2·(800·800 + 800·10)·1.
+	want := 4*(784*800+800*800+800*10) + 2*(800*800+800*10)
+	if got := s.TrainFlops(); got != float64(want) {
+		t.Errorf("TrainFlops = %v, want %v", got, want)
+	}
+}

@@ -101,6 +101,10 @@ type Epoch struct {
 	EpochMetrics
 	Seconds       float64 // training loop only (not evaluation or checkpoint)
 	SamplesPerSec float64
+	// GFLOPS is the matrix-product work done per second: SamplesPerSec
+	// times the student's Student.TrainFlops (feature projections not
+	// counted).
+	GFLOPS float64
 }
 
 // Result is what Train returns.
@@ -567,7 +571,8 @@ func (t *trainer) epoch(ctx context.Context, e int, rows int64) error {
 		}
 	}
 	if o.OnEpoch != nil {
-		return o.OnEpoch(Epoch{EpochMetrics: m, Seconds: secs, SamplesPerSec: float64(done) / max(secs, 1e-9)})
+		rate := float64(done) / max(secs, 1e-9)
+		return o.OnEpoch(Epoch{EpochMetrics: m, Seconds: secs, SamplesPerSec: rate, GFLOPS: rate * t.s.TrainFlops() / 1e9})
 	}
 	return nil
 }

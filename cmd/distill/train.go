@@ -315,7 +315,7 @@ func epochLine(e train.Epoch, epochs int) string {
 	if e.Val != nil {
 		s += ", " + valSummary(e.Val)
 	}
-	return s + fmt.Sprintf(", %.0f samples/s", e.SamplesPerSec)
+	return s + fmt.Sprintf(", %.0f samples/s (%.0f GFLOP/s)", e.SamplesPerSec, e.GFLOPS)
 }
 
 func valSummary(v *train.Metrics) string {
