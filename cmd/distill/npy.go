@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/distill-ml/distill/formats"
@@ -39,34 +36,12 @@ func writeLogitsNPY(c *formats.Cache, path string) error {
 	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", n, classes)
 	pad := 64 - (10+len(header)+1)%64
 	header += strings.Repeat(" ", pad) + "\n"
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	w := bufio.NewWriter(tmp)
-	w.WriteString("\x93NUMPY\x01\x00")
-	binary.Write(w, binary.LittleEndian, uint16(len(header)))
-	w.WriteString(header)
-	var buf [4]byte
+	buf := make([]byte, 0, 10+len(header)+4*len(out))
+	buf = append(buf, "\x93NUMPY\x01\x00"...)
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(header)))
+	buf = append(buf, header...)
 	for _, v := range out {
-		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(v))
-		w.Write(buf[:])
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
 	}
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return writeFileAtomic(path, buf)
 }
