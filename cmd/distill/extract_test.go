@@ -100,22 +100,7 @@ func TestExtractKillResume(t *testing.T) {
 		if kills > 0 {
 			args = append(args, "--resume")
 		}
-		cmd := distillCmd(args...)
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run finished with %v before the kill:\n%s", err, buf.String())
-			}
-		case <-time.After(delay):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
+		if runKilledAfter(t, delay, args...) {
 			kills++
 		}
 	}

@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMain lets tests run the distill binary as a subprocess: the test
@@ -22,6 +24,32 @@ func distillCmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "DISTILL_TEST_MAIN=1")
 	return cmd
+}
+
+// runKilledAfter runs `distill args...` in a subprocess and sends it
+// SIGKILL after delay. It reports whether the kill happened; a run that
+// ends before the delay must have succeeded.
+func runKilledAfter(t *testing.T, delay time.Duration, args ...string) (killed bool) {
+	t.Helper()
+	cmd := distillCmd(args...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run finished with %v before the kill:\n%s", err, buf.String())
+		}
+		return false
+	case <-time.After(delay):
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		return true
+	}
 }
 
 // runDistill runs `distill args...` in-process and returns its exit code

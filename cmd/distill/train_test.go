@@ -169,22 +169,7 @@ func TestTrainKillResume(t *testing.T) {
 	kills := 0
 	var epochs []int
 	for _, frac := range []float64{0.05, 0.3, 0.22, 0.45, 0.17, 0.6} {
-		cmd := distillCmd(args(got)...)
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run failed before the kill: %v\n%s", err, buf.String())
-			}
-		case <-time.After(time.Duration(frac * float64(full))):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
+		if runKilledAfter(t, time.Duration(frac*float64(full)), args(got)...) {
 			kills++
 		}
 		if train.Exists(got) {
