@@ -2,12 +2,11 @@ package export
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
+	"github.com/distill-ml/distill/internal/atomicfile"
 	"github.com/distill-ml/distill/train"
 	"google.golang.org/protobuf/proto"
 )
@@ -59,49 +58,8 @@ func WriteFile(path string, c *train.Checkpoint, opts *Options) error {
 	if err := Write(&buf, c, opts); err != nil {
 		return err
 	}
-	return writeAtomic(path, buf.Bytes())
-}
-
-func writeAtomic(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("export: writing %s: %w", path, err)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename durable; a directory that cannot be synced (some
-	// network file systems) is not an error.
-	if d, derr := os.Open(dir); derr == nil {
-		if serr := d.Sync(); serr != nil && !errors.Is(serr, os.ErrInvalid) {
-			d.Close()
-			return serr
-		}
-		d.Close()
+	if err := atomicfile.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("export: writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -286,7 +286,7 @@ func TestTopKMatchesFull(t *testing.T) {
 	for bi := range fb {
 		for r := range fb[bi].Rows {
 			row := fb[bi].Logits[r*3 : r*3+3]
-			lse := LogSumExp(row)
+			lse := formats.LogSumExp(row)
 			if d := math.Abs(float64(tb[bi].LogSumExp[r]) - lse); d > 1e-5 {
 				t.Fatalf("row %d logsumexp %v, want %v", r, tb[bi].LogSumExp[r], lse)
 			}

@@ -108,7 +108,7 @@ func (p *plan) fitShape(in TensorInfo, col dataset.Column) ([]int64, error) {
 	default:
 		want = []int64{-1}
 	}
-	want, known, several := SolveShape(want, width)
+	want, known, several := formats.SolveShape(want, width)
 	if several {
 		return nil, fmt.Errorf("model input %q has shape %s with several unknown dimensions; give the per-sample shape with --reshape",
 			in.Name, in.ShapeString())

@@ -85,28 +85,3 @@ func ParseShard(s string) (index, count int, err error) {
 	}
 	return index, count, nil
 }
-
-// SolveShape fills the one unknown (≤ 0) dimension of a per-sample shape
-// from width, the values per sample, when width is a multiple of the known
-// dimensions' product. It returns the shape (a copy), the number of values
-// it holds (equal to width when the shape fits) and whether it has several
-// unknown dimensions, which cannot be solved.
-func SolveShape(shape []int64, width int64) (solved []int64, known int64, several bool) {
-	solved = append([]int64(nil), shape...)
-	known, free := int64(1), -1
-	for i, d := range solved {
-		if d <= 0 {
-			if free >= 0 {
-				return solved, 0, true
-			}
-			free = i
-		} else {
-			known *= d
-		}
-	}
-	if free >= 0 && width > 0 && width%known == 0 {
-		solved[free] = width / known
-		known = width
-	}
-	return solved, known, false
-}

@@ -31,25 +31,3 @@ func TestParsers(t *testing.T) {
 		}
 	}
 }
-
-func TestSolveShape(t *testing.T) {
-	for _, tc := range []struct {
-		in      []int64
-		width   int64
-		want    string
-		known   int64
-		several bool
-	}{
-		{[]int64{1, 28, 28}, 784, "[1,28,28]", 784, false},
-		{[]int64{1, -1, 28}, 784, "[1,28,28]", 784, false},
-		{[]int64{-1}, 4, "[4]", 4, false},
-		{[]int64{3, -1}, 784, "[3,?]", 3, false}, // 784 is no multiple of 3
-		{[]int64{-1, -1}, 784, "", 0, true},
-		{[]int64{1, 28, 28}, 4, "[1,28,28]", 784, false},
-	} {
-		got, known, several := SolveShape(tc.in, tc.width)
-		if several != tc.several || known != tc.known || (!several && shapeString(got) != tc.want) {
-			t.Errorf("SolveShape(%v, %d) = %v, %d, %v; want %s, %d, %v", tc.in, tc.width, got, known, several, tc.want, tc.known, tc.several)
-		}
-	}
-}

@@ -5,16 +5,6 @@ import (
 	"testing"
 )
 
-func TestLogSumExp(t *testing.T) {
-	if got := LogSumExp([]float32{0, 0}); math.Abs(got-math.Ln2) > 1e-12 {
-		t.Errorf("LogSumExp(0,0) = %v", got)
-	}
-	// Stable with huge logits (the mnist8-zoo teacher gives |x| ~ 1e4).
-	if got := LogSumExp([]float32{1e4, 1e4}); math.Abs(got-(1e4+math.Ln2)) > 1e-9 {
-		t.Errorf("LogSumExp overflowed: %v", got)
-	}
-}
-
 func TestNonFinite(t *testing.T) {
 	v := []float32{1, 2, float32(math.NaN()), 4, 5, 6, float32(math.Inf(-1)), 0}
 	got := NonFinite(v, 4, 2)

@@ -147,6 +147,24 @@ func TopK(idx []int32, val []float32, logits []float32) (logSumExp float32) {
 	return logSumExp32(logits)
 }
 
+// LogSumExp returns log Σ exp(x_i), computed stably in float64 as
+// m + log Σ exp(x_i − m), m = max_i x_i: −Inf for an empty x or all −Inf,
+// +Inf with a +Inf value, NaN with a NaN.
+func LogSumExp(x []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range x {
+		mx = math.Max(mx, float64(v))
+	}
+	if math.IsInf(mx, 0) {
+		return mx
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(s)
+}
+
 // logSumExp32 returns log Σ exp(x_i) in float64 arithmetic.
 func logSumExp32(x []float32) float32 {
 	m := float32(math.Inf(-1))

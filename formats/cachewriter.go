@@ -15,6 +15,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/distill-ml/distill/internal/atomicfile"
 )
 
 // CacheWriter writes a cache directory: part files plus manifest.json.
@@ -310,7 +312,7 @@ func (c *CacheWriter) WritePart(batches ...*Batch) (PartInfo, error) {
 type PartWriter struct {
 	c    *CacheWriter
 	name string
-	tmp  *os.File
+	tmp  *atomicfile.File
 	bw   *bufio.Writer
 	h    hash.Hash
 	w    *Writer
@@ -326,14 +328,9 @@ func (c *CacheWriter) NewPart() (*PartWriter, error) {
 		return nil, errors.New("formats: a part is already open; Commit or Abort it first")
 	}
 	name := c.partName(len(c.m.Parts))
-	f, err := os.CreateTemp(c.dir, "."+name+".tmp-*")
+	// 0644: other users' tools (Spark, DuckDB) must read parts.
+	f, err := atomicfile.Create(filepath.Join(c.dir, name), 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("formats: %w", err)
-	}
-	// CreateTemp makes 0600; other users' tools (Spark, DuckDB) must read parts.
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
 		return nil, fmt.Errorf("formats: %w", err)
 	}
 	p := &PartWriter{c: c, name: name, tmp: f, h: sha256.New()}
@@ -396,24 +393,18 @@ func (p *PartWriter) Commit() (PartInfo, error) {
 	if err := p.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("formats: write part: %w", err))
 	}
-	if err := p.tmp.Sync(); err != nil {
-		return fail(fmt.Errorf("formats: sync part: %w", err))
-	}
 	st, err := p.tmp.Stat()
 	if err != nil {
 		return fail(fmt.Errorf("formats: %w", err))
 	}
-	if err := p.tmp.Close(); err != nil {
-		return fail(fmt.Errorf("formats: close part: %w", err))
-	}
-	if err := os.Rename(p.tmp.Name(), filepath.Join(c.dir, p.name)); err != nil {
-		return fail(fmt.Errorf("formats: %w", err))
+	// Commit syncs, closes and renames the part into place, then syncs the
+	// directory; if only that sync fails, the part is in place but not
+	// listed, which OpenCacheForAppend adopts.
+	if err := p.tmp.Commit(); err != nil {
+		return fail(fmt.Errorf("formats: commit part %s: %w", p.name, err))
 	}
 	p.done = true
 	c.part = nil
-	if err := syncDir(c.dir); err != nil {
-		return PartInfo{}, err
-	}
 	info := PartInfo{File: p.name, FirstRow: c.m.Rows, Rows: rows, Bytes: st.Size(), SHA256: hex.EncodeToString(p.h.Sum(nil))}
 	c.m.Parts = append(c.m.Parts, info)
 	c.m.Rows += rows
@@ -435,8 +426,7 @@ func (p *PartWriter) Abort() error {
 	if p.w != nil {
 		p.w.Close()
 	}
-	p.tmp.Close()
-	if err := os.Remove(p.tmp.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := p.tmp.Abort(); err != nil {
 		return fmt.Errorf("formats: %w", err)
 	}
 	return nil
@@ -464,45 +454,8 @@ func (c *CacheWriter) writeManifest() error {
 	if err != nil {
 		return fmt.Errorf("formats: %w", err)
 	}
-	return writeFileAtomic(c.dir, ManifestName, append(data, '\n'))
-}
-
-// writeFileAtomic writes dir/name via a hidden temporary file, fsync and
-// rename, then fsyncs the directory.
-func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("formats: %w", err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(0o644) // CreateTemp makes 0600
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("formats: write %s: %w", name, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("formats: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("formats: sync %s: %w", dir, err)
+	if err := atomicfile.WriteFile(filepath.Join(c.dir, ManifestName), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("formats: write %s: %w", ManifestName, err)
 	}
 	return nil
 }
@@ -510,7 +463,8 @@ func syncDir(dir string) error {
 // isPartName reports whether name is a part file name of either format.
 func isPartName(name string) bool { return partNameRE.MatchString(name) }
 
-// isTempName reports whether name is a temporary file of a CacheWriter.
+// isTempName reports whether name is a temporary file of a CacheWriter:
+// atomicfile names the temporary file of NAME .NAME.tmp-RANDOM.
 func isTempName(name string) bool {
 	return (strings.HasPrefix(name, ".part-") || strings.HasPrefix(name, "."+ManifestName)) && strings.Contains(name, ".tmp-")
 }

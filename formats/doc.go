@@ -8,14 +8,15 @@
 //
 //   - Schema: Config, TensorSpec, Dtype, Schema, ConfigFromSchema, column
 //     names (ColRow, ColLogits, ...) and metadata keys (MetaVersion, ...).
-//   - Rows: Batch, the column-major Go view of cache rows; TopK.
+//   - Rows: Batch, the column-major Go view of cache rows; TopK, LogSumExp.
 //   - Part files: Writer (NewWriter, WriterOptions, DefaultRowsPerBatchFor)
 //     and Reader (NewReader, OpenReader, ReaderOptions).
 //   - Cache directories: Manifest (Teacher, Dataset, DatasetOptions,
 //     DatasetInput, Settings, PartInfo), ReadManifest, ParseManifest;
 //     CreateCache, OpenCacheForAppend, CacheWriter, PartWriter.
 //   - Input preprocessing: Preprocess (as extract applies it and the
-//     manifest records it), Channels.
+//     manifest records it), Channels, SolveShape (one unknown dimension
+//     of a per-sample shape from its width).
 //   - Reading a cache: Open, OpenWithOptions, Cache, Unit, ShardDirName.
 //   - Verification: Verify, Report.
 //   - Errors: ErrVersion, ErrSchema, ErrCorrupt, ErrIncomplete, ErrTooLarge,

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/distill-ml/distill/internal/atomicfile"
 )
 
 // A checkpoint is a directory:
@@ -141,19 +143,19 @@ func WriteCheckpoint(dir string, c *Checkpoint) error {
 			return err
 		}
 	}
-	if err := syncDir(tmp); err != nil {
-		return err
+	if err := atomicfile.SyncDir(tmp); err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
 	}
+	// atomicfile.Rename syncs the parent after each rename, so a crash
+	// leaves the previous checkpoint (as NAME or .NAME.old) or the new one
+	// complete on disk, plus leftovers the next WriteCheckpoint removes.
 	if _, err := os.Stat(dir); err == nil {
-		if err := os.Rename(dir, old); err != nil {
+		if err := atomicfile.Rename(dir, old); err != nil {
 			return fmt.Errorf("train: checkpoint: %w", err)
 		}
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := atomicfile.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)
-	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
-		return err
 	}
 	if err := os.RemoveAll(old); err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)
@@ -175,7 +177,7 @@ func recoverDir(dir string) error {
 	_, old := siblings(dir)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if _, err := os.Stat(old); err == nil {
-			if err := os.Rename(old, dir); err != nil {
+			if err := atomicfile.Rename(old, dir); err != nil {
 				return fmt.Errorf("train: checkpoint: restore %s: %w", old, err)
 			}
 		}
@@ -207,6 +209,9 @@ func Exists(dir string) bool {
 	return false
 }
 
+// writeSynced writes and fsyncs a file of the staging directory .NAME.tmp.
+// It need not appear atomically (atomicfile): nothing reads .NAME.tmp, and
+// the directory swap publishes all files at once.
 func writeSynced(path string, data []byte) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -222,18 +227,6 @@ func writeSynced(path string, data []byte) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("train: checkpoint: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("train: checkpoint: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,8 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/distill-ml/distill/eval"
+	"github.com/distill-ml/distill/eval/onnxmodel"
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/human"
 	"github.com/spf13/pflag"
 )
 
@@ -168,256 +173,78 @@ func (o *evalOptions) parse() error {
 	return nil
 }
 
-// evalResult is what eval prints; --json and --out write it as JSON, and
-// distill report reads it back.
-type evalResult struct {
-	Name    string           `json:"name"`
-	Model   evalModelInfo    `json:"model"`
-	Data    evalDataInfo     `json:"data"`
-	Teacher *evalTeacherInfo `json:"teacher,omitempty"`
-	Rows    int64            `json:"rows"`
-	Classes int              `json:"classes"`
-
-	// Accuracy and Errors are against the labels; nil without labels.
-	Accuracy *float64 `json:"accuracy,omitempty"`
-	Errors   *int64   `json:"errors,omitempty"`
-	// Agreement (top-1) and KL(teacher ‖ model) at T = 1, in nats, over
-	// the rows that have teacher scores (KL: finite ones, on both sides);
-	// nil without a teacher.
-	Agreement *float64 `json:"agreement,omitempty"`
-	KL        *float64 `json:"kl,omitempty"`
-	// ECE = Σ_b (n_b/N)·|acc_b − conf_b| over ECEBins equal-width bins of
-	// the top-1 confidence, against ECEReference: "labels" or "teacher".
-	ECE          *float64 `json:"ece,omitempty"`
-	ECEReference string   `json:"ece_reference,omitempty"`
-	ECEBins      int      `json:"ece_bins,omitempty"`
-
-	NonFinite        int64 `json:"nonfinite_rows"`      // rows with NaN/Inf scores: counted as errors
-	LabelsOutOfRange int64 `json:"labels_out_of_range"` // labels outside [0, classes): counted as errors
-
-	Confusion   [][]int64   `json:"confusion,omitempty"` // [label][prediction] counts
-	PerClass    []evalClass `json:"per_class,omitempty"`
-	Reliability []evalBin   `json:"reliability,omitempty"`
-	// Latency at batch 1, then at --batch; per sample = per run / Batch.
-	Latency []evalLatency `json:"latency,omitempty"`
-	Threads int           `json:"threads"` // --threads (0 = all cores)
-	Seconds float64       `json:"seconds"` // the evaluation pass, without the latency runs
-	Tool    string        `json:"tool_version"`
-}
-
-type evalModelInfo struct {
-	Path         string        `json:"path"`
-	Kind         string        `json:"kind"` // "onnx" or "checkpoint"
-	File         string        `json:"file"` // the file measured: the .onnx, or the checkpoint's model.safetensors
-	FileBytes    int64         `json:"file_bytes"`
-	SHA256       string        `json:"sha256"` // of File
-	Params       int64         `json:"params"`
-	Input        string        `json:"input,omitempty"`
-	InputShape   []int64       `json:"input_shape,omitempty"` // per sample, as fed
-	ScoreTensor  string        `json:"score_tensor,omitempty"`
-	ScoreKind    string        `json:"score_kind"`
-	Producer     string        `json:"producer,omitempty"`
-	Architecture string        `json:"architecture,omitempty"`
-	Training     *evalTraining `json:"training,omitempty"` // a checkpoint's, or an exported student's metadata
-}
-
-// evalTraining says how a student was trained: Method "kd" (alpha > 0) or
-// "labels" (alpha 0, the hard-label baseline).
-type evalTraining struct {
-	Method      string  `json:"method"`
-	Alpha       float64 `json:"alpha"`
-	Temperature float64 `json:"temperature"`
-	Epochs      int     `json:"epochs"`
-}
-
-type evalDataInfo struct {
-	Path          string   `json:"path"`
-	Kind          string   `json:"kind"` // "cache" or "dataset"
-	Rows          int64    `json:"rows"`
-	Column        string   `json:"column"`
-	Digest        string   `json:"digest,omitempty"` // a cache's manifest digest
-	Preprocessing []string `json:"preprocessing,omitempty"`
-}
-
-type evalTeacherInfo struct {
-	Path      string `json:"path"` // the teacher cache
-	File      string `json:"file,omitempty"`
-	SHA256    string `json:"sha256,omitempty"`
-	ScoreKind string `json:"score_kind,omitempty"`
-	Rows      int64  `json:"rows"`    // rows in the teacher cache
-	Matched   int64  `json:"matched"` // data rows it has scores for
-}
-
-type evalClass struct {
-	Class    int      `json:"class"`
-	Rows     int64    `json:"rows"`
-	Correct  int64    `json:"correct"`
-	Accuracy *float64 `json:"accuracy"` // nil when no row has this label
-}
-
-// evalBin is one row of the reliability table: confidences in (Lo, Hi].
-type evalBin struct {
-	Lo         float64  `json:"lo"`
-	Hi         float64  `json:"hi"`
-	Rows       int64    `json:"rows"`
-	Confidence *float64 `json:"confidence"` // mean top-1 confidence; nil for an empty bin
-	Accuracy   *float64 `json:"accuracy"`
-}
-
-type evalLatency struct {
-	Batch int `json:"batch"`
-	// RunBatch, when set, is the fixed batch size the model runs at: the
-	// Batch rows are padded to it (or split into runs of it).
-	RunBatch   int     `json:"run_batch,omitempty"`
-	Runs       int     `json:"runs"`
-	P50        float64 `json:"p50_ms_per_sample"`
-	P99        float64 `json:"p99_ms_per_sample"`
-	P50Batch   float64 `json:"p50_ms_per_batch"`
-	P99Batch   float64 `json:"p99_ms_per_batch"`
-	Throughput float64 `json:"samples_per_sec"` // Batch / p50 batch time
-}
-
-// runEval evaluates o.Model on o.Data.
-func runEval(ctx context.Context, o evalOptions) (*evalResult, error) {
-	model, err := openEvalModel(o.Model, &o)
+// runEval opens o.Model, o.Data and the teacher and evaluates with
+// eval.Run, printing progress and warnings to stderr.
+func runEval(ctx context.Context, o evalOptions) (*eval.Result, error) {
+	model, err := openEvalModel(o)
 	if err != nil {
 		return nil, err
 	}
-	data, err := openEvalData(o.Data, &o.Dataset, o.pre)
+	data, err := eval.OpenData(o.Data, &o.Dataset, o.pre)
 	if err != nil {
-		return nil, err
+		return nil, evalError("--data", err)
 	}
 	defer data.Close()
-	if err := data.chooseColumn(o.Input, model.input); err != nil {
-		return nil, err
-	}
-	if err := data.fit(model.shape, o.Model); err != nil {
-		return nil, err
-	}
-	res := &evalResult{Name: o.Name, Model: model.info, Data: data.info, Threads: o.Threads, Tool: version}
-	res.Model.InputShape = data.shape
-
-	var table *teacherTable
+	var table *eval.TeacherTable
 	if o.TeacherCache != "" {
-		if table, err = loadTeacherTable(o.TeacherCache); err != nil {
-			return nil, err
+		if table, err = eval.LoadTeacherTable(o.TeacherCache); err != nil {
+			return nil, fmt.Errorf("--teacher-cache: %w", err)
 		}
-		ti := table.info
-		res.Teacher = &ti
-	} else if data.scores {
-		m := data.cache.Manifest()
-		res.Teacher = &evalTeacherInfo{Path: o.Data, File: m.Teacher.File, SHA256: m.Teacher.SHA256, ScoreKind: string(m.ScoreKind), Rows: data.info.Rows}
 	}
-
-	sc, err := model.open(data.shape)
-	if err != nil {
-		return nil, err
-	}
-	defer sc.Close()
-
-	var acc *evalAcc
-	var gathered teacherScores
-	var sample []float32 // the first --batch rows' inputs, for latency
-	width := int(data.width())
 	pr := newProgress("eval", "rows")
-	start := time.Now()
-	var done int64
-	for ch, err := range data.chunks(o.Batch) {
-		if err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		n := len(ch.rows)
-		if len(sample) < o.Batch*width {
-			sample = append(sample, ch.x[:min(len(ch.x), o.Batch*width-len(sample))]...)
-		}
-		scores, err := sc.Score(ch.x, n)
-		if err != nil {
-			return nil, err
-		}
-		if acc == nil {
-			if n == 0 || len(scores)%n != 0 {
-				return nil, fmt.Errorf("model returned %d scores for %d rows", len(scores), n)
-			}
-			classes := len(scores) / n
-			tclasses := 0
-			switch {
-			case table != nil:
-				tclasses = table.classes
-			case data.scores:
-				tclasses = data.classes
-			}
-			if tclasses != 0 && tclasses != classes {
-				return nil, fmt.Errorf("the model scores %d classes but the teacher (%s) has %d", classes, res.Teacher.Path, tclasses)
-			}
-			acc = newEvalAcc(classes, data.labels, res.Teacher != nil)
-		}
-		if len(scores) != n*acc.classes {
-			return nil, fmt.Errorf("model returned %d scores for %d rows of %d classes", len(scores), n, acc.classes)
-		}
-		t := ch.teacher
-		if table != nil {
-			table.gather(ch.rows, &gathered)
-			t = &gathered
-		}
-		acc.add(scores, ch.labels, ch.rows, t)
-		done += int64(n)
-		pr.Update(done, data.info.Rows)
+	var warnings []string
+	res, err := evalRun(ctx, model, data, table, &eval.Options{
+		Name: o.Name, Input: o.Input, Batch: o.Batch, BenchTime: o.BenchTime, Threads: o.Threads, ToolVersion: version,
+		Progress: pr.Update,
+		Warn:     func(msg string) { warnings = append(warnings, msg) },
+	})
+	pr.Done() // before the warnings, which would land inside a terminal's bar
+	for _, w := range warnings {
+		fmt.Fprintf(cmdErr, "eval: warning: %s\n", w)
 	}
-	pr.Done()
-	if acc == nil {
-		return nil, fmt.Errorf("%s has no rows", o.Data)
+	return res, err
+}
+
+// evalRun is eval.Run with its option errors turned into usage errors.
+func evalRun(ctx context.Context, m *eval.Model, d *eval.Data, t *eval.TeacherTable, o *eval.Options) (*eval.Result, error) {
+	res, err := eval.Run(ctx, m, d, t, o)
+	return res, evalError("", err)
+}
+
+// evalError turns an eval.ErrOption error into a usage error, and prefixes
+// other errors with flag when it is set.
+func evalError(flag string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, eval.ErrOption):
+		return usageError("%v", err)
+	case flag != "":
+		return fmt.Errorf("%s: %w", flag, err)
 	}
-	res.Seconds = time.Since(start).Seconds()
-	acc.result(res)
-	res.Model.ScoreKind = sc.ScoreKind()
-	if res.Teacher != nil {
-		res.Teacher.Matched = acc.teacherRows
-		if acc.teacherRows == 0 {
-			fmt.Fprintf(cmdErr, "eval: warning: the teacher cache %s has none of the data's row ids; no agreement or KL\n", res.Teacher.Path)
-		}
+	return err
+}
+
+// openEvalModel loads o.Model: a directory is a student checkpoint
+// (distill train), anything else an ONNX model run through onnxruntime.
+func openEvalModel(o evalOptions) (*eval.Model, error) {
+	st, err := os.Stat(o.Model)
+	if err != nil {
+		return nil, fmt.Errorf("--model: %w", err)
 	}
-	if acc.labelOutOfRange > 0 {
-		fmt.Fprintf(cmdErr, "eval: warning: %d labels outside the model's %d classes (first: %d at row %d), counted as errors\n",
-			acc.labelOutOfRange, acc.classes, acc.firstBadLabel, acc.badLRow)
+	if st.IsDir() {
+		return eval.OpenCheckpoint(o.Model, o.Threads)
 	}
-	if o.BenchTime > 0 {
-		for i, b := range []int{1, o.Batch} {
-			if i == 1 && b == 1 {
-				break
-			}
-			x := make([]float32, 0, b*width)
-			for len(x) < b*width {
-				x = append(x, sample[:min(len(sample), b*width-len(x))]...)
-			}
-			minRuns := 100
-			if b > 1 {
-				minRuns = 10
-			}
-			l, err := benchLatency(func() error {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				_, err := sc.Score(x, b)
-				return err
-			}, b, o.BenchTime, minRuns)
-			if err != nil {
-				return nil, err
-			}
-			if rb := sc.RunBatch(b); rb != b {
-				l.RunBatch = rb
-			}
-			res.Latency = append(res.Latency, l)
-		}
+	kind, err := extract.ParseScoreKind(o.Scores)
+	if err != nil {
+		return nil, usageError("--scores: %v", err)
 	}
-	return res, nil
+	return onnxmodel.Open(o.Model, &onnxmodel.Options{Lib: o.Lib, Threads: o.Threads, Output: o.Output, Scores: kind, Reshape: o.reshape})
 }
 
 // writeEvalOutputs prints res (text or --json), writes --out and the
 // --report.
-func writeEvalOutputs(w io.Writer, o evalOptions, res *evalResult) error {
+func writeEvalOutputs(w io.Writer, o evalOptions, res *eval.Result) error {
 	js, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
@@ -426,7 +253,7 @@ func writeEvalOutputs(w io.Writer, o evalOptions, res *evalResult) error {
 	// The file first: it is what a pipeline keeps, even if stdout is a
 	// closed pipe.
 	if o.Out != "" {
-		if err := writeFileAtomic(o.Out, js); err != nil {
+		if err := atomicfile.WriteFileAll(o.Out, js, 0o644); err != nil {
 			return err
 		}
 	}
@@ -448,7 +275,7 @@ func writeEvalOutputs(w io.Writer, o evalOptions, res *evalResult) error {
 		if filepath.Base(run) == "eval" {
 			run = filepath.Dir(run)
 		}
-		index, err := runReport(run, "")
+		index, err := writeReport(run, "")
 		if err != nil {
 			return err
 		}
@@ -460,18 +287,18 @@ func writeEvalOutputs(w io.Writer, o evalOptions, res *evalResult) error {
 }
 
 // writeEvalText prints res for people.
-func writeEvalText(out io.Writer, r *evalResult) error {
+func writeEvalText(out io.Writer, r *eval.Result) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	pct := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
 	kind := r.Model.Kind
 	if t := r.Model.Training; t != nil {
-		kind += ", " + trainingLabel(t)
+		kind += ", " + t.Label()
 	}
 	fmt.Fprintf(w, "model\t%s (%s) %s\n", r.Name, kind, r.Model.Path)
 	if r.Model.Architecture != "" {
 		fmt.Fprintf(w, "architecture\t%s\n", r.Model.Architecture)
 	}
-	fmt.Fprintf(w, "data\t%s (%s, column %q %s): %d rows, %d classes\n", r.Data.Path, r.Data.Kind, r.Data.Column, fmtShape(r.Model.InputShape), r.Rows, r.Classes)
+	fmt.Fprintf(w, "data\t%s (%s, column %q %s): %d rows, %d classes\n", r.Data.Path, r.Data.Kind, r.Data.Column, human.Shape(r.Model.InputShape), r.Rows, r.Classes)
 	if r.Accuracy != nil {
 		fmt.Fprintf(w, "accuracy\t%s\t%d errors\n", pct(*r.Accuracy), *r.Errors)
 	} else {
@@ -489,8 +316,8 @@ func writeEvalText(out io.Writer, r *evalResult) error {
 	if r.NonFinite > 0 {
 		fmt.Fprintf(w, "non-finite\t%d rows\tNaN/Inf scores, counted as errors\n", r.NonFinite)
 	}
-	fmt.Fprintf(w, "params\t%s\n", groupDigits(r.Model.Params))
-	fmt.Fprintf(w, "file\t%s\t%s\n", humanBytes(r.Model.FileBytes), r.Model.File)
+	fmt.Fprintf(w, "params\t%s\n", human.Digits(r.Model.Params))
+	fmt.Fprintf(w, "file\t%s\t%s\n", human.Bytes(r.Model.FileBytes), r.Model.File)
 	for _, l := range r.Latency {
 		fmt.Fprintf(w, "latency batch %d\tp50 %.4g ms/sample\tp99 %.4g ms/sample, %.0f samples/s, %d runs\n", l.Batch, l.P50, l.P99, l.Throughput, l.Runs)
 	}
@@ -548,71 +375,6 @@ func writeEvalText(out io.Writer, r *evalResult) error {
 		if err := w.Flush(); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// trainingLabel describes how a student was trained, e.g. "KD α=0.9 T=4"
-// or "hard labels".
-func trainingLabel(t *evalTraining) string {
-	if t.Method == "labels" {
-		return "hard labels"
-	}
-	return fmt.Sprintf("KD α=%g T=%g", t.Alpha, t.Temperature)
-}
-
-// groupDigits formats n with thousands separators: 1234567 → "1,234,567".
-func groupDigits(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-// writeFileAtomic writes data to path: a temporary file in the same
-// directory, synced, then renamed over path. Missing directories are made.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

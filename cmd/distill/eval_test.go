@@ -3,243 +3,26 @@ package main
 import (
 	"encoding/json"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/distill-ml/distill/eval"
 	"github.com/distill-ml/distill/export"
-	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/fixtures"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/train"
-	"gonum.org/v1/gonum/stat"
 )
 
-// evalTestCache writes a cache of the given rows: input column "x" of
-// width len(x)/len(rows), labels (unless nil) and teacher logits [rows, C]
-// stored whole, or as top-k when topK > 0.
-func evalTestCache(t *testing.T, dir string, rows []int64, x []float32, labels []int64, logits []float32, topK int) string {
-	t.Helper()
-	n := len(rows)
-	w, C := len(x)/n, len(logits)/n
-	cfg := formats.Config{Classes: C, TopK: topK, HasLabel: labels != nil}
-	if x != nil {
-		cfg.Inputs = []formats.TensorSpec{{Name: "x", Shape: []int64{int64(w)}}}
-	}
-	m := formats.Manifest{Teacher: formats.Teacher{File: "teacher.onnx", SHA256: testTeacherSHA}, Dataset: formats.Dataset{Path: "d", Rows: int64(n)}}
-	// 16 rows per record batch: eval re-chunks across them.
-	cw, err := formats.CreateCache(dir, m, cfg, &formats.WriterOptions{RowsPerBatch: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &formats.Batch{Rows: rows, Labels: labels, Logits: logits}
-	if x != nil {
-		b.Inputs = map[string][]float32{"x": x}
-	}
-	if _, err := cw.WritePart(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := cw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// evalTestStudent writes a randomly initialised student 4 → 6 → 3 with a
-// non-trivial input standardization, "trained" with alpha 0.7 at T = 3.
-func evalTestStudent(t *testing.T, dir string, alpha float64, metrics []train.EpochMetrics) string {
-	t.Helper()
-	s, err := train.NewStudent(train.Config{Inputs: 4, Hidden: []int{6}, Classes: 3}, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Standardize.Set([]float32{0.1, -0.2, 0.3, 0}, []float32{1.5, 0.5, 1, 2}); err != nil {
-		t.Fatal(err)
-	}
-	info := train.CheckpointInfo{Student: s.Config, Input: "x", Epoch: len(metrics), Metrics: metrics,
-		Training: train.Options{Alpha: alpha, Temperature: 3}}
-	if err := train.WriteCheckpoint(dir, &train.Checkpoint{Info: info, Student: s}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// evalTestData returns n rows of 4 normal inputs, labels (a noisy linear
-// rule, so a random student gets some right) and teacher logits of 3
-// classes, from seed.
-func evalTestData(n int, seed uint64) (rows []int64, x []float32, labels []int64, logits []float32) {
-	rng := rand.New(rand.NewPCG(seed, 5))
-	for i := range n {
-		rows = append(rows, int64(1000+i))
-		var v [4]float32
-		for j := range v {
-			v[j] = float32(rng.NormFloat64())
-		}
-		x = append(x, v[:]...)
-		l := []float32{v[0] - v[1], v[2], 0.5*v[3] - v[0]}
-		for c := range l {
-			l[c] = 2*l[c] + float32(0.5*rng.NormFloat64())
-		}
-		logits = append(logits, l...)
-		labels = append(labels, int64(argmaxF32(l)))
-		if i%5 == 0 {
-			labels[i] = (labels[i] + 1) % 3
-		}
-	}
-	return
-}
-
-func softmax64(s []float32) []float64 {
-	m := math.Inf(-1)
-	for _, v := range s {
-		m = math.Max(m, float64(v))
-	}
-	p := make([]float64, len(s))
-	var z float64
-	for i, v := range s {
-		p[i] = math.Exp(float64(v) - m)
-		z += p[i]
-	}
-	for i := range p {
-		p[i] /= z
-	}
-	return p
-}
-
-// evalWant is eval's metrics computed here, independently: plain loops,
-// gonum's KL, explicit bin edges.
-type evalWant struct {
-	correct, agree, teacherRows int
-	confusion                   [][]int64
-	kl, ece                     float64
-}
-
-// wantEval computes the metrics of model logits against labels (nil: ECE
-// against the teacher) and a teacher given as a function of the row index
-// returning (p over buckets, the same buckets of q, top-1) or ok false.
-func wantEval(logits [][]float32, labels []int64, teacher func(i int, q []float64) (p, qb []float64, top int, ok bool)) evalWant {
-	C := len(logits[0])
-	w := evalWant{confusion: make([][]int64, C)}
-	for i := range w.confusion {
-		w.confusion[i] = make([]int64, C)
-	}
-	var binN [15]int
-	var binConf, binRight [15]float64
-	for i, s := range logits {
-		q := softmax64(s)
-		pred := argmaxF32(s)
-		conf := q[pred]
-		ref := -1
-		if labels != nil {
-			ref = int(labels[i])
-			w.confusion[ref][pred]++
-			if pred == ref {
-				w.correct++
-			}
-		}
-		p, qb, top, ok := teacher(i, q)
-		if ok {
-			w.teacherRows++
-			if top == pred {
-				w.agree++
-			}
-			w.kl += stat.KullbackLeibler(p, qb)
-			if labels == nil {
-				ref = top
-			}
-		}
-		if ref < 0 {
-			continue
-		}
-		for b := range 15 {
-			if lo, hi := float64(b)/15, float64(b+1)/15; conf > lo && conf <= hi {
-				binN[b]++
-				binConf[b] += conf
-				if pred == ref {
-					binRight[b]++
-				}
-			}
-		}
-	}
-	if w.teacherRows > 0 {
-		w.kl /= float64(w.teacherRows)
-	}
-	var total int
-	for _, c := range binN {
-		total += c
-	}
-	for b := range 15 {
-		if binN[b] > 0 {
-			w.ece += float64(binN[b]) / float64(total) * math.Abs(binRight[b]/float64(binN[b])-binConf[b]/float64(binN[b]))
-		}
-	}
-	return w
-}
-
-// fullTeacher is the teacher of wantEval for full logits [rows, C].
-func fullTeacher(logits []float32, C int) func(int, []float64) ([]float64, []float64, int, bool) {
-	return func(i int, q []float64) ([]float64, []float64, int, bool) {
-		s := logits[i*C : (i+1)*C]
-		return softmax64(s), q, argmaxF32(s), true
-	}
-}
-
-func checkEval(t *testing.T, got *evalResult, want evalWant, n int) {
-	t.Helper()
-	if got.Rows != int64(n) {
-		t.Errorf("rows %d, want %d", got.Rows, n)
-	}
-	if got.Accuracy == nil || got.Errors == nil {
-		t.Fatalf("no accuracy: %+v", got)
-	}
-	if *got.Errors != int64(n-want.correct) || math.Abs(*got.Accuracy-float64(want.correct)/float64(n)) > 1e-12 {
-		t.Errorf("accuracy %v (%d errors), want %d/%d right", *got.Accuracy, *got.Errors, want.correct, n)
-	}
-	if !slices.EqualFunc(got.Confusion, want.confusion, slices.Equal) {
-		t.Errorf("confusion %v, want %v", got.Confusion, want.confusion)
-	}
-	for c, pc := range got.PerClass {
-		var rows int64
-		for _, v := range want.confusion[c] {
-			rows += v
-		}
-		if pc.Rows != rows || pc.Correct != want.confusion[c][c] {
-			t.Errorf("class %d: %d of %d right, want %d of %d", c, pc.Correct, pc.Rows, want.confusion[c][c], rows)
-		}
-	}
-	if want.teacherRows > 0 {
-		if got.Agreement == nil || got.KL == nil {
-			t.Fatalf("no agreement/KL: %+v", got)
-		}
-		if math.Abs(*got.Agreement-float64(want.agree)/float64(want.teacherRows)) > 1e-12 {
-			t.Errorf("agreement %v, want %d/%d", *got.Agreement, want.agree, want.teacherRows)
-		}
-		// 1e-6: a top-k cache stores the log-sum-exp rounded to float32.
-		if math.Abs(*got.KL-want.kl) > 1e-6*(1+want.kl) {
-			t.Errorf("KL %.12g, want %.12g", *got.KL, want.kl)
-		}
-	}
-	if got.ECE == nil || math.Abs(*got.ECE-want.ece) > 1e-9 {
-		t.Errorf("ECE %v, want %.12g", got.ECE, want.ece)
-	}
-	var binned int64
-	for _, b := range got.Reliability {
-		binned += b.Rows
-	}
-	if len(got.Reliability) != 15 || binned != int64(n) {
-		t.Errorf("reliability: %d bins holding %d rows, want 15 bins of %d", len(got.Reliability), binned, n)
-	}
-}
-
-func runEvalJSON(t *testing.T, args ...string) *evalResult {
+func runEvalJSON(t *testing.T, args ...string) *eval.Result {
 	t.Helper()
 	code, out, errOut := runDistill(append([]string{"eval", "--json"}, args...)...)
 	if code != 0 {
 		t.Fatalf("distill eval %q: exit %d\n%s", args, code, errOut)
 	}
-	var r evalResult
+	var r eval.Result
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("eval --json output: %v\n%s", err, out)
 	}
@@ -268,14 +51,14 @@ func studentLogits(t *testing.T, ckpt string, x []float32) [][]float32 {
 func TestEvalCheckpoint(t *testing.T) {
 	tmp := t.TempDir()
 	const n = 120
-	rows, x, labels, logits := evalTestData(n, 1)
-	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
-	ckpt := evalTestStudent(t, filepath.Join(tmp, "kd.ckpt"), 0.7, nil)
+	rows, x, labels, logits := fixtures.ClassData(n, 1)
+	data := fixtures.WriteClassCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	ckpt := fixtures.WriteStudent(t, filepath.Join(tmp, "kd.ckpt"), 0.7, nil)
 	got := studentLogits(t, ckpt, x)
 
 	out := filepath.Join(tmp, "run", "eval", "kd.json")
 	res := runEvalJSON(t, "--model", ckpt, "--data", data, "--batch", "7", "--threads", "1", "--bench-time", "1ms", "--out", out)
-	checkEval(t, res, wantEval(got, labels, fullTeacher(logits, 3)), n)
+	fixtures.CheckEval(t, res, fixtures.WantEval(got, labels, fixtures.FullTeacher(logits, 3)), n)
 	if res.Name != "kd" || res.Model.Kind != "checkpoint" || res.Model.Training == nil || res.Model.Training.Method != "kd" ||
 		res.Model.Training.Alpha != 0.7 || res.Teacher == nil || res.Teacher.Matched != n || res.ECEReference != "labels" {
 		t.Errorf("model/teacher info: %+v %+v %+v", res.Model, res.Model.Training, res.Teacher)
@@ -293,7 +76,7 @@ func TestEvalCheckpoint(t *testing.T) {
 		t.Errorf("latency %+v", res.Latency)
 	}
 	// --out holds what --json printed.
-	var file evalResult
+	var file eval.Result
 	if data, err := os.ReadFile(out); err != nil || json.Unmarshal(data, &file) != nil || file.Name != "kd" || *file.Accuracy != *res.Accuracy {
 		t.Errorf("--out %s: %v", out, err)
 	}
@@ -306,18 +89,9 @@ func TestEvalCheckpoint(t *testing.T) {
 		trows = append(trows, rows[i])
 		tlogits = append(tlogits, logits[i*3:(i+1)*3]...)
 	}
-	tcache := evalTestCache(t, filepath.Join(tmp, "teacher-top2"), trows, nil, nil, tlogits, 2)
+	tcache := fixtures.WriteClassCache(t, filepath.Join(tmp, "teacher-top2"), trows, nil, nil, tlogits, 2)
 	res = runEvalJSON(t, "--model", ckpt, "--data", data, "--teacher-cache", tcache, "--batch", "7", "--threads", "1", "--bench-time", "0")
-	checkEval(t, res, wantEval(got, labels, func(i int, q []float64) ([]float64, []float64, int, bool) {
-		if i%2 != 0 {
-			return nil, nil, 0, false
-		}
-		p := softmax64(logits[i*3 : (i+1)*3])
-		order := []int{0, 1, 2}
-		slices.SortStableFunc(order, func(a, b int) int { return -cmpF(logits[i*3+a], logits[i*3+b]) })
-		top2, rest := order[:2], order[2]
-		return []float64{p[top2[0]], p[top2[1]], p[rest]}, []float64{q[top2[0]], q[top2[1]], q[rest]}, top2[0], true
-	}), n)
+	fixtures.CheckEval(t, res, fixtures.WantEval(got, labels, fixtures.TopKTeacher(logits, 3, 2, func(i int) bool { return i%2 == 0 })), n)
 	if res.Teacher.Matched != n/2 || res.Teacher.Path != tcache || res.Latency != nil {
 		t.Errorf("teacher %+v, latency %v", res.Teacher, res.Latency)
 	}
@@ -335,21 +109,11 @@ func TestEvalCheckpoint(t *testing.T) {
 	}
 }
 
-func cmpF(a, b float32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // TestEvalCheckpointDataset evaluates a checkpoint on a dataset file with
 // preprocessing and a separate labels file, and no teacher.
 func TestEvalCheckpointDataset(t *testing.T) {
 	tmp := t.TempDir()
-	ckpt := evalTestStudent(t, filepath.Join(tmp, "b.ckpt"), 0, nil)
+	ckpt := fixtures.WriteStudent(t, filepath.Join(tmp, "b.ckpt"), 0, nil)
 	x4, y4 := "../../fixtures/tiny/x4.npy", "../../fixtures/tiny/y4.npy"
 	ds, err := dataset.Open(x4, &dataset.Options{Labels: y4})
 	if err != nil {
@@ -365,7 +129,7 @@ func TestEvalCheckpointDataset(t *testing.T) {
 		x[i] *= 0.5
 	}
 	res := runEvalJSON(t, "--model", ckpt, "--data", x4, "--labels", y4, "--scale", "1/2", "--batch", "7", "--threads", "1", "--bench-time", "0")
-	checkEval(t, res, wantEval(studentLogits(t, ckpt, x), b.Labels, func(int, []float64) ([]float64, []float64, int, bool) {
+	fixtures.CheckEval(t, res, fixtures.WantEval(studentLogits(t, ckpt, x), b.Labels, func(int, []float64) ([]float64, []float64, int, bool) {
 		return nil, nil, 0, false
 	}), 64)
 	if res.Teacher != nil || res.Agreement != nil || res.Data.Kind != "dataset" || res.Model.Training.Method != "labels" ||
@@ -397,16 +161,16 @@ func TestEvalONNX(t *testing.T) {
 	x4, y4 := "../../fixtures/tiny/x4.npy", "../../fixtures/tiny/y4.npy"
 	xb := read(x4, &dataset.Options{Labels: y4})
 	ref := read("../../fixtures/tiny/x4_logits.npy", nil).Cols["input"]
-	cache := evalTestCache(t, filepath.Join(tmp, "c4"), xb.Rows, xb.Cols["input"], xb.Labels, ref, 0)
+	cache := fixtures.WriteClassCache(t, filepath.Join(tmp, "c4"), xb.Rows, xb.Cols["input"], xb.Labels, ref, 0)
 	var refRows [][]float32
 	for i := range 64 {
 		refRows = append(refRows, ref[i*3:(i+1)*3])
 	}
-	want := wantEval(refRows, xb.Labels, fullTeacher(ref, 3))
-	if want.correct != 56 || want.agree != 64 {
-		t.Fatalf("reference: %d right, %d agree; the fixture says 56 and 64", want.correct, want.agree)
+	want := fixtures.WantEval(refRows, xb.Labels, fixtures.FullTeacher(ref, 3))
+	if want.Correct != 56 || want.Agree != 64 {
+		t.Fatalf("reference: %d right, %d agree; the fixture says 56 and 64", want.Correct, want.Agree)
 	}
-	want.kl = 0
+	want.KL = 0
 
 	for _, tc := range []struct {
 		model string
@@ -423,7 +187,7 @@ func TestEvalONNX(t *testing.T) {
 			model := "../../fixtures/tiny/" + tc.model
 			args := append([]string{"--model", model, "--data", cache, "--batch", "16", "--threads", "1", "--bench-time", "0"}, tc.args...)
 			res := runEvalJSON(t, args...)
-			checkEval(t, res, want, 64)
+			fixtures.CheckEval(t, res, want, 64)
 			if res.Model.Kind != "onnx" || res.Model.ScoreKind != tc.kind || res.Model.Input != "x" || res.Model.Params != 67 {
 				t.Errorf("model info %+v, want score kind %s, input x, 4·8+8+8·3+3 = 67 params", res.Model, tc.kind)
 			}
@@ -444,7 +208,7 @@ func TestEvalONNX(t *testing.T) {
 	res := runEvalJSON(t, "--model", "../../fixtures/tiny/nan_out.onnx", "--data", cache, "--bench-time", "0")
 	right := 0
 	for i := range 64 {
-		if !slices.Contains(nan, i) && argmaxF32(refRows[i]) == int(xb.Labels[i]) {
+		if !slices.Contains(nan, i) && fixtures.Argmax(refRows[i]) == int(xb.Labels[i]) {
 			right++
 		}
 	}
@@ -454,7 +218,7 @@ func TestEvalONNX(t *testing.T) {
 
 	// The dataset file itself, the teacher from the cache by row id.
 	res = runEvalJSON(t, "--model", "../../fixtures/tiny/mlp_logits.onnx", "--data", x4, "--labels", y4, "--teacher-cache", cache, "--bench-time", "0")
-	checkEval(t, res, want, 64)
+	fixtures.CheckEval(t, res, want, 64)
 	if res.Data.Kind != "dataset" || res.Teacher.Matched != 64 {
 		t.Errorf("data %+v teacher %+v", res.Data, res.Teacher)
 	}
@@ -462,10 +226,10 @@ func TestEvalONNX(t *testing.T) {
 
 func TestEvalErrors(t *testing.T) {
 	tmp := t.TempDir()
-	rows, x, labels, logits := evalTestData(20, 2)
-	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
-	ckpt := evalTestStudent(t, filepath.Join(tmp, "s.ckpt"), 0.5, nil)
-	other := evalTestCache(t, filepath.Join(tmp, "five"), rows, x, labels, slices.Repeat(logits, 2)[:20*5], 0)
+	rows, x, labels, logits := fixtures.ClassData(20, 2)
+	data := fixtures.WriteClassCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	ckpt := fixtures.WriteStudent(t, filepath.Join(tmp, "s.ckpt"), 0.5, nil)
+	other := fixtures.WriteClassCache(t, filepath.Join(tmp, "five"), rows, x, labels, slices.Repeat(logits, 2)[:20*5], 0)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -495,9 +259,9 @@ func TestEvalErrors(t *testing.T) {
 func TestEvalExportedStudent(t *testing.T) {
 	requireLib(t)
 	tmp := t.TempDir()
-	rows, x, labels, logits := evalTestData(100, 6)
-	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
-	ckpt := evalTestStudent(t, filepath.Join(tmp, "kd.ckpt"), 0.7, nil)
+	rows, x, labels, logits := fixtures.ClassData(100, 6)
+	data := fixtures.WriteClassCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	ckpt := fixtures.WriteStudent(t, filepath.Join(tmp, "kd.ckpt"), 0.7, nil)
 	c, err := train.Load(ckpt)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 
+	"github.com/distill-ml/distill/eval"
+	"github.com/distill-ml/distill/eval/onnxmodel"
 	"github.com/distill-ml/distill/export"
-	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/human"
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
 )
@@ -149,8 +150,8 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 		outputs += fmt.Sprintf(", %s [N,%d]", export.ProbsName, cfg.Classes)
 	}
 	fmt.Fprintf(stdout, "export: %s: %s (%d bytes), opset %d (IR %d), dtype %s, quantize %s\n",
-		o.Out, humanBytes(fi.Size()), fi.Size(), eo.Opset, export.IRVersion(eo.Opset), eo.Dtype, quant)
-	fmt.Fprintf(stdout, "  input %s [N,%s] → %s\n", input, strings.Trim(fmtShape(studentInputShape(cfg)), "[]"), outputs)
+		o.Out, human.Bytes(fi.Size()), fi.Size(), eo.Opset, export.IRVersion(eo.Opset), eo.Dtype, quant)
+	fmt.Fprintf(stdout, "  input %s [N,%s] → %s\n", input, strings.Trim(human.Shape(studentInputShape(cfg)), "[]"), outputs)
 	if o.Verify == "" {
 		return nil
 	}
@@ -181,22 +182,12 @@ func studentInputShape(cfg train.Config) []int64 {
 	return s
 }
 
-// verifyBatch is the number of rows per onnxruntime run in --verify.
-const verifyBatch = 256
-
-// verifyResult compares an exported model with the Go student.
+// verifyResult is eval.Parity's comparison of an exported model with the
+// Go student, with the tolerance of its dtype.
 type verifyResult struct {
-	Cache               string
-	Rows                int
-	MaxDiff, MaxAbs     float64 // max |Δlogit|, max |logit| of the Go student
-	Tolerance           float64
-	ToleranceRule       string
-	Labeled             int // rows with a label
-	GoCorrect, OnnxOK   int // correct top-1 of the Go student and the model
-	Agree               int // rows where both pick the same class
-	ProbsDiff           float64
-	Probs               bool
-	Dtype, Quantization string
+	eval.ParityResult
+	Tolerance     float64
+	ToleranceRule string
 }
 
 // OK reports whether the model is within tolerance.
@@ -217,7 +208,7 @@ func (r *verifyResult) String() string {
 	}
 	fmt.Fprintf(&b, "  top-1 agreement %.2f%%\n", 100*float64(r.Agree)/float64(r.Rows))
 	if r.Labeled > 0 {
-		g, x := 100*float64(r.GoCorrect)/float64(r.Labeled), 100*float64(r.OnnxOK)/float64(r.Labeled)
+		g, x := 100*float64(r.GoCorrect)/float64(r.Labeled), 100*float64(r.ONNXCorrect)/float64(r.Labeled)
 		fmt.Fprintf(&b, "  accuracy: Go student %.2f%%, ONNX %.2f%% (%+.2f points) on %d labeled rows\n", g, x, x-g, r.Labeled)
 	} else {
 		b.WriteString("  accuracy: the cache has no labels\n")
@@ -226,36 +217,9 @@ func (r *verifyResult) String() string {
 }
 
 // verifyExport runs the first rows of cache through the exported model
-// (onnxruntime) and the Go student and compares their logits.
+// (onnxruntime) and the Go student (eval.Parity) and sets the tolerance:
+// export.Tolerance of the variant.
 func verifyExport(ctx context.Context, c *train.Checkpoint, model []byte, eo *export.Options, cache string, rows int, lib string) (*verifyResult, error) {
-	data, err := formats.Open(cache)
-	if err != nil {
-		return nil, err
-	}
-	defer data.Close()
-	cfg := c.Student.Config
-	dcfg := data.Config()
-	name := c.Info.Input
-	var spec *formats.TensorSpec
-	var names []string
-	for i, in := range dcfg.Inputs {
-		names = append(names, in.Name)
-		if in.Name == name || name == "" && len(dcfg.Inputs) == 1 {
-			spec = &dcfg.Inputs[i]
-		}
-	}
-	if spec == nil {
-		if len(names) == 0 {
-			return nil, fmt.Errorf("%s has no cached inputs (extract it with --keep-input)", cache)
-		}
-		return nil, fmt.Errorf("%s has no input %q (it has %s)", cache, name, strings.Join(names, ", "))
-	}
-	if spec.Size() != cfg.Inputs {
-		return nil, fmt.Errorf("%s: input %s has %d values per row, the student takes %d", cache, spec.Name, spec.Size(), cfg.Inputs)
-	}
-	if dcfg.Classes != cfg.Classes {
-		return nil, fmt.Errorf("%s has %d classes, the student %d", cache, dcfg.Classes, cfg.Classes)
-	}
 	input := c.Info.Input
 	if input == "" {
 		input = export.DefaultInputName
@@ -264,125 +228,20 @@ func verifyExport(ctx context.Context, c *train.Checkpoint, model []byte, eo *ex
 	if eo.Probs {
 		outputs = append(outputs, export.ProbsName)
 	}
-	sess, err := newExportRunner(lib, model, input, outputs)
+	p, err := eval.Parity(ctx, c, cache, rows, eo.Probs, func() (eval.Runner, error) {
+		return onnxmodel.NewRunner(lib, model, input, outputs)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer sess.Close()
-
-	res := &verifyResult{Cache: cache, Probs: eo.Probs}
-	k := cfg.Classes
-	var goLogits, onnxLogits, probs []float32
-	var labels []int64
-	// flush compares the buffered rows.
-	flush := func(x []float32, n int) error {
-		if n == 0 {
-			return nil
-		}
-		want := c.Student.Forward(train.Mat{Rows: n, Cols: cfg.Inputs, Data: x}).Data[:n*k]
-		shape := append([]int64{int64(n)}, studentInputShape(cfg)...)
-		out, err := sess.Run(shape, x)
-		if err != nil {
-			return err
-		}
-		if len(out[0]) != n*k {
-			return fmt.Errorf("the model returned %d logits for %d rows of %d classes", len(out[0]), n, k)
-		}
-		goLogits = append(goLogits, want...)
-		onnxLogits = append(onnxLogits, out[0]...)
-		if eo.Probs {
-			probs = append(probs, out[1]...)
-		}
-		return nil
-	}
-	var buf []float32
-	n := 0
-	for b, err := range data.All() {
-		if err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		x := b.Inputs[spec.Name]
-		for r := 0; r < b.Len() && res.Rows < rows; r++ {
-			buf = append(buf, x[r*cfg.Inputs:(r+1)*cfg.Inputs]...)
-			if len(b.Labels) > 0 {
-				labels = append(labels, b.Labels[r])
-			}
-			n++
-			res.Rows++
-			if n == verifyBatch {
-				if err := flush(buf, n); err != nil {
-					return nil, err
-				}
-				buf, n = buf[:0], 0
-			}
-		}
-		if res.Rows >= rows {
-			break
-		}
-	}
-	if err := flush(buf, n); err != nil {
-		return nil, err
-	}
-	if res.Rows == 0 {
-		return nil, fmt.Errorf("%s has no rows", cache)
-	}
-	for i, w := range goLogits {
-		res.MaxAbs = max(res.MaxAbs, math.Abs(float64(w)))
-		d := math.Abs(float64(onnxLogits[i] - w))
-		if math.IsNaN(d) {
-			d = math.Inf(1)
-		}
-		res.MaxDiff = max(res.MaxDiff, d)
-	}
-	res.Tolerance = export.Tolerance(eo, res.MaxAbs)
+	res := &verifyResult{ParityResult: *p, Tolerance: export.Tolerance(eo, p.MaxAbs)}
+	tol := export.TolF32
 	switch {
 	case eo.Quantize != "":
-		res.ToleranceRule = fmt.Sprintf("%g × max(1, max |logit|)", export.TolInt8)
+		tol = export.TolInt8
 	case eo.Dtype == export.F16:
-		res.ToleranceRule = fmt.Sprintf("%g × max(1, max |logit|)", export.TolF16)
-	default:
-		res.ToleranceRule = fmt.Sprintf("%g × max(1, max |logit|)", export.TolF32)
+		tol = export.TolF16
 	}
-	for r := range res.Rows {
-		g, x := bestClass(goLogits[r*k:(r+1)*k]), bestClass(onnxLogits[r*k:(r+1)*k])
-		if g == x {
-			res.Agree++
-		}
-		if len(labels) == res.Rows {
-			res.Labeled++
-			if int64(g) == labels[r] {
-				res.GoCorrect++
-			}
-			if int64(x) == labels[r] {
-				res.OnnxOK++
-			}
-		}
-		if eo.Probs {
-			l := onnxLogits[r*k : (r+1)*k]
-			m := l[bestClass(l)]
-			var z float64
-			for _, v := range l {
-				z += math.Exp(float64(v - m))
-			}
-			for j, v := range l {
-				d := math.Abs(math.Exp(float64(v-m))/z - float64(probs[r*k+j]))
-				res.ProbsDiff = max(res.ProbsDiff, d)
-			}
-		}
-	}
+	res.ToleranceRule = fmt.Sprintf("%g × max(1, max |logit|)", tol)
 	return res, nil
-}
-
-// bestClass returns the index of the largest value (the first on ties).
-func bestClass(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }

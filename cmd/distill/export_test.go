@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/distill-ml/distill/export"
+	"github.com/distill-ml/distill/fixtures"
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/train"
 )
@@ -32,7 +33,7 @@ func exportTestCache(t *testing.T, dir string, n int) string {
 			x[j] = float32(rng.NormFloat64())
 		}
 		b.Inputs["image"] = append(b.Inputs["image"], x...)
-		b.Labels = append(b.Labels, int64(bestClass(x[:4])))
+		b.Labels = append(b.Labels, int64(fixtures.Argmax(x[:4])))
 		b.Logits = append(b.Logits, x[:4]...)
 	}
 	if _, err := cw.WritePart(b); err != nil {

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/human"
 	"github.com/spf13/pflag"
 )
 
@@ -315,7 +316,7 @@ func inspectRowOf(cfg formats.Config, b *formats.Batch, r int) inspectRow {
 			}
 			return 0
 		})
-		lse := logSumExp(s)
+		lse := formats.LogSumExp(s)
 		for _, c := range idx[:min(len(idx), topClasses)] {
 			row.Top = append(row.Top, classProb{Class: c, P: jsonFloat(math.Exp(float64(s[c]) - lse))})
 		}
@@ -328,22 +329,6 @@ func inspectRowOf(cfg formats.Config, b *formats.Batch, r int) inspectRow {
 		row.Rest = 0
 	}
 	return row
-}
-
-// logSumExp returns log Σ exp(x_i) = m + log Σ exp(x_i − m), m = max x_i.
-func logSumExp(x []float32) float64 {
-	m := math.Inf(-1)
-	for _, v := range x {
-		m = math.Max(m, float64(v))
-	}
-	if math.IsInf(m, 0) || math.IsNaN(m) {
-		return m
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - m)
-	}
-	return m + math.Log(s)
 }
 
 // verifySummary turns a formats.Report into printable lines.
@@ -373,13 +358,13 @@ func writeInspectText(out io.Writer, rep *inspectReport) error {
 	fmt.Fprintf(w, "rows\t%d\n", rep.Rows)
 	fmt.Fprintf(w, "parts\t%d %s files, %d batches of up to %d rows\n", rep.Parts, s.Format, rep.Batches, s.RowsPerBatch)
 	fmt.Fprintf(w, "on disk\t%s in part files (%d bytes), %.1f bytes/sample; values uncompressed %d bytes/sample\n",
-		humanBytes(rep.Bytes), rep.Bytes, rep.BytesPerSample, rep.RawBytesPerSample)
+		human.Bytes(rep.Bytes), rep.Bytes, rep.BytesPerSample, rep.RawBytesPerSample)
 	fmt.Fprintln(w)
 
 	fmt.Fprintf(w, "schema\t%d columns\n", len(rep.Schema))
 	for _, col := range rep.Schema {
 		if col.Shape != nil {
-			fmt.Fprintf(w, "  %s\t%s\tshape %s\n", col.Name, col.Type, fmtShape(col.Shape))
+			fmt.Fprintf(w, "  %s\t%s\tshape %s\n", col.Name, col.Type, human.Shape(col.Shape))
 		} else {
 			fmt.Fprintf(w, "  %s\t%s\n", col.Name, col.Type)
 		}
@@ -429,7 +414,7 @@ func writeInspectText(out io.Writer, rep *inspectReport) error {
 		}
 		fmt.Fprintln(w)
 		for _, sh := range rep.Shards {
-			fmt.Fprintf(w, "  shard %d\t%d rows in %d parts, %s\n", sh.Index, sh.Rows, sh.Parts, humanBytes(sh.Bytes))
+			fmt.Fprintf(w, "  shard %d\t%d rows in %d parts, %s\n", sh.Index, sh.Rows, sh.Parts, human.Bytes(sh.Bytes))
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -471,21 +456,13 @@ func writeInspectText(out io.Writer, rep *inspectReport) error {
 	return nil
 }
 
-func fmtShape(shape []int64) string {
-	parts := make([]string, len(shape))
-	for i, d := range shape {
-		parts[i] = fmt.Sprint(d)
-	}
-	return "[" + strings.Join(parts, ",") + "]"
-}
-
 func fmtSpecs(specs []formats.TensorSpec) string {
 	if len(specs) == 0 {
 		return "-"
 	}
 	parts := make([]string, len(specs))
 	for i, t := range specs {
-		parts[i] = fmt.Sprintf("%s %s %s", t.Name, fmtShape(t.Shape), orDefault(t.Dtype, formats.Float32))
+		parts[i] = fmt.Sprintf("%s %s %s", t.Name, human.Shape(t.Shape), orDefault(t.Dtype, formats.Float32))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -530,18 +507,4 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-// humanBytes formats n with a binary unit: 512 B, 1.5 KiB, 3.2 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/unit, 0
-	for v >= unit && i < 4 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[i])
 }

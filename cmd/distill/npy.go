@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/atomicfile"
 )
 
 // writeLogitsNPY writes a full-logit cache's scores as a NumPy v1.0 .npy
@@ -43,5 +44,5 @@ func writeLogitsNPY(c *formats.Cache, path string) error {
 	for _, v := range out {
 		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
 	}
-	return writeFileAtomic(path, buf)
+	return atomicfile.WriteFileAll(path, buf, 0o644)
 }

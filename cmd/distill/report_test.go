@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/distill-ml/distill/fixtures"
 	"github.com/distill-ml/distill/train"
 )
 
@@ -22,8 +19,8 @@ func reportTestRun(t *testing.T) string {
 	t.Helper()
 	tmp := t.TempDir()
 	run := filepath.Join(tmp, "run")
-	rows, x, labels, logits := evalTestData(90, 4)
-	data := evalTestCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	rows, x, labels, logits := fixtures.ClassData(90, 4)
+	data := fixtures.WriteClassCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
 	epochs := func(loss0, acc0 float64) []train.EpochMetrics {
 		var ms []train.EpochMetrics
 		for e := 1; e <= 3; e++ {
@@ -33,8 +30,8 @@ func reportTestRun(t *testing.T) string {
 		}
 		return ms
 	}
-	kd := evalTestStudent(t, filepath.Join(run, "kd.ckpt"), 0.9, epochs(2.5, 0.7))
-	base := evalTestStudent(t, filepath.Join(run, "baseline.ckpt"), 0, epochs(0.9, 0.68))
+	kd := fixtures.WriteStudent(t, filepath.Join(run, "kd.ckpt"), 0.9, epochs(2.5, 0.7))
+	base := fixtures.WriteStudent(t, filepath.Join(run, "baseline.ckpt"), 0, epochs(0.9, 0.68))
 	for _, c := range []struct {
 		ckpt, name string
 		report     bool
@@ -111,73 +108,7 @@ func TestReport(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "confusion-old.png")); !os.IsNotExist(err) {
 		t.Errorf("stale chart kept: %v", err)
 	}
-	checkImagesInBrowser(t, dir, len(want))
-}
-
-// checkImagesInBrowser loads a copy of dir/index.html with a script that
-// records, after the load event, which images decoded (naturalWidth > 0),
-// in headless Chromium, and checks that all n did. Without Chromium it
-// skips, except under CI (CI=true), where it fails: .ci/run installs it.
-func checkImagesInBrowser(t *testing.T, dir string, n int) {
-	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium is required in CI (Debian package chromium): %v", err)
-		}
-		t.Skipf("chromium not installed (apt-get install chromium): %v", err)
-	}
-	page, err := os.ReadFile(filepath.Join(dir, "index.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const probe = `<script>
-window.addEventListener("load", function () {
-  var imgs = document.images, ok = 0, bad = [];
-  for (var i = 0; i < imgs.length; i++) {
-    var loaded = imgs[i].complete && imgs[i].naturalWidth > 0;
-    imgs[i].setAttribute("data-loaded", loaded ? "1" : "0");
-    if (loaded) { ok++; } else { bad.push(imgs[i].getAttribute("src")); }
-  }
-  var s = document.createElement("pre");
-  s.id = "img-check";
-  s.textContent = "images " + imgs.length + " loaded " + ok + " failed [" + bad.join(" ") + "]";
-  document.body.appendChild(s);
-});
-</script>
-</body>`
-	check := filepath.Join(dir, "check.html") // beside index.html: the same relative links
-	if err := os.WriteFile(check, []byte(strings.Replace(string(page), "</body>", probe, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(check)
-	abs, err := filepath.Abs(check)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+t.TempDir(),
-		"--virtual-time-budget=5000", "--dump-dom", "file://"+abs)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	dom, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	m := regexp.MustCompile(`<pre id="img-check">images (\d+) loaded (\d+) failed \[([^\]]*)\]</pre>`).FindSubmatch(dom)
-	if m == nil {
-		t.Fatalf("chromium's DOM has no image summary:\n%s\nstderr:\n%s", dom, stderr.String())
-	}
-	total, _ := strconv.Atoi(string(m[1]))
-	loaded, _ := strconv.Atoi(string(m[2]))
-	if total != n || loaded != n {
-		t.Errorf("chromium: %d images, %d loaded (want %d); failed: %s", total, loaded, n, m[3])
-	}
-	if c := strings.Count(string(dom), `data-loaded="1"`); c != n {
-		t.Errorf("%d images marked loaded, want %d", c, n)
-	}
+	fixtures.CheckImagesInBrowser(t, dir, len(want))
 }
 
 func TestReportTable(t *testing.T) {

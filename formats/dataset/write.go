@@ -16,6 +16,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/distill-ml/distill/internal/atomicfile"
 )
 
 // DefaultRowsPerGroup is the default number of rows per Parquet row group
@@ -138,27 +139,18 @@ func WriteMNISTFile(path string, m *MNIST, opts *WriteOptions) (int64, error) {
 	return writeAtomic(path, func(w io.Writer) error { return WriteMNIST(w, m, opts) })
 }
 
-// writeAtomic runs write on a buffered temporary file beside path, then
-// syncs, closes and renames it to path. On error the temporary file is
-// removed and path is untouched.
+// writeAtomic runs write on a buffered temporary file beside path (mode
+// 0644), then commits it to path. On error the temporary file is removed
+// and path is untouched.
 func writeAtomic(path string, write func(io.Writer) error) (size int64, err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("dataset: writing %s: folder %s does not exist", path, dir)
+			return 0, fmt.Errorf("dataset: writing %s: folder %s does not exist", path, filepath.Dir(path))
 		}
 		return 0, fmt.Errorf("dataset: writing %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Close() // removes the temporary file unless Commit ran
 	bw := bufio.NewWriterSize(f, 1<<20)
 	if err = write(bw); err != nil {
 		return 0, err
@@ -172,26 +164,12 @@ func writeAtomic(path string, write func(io.Writer) error) (size int64, err erro
 	if err = bw.Flush(); err != nil {
 		return 0, err
 	}
-	if err = f.Chmod(0o644); err != nil { // CreateTemp makes 0600
-		return 0, err
-	}
-	if err = f.Sync(); err != nil {
-		return 0, err
-	}
 	st, err := f.Stat()
 	if err != nil {
 		return 0, err
 	}
-	if err = f.Close(); err != nil {
+	if err = f.Commit(); err != nil {
 		return 0, err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return 0, err
-	}
-	// Persist the rename; not every platform can sync a folder.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync() // best effort
-		d.Close()
 	}
 	return st.Size(), nil
 }

@@ -16,7 +16,7 @@
 // # Sections
 //
 //   - Products: Sgemm, Implementation.
-//   - Tuning and reporting: SetThreads, Threads, Kernel.
+//   - Tuning and reporting: SetThreads, Threads, SetKernel, Kernels, Kernel.
 //
 // # Algorithm
 //
@@ -49,9 +49,11 @@
 //	"generic" 4×4 tile in Go; 4, 4, 128, 256, 2048. Used elsewhere (arm64
 //	          and every non-amd64 GOARCH, or the purego build tag).
 //
-// The environment variable DISTILL_GEMM=avx512|avx2|generic forces one of
-// the kernels this CPU supports (an unsupported or unknown name is
-// ignored); Kernel reports the one in use.
+// SetKernel forces one of the kernels this CPU supports (an unknown or
+// unsupported name is an error and changes nothing; "" restores the best);
+// Kernels lists the supported ones, best first, and Kernel reports the one
+// in use. The package reads no environment: the distill command reads
+// DISTILL_GEMM=avx512|avx2|generic and calls SetKernel with it.
 //
 // # Threads
 //

@@ -46,8 +46,8 @@ func Threads() int {
 }
 
 // Kernel returns the name of the micro-kernel in use: "avx512", "avx2" or
-// "generic".
-func Kernel() string { return active.name }
+// "generic" (see SetKernel, Kernels).
+func Kernel() string { return active.Load().name }
 
 // Implementation returns gonum's native BLAS with Sgemm replaced by this
 // package's, for blas32.Use(gemm.Implementation()).
@@ -150,7 +150,7 @@ func Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda i
 		alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
 	}
-	run(active, &p, Threads())
+	run(active.Load(), &p, Threads())
 }
 
 // scale sets C = beta*C for the m×n matrix C; beta == 0 overwrites C with

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -122,9 +123,9 @@ func allConfigs(counts ...int) []config {
 // with runs f with Sgemm forced to cf's kernel and thread count. Tests using
 // it must not run in parallel.
 func (cf config) with(f func()) {
-	oldK, oldT := active, threads.Load()
-	defer func() { active = oldK; threads.Store(oldT) }()
-	active = cf.k
+	oldK, oldT := active.Load(), threads.Load()
+	defer func() { active.Store(oldK); threads.Store(oldT) }()
+	active.Store(cf.k)
 	SetThreads(cf.threads)
 	f()
 }
@@ -413,16 +414,32 @@ func TestKernelName(t *testing.T) {
 	}
 }
 
-// TestEnvKernel checks that DISTILL_GEMM picks an available kernel and that
-// an unknown name falls back to the best one.
-func TestEnvKernel(t *testing.T) {
-	t.Setenv("DISTILL_GEMM", "generic")
-	if k := defaultKernel(); k != generic {
-		t.Errorf("DISTILL_GEMM=generic chose %q", k.name)
+// TestSetKernel checks that SetKernel picks an available kernel, that an
+// unknown name is an error naming the available kernels and leaves the
+// kernel unchanged, and that "" restores the best one.
+func TestSetKernel(t *testing.T) {
+	defer active.Store(active.Load())
+	if names := Kernels(); len(names) != len(available) || names[0] != available[0].name || names[len(names)-1] != "generic" {
+		t.Errorf("Kernels() = %v, want the available kernels best first, generic last", names)
 	}
-	t.Setenv("DISTILL_GEMM", "no-such-kernel")
-	if k := defaultKernel(); k != available[0] {
-		t.Errorf("DISTILL_GEMM=no-such-kernel chose %q, want %q", k.name, available[0].name)
+	if err := SetKernel("generic"); err != nil {
+		t.Fatal(err)
+	}
+	if k := active.Load(); k != generic || Kernel() != "generic" {
+		t.Errorf("SetKernel(generic) chose %q", k.name)
+	}
+	err := SetKernel("no-such-kernel")
+	if err == nil || !strings.Contains(err.Error(), "generic") {
+		t.Errorf("SetKernel(no-such-kernel) = %v, want an error listing the available kernels", err)
+	}
+	if k := active.Load(); k != generic {
+		t.Errorf("SetKernel(no-such-kernel) changed the kernel to %q", k.name)
+	}
+	if err := SetKernel(""); err != nil {
+		t.Fatal(err)
+	}
+	if k := active.Load(); k != available[0] {
+		t.Errorf("SetKernel(\"\") chose %q, want %q", k.name, available[0].name)
 	}
 }
 

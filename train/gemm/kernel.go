@@ -1,7 +1,9 @@
 package gemm
 
 import (
-	"os"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -29,15 +31,28 @@ var generic = &kernel{name: "generic", mr: 4, nr: 4, mc: 128, kc: 256, nc: 2048,
 // available lists the kernels this machine can run, best first.
 var available = append(archKernels(), generic)
 
-// active is the kernel Sgemm uses: the best available, unless the
-// environment variable DISTILL_GEMM names another available one.
-var active = defaultKernel()
+// active is the kernel Sgemm uses: the best available unless SetKernel
+// chose another. Sgemm loads it once per call.
+var active atomic.Pointer[kernel]
 
-func defaultKernel() *kernel {
-	if k := lookup(os.Getenv("DISTILL_GEMM")); k != nil {
-		return k
+func init() { active.Store(available[0]) }
+
+// SetKernel selects the micro-kernel Sgemm uses by name ("avx512", "avx2",
+// "generic"); "" selects the best available, the default. A name that is
+// unknown or that this CPU cannot run is an error naming the available
+// kernels, and the kernel in use does not change. It is safe to call
+// concurrently with Sgemm; calls already running keep the kernel they
+// started with.
+func SetKernel(name string) error {
+	if name == "" {
+		active.Store(available[0])
+		return nil
 	}
-	return available[0]
+	if k := lookup(name); k != nil {
+		active.Store(k)
+		return nil
+	}
+	return fmt.Errorf("gemm: no kernel %q on this machine (available: %s)", name, strings.Join(Kernels(), ", "))
 }
 
 // lookup returns the available kernel with the given name, or nil.
@@ -48,6 +63,16 @@ func lookup(name string) *kernel {
 		}
 	}
 	return nil
+}
+
+// Kernels returns the names of the micro-kernels this machine can run,
+// best first; the last is always "generic".
+func Kernels() []string {
+	names := make([]string, len(available))
+	for i, k := range available {
+		names[i] = k.name
+	}
+	return names
 }
 
 // kernelGeneric is the 4×4 pure-Go micro-kernel. The 16 accumulators and

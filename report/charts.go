@@ -1,4 +1,4 @@
-package main
+package report
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"image/color"
 	"math"
 	"strconv"
+
+	"github.com/distill-ml/distill/eval"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -141,7 +143,7 @@ func (integerTicks) Ticks(lo, hi float64) []plot.Tick {
 // for each non-empty confidence bin a bar from its lower to its upper edge
 // as high as the accuracy in it, the mean confidence of the bin as a point,
 // and the diagonal of perfect calibration.
-func reliabilityChart(r *evalResult) (*plot.Plot, error) {
+func reliabilityChart(r *eval.Result) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("%s: ECE %.4f", r.Name, *r.ECE)
 	p.X.Label.Text = "top-1 confidence"
@@ -230,7 +232,7 @@ func (n blues) Colors() []color.Color {
 // confusionChart draws the confusion matrix as a heat map coloured by the
 // fraction of each label's rows, annotated with the counts when there are
 // at most 20 classes.
-func confusionChart(r *evalResult) (*plot.Plot, error) {
+func confusionChart(r *eval.Result) (*plot.Plot, error) {
 	C := len(r.Confusion)
 	g := newConfusionGrid(r.Confusion)
 	p := plot.New()
@@ -285,7 +287,7 @@ func confusionChart(r *evalResult) (*plot.Plot, error) {
 // perClassChart draws grouped bars of per-class accuracy, one bar per
 // model in each class group. The y axis starts at lo (bars are clipped
 // there), given in the caption.
-func perClassChart(models []*evalResult, lo float64) (*plot.Plot, error) {
+func perClassChart(models []*eval.Result, lo float64) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "per-class accuracy"
 	p.X.Label.Text = "class (label)"
@@ -326,7 +328,7 @@ func perClassChart(models []*evalResult, lo float64) (*plot.Plot, error) {
 }
 
 // perClassLegend is the legend of perClassChart's bars.
-func perClassLegend(models []*evalResult) (plot.Legend, []string) {
+func perClassLegend(models []*eval.Result) (plot.Legend, []string) {
 	lg := plot.NewLegend()
 	var names []string
 	for i, m := range models {

@@ -1,16 +1,17 @@
 //go:build cgo
 
-package main
+package onnxmodel
 
 import (
 	"fmt"
 
+	"github.com/distill-ml/distill/eval"
 	"github.com/distill-ml/distill/extract"
 )
 
-// onnxScorer runs an ONNX model through onnxruntime. A model with a fixed
+// scorer runs an ONNX model through onnxruntime. A model with a fixed
 // batch size runs at that size, the last run padded with zeros.
-type onnxScorer struct {
+type scorer struct {
 	rt    *extract.Runtime
 	sess  *extract.Session
 	src   extract.ScoreSource
@@ -21,11 +22,11 @@ type onnxScorer struct {
 	pad   []float32
 }
 
-// newONNXScorer loads onnxruntime (lib may be empty: see
+// newScorer loads onnxruntime (lib may be empty: see
 // extract.LocateLibrary) and a session feeding input and fetching the
 // score tensor src.Tensor, with threads intra-op threads (0 = onnxruntime's
 // default).
-func newONNXScorer(lib string, m *extract.Model, input string, src extract.ScoreSource, shape []int64, threads int) (evalScorer, error) {
+func newScorer(lib string, m *extract.Model, input string, src extract.ScoreSource, shape []int64, threads int) (eval.Scorer, error) {
 	data, fetch, err := m.WithOutputs([]string{src.Tensor})
 	if err != nil {
 		return nil, err
@@ -43,17 +44,17 @@ func newONNXScorer(lib string, m *extract.Model, input string, src extract.Score
 	for _, d := range shape {
 		w *= int(d)
 	}
-	return &onnxScorer{rt: rt, sess: sess, src: src, shape: shape, width: w, fixed: int(m.FixedBatch())}, nil
+	return &scorer{rt: rt, sess: sess, src: src, shape: shape, width: w, fixed: int(m.FixedBatch())}, nil
 }
 
-func (s *onnxScorer) RunBatch(n int) int {
+func (s *scorer) RunBatch(n int) int {
 	if s.fixed > 0 {
 		return s.fixed
 	}
 	return n
 }
 
-func (s *onnxScorer) Score(x []float32, n int) ([]float32, error) {
+func (s *scorer) Score(x []float32, n int) ([]float32, error) {
 	if len(x) != n*s.width {
 		return nil, fmt.Errorf("eval: %d input values for %d rows of %d", len(x), n, s.width)
 	}
@@ -91,7 +92,7 @@ func (s *onnxScorer) Score(x []float32, n int) ([]float32, error) {
 	return s.out, nil
 }
 
-func (s *onnxScorer) ScoreKind() string {
+func (s *scorer) ScoreKind() string {
 	if s.src.Kind == extract.Probs {
 		return string(extract.LogProbs)
 	}
@@ -99,9 +100,55 @@ func (s *onnxScorer) ScoreKind() string {
 }
 
 // Close releases the session and the runtime.
-func (s *onnxScorer) Close() error {
+func (s *scorer) Close() error {
 	err := s.sess.Close()
 	if err2 := s.rt.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// Runner runs an ONNX model with one float32 input through onnxruntime
+// and returns all its outputs: an eval.Runner.
+type Runner struct {
+	rt   *extract.Runtime
+	sess *extract.Session
+}
+
+// NewRunner loads onnxruntime (lib may be empty: see
+// extract.LocateLibrary) and a session of the serialized model feeding
+// input and fetching outputs, in onnxruntime's default threading.
+func NewRunner(lib string, model []byte, input string, outputs []string) (*Runner, error) {
+	rt, err := extract.NewRuntime(lib)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := rt.NewSession(model, []string{input}, outputs, extract.SessionOptions{})
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	return &Runner{rt: rt, sess: sess}, nil
+}
+
+// Run feeds x with the given shape (batch axis first) and returns the
+// outputs' values, valid until the next call.
+func (m *Runner) Run(shape []int64, x []float32) ([][]float32, error) {
+	out, err := m.sess.Run([]extract.Tensor{{Shape: shape, Data: x}})
+	if err != nil {
+		return nil, err
+	}
+	data := make([][]float32, len(out))
+	for i, t := range out {
+		data[i] = t.Data
+	}
+	return data, nil
+}
+
+// Close releases the session and the runtime.
+func (m *Runner) Close() error {
+	err := m.sess.Close()
+	if err2 := m.rt.Close(); err == nil {
 		err = err2
 	}
 	return err

@@ -1,0 +1,179 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/train"
+)
+
+// A Runner runs a model on one batch: a float32 input of the given shape
+// (batch axis first) in, the values of every output fetched out. An ONNX
+// session is one (eval/onnxmodel.Runner).
+type Runner interface {
+	Run(shape []int64, x []float32) ([][]float32, error)
+	Close() error
+}
+
+// ParityBatch is the number of rows per run in Parity.
+const ParityBatch = 256
+
+// ParityResult compares a model's logits with a student's forward pass.
+type ParityResult struct {
+	Cache                  string
+	Rows                   int
+	MaxDiff, MaxAbs        float64 // max |Δlogit| (NaN counts as +Inf), max |logit| of the Go student
+	Labeled                int     // rows with a label
+	GoCorrect, ONNXCorrect int     // correct top-1 of the Go student and of the model
+	Agree                  int     // rows where both pick the same class
+	Probs                  bool    // the model's second output is softmax(logits), compared in ProbsDiff
+	ProbsDiff              float64 // max |probs − softmax(model logits)|
+}
+
+// Parity runs the first rows rows of the cache at path through a model
+// and through c's Go student, in batches of ParityBatch, and compares
+// them. The cache must hold the student's input column (extract
+// --keep-input). open makes the model's Runner (an exported student:
+// output 0 its logits [n, C], output 1 with probs its probabilities); it
+// is called once the cache has been checked against the student.
+func Parity(ctx context.Context, c *train.Checkpoint, path string, rows int, probs bool, open func() (Runner, error)) (*ParityResult, error) {
+	data, err := formats.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer data.Close()
+	cfg := c.Student.Config
+	dcfg := data.Config()
+	name := c.Info.Input
+	var spec *formats.TensorSpec
+	var names []string
+	for i, in := range dcfg.Inputs {
+		names = append(names, in.Name)
+		if in.Name == name || name == "" && len(dcfg.Inputs) == 1 {
+			spec = &dcfg.Inputs[i]
+		}
+	}
+	if spec == nil {
+		if len(names) == 0 {
+			return nil, fmt.Errorf("%s has no cached inputs (extract it with --keep-input)", path)
+		}
+		return nil, fmt.Errorf("%s has no input %q (it has %s)", path, name, strings.Join(names, ", "))
+	}
+	if spec.Size() != cfg.Inputs {
+		return nil, fmt.Errorf("%s: input %s has %d values per row, the student takes %d", path, spec.Name, spec.Size(), cfg.Inputs)
+	}
+	if dcfg.Classes != cfg.Classes {
+		return nil, fmt.Errorf("%s has %d classes, the student %d", path, dcfg.Classes, cfg.Classes)
+	}
+	inShape := []int64{int64(cfg.Inputs)}
+	if len(cfg.InputShape) > 0 {
+		inShape = inShape[:0]
+		for _, d := range cfg.InputShape {
+			inShape = append(inShape, int64(d))
+		}
+	}
+
+	run, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer run.Close()
+
+	res := &ParityResult{Cache: path, Probs: probs}
+	k := cfg.Classes
+	var goLogits, onnxLogits, probVals []float32
+	var labels []int64
+	// flush compares the buffered rows.
+	flush := func(x []float32, n int) error {
+		if n == 0 {
+			return nil
+		}
+		want := c.Student.Forward(train.Mat{Rows: n, Cols: cfg.Inputs, Data: x}).Data[:n*k]
+		out, err := run.Run(append([]int64{int64(n)}, inShape...), x)
+		if err != nil {
+			return err
+		}
+		if len(out[0]) != n*k {
+			return fmt.Errorf("the model returned %d logits for %d rows of %d classes", len(out[0]), n, k)
+		}
+		goLogits = append(goLogits, want...)
+		onnxLogits = append(onnxLogits, out[0]...)
+		if probs {
+			probVals = append(probVals, out[1]...)
+		}
+		return nil
+	}
+	var buf []float32
+	n := 0
+	for b, err := range data.All() {
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		x := b.Inputs[spec.Name]
+		for r := 0; r < b.Len() && res.Rows < rows; r++ {
+			buf = append(buf, x[r*cfg.Inputs:(r+1)*cfg.Inputs]...)
+			if len(b.Labels) > 0 {
+				labels = append(labels, b.Labels[r])
+			}
+			n++
+			res.Rows++
+			if n == ParityBatch {
+				if err := flush(buf, n); err != nil {
+					return nil, err
+				}
+				buf, n = buf[:0], 0
+			}
+		}
+		if res.Rows >= rows {
+			break
+		}
+	}
+	if err := flush(buf, n); err != nil {
+		return nil, err
+	}
+	if res.Rows == 0 {
+		return nil, fmt.Errorf("%s has no rows", path)
+	}
+	for i, w := range goLogits {
+		res.MaxAbs = max(res.MaxAbs, math.Abs(float64(w)))
+		d := math.Abs(float64(onnxLogits[i] - w))
+		if math.IsNaN(d) {
+			d = math.Inf(1)
+		}
+		res.MaxDiff = max(res.MaxDiff, d)
+	}
+	for r := range res.Rows {
+		g, x := argmax(goLogits[r*k:(r+1)*k]), argmax(onnxLogits[r*k:(r+1)*k])
+		if g == x {
+			res.Agree++
+		}
+		if len(labels) == res.Rows {
+			res.Labeled++
+			if int64(g) == labels[r] {
+				res.GoCorrect++
+			}
+			if int64(x) == labels[r] {
+				res.ONNXCorrect++
+			}
+		}
+		if probs {
+			l := onnxLogits[r*k : (r+1)*k]
+			m := l[argmax(l)]
+			var z float64
+			for _, v := range l {
+				z += math.Exp(float64(v - m))
+			}
+			for j, v := range l {
+				d := math.Abs(math.Exp(float64(v-m))/z - float64(probVals[r*k+j]))
+				res.ProbsDiff = max(res.ProbsDiff, d)
+			}
+		}
+	}
+	return res, nil
+}
