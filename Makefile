@@ -32,7 +32,9 @@ $(NODE_DIR)/node_modules/.installed: scripts/node/package.json scripts/node/pack
 	@cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-## test: everything CI runs. Needs no network once setup has run.
+## test: everything CI runs, starting with the check that go.mod and go.sum are tidy. Needs no network
+## once setup has run and the module cache is warm (go mod tidy -diff reads the test dependencies of
+## our dependencies, which a cold cache fetches from the Go module proxy).
 test: setup
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy (the diff above is what it would change)" >&2; exit 1; }
 	$(GO) vet ./...

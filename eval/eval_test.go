@@ -130,15 +130,7 @@ func TestRunCheckpoint(t *testing.T) {
 func TestRunDataset(t *testing.T) {
 	ckpt := fixtures.WriteStudent(t, filepath.Join(t.TempDir(), "b.ckpt"), 0, nil)
 	x4, y4 := filepath.Join(fixtures.Dir(), "tiny", "x4.npy"), filepath.Join(fixtures.Dir(), "tiny", "y4.npy")
-	ds, err := dataset.Open(x4, &dataset.Options{Labels: y4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b dataset.Batch
-	if err := ds.Read(0, 64, &b); err != nil {
-		t.Fatal(err)
-	}
-	ds.Close()
+	b := fixtures.ReadRows(t, x4, &dataset.Options{Labels: y4}, 64)
 	x := slices.Clone(b.Cols["input"])
 	for i := range x {
 		x[i] *= 0.5

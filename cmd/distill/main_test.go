@@ -93,3 +93,16 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDocListsCommands checks that doc.go's usage names every command.
+func TestDocListsCommands(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range commands {
+		if !strings.Contains(string(doc), "//	distill "+name+" ") && !strings.Contains(string(doc), "//	distill "+name+"\n") {
+			t.Errorf("doc.go's usage lacks distill %s", name)
+		}
+	}
+}

@@ -19,21 +19,6 @@ import (
 
 func tiny(name string) string { return filepath.Join(fixtures.Dir(), "tiny", name) }
 
-// read returns the first 64 rows of a dataset file.
-func read(t *testing.T, path string, o *dataset.Options) *dataset.Batch {
-	t.Helper()
-	ds, err := dataset.Open(path, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ds.Close()
-	var b dataset.Batch
-	if err := ds.Read(0, 64, &b); err != nil {
-		t.Fatal(err)
-	}
-	return &b
-}
-
 func evaluate(t *testing.T, model string, o *onnxmodel.Options, data string, dso *dataset.Options, teacher *eval.TeacherTable, eo *eval.Options) *eval.Result {
 	t.Helper()
 	m, err := onnxmodel.Open(model, o)
@@ -60,8 +45,8 @@ func evaluate(t *testing.T, model string, o *onnxmodel.Options, data string, dso
 func TestRunONNX(t *testing.T) {
 	lib := fixtures.RequireLib(t)
 	x4, y4 := tiny("x4.npy"), tiny("y4.npy")
-	xb := read(t, x4, &dataset.Options{Labels: y4})
-	ref := read(t, tiny("x4_logits.npy"), nil).Cols["input"]
+	xb := fixtures.ReadRows(t, x4, &dataset.Options{Labels: y4}, 64)
+	ref := fixtures.ReadRows(t, tiny("x4_logits.npy"), nil, 64).Cols["input"]
 	cache := fixtures.WriteClassCache(t, filepath.Join(t.TempDir(), "c4"), xb.Rows, xb.Cols["input"], xb.Labels, ref, 0)
 	var refRows [][]float32
 	for i := range 64 {
@@ -172,8 +157,8 @@ func TestRunner(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	x := read(t, tiny("x4.npy"), nil).Cols["input"]
-	ref := read(t, tiny("x4_logits.npy"), nil).Cols["input"]
+	x := fixtures.ReadRows(t, tiny("x4.npy"), nil, 64).Cols["input"]
+	ref := fixtures.ReadRows(t, tiny("x4_logits.npy"), nil, 64).Cols["input"]
 	out, err := r.Run([]int64{64, 4}, x)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -309,4 +310,49 @@ func openSized(path string) (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("dataset: %s is not a regular file", path)
 	}
 	return f, st.Size(), nil
+}
+
+// WriteNPY writes data as a NumPy format 1.0 array of the given shape,
+// little-endian float32 in C order: the header
+// {'descr': '<f4', 'fortran_order': False, 'shape': (...), } padded with
+// spaces and a '\n' so the data starts at a multiple of 64 bytes, then the
+// values. It panics if the product of shape is not len(data).
+func WriteNPY(w io.Writer, shape []int, data []float32) error {
+	n := 1
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		n *= d
+		dims[i] = strconv.Itoa(d)
+	}
+	if n != len(data) {
+		panic(fmt.Sprintf("dataset: WriteNPY: shape %v holds %d values, got %d", shape, n, len(data)))
+	}
+	tuple := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		tuple += "," // a Python 1-tuple
+	}
+	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", tuple)
+	if pad := 64 - (len(npyMagic)+4+len(header)+1)%64; pad < 64 {
+		header += strings.Repeat(" ", pad)
+	}
+	header += "\n"
+	if len(header) > 0xffff {
+		return fmt.Errorf("dataset: WriteNPY: a %d-dimensional shape does not fit a version 1.0 header", len(shape))
+	}
+	buf := make([]byte, 0, len(npyMagic)+4+len(header)+4*len(data))
+	buf = append(buf, npyMagic+"\x01\x00"...)
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(header)))
+	buf = append(buf, header...)
+	for _, v := range data {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// WriteNPYFile writes data to path with WriteNPY; the file appears
+// atomically (mode 0644), and the folder must exist.
+func WriteNPYFile(path string, shape []int, data []float32) error {
+	_, err := writeAtomic(path, func(w io.Writer) error { return WriteNPY(w, shape, data) })
+	return err
 }

@@ -115,15 +115,7 @@ func TestEvalCheckpointDataset(t *testing.T) {
 	tmp := t.TempDir()
 	ckpt := fixtures.WriteStudent(t, filepath.Join(tmp, "b.ckpt"), 0, nil)
 	x4, y4 := "../../fixtures/tiny/x4.npy", "../../fixtures/tiny/y4.npy"
-	ds, err := dataset.Open(x4, &dataset.Options{Labels: y4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b dataset.Batch
-	if err := ds.Read(0, 64, &b); err != nil {
-		t.Fatal(err)
-	}
-	ds.Close()
+	b := fixtures.ReadRows(t, x4, &dataset.Options{Labels: y4}, 64)
 	x := slices.Clone(b.Cols["input"])
 	for i := range x {
 		x[i] *= 0.5
@@ -138,82 +130,32 @@ func TestEvalCheckpointDataset(t *testing.T) {
 	}
 }
 
-// TestEvalONNX evaluates the tiny fixture MLP in its variants (logits,
-// softmax with a fixed batch of 10, log-softmax, ZipMap probabilities,
-// float64) through onnxruntime. Per fixtures/tiny/README.md they all
-// compute x4_logits.npy exactly (up to the softmax's rounding), and get
-// 56 of the 64 labels of y4.npy right.
+// TestEvalONNX evaluates the tiny fixture MLP through the command line:
+// the flags that reach eval/onnxmodel (--output, --scores, --threads) and
+// eval (--batch, --bench-time, --teacher-cache, --labels). The metrics of
+// every fixture variant are eval/onnxmodel's TestRunONNX. Per
+// fixtures/tiny/README.md the models compute x4_logits.npy and get 56 of
+// the 64 labels of y4.npy right.
 func TestEvalONNX(t *testing.T) {
 	requireLib(t)
-	tmp := t.TempDir()
-	read := func(path string, o *dataset.Options) *dataset.Batch {
-		ds, err := dataset.Open(path, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ds.Close()
-		var b dataset.Batch
-		if err := ds.Read(0, 64, &b); err != nil {
-			t.Fatal(err)
-		}
-		return &b
-	}
 	x4, y4 := "../../fixtures/tiny/x4.npy", "../../fixtures/tiny/y4.npy"
-	xb := read(x4, &dataset.Options{Labels: y4})
-	ref := read("../../fixtures/tiny/x4_logits.npy", nil).Cols["input"]
-	cache := fixtures.WriteClassCache(t, filepath.Join(tmp, "c4"), xb.Rows, xb.Cols["input"], xb.Labels, ref, 0)
+	xb := fixtures.ReadRows(t, x4, &dataset.Options{Labels: y4}, 64)
+	ref := fixtures.ReadRows(t, "../../fixtures/tiny/x4_logits.npy", nil, 64).Cols["input"]
+	cache := fixtures.WriteClassCache(t, filepath.Join(t.TempDir(), "c4"), xb.Rows, xb.Cols["input"], xb.Labels, ref, 0)
 	var refRows [][]float32
 	for i := range 64 {
 		refRows = append(refRows, ref[i*3:(i+1)*3])
 	}
 	want := fixtures.WantEval(refRows, xb.Labels, fixtures.FullTeacher(ref, 3))
-	if want.Correct != 56 || want.Agree != 64 {
-		t.Fatalf("reference: %d right, %d agree; the fixture says 56 and 64", want.Correct, want.Agree)
-	}
 	want.KL = 0
 
-	for _, tc := range []struct {
-		model string
-		args  []string
-		kind  string
-	}{
-		{"mlp_logits.onnx", nil, "logits"},
-		{"mlp_softmax_fixed10.onnx", []string{"--bench-time", "5ms"}, "logits"},
-		{"mlp_logsoftmax.onnx", nil, "logits"},
-		{"zipmap_probs.onnx", nil, "logits"}, // ZipMap ← Softmax ← logits_pre
-		{"mlp_f64.onnx", nil, "logits"},
-	} {
-		t.Run(tc.model, func(t *testing.T) {
-			model := "../../fixtures/tiny/" + tc.model
-			args := append([]string{"--model", model, "--data", cache, "--batch", "16", "--threads", "1", "--bench-time", "0"}, tc.args...)
-			res := runEvalJSON(t, args...)
-			fixtures.CheckEval(t, res, want, 64)
-			if res.Model.Kind != "onnx" || res.Model.ScoreKind != tc.kind || res.Model.Input != "x" || res.Model.Params != 67 {
-				t.Errorf("model info %+v, want score kind %s, input x, 4·8+8+8·3+3 = 67 params", res.Model, tc.kind)
-			}
-			if st, _ := os.Stat(model); res.Model.FileBytes != st.Size() {
-				t.Errorf("file bytes %d, want %d", res.Model.FileBytes, st.Size())
-			}
-			if tc.model == "mlp_softmax_fixed10.onnx" {
-				if len(res.Latency) != 2 || res.Latency[0].RunBatch != 10 || res.Latency[1].Batch != 16 || res.Latency[1].RunBatch != 10 {
-					t.Errorf("latency %+v", res.Latency)
-				}
-			}
-		})
-	}
-
-	// NaN scores (rows listed in fixtures/tiny/README.md) are errors and
-	// disagreements, left out of KL and ECE.
-	nan := []int{8, 9, 11, 14, 36, 39, 42, 49, 50, 56}
-	res := runEvalJSON(t, "--model", "../../fixtures/tiny/nan_out.onnx", "--data", cache, "--bench-time", "0")
-	right := 0
-	for i := range 64 {
-		if !slices.Contains(nan, i) && fixtures.Argmax(refRows[i]) == int(xb.Labels[i]) {
-			right++
-		}
-	}
-	if res.NonFinite != 10 || *res.Errors != int64(64-right) || *res.Agreement != 54.0/64 || *res.KL > 1e-6 || res.Reliability == nil {
-		t.Errorf("nan_out: %d non-finite, %d errors (want %d), agreement %v, KL %v", res.NonFinite, *res.Errors, 64-right, *res.Agreement, *res.KL)
+	// The fixed-batch softmax model, its logits named: run at batch 10.
+	res := runEvalJSON(t, "--model", "../../fixtures/tiny/mlp_softmax_fixed10.onnx", "--data", cache, "--output", "logits_pre",
+		"--scores", "logits", "--batch", "16", "--threads", "1", "--bench-time", "5ms")
+	fixtures.CheckEval(t, res, want, 64)
+	if res.Model.ScoreTensor != "logits_pre" || res.Model.ScoreKind != "logits" || res.Threads != 1 ||
+		len(res.Latency) != 2 || res.Latency[0].RunBatch != 10 || res.Latency[1].Batch != 16 || res.Latency[1].RunBatch != 10 {
+		t.Errorf("model %+v, latency %+v", res.Model, res.Latency)
 	}
 
 	// The dataset file itself, the teacher from the cache by row id.
