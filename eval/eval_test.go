@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -465,5 +466,26 @@ func TestDescribe(t *testing.T) {
 	}
 	if tr := eval.TrainingOf(0, 4, 10); tr.Method != "labels" || tr.Label() != "hard labels" {
 		t.Errorf("hard-label training %+v, %q", tr, tr.Label())
+	}
+}
+
+// TestRunNonFiniteInput: a NaN input value is an error naming its row.
+func TestRunNonFiniteInput(t *testing.T) {
+	tmp := t.TempDir()
+	rows, x, labels, logits := fixtures.ClassData(30, 7)
+	x[4*17+2] = float32(math.NaN())
+	data := fixtures.WriteClassCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
+	m, err := eval.OpenCheckpoint(fixtures.WriteStudent(t, filepath.Join(tmp, "s.ckpt"), 0.5, nil), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := eval.OpenData(data, nil, formats.Preprocess{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	_, err = eval.Run(context.Background(), m, d, nil, &eval.Options{Batch: 8})
+	if err == nil || !strings.Contains(err.Error(), "row 1017 has a NaN or infinite input value") {
+		t.Errorf("NaN input: %v", err)
 	}
 }

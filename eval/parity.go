@@ -40,34 +40,12 @@ type ParityResult struct {
 // output 0 its logits [n, C], output 1 with probs its probabilities); it
 // is called once the cache has been checked against the student.
 func Parity(ctx context.Context, c *train.Checkpoint, path string, rows int, probs bool, open func() (Runner, error)) (*ParityResult, error) {
-	data, err := formats.Open(path)
+	data, spec, err := openParity(c, path)
 	if err != nil {
 		return nil, err
 	}
 	defer data.Close()
 	cfg := c.Student.Config
-	dcfg := data.Config()
-	name := c.Info.Input
-	var spec *formats.TensorSpec
-	var names []string
-	for i, in := range dcfg.Inputs {
-		names = append(names, in.Name)
-		if in.Name == name || name == "" && len(dcfg.Inputs) == 1 {
-			spec = &dcfg.Inputs[i]
-		}
-	}
-	if spec == nil {
-		if len(names) == 0 {
-			return nil, fmt.Errorf("%s has no cached inputs (extract it with --keep-input)", path)
-		}
-		return nil, fmt.Errorf("%s has no input %q (it has %s)", path, name, strings.Join(names, ", "))
-	}
-	if spec.Size() != cfg.Inputs {
-		return nil, fmt.Errorf("%s: input %s has %d values per row, the student takes %d", path, spec.Name, spec.Size(), cfg.Inputs)
-	}
-	if dcfg.Classes != cfg.Classes {
-		return nil, fmt.Errorf("%s has %d classes, the student %d", path, dcfg.Classes, cfg.Classes)
-	}
 	inShape := []int64{int64(cfg.Inputs)}
 	if len(cfg.InputShape) > 0 {
 		inShape = inShape[:0]
@@ -176,4 +154,60 @@ func Parity(ctx context.Context, c *train.Checkpoint, path string, rows int, pro
 		}
 	}
 	return res, nil
+}
+
+// CheckParity checks, without running anything, that Parity can compare
+// c's student on the cache at path: the cache opens, holds the student's
+// input column at its width and rows, and has the student's classes.
+func CheckParity(c *train.Checkpoint, path string) error {
+	data, _, err := openParity(c, path)
+	if err != nil {
+		return err
+	}
+	return data.Close()
+}
+
+// openParity opens the cache at path and finds the student's input column.
+func openParity(c *train.Checkpoint, path string) (*formats.Cache, *formats.TensorSpec, error) {
+	data, err := formats.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	spec, err := paritySpec(c, data, path)
+	if err != nil {
+		data.Close()
+		return nil, nil, err
+	}
+	return data, spec, nil
+}
+
+// paritySpec returns the input column of data that c's student reads.
+func paritySpec(c *train.Checkpoint, data *formats.Cache, path string) (*formats.TensorSpec, error) {
+	cfg := c.Student.Config
+	dcfg := data.Config()
+	name := c.Info.Input
+	var spec *formats.TensorSpec
+	var names []string
+	for i, in := range dcfg.Inputs {
+		names = append(names, in.Name)
+		if in.Name == name || name == "" && len(dcfg.Inputs) == 1 {
+			spec = &dcfg.Inputs[i]
+		}
+	}
+	if spec == nil {
+		if len(names) == 0 {
+			return nil, fmt.Errorf("%s has no cached inputs (extract it with --keep-input)", path)
+		}
+		return nil, fmt.Errorf("%s has no input %q (it has %s)", path, name, strings.Join(names, ", "))
+	}
+	if spec.Size() != cfg.Inputs {
+		return nil, fmt.Errorf("%s: input %s has %d values per row, the student takes %d", path, spec.Name, spec.Size(), cfg.Inputs)
+	}
+	if dcfg.Classes != cfg.Classes {
+		return nil, fmt.Errorf("%s has %d classes, the student %d", path, dcfg.Classes, cfg.Classes)
+	}
+	if data.NumRows() == 0 {
+		return nil, fmt.Errorf("%s has no rows", path)
+	}
+	return spec, nil
 }

@@ -3,6 +3,7 @@ package eval
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -32,11 +33,28 @@ type Options struct {
 	Warn func(msg string)
 }
 
+// nonFiniteRow returns the index of the first of the n rows of x holding
+// a NaN or ±Inf, or -1.
+func nonFiniteRow(x []float32, n int) int {
+	if n == 0 {
+		return -1
+	}
+	w := len(x) / n
+	for i, v := range x {
+		if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+			return i / w
+		}
+	}
+	return -1
+}
+
 // Run evaluates m on d: it picks the input column and shape, opens the
 // scorer, scores every row in chunks of o.Batch, accumulates the
 // classifier metrics (ClassifierMetrics) against d's labels and the
 // teacher — teacher's scores matched by row id, or, when teacher is nil
 // and d is a cache, that cache's own scores — and measures the latency.
+// An input row holding NaN or ±Inf is an error naming its row id: a
+// model's scores on it would mean nothing.
 func Run(ctx context.Context, m *Model, d *Data, teacher *TeacherTable, o *Options) (*Result, error) {
 	var opts Options
 	if o != nil {
@@ -88,6 +106,10 @@ func Run(ctx context.Context, m *Model, d *Data, teacher *TeacherTable, o *Optio
 			return nil, err
 		}
 		n := len(ch.Rows)
+		if r := nonFiniteRow(ch.X, n); r >= 0 {
+			return nil, fmt.Errorf("%s: row %d has a NaN or infinite input value; a model cannot be measured on it (check the data and --scale, --mean, --std)",
+				d.Info.Path, ch.Rows[r])
+		}
 		if len(sample) < opts.Batch*width {
 			sample = append(sample, ch.X[:min(len(ch.X), opts.Batch*width-len(sample))]...)
 		}

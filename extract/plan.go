@@ -5,6 +5,7 @@ package extract
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -65,6 +66,15 @@ func (p *plan) mapInputs() error {
 		names = append(names, fmt.Sprintf("%s%v", c.Name, c.Shape))
 	}
 	p.inputs = p.model.Inputs()
+	var inNames []string
+	for _, in := range p.inputs {
+		inNames = append(inNames, in.Name)
+	}
+	for in, col := range p.o.InputMap {
+		if !slices.Contains(inNames, in) {
+			return fmt.Errorf("--map %s=%s: the model has no input %q (inputs: %s)", in, col, in, strings.Join(inNames, ", "))
+		}
+	}
 	if p.o.Preprocess.Shape != nil && len(p.inputs) != 1 {
 		return fmt.Errorf("--reshape applies to single-input models; this one has %d inputs", len(p.inputs))
 	}

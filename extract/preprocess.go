@@ -2,6 +2,7 @@ package extract
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -30,20 +31,24 @@ func ParseFloatList(s string) ([]float64, error) {
 	return out, nil
 }
 
-// ParseNumber parses a float or a fraction like "1/255".
+// ParseNumber parses a finite float or a fraction like "1/255"; NaN and
+// ±Inf are errors.
 func ParseNumber(s string) (float64, error) {
 	s = strings.TrimSpace(s)
+	v, err := strconv.ParseFloat(s, 64)
 	if a, b, ok := strings.Cut(s, "/"); ok {
 		x, err1 := strconv.ParseFloat(strings.TrimSpace(a), 64)
 		y, err2 := strconv.ParseFloat(strings.TrimSpace(b), 64)
 		if err1 != nil || err2 != nil || y == 0 {
 			return 0, fmt.Errorf("bad number %q (want e.g. 0.0039 or 1/255)", s)
 		}
-		return x / y, nil
+		v, err = x/y, nil
 	}
-	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		return 0, fmt.Errorf("bad number %q (want e.g. 0.0039 or 1/255)", s)
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%q is not a finite number", s)
 	}
 	return v, nil
 }

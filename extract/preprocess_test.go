@@ -9,7 +9,7 @@ func TestParsers(t *testing.T) {
 	if v, err := ParseNumber("1/255"); err != nil || math.Abs(v-1.0/255) > 1e-15 {
 		t.Errorf("ParseNumber(1/255) = %v, %v", v, err)
 	}
-	for _, bad := range []string{"", "x", "1/0", "1/x"} {
+	for _, bad := range []string{"", "x", "1/0", "1/x", "nan", "NaN", "inf", "-Inf", "1e400", "inf/2", "1/1e-400"} {
 		if _, err := ParseNumber(bad); err == nil {
 			t.Errorf("ParseNumber(%q) accepted", bad)
 		}

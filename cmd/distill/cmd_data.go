@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/internal/guard"
 	"github.com/spf13/pflag"
 )
 
@@ -90,6 +91,9 @@ func runDataMNIST(ctx context.Context, split, out, format string) error {
 	}
 	if split != "train" && split != "test" {
 		return usageError("--split %q: want train or test", split)
+	}
+	if err := guard.Check(nil, []guard.Path{{Flag: "--out", Path: out, Kind: guard.File}}); err != nil {
+		return err
 	}
 	format, err := mnistFormat(out, format)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
 	"github.com/spf13/pflag"
 )
@@ -110,9 +111,9 @@ func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Out, "out", "", "also write the JSON to this file (atomically), e.g. RUN/eval/student.json")
 	fs.BoolVar(&o.Report, "report", false, "after --out, write the HTML report of its run directory (see distill report)")
 	fs.StringVar(&o.Name, "name", "", "the model's name in outputs and reports (default: the file name without extension)")
-	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the student's matrix products (0 = all cores)")
-	fs.IntVar(&o.Batch, "batch", 256, "rows per model run, and the large batch of the latency measurement")
-	fs.DurationVar(&o.BenchTime, "bench-time", time.Second, "time spent measuring latency at each batch size (0 = skip)")
+	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the student's matrix products (0 = all cores; at most 4 per core)")
+	fs.IntVar(&o.Batch, "batch", 256, "rows per model run (1..1048576), and the large batch of the latency measurement")
+	fs.DurationVar(&o.BenchTime, "bench-time", time.Second, "time spent measuring latency at each batch size (0 = skip; at most 10m)")
 	fs.StringVar(&o.Input, "input", "", "data input column to feed (default: the one named like the model's input, or the only one)")
 	fs.StringVar(&o.Output, "output", "", "ONNX: the tensor holding the class scores (default: chosen as extract does)")
 	fs.StringVar(&o.Scores, "scores", "auto", "ONNX: what the scores are: auto, logits, probs or log_probs")
@@ -135,14 +136,14 @@ func (o *evalOptions) parse() error {
 	if o.Data == "" {
 		return usageError("--data is required")
 	}
-	if o.Batch < 1 || o.Batch > 1<<20 {
-		return usageError("--batch %d: want 1..%d", o.Batch, 1<<20)
+	if err := checkRange("--batch", o.Batch, 1, maxBatch); err != nil {
+		return err
 	}
-	if o.Threads < 0 {
-		return usageError("--threads %d: want 0 (all cores) or more", o.Threads)
+	if err := checkThreads(o.Threads); err != nil {
+		return err
 	}
-	if o.BenchTime < 0 {
-		return usageError("--bench-time %v: want 0 (skip) or more", o.BenchTime)
+	if o.BenchTime < 0 || o.BenchTime > maxBenchTime {
+		return usageError("--bench-time %v: want 0 (skip) to %v", o.BenchTime, maxBenchTime)
 	}
 	if o.Report && o.Out == "" {
 		return usageError("--report needs --out (the report covers the run directory of --out)")
@@ -151,26 +152,33 @@ func (o *evalOptions) parse() error {
 		return usageError("--scores: %v", err)
 	}
 	var err error
-	if o.Scale != "" {
-		if o.pre.Scale, err = extract.ParseNumber(o.Scale); err != nil {
-			return usageError("--scale: %v", err)
-		}
+	if o.pre, err = parsePreprocess(o.Scale, o.Mean, o.Std, o.Reshape); err != nil {
+		return err
 	}
-	if o.pre.Mean, err = extract.ParseFloatList(o.Mean); err != nil {
-		return usageError("--mean: %v", err)
-	}
-	if o.pre.Std, err = extract.ParseFloatList(o.Std); err != nil {
-		return usageError("--std: %v", err)
-	}
-	if o.reshape, err = extract.ParseShape(o.Reshape); err != nil {
-		return usageError("--reshape: %v", err)
-	}
-	o.pre.Shape = o.reshape
+	o.reshape = o.pre.Shape
 	if o.Name == "" {
 		base := filepath.Base(filepath.Clean(o.Model))
 		o.Name = strings.TrimSuffix(base, filepath.Ext(base))
 	}
-	return nil
+	outputs := []guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.File}}
+	if o.Report {
+		outputs = append(outputs, guard.Path{Flag: "--report", Path: filepath.Join(evalRunDir(o.Out), "report"), Kind: guard.Dir})
+	}
+	return guard.Check([]guard.Path{{Flag: "--model", Path: o.Model}, {Flag: "--data", Path: o.Data},
+		{Flag: "--teacher-cache", Path: o.TeacherCache}, {Flag: "--labels", Path: o.Dataset.Labels}}, outputs)
+}
+
+// maxBenchTime bounds --bench-time.
+const maxBenchTime = 10 * time.Minute
+
+// evalRunDir is the run directory of an eval output: the parent of its
+// eval/ directory, else its directory.
+func evalRunDir(out string) string {
+	run := filepath.Dir(out)
+	if filepath.Base(run) == "eval" {
+		run = filepath.Dir(run)
+	}
+	return run
 }
 
 // runEval opens o.Model, o.Data and the teacher and evaluates with
@@ -271,11 +279,7 @@ func writeEvalOutputs(w io.Writer, o evalOptions, res *eval.Result) error {
 		fmt.Fprintf(w, "wrote %s\n", o.Out)
 	}
 	if o.Report {
-		run := filepath.Dir(o.Out)
-		if filepath.Base(run) == "eval" {
-			run = filepath.Dir(run)
-		}
-		index, err := writeReport(run, "")
+		index, err := writeReport(evalRunDir(o.Out), "")
 		if err != nil {
 			return err
 		}
@@ -306,7 +310,11 @@ func writeEvalText(out io.Writer, r *eval.Result) error {
 	}
 	if r.Teacher != nil && r.Agreement != nil {
 		fmt.Fprintf(w, "agreement\t%s\ttop-1 with the teacher (%s, %d of %d rows matched)\n", pct(*r.Agreement), r.Teacher.Path, r.Teacher.Matched, r.Rows)
-		fmt.Fprintf(w, "KL(teacher‖model)\t%.4g\tnats per row at T=1\n", *r.KL)
+		if r.KL != nil {
+			fmt.Fprintf(w, "KL(teacher‖model)\t%.4g\tnats per row at T=1\n", *r.KL)
+		} else {
+			fmt.Fprintf(w, "KL(teacher‖model)\t-\tno row with finite scores on both sides\n")
+		}
 	} else {
 		fmt.Fprintf(w, "agreement\t-\tno teacher scores (--teacher-cache)\n")
 	}

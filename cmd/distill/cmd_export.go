@@ -11,6 +11,8 @@ import (
 	"github.com/distill-ml/distill/eval"
 	"github.com/distill-ml/distill/eval/onnxmodel"
 	"github.com/distill-ml/distill/export"
+	"github.com/distill-ml/distill/extract"
+	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
@@ -81,9 +83,12 @@ func (o *exportOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic)")
 	fs.BoolVar(&o.Probs, "probs", false, `add the output "probs" = softmax(logits)`)
 	fs.StringVar(&o.Verify, "verify", "", "cache whose input rows check the exported model against the Go student")
-	fs.IntVar(&o.VerifyRows, "verify-rows", 1000, "rows of --verify to run")
+	fs.IntVar(&o.VerifyRows, "verify-rows", 1000, fmt.Sprintf("rows of --verify to run, 1..%d", maxVerifyRows))
 	fs.StringVar(&o.OrtLib, "ort-lib", "", "onnxruntime shared library for --verify (default: $ONNXRUNTIME_SHARED_LIBRARY_PATH, then the project cache from make setup)")
 }
+
+// maxVerifyRows bounds --verify-rows: both models' logits are kept.
+const maxVerifyRows = 1 << 24
 
 // options validates the flags and returns the export options.
 func (o *exportOptions) options() (export.Options, error) {
@@ -111,8 +116,12 @@ func (o *exportOptions) options() (export.Options, error) {
 	if q != "" && o.Dtype != export.F32 {
 		return eo, usageError("--quantize int8 and --dtype f16 cannot be combined")
 	}
-	if o.VerifyRows < 1 {
-		return eo, usageError("--verify-rows %d: want at least 1", o.VerifyRows)
+	if err := checkRange("--verify-rows", o.VerifyRows, 1, maxVerifyRows); err != nil {
+		return eo, err
+	}
+	if err := guard.Check([]guard.Path{{Flag: "--student", Path: o.Student}, {Flag: "--verify", Path: o.Verify}},
+		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.File}}); err != nil {
+		return eo, err
 	}
 	return export.Options{Opset: o.Opset, Dtype: o.Dtype, Quantize: q, Probs: o.Probs, ToolVersion: version}, nil
 }
@@ -128,6 +137,18 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 			return fmt.Errorf("%w (written by a newer distill? export it with that version)", err)
 		}
 		return err
+	}
+	if o.Verify != "" {
+		// The cache and onnxruntime are checked before the model is
+		// written: a --verify that cannot run leaves nothing behind.
+		if err := eval.CheckParity(c, o.Verify); err != nil {
+			return fmt.Errorf("--verify: %w", err)
+		}
+		rt, err := extract.NewRuntime(o.OrtLib)
+		if err != nil {
+			return fmt.Errorf("--verify: %w", err)
+		}
+		rt.Close()
 	}
 	if err := export.WriteFile(o.Out, c, &eo); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/internal/guard"
 	"github.com/spf13/pflag"
 )
 
@@ -44,112 +45,168 @@ Indexed Job (JOB_COMPLETION_INDEX with --shard-count or DISTILL_SHARD_COUNT)
 and Slurm array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT) variables are
 read.`,
 		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
-			var o extract.Options
-			var hidden []string
-			var maps []string
-			var scale, mean, std, reshape, shard, scores string
-			var shardCount int
-			var lib string
-			fs.StringVar(&o.Teacher, "teacher", "", "teacher ONNX model (required)")
-			fs.StringVar(&o.Data, "data", "", "dataset file: .parquet, .arrow, .npy, .csv or MNIST *-idx3-ubyte[.gz] (required)")
-			fs.StringVar(&o.Out, "out", "", "cache directory to write (required)")
-			fs.IntVar(&o.Batch, "batch", 256, "rows per teacher run")
-			fs.IntVar(&o.TopK, "topk", 0, "cache only the K largest logits per row plus their logsumexp (0 = all)")
-			fs.StringVar(&o.Dtype, "dtype", "f32", "storage of scores and hidden states: f32 or f16")
-			fs.StringSliceVar(&hidden, "hidden", nil, "intermediate tensors to cache, comma-separated (see distill tensors)")
-			fs.BoolVar(&o.KeepInput, "keep-input", false, "also cache the model inputs (after preprocessing), so training needs no dataset")
-			fs.StringVar(&o.Format, "format", "parquet", "part file format: parquet (zstd) or arrow (IPC)")
-			fs.StringVar(&o.Compression, "compression", "", "compression: zstd, lz4 (arrow only) or none (default: zstd for parquet, none for arrow)")
-			fs.IntVar(&o.Threads, "threads", 0, "onnxruntime intra-op threads (0 = all cores)")
-			fs.StringVar(&o.Provider, "provider", "cpu", "execution provider: cpu, cuda, tensorrt or coreml")
-			fs.StringVar(&shard, "shard", "", "process shard I of N (I/N, 0-based)")
-			fs.IntVar(&shardCount, "shard-count", 0, "shard count N when the index comes from JOB_COMPLETION_INDEX")
-			fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted extraction into the same --out")
-			fs.StringVar(&o.Output, "output", "", "the tensor holding the class scores (default: chosen automatically)")
-			fs.StringVar(&scores, "scores", "auto", "what the scores are: auto, logits, probs or log_probs")
-			fs.StringVar(&scale, "scale", "", "multiply input values by this first, e.g. 1/255")
-			fs.StringVar(&mean, "mean", "", "subtract per-channel mean (after --scale), e.g. 0.1307 or 0.485,0.456,0.406")
-			fs.StringVar(&std, "std", "", "divide by per-channel std (after --mean), e.g. 0.3081")
-			fs.StringVar(&reshape, "reshape", "", "per-sample shape fed to the model, without the batch axis, e.g. 1,28,28")
-			fs.StringSliceVar(&maps, "map", nil, "feed dataset column COLUMN to model input INPUT (INPUT=COLUMN, repeatable)")
-			fs.BoolVar(&o.AllowNonFinite, "allow-nonfinite", false, "keep NaN/Inf teacher scores instead of stopping")
-			var dso dataset.Options
-			fs.StringVar(&dso.Label, "label", "", `dataset label column (default "label" if present; "-" for none)`)
-			fs.StringVar(&dso.Labels, "labels", "", "separate labels file for .npy or idx data (default for idx: the sibling labels file)")
-			fs.StringSliceVar(&dso.Features, "features", nil, "scalar dataset columns combined, in order, into one input column")
-			fs.StringVar(&dso.FeatureName, "feature-name", "", `name of that combined column (default "input")`)
-			fs.IntVar(&o.PartRows, "part-rows", 65536, "rows per part file: the unit of resume and sharding")
-			fs.StringVar(&lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
+			var o extractOptions
+			o.AddFlags(fs)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 0 {
 					return usageError("unexpected arguments %q", args)
 				}
-				for _, f := range []struct{ name, v string }{{"--teacher", o.Teacher}, {"--data", o.Data}, {"--out", o.Out}} {
-					if f.v == "" {
-						return usageError("%s is required", f.name)
-					}
-				}
-				var err error
-				o.Hidden = hidden
-				if o.Scores, err = extract.ParseScoreKind(scores); err != nil {
-					return usageError("--scores: %v", err)
-				}
-				if scale != "" {
-					if o.Preprocess.Scale, err = extract.ParseNumber(scale); err != nil {
-						return usageError("--scale: %v", err)
-					}
-				}
-				if o.Preprocess.Mean, err = extract.ParseFloatList(mean); err != nil {
-					return usageError("--mean: %v", err)
-				}
-				if o.Preprocess.Std, err = extract.ParseFloatList(std); err != nil {
-					return usageError("--std: %v", err)
-				}
-				if o.Preprocess.Shape, err = extract.ParseShape(reshape); err != nil {
-					return usageError("--reshape: %v", err)
-				}
-				if len(maps) > 0 {
-					o.InputMap = map[string]string{}
-					for _, m := range maps {
-						in, col, ok := strings.Cut(m, "=")
-						if !ok || in == "" || col == "" {
-							return usageError("--map %q: want INPUT=COLUMN", m)
-						}
-						o.InputMap[in] = col
-					}
-				}
-				if o.ShardIndex, o.ShardCount, err = shardFromEnv(shard, shardCount); err != nil {
-					return usageError("%v", err)
-				}
-				if o.TopK < 0 {
-					return usageError("--topk %d: want 0 (all logits) or a positive K", o.TopK)
-				}
-				o.Dataset = &dso
-				o.ToolVersion = version
-				o.Log = func(format string, a ...any) { fmt.Fprintf(cmdErr, "extract: "+format+"\n", a...) }
-				pr := newProgress("extract", "rows")
-				o.Progress = pr.Update
-				rt, err := extract.NewRuntime(lib)
-				if err != nil {
+				if err := o.validate(); err != nil {
 					return err
 				}
-				defer rt.Close()
-				res, err := rt.Run(ctx, o)
-				pr.Done()
-				if errors.Is(err, extract.ErrInterrupted) {
-					fmt.Fprintf(cmdErr, "extract: interrupted after %d rows; parts written so far are complete. Resume with:\n  %s\n",
-						res.Rows+res.Skipped, resumeCommand())
-					return fmt.Errorf("%w", context.Canceled)
-				}
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmdOut, "extract: %d rows in %d new parts (%d rows already complete) → %s\n  scores: %s (%s)\n",
-					res.Rows, res.Parts, res.Skipped, o.Out, res.Source.Tensor, res.Source.Why)
-				return nil
+				return runExtract(ctx, o)
 			}
 		},
 	})
+}
+
+// extractOptions are the flags of distill extract.
+type extractOptions struct {
+	extract.Options
+	hidden, maps                               []string
+	scale, mean, std, reshape, shard, scores   string
+	shardCount                                 int
+	lib                                        string
+	dso                                        dataset.Options
+}
+
+// AddFlags registers the flags on fs.
+func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Teacher, "teacher", "", "teacher ONNX model (required)")
+	fs.StringVar(&o.Data, "data", "", "dataset file: .parquet, .arrow, .npy, .csv or MNIST *-idx3-ubyte[.gz] (required)")
+	fs.StringVar(&o.Out, "out", "", "cache directory to write (required)")
+	fs.IntVar(&o.Batch, "batch", 256, fmt.Sprintf("rows per teacher run, 1..%d", maxBatch))
+	fs.IntVar(&o.TopK, "topk", 0, "cache only the K largest logits per row plus their logsumexp (0 = all)")
+	fs.StringVar(&o.Dtype, "dtype", "f32", "storage of scores and hidden states: f32 or f16")
+	fs.StringSliceVar(&o.hidden, "hidden", nil, "intermediate tensors to cache, comma-separated (see distill tensors)")
+	fs.BoolVar(&o.KeepInput, "keep-input", false, "also cache the model inputs (after preprocessing), so training needs no dataset")
+	fs.StringVar(&o.Format, "format", "parquet", "part file format: parquet (zstd) or arrow (IPC)")
+	fs.StringVar(&o.Compression, "compression", "", "compression: zstd, lz4 (arrow only) or none (default: zstd for parquet, none for arrow)")
+	fs.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("onnxruntime intra-op threads, 0 (all cores) to %d", maxThreads()))
+	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider: cpu, cuda, tensorrt or coreml")
+	fs.StringVar(&o.shard, "shard", "", "process shard I of N (I/N, 0-based)")
+	fs.IntVar(&o.shardCount, "shard-count", 0, "shard count N when the index comes from JOB_COMPLETION_INDEX")
+	fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted extraction into the same --out")
+	fs.StringVar(&o.Output, "output", "", "the tensor holding the class scores (default: chosen automatically)")
+	fs.StringVar(&o.scores, "scores", "auto", "what the scores are: auto, logits, probs or log_probs")
+	fs.StringVar(&o.scale, "scale", "", "multiply input values by this first, e.g. 1/255")
+	fs.StringVar(&o.mean, "mean", "", "subtract per-channel mean (after --scale), e.g. 0.1307 or 0.485,0.456,0.406")
+	fs.StringVar(&o.std, "std", "", "divide by per-channel std (after --mean), e.g. 0.3081")
+	fs.StringVar(&o.reshape, "reshape", "", "per-sample shape fed to the model, without the batch axis, e.g. 1,28,28")
+	fs.StringSliceVar(&o.maps, "map", nil, "feed dataset column COLUMN to model input INPUT (INPUT=COLUMN, repeatable)")
+	fs.BoolVar(&o.AllowNonFinite, "allow-nonfinite", false, "keep NaN/Inf teacher scores instead of stopping")
+	fs.StringVar(&o.dso.Label, "label", "", `dataset label column (default "label" if present; "-" for none)`)
+	fs.StringVar(&o.dso.Labels, "labels", "", "separate labels file for .npy or idx data (default for idx: the sibling labels file)")
+	fs.StringSliceVar(&o.dso.Features, "features", nil, "scalar dataset columns combined, in order, into one input column")
+	fs.StringVar(&o.dso.FeatureName, "feature-name", "", `name of that combined column (default "input")`)
+	fs.IntVar(&o.PartRows, "part-rows", 65536, fmt.Sprintf("rows per part file, 1..%d: the unit of resume and sharding", maxPartRows))
+	fs.StringVar(&o.lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
+}
+
+// maxPartRows bounds --part-rows: a part is built in memory.
+const maxPartRows = 1 << 24
+
+// validate checks every flag, naming it in the error, and fills
+// o.Options from them.
+func (o *extractOptions) validate() error {
+	for _, f := range []struct{ name, v string }{{"--teacher", o.Teacher}, {"--data", o.Data}, {"--out", o.Out}} {
+		if f.v == "" {
+			return usageError("%s is required", f.name)
+		}
+	}
+	var err error
+	o.Hidden = o.hidden
+	if o.Scores, err = extract.ParseScoreKind(o.scores); err != nil {
+		return usageError("--scores: %v", err)
+	}
+	if o.Preprocess, err = parsePreprocess(o.scale, o.mean, o.std, o.reshape); err != nil {
+		return err
+	}
+	if len(o.maps) > 0 {
+		o.InputMap = map[string]string{}
+		for _, m := range o.maps {
+			in, col, ok := strings.Cut(m, "=")
+			if !ok || in == "" || col == "" {
+				return usageError("--map %q: want INPUT=COLUMN", m)
+			}
+			o.InputMap[in] = col
+		}
+	}
+	if o.shardCount < 0 {
+		return usageError("--shard-count %d: want a positive count (or 0: from the environment)", o.shardCount)
+	}
+	if o.ShardIndex, o.ShardCount, err = shardFromEnv(o.shard, o.shardCount); err != nil {
+		return usageError("%v", err)
+	}
+	if err := checkRange("--batch", o.Batch, 1, maxBatch); err != nil {
+		return err
+	}
+	if err := checkRange("--part-rows", o.PartRows, 1, maxPartRows); err != nil {
+		return err
+	}
+	if err := checkRange("--topk", o.TopK, 0, maxBatch); err != nil {
+		return err
+	}
+	if err := checkThreads(o.Threads); err != nil {
+		return err
+	}
+	switch o.Dtype {
+	case "f32", "f16":
+	default:
+		return usageError("--dtype %q: want f32 or f16", o.Dtype)
+	}
+	switch o.Format {
+	case "parquet", "arrow":
+	default:
+		return usageError("--format %q: want parquet or arrow", o.Format)
+	}
+	switch {
+	case o.Compression == "lz4" && o.Format == "parquet":
+		return usageError("--compression lz4 is for --format arrow; Parquet parts are zstd or none")
+	case o.Compression != "" && o.Compression != "zstd" && o.Compression != "lz4" && o.Compression != "none":
+		return usageError("--compression %q: want zstd, lz4 (arrow only) or none", o.Compression)
+	}
+	switch o.Provider {
+	case "cpu", "cuda", "tensorrt", "coreml":
+	default:
+		return usageError("--provider %q: want cpu, cuda, tensorrt or coreml", o.Provider)
+	}
+	return guard.Check(
+		[]guard.Path{{Flag: "--teacher", Path: o.Teacher}, {Flag: "--data", Path: o.Data}, {Flag: "--labels", Path: o.dso.Labels}},
+		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.Cache}})
+}
+
+// runExtract runs the teacher over the dataset into the cache.
+func runExtract(ctx context.Context, o extractOptions) error {
+	o.Dataset = &o.dso
+	o.ToolVersion = version
+	o.Log = func(format string, a ...any) { fmt.Fprintf(cmdErr, "extract: "+format+"\n", a...) }
+	pr := newProgress("extract", "rows")
+	o.Progress = pr.Update
+	rt, err := extract.NewRuntime(o.lib)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	res, err := rt.Run(ctx, o.Options)
+	pr.Done()
+	if errors.Is(err, extract.ErrInterrupted) {
+		fmt.Fprintf(cmdErr, "extract: interrupted after %d rows; parts written so far are complete. Resume with:\n  %s\n",
+			res.Rows+res.Skipped, resumeCommand())
+		return fmt.Errorf("%w", context.Canceled)
+	}
+	if err != nil {
+		if res != nil && res.Parts > 0 {
+			// Parts were committed (a full disk, a teacher error later
+			// on): the cache holds them, and --resume continues.
+			fmt.Fprintf(cmdErr, "extract: %d rows in %d complete parts are kept; after fixing the cause, resume with:\n  %s\n",
+				res.Rows, res.Parts, resumeCommand())
+		}
+		return err
+	}
+	fmt.Fprintf(cmdOut, "extract: %d rows in %d new parts (%d rows already complete) → %s\n  scores: %s (%s)\n",
+		res.Rows, res.Parts, res.Skipped, o.Out, res.Source.Tensor, res.Source.Why)
+	return nil
 }
 
 // shardFromEnv resolves --shard, else the Kubernetes Indexed Job or Slurm

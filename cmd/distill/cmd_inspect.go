@@ -15,6 +15,7 @@ import (
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
 	"github.com/spf13/pflag"
 )
@@ -51,8 +52,15 @@ Exit codes: 0 ok, 1 the cache cannot be read or --verify found a problem
 				if len(args) == 0 {
 					return usageError("want at least one cache directory")
 				}
-				if o.Rows < 0 {
-					return usageError("--rows %d: want 0 or more", o.Rows)
+				if err := checkRange("--rows", o.Rows, 0, maxBatch); err != nil {
+					return err
+				}
+				var inputs []guard.Path
+				for _, a := range args {
+					inputs = append(inputs, guard.Path{Flag: "CACHE", Path: a})
+				}
+				if err := guard.Check(inputs, []guard.Path{{Flag: "--logits-npy", Path: o.NPY, Kind: guard.File}}); err != nil {
+					return err
 				}
 				return runInspect(ctx, cmdOut, o, args)
 			}

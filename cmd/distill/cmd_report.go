@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
+	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/report"
 	"github.com/spf13/pflag"
 )
@@ -64,6 +66,26 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 // writeReport writes the report of runDir into out (default
 // runDir/report), prints its warnings and returns the path of index.html.
 func writeReport(runDir, out string) (string, error) {
+	dir := out
+	if dir == "" {
+		dir = filepath.Join(runDir, "report")
+	}
+	// The files the report reads must stay outside what it writes.
+	ckpts, _, _, err := report.Load(runDir, dir)
+	if err != nil {
+		return "", err
+	}
+	evals, _ := filepath.Glob(filepath.Join(runDir, "eval", "*.json"))
+	var inputs []guard.Path
+	for _, c := range ckpts {
+		inputs = append(inputs, guard.Path{Flag: "RUN_DIR checkpoint", Path: filepath.Join(runDir, c.Path)})
+	}
+	for _, e := range evals {
+		inputs = append(inputs, guard.Path{Flag: "RUN_DIR eval output", Path: e})
+	}
+	if err := guard.Check(inputs, []guard.Path{{Flag: "--out", Path: dir, Kind: guard.Dir}}); err != nil {
+		return "", err
+	}
 	index, warnings, err := report.Write(runDir, &report.Options{Out: out, ToolVersion: version})
 	for _, w := range warnings {
 		fmt.Fprintf(cmdErr, "report: warning: %s\n", w)

@@ -31,6 +31,10 @@ scores (e.g. the logits before a final Softmax) are marked.`,
 				if err != nil {
 					return err
 				}
+				src, srcErr := m.ChooseScores(*output)
+				if srcErr != nil && *output != "" {
+					return usageError("%v", srcErr)
+				}
 				rt, err := extract.NewRuntime(*lib)
 				if err != nil {
 					return err
@@ -41,7 +45,7 @@ scores (e.g. the logits before a final Softmax) are marked.`,
 					return err
 				}
 				marks := map[string]string{}
-				if src, err := m.ChooseScores(*output); err == nil {
+				if srcErr == nil {
 					marks[src.Tensor] = "scores (" + string(orDefault(src.Kind, "auto")) + ")"
 					if pen := m.Penultimate(src.Tensor); pen != "" {
 						marks[pen] = "penultimate"

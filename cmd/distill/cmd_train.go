@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
 )
@@ -107,27 +108,30 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.Dropout, "dropout", 0, "dropout probability after every hidden block")
 	fs.BoolVar(&o.LayerNorm, "layernorm", false, "LayerNorm in every hidden block, before the activation")
 	fs.StringVar(&o.Standardize, "standardize", "auto", "input standardization from the cache: auto (per channel for image inputs, per feature otherwise), feature, channel or none")
-	fs.Float64Var(&o.Temperature, "temperature", 4, "distillation temperature T")
-	fs.Float64Var(&o.Alpha, "alpha", 0.9, "weight of the KL term; 1-alpha weights the cross-entropy with the labels")
+	fs.Float64Var(&o.Temperature, "temperature", 4, "distillation temperature T, 0.001..1000")
+	fs.Float64Var(&o.Alpha, "alpha", 0.9, "weight of the KL term, 0..1; 1-alpha weights the cross-entropy with the labels")
 	fs.StringArrayVar(&o.Features, "feature", nil, "feature distillation pair TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT] (repeatable)")
 	fs.StringVar(&o.FeatureLoss, "feature-loss", "mse", "feature loss: mse or cosine")
-	fs.IntVar(&o.Epochs, "epochs", 10, "passes over the cache")
-	fs.IntVar(&o.Batch, "batch", 128, "rows per optimizer step")
-	fs.Float64Var(&o.LR, "lr", 1e-3, "peak learning rate")
+	fs.IntVar(&o.Epochs, "epochs", 10, fmt.Sprintf("passes over the cache, 1..%d", maxEpochs))
+	fs.IntVar(&o.Batch, "batch", 128, fmt.Sprintf("rows per optimizer step, 1..%d", maxBatch))
+	fs.Float64Var(&o.LR, "lr", 1e-3, "peak learning rate, in (0, 10]")
 	fs.StringVar(&o.Optimizer, "optimizer", "adamw", "optimizer: adamw or sgd")
-	fs.Float64Var(&o.Momentum, "momentum", 0.9, "SGD momentum")
-	fs.Float64Var(&o.WeightDecay, "weight-decay", 0, "weight decay (AdamW: decoupled; SGD: L2)")
+	fs.Float64Var(&o.Momentum, "momentum", 0.9, "SGD momentum, 0..0.999")
+	fs.Float64Var(&o.WeightDecay, "weight-decay", 0, "weight decay, 0..10 (AdamW: decoupled; SGD: L2)")
 	fs.StringVar(&o.Schedule, "schedule", "constant", "learning-rate schedule after warmup: constant or cosine")
 	fs.Int64Var(&o.Warmup, "warmup", 0, "linear warmup steps")
 	fs.StringSliceVar(&o.Val, "val", nil, "held-out cache evaluated after every epoch")
 	fs.StringVar(&o.Data, "data", "", "the dataset of a --cache extracted without --keep-input, if it moved (default: the path in its manifest)")
 	fs.StringVar(&o.ValData, "val-data", "", "the dataset of a --val cache extracted without --keep-input, if it moved")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of initialization, shuffling and dropout")
-	fs.IntVar(&o.Threads, "threads", 0, "threads for matrix products and elementwise work (0 = all cores)")
+	fs.IntVar(&o.Threads, "threads", 0, "threads for matrix products and elementwise work (0 = all cores; at most 4 per core)")
 	fs.StringVar(&o.Input, "input", "", "cached input to train on, when the cache has several")
 	fs.IntVar(&o.ShuffleWindow, "shuffle-window", 0, "cache units shuffled together (0 = as many as fit in 256 MiB)")
 	fs.BoolVar(&o.Resume, "resume", false, "continue the run checkpointed in --out (start one if there is none)")
 }
+
+// maxEpochs bounds --epochs.
+const maxEpochs = 1 << 20
 
 // parseLayers parses --layers: positive widths separated by commas, or
 // "none" for no hidden layer.
@@ -174,15 +178,47 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	if !(o.Dropout >= 0 && o.Dropout < 1) {
 		return cfg, to, usageError("--dropout %v: want a probability in [0, 1)", o.Dropout)
 	}
-	if !(o.Temperature > 0) {
-		return cfg, to, usageError("--temperature %v: want > 0", o.Temperature)
+	for _, f := range []struct {
+		name      string
+		v, lo, hi float64
+	}{
+		{"--temperature", o.Temperature, 1e-3, 1e3},
+		{"--alpha", o.Alpha, 0, 1},
+		{"--lr", o.LR, 0, 10},
+		{"--momentum", o.Momentum, 0, 0.999},
+		{"--weight-decay", o.WeightDecay, 0, 10},
+	} {
+		if err := checkFloat(f.name, f.v, f.lo, f.hi); err != nil {
+			return cfg, to, err
+		}
 	}
-	if !(o.Alpha >= 0 && o.Alpha <= 1) {
-		return cfg, to, usageError("--alpha %v: want a value in [0, 1]", o.Alpha)
+	if o.LR == 0 {
+		return cfg, to, usageError("--lr 0: want a positive learning rate")
 	}
-	if o.Epochs < 1 || o.Batch < 1 || !(o.LR > 0) || o.Warmup < 0 || o.ShuffleWindow < 0 {
-		return cfg, to, usageError("--epochs %d, --batch %d, --lr %v, --warmup %d, --shuffle-window %d: want positive values (warmup, window >= 0)",
-			o.Epochs, o.Batch, o.LR, o.Warmup, o.ShuffleWindow)
+	if err := checkRange("--epochs", o.Epochs, 1, maxEpochs); err != nil {
+		return cfg, to, err
+	}
+	if err := checkRange("--batch", o.Batch, 1, maxBatch); err != nil {
+		return cfg, to, err
+	}
+	if err := checkRange("--shuffle-window", o.ShuffleWindow, 0, maxBatch); err != nil {
+		return cfg, to, err
+	}
+	if o.Warmup < 0 || o.Warmup > 1<<40 {
+		return cfg, to, usageError("--warmup %d: want 0..%d steps", o.Warmup, int64(1)<<40)
+	}
+	if err := checkThreads(o.Threads); err != nil {
+		return cfg, to, err
+	}
+	inputs := []guard.Path{{Flag: "--data", Path: o.Data}, {Flag: "--val-data", Path: o.ValData}}
+	for _, c := range o.Cache {
+		inputs = append(inputs, guard.Path{Flag: "--cache", Path: c})
+	}
+	for _, c := range o.Val {
+		inputs = append(inputs, guard.Path{Flag: "--val", Path: c})
+	}
+	if err := guard.Check(inputs, []guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.Checkpoint}}); err != nil {
+		return cfg, to, err
 	}
 	fl, err := train.ParseFeatureLoss(o.FeatureLoss)
 	if err != nil {

@@ -63,11 +63,17 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cmdOut, cmdErr = stdout, stderr
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
-		topUsage(stdout)
-		if len(args) == 0 {
-			return exitUsage
+	if len(args) == 0 {
+		names := make([]string, 0, len(commands))
+		for n := range commands {
+			names = append(names, n)
 		}
+		sort.Strings(names)
+		fmt.Fprintf(stderr, "distill: missing command (one of %s); run 'distill --help' for what each does\n", strings.Join(names, ", "))
+		return exitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
+		topUsage(stdout)
 		return exitOK
 	}
 	name := args[0]

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"math"
+	"runtime"
+
+	"github.com/distill-ml/distill/extract"
+	"github.com/distill-ml/distill/formats"
+)
+
+// Bounds shared by the commands' numeric flags, each named in --help.
+const (
+	// maxBatch bounds every rows-per-run flag (--batch, --topk).
+	maxBatch = 1 << 20
+	// threadsPerCore bounds --threads at that many threads per core: more
+	// only adds contention, and an absurd count would exhaust memory.
+	threadsPerCore = 4
+)
+
+// maxThreads is the largest --threads accepted on this machine.
+func maxThreads() int { return threadsPerCore * runtime.NumCPU() }
+
+// checkRange returns a usage error naming flag when v is outside lo..hi.
+func checkRange(flag string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return usageError("%s %d: want %d..%d", flag, v, lo, hi)
+	}
+	return nil
+}
+
+// checkThreads checks a --threads value: 0 (all cores) to maxThreads.
+func checkThreads(n int) error {
+	if n < 0 || n > maxThreads() {
+		return usageError("--threads %d: want 0 (all cores) to %d (%d per core on this machine's %d)", n, maxThreads(), threadsPerCore, runtime.NumCPU())
+	}
+	return nil
+}
+
+// checkFloat returns a usage error naming flag when v is NaN or ±Inf, or
+// outside [lo, hi].
+func checkFloat(flag string, v, lo, hi float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < lo || v > hi {
+		return usageError("%s %v: want a finite value in [%g, %g]", flag, v, lo, hi)
+	}
+	return nil
+}
+
+// parsePreprocess parses --scale, --mean, --std and --reshape: finite
+// numbers, a non-zero scale, positive standard deviations.
+func parsePreprocess(scale, mean, std, reshape string) (formats.Preprocess, error) {
+	var p formats.Preprocess
+	var err error
+	if scale != "" {
+		if p.Scale, err = extract.ParseNumber(scale); err != nil {
+			return p, usageError("--scale: %v", err)
+		}
+		if p.Scale == 0 {
+			return p, usageError("--scale %s: want a non-zero factor", scale)
+		}
+	}
+	if p.Mean, err = extract.ParseFloatList(mean); err != nil {
+		return p, usageError("--mean: %v", err)
+	}
+	if p.Std, err = extract.ParseFloatList(std); err != nil {
+		return p, usageError("--std: %v", err)
+	}
+	for _, s := range p.Std {
+		if !(s > 0) {
+			return p, usageError("--std %s: want positive standard deviations", std)
+		}
+	}
+	if p.Shape, err = extract.ParseShape(reshape); err != nil {
+		return p, usageError("--reshape: %v", err)
+	}
+	return p, nil
+}
