@@ -156,15 +156,31 @@ func Parity(ctx context.Context, c *train.Checkpoint, path string, rows int, pro
 	return res, nil
 }
 
-// CheckParity checks, without running anything, that Parity can compare
-// c's student on the cache at path: the cache opens, holds the student's
-// input column at its width and rows, and has the student's classes.
-func CheckParity(c *train.Checkpoint, path string) error {
-	data, _, err := openParity(c, path)
+// CheckParity checks, without running a model, that Parity can compare
+// c's student on the first rows rows of the cache at path: the cache
+// opens, holds the student's input column at its width and rows, has the
+// student's classes, and those rows' inputs are finite.
+func CheckParity(c *train.Checkpoint, path string, rows int) error {
+	data, spec, err := openParity(c, path)
 	if err != nil {
 		return err
 	}
-	return data.Close()
+	defer data.Close()
+	seen := 0
+	for b, err := range data.All() {
+		if err != nil {
+			return err
+		}
+		n := min(b.Len(), rows-seen)
+		x := b.Inputs[spec.Name][:n*spec.Size()]
+		if r := nonFiniteRow(x, n); r >= 0 {
+			return fmt.Errorf("%s: row %d has a NaN or infinite input value; parity cannot be measured on it", path, b.Rows[r])
+		}
+		if seen += n; seen >= rows {
+			break
+		}
+	}
+	return nil
 }
 
 // openParity opens the cache at path and finds the student's input column.

@@ -76,7 +76,8 @@ func ParseShape(s string) ([]int64, error) {
 	return out, nil
 }
 
-// ParseShard parses "I/N" (0 ≤ I < N).
+// ParseShard parses "I/N" (0 ≤ I < N ≤ 99999: shard directories have
+// five-digit names).
 func ParseShard(s string) (index, count int, err error) {
 	a, b, ok := strings.Cut(s, "/")
 	if ok {
@@ -85,7 +86,7 @@ func ParseShard(s string) (index, count int, err error) {
 			count, err = strconv.Atoi(strings.TrimSpace(b))
 		}
 	}
-	if !ok || err != nil || count < 1 || index < 0 || index >= count {
+	if !ok || err != nil || count < 1 || count > 99999 || index < 0 || index >= count {
 		return 0, 0, fmt.Errorf("bad --shard %q: want I/N with 0 ≤ I < N, e.g. 0/4", s)
 	}
 	return index, count, nil

@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"fmt"
 	"math"
 )
 
@@ -84,6 +85,11 @@ func (e *evaluator) add(logits Mat, b *batch) error {
 		kl, err := e.kd.KL(s, r, &b.t)
 		if err != nil {
 			return err
+		}
+		if math.IsNaN(kl) || math.IsInf(kl, 0) || math.IsNaN(conf) {
+			// Metrics carry finite numbers only (they go into the
+			// checkpoint's JSON): a row that has none is an error.
+			return fmt.Errorf("train: validation row %d has NaN or infinite values (its inputs, teacher scores or the student's outputs); validate on rows without them (a cache extracted without --allow-nonfinite)", b.rows[r])
 		}
 		e.kl += kl
 		bin := min(ECEBins-1, max(0, int(math.Ceil(conf*ECEBins))-1))

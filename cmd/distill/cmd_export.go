@@ -141,7 +141,7 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 	if o.Verify != "" {
 		// The cache and onnxruntime are checked before the model is
 		// written: a --verify that cannot run leaves nothing behind.
-		if err := eval.CheckParity(c, o.Verify); err != nil {
+		if err := eval.CheckParity(c, o.Verify, o.VerifyRows); err != nil {
 			return fmt.Errorf("--verify: %w", err)
 		}
 		rt, err := extract.NewRuntime(o.OrtLib)

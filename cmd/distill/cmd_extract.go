@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/distill-ml/distill/extract"
+	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/spf13/pflag"
@@ -85,11 +86,11 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("onnxruntime intra-op threads, 0 (all cores) to %d", maxThreads()))
 	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider: cpu, cuda, tensorrt or coreml")
 	fs.StringVar(&o.shard, "shard", "", "process shard I of N (I/N, 0-based)")
-	fs.IntVar(&o.shardCount, "shard-count", 0, "shard count N when the index comes from JOB_COMPLETION_INDEX")
+	fs.IntVar(&o.shardCount, "shard-count", 0, "shard count N (up to 99999) when the index comes from JOB_COMPLETION_INDEX")
 	fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted extraction into the same --out")
 	fs.StringVar(&o.Output, "output", "", "the tensor holding the class scores (default: chosen automatically)")
 	fs.StringVar(&o.scores, "scores", "auto", "what the scores are: auto, logits, probs or log_probs")
-	fs.StringVar(&o.scale, "scale", "", "multiply input values by this first, e.g. 1/255")
+	fs.StringVar(&o.scale, "scale", "", "multiply input values by this positive factor first, e.g. 1/255")
 	fs.StringVar(&o.mean, "mean", "", "subtract per-channel mean (after --scale), e.g. 0.1307 or 0.485,0.456,0.406")
 	fs.StringVar(&o.std, "std", "", "divide by per-channel std (after --mean), e.g. 0.3081")
 	fs.StringVar(&o.reshape, "reshape", "", "per-sample shape fed to the model, without the batch axis, e.g. 1,28,28")
@@ -102,6 +103,10 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.PartRows, "part-rows", 65536, fmt.Sprintf("rows per part file, 1..%d: the unit of resume and sharding", maxPartRows))
 	fs.StringVar(&o.lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
 }
+
+// maxShards bounds the shard count: shard directories are named with
+// five digits (formats.ShardDirName).
+const maxShards = 99999
 
 // maxPartRows bounds --part-rows: a part is built in memory.
 const maxPartRows = 1 << 24
@@ -132,8 +137,8 @@ func (o *extractOptions) validate() error {
 			o.InputMap[in] = col
 		}
 	}
-	if o.shardCount < 0 {
-		return usageError("--shard-count %d: want a positive count (or 0: from the environment)", o.shardCount)
+	if err := checkRange("--shard-count", o.shardCount, 0, maxShards); err != nil {
+		return err
 	}
 	if o.ShardIndex, o.ShardCount, err = shardFromEnv(o.shard, o.shardCount); err != nil {
 		return usageError("%v", err)
@@ -171,9 +176,17 @@ func (o *extractOptions) validate() error {
 	default:
 		return usageError("--provider %q: want cpu, cuda, tensorrt or coreml", o.Provider)
 	}
-	return guard.Check(
+	if err := guard.Check(
 		[]guard.Path{{Flag: "--teacher", Path: o.Teacher}, {Flag: "--data", Path: o.Data}, {Flag: "--labels", Path: o.dso.Labels}},
-		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.Cache}})
+		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.Cache}}); err != nil {
+		return err
+	}
+	// --resume continues a cache: a directory holding other files is not
+	// one, whatever they are.
+	if entries, err := os.ReadDir(o.Out); err == nil && len(entries) > 0 && o.Resume && guard.KindOf(o.Out) != guard.Cache {
+		return usageError("--resume: --out %s holds files but no cache (no %s); --resume continues an extraction, choose its --out or a new one", o.Out, formats.ManifestName)
+	}
+	return nil
 }
 
 // runExtract runs the teacher over the dataset into the cache.

@@ -204,8 +204,8 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	if err := checkRange("--shuffle-window", o.ShuffleWindow, 0, maxBatch); err != nil {
 		return cfg, to, err
 	}
-	if o.Warmup < 0 || o.Warmup > 1<<40 {
-		return cfg, to, usageError("--warmup %d: want 0..%d steps", o.Warmup, int64(1)<<40)
+	if o.Warmup < 0 || o.Warmup > 1<<32 {
+		return cfg, to, usageError("--warmup %d: want 0..%d steps", o.Warmup, int64(1)<<32)
 	}
 	if err := checkThreads(o.Threads); err != nil {
 		return cfg, to, err

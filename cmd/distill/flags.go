@@ -45,8 +45,14 @@ func checkFloat(flag string, v, lo, hi float64) error {
 	return nil
 }
 
+// maxPreprocess bounds the magnitude of --scale, --mean and --std: larger
+// values turn any input into zeros or overflow, never a useful
+// normalization.
+const maxPreprocess = 1e6
+
 // parsePreprocess parses --scale, --mean, --std and --reshape: finite
-// numbers, a non-zero scale, positive standard deviations.
+// numbers, a positive scale, positive standard deviations, all of
+// magnitude at most maxPreprocess.
 func parsePreprocess(scale, mean, std, reshape string) (formats.Preprocess, error) {
 	var p formats.Preprocess
 	var err error
@@ -54,19 +60,24 @@ func parsePreprocess(scale, mean, std, reshape string) (formats.Preprocess, erro
 		if p.Scale, err = extract.ParseNumber(scale); err != nil {
 			return p, usageError("--scale: %v", err)
 		}
-		if p.Scale == 0 {
-			return p, usageError("--scale %s: want a non-zero factor", scale)
+		if !(p.Scale > 0 && p.Scale <= maxPreprocess) {
+			return p, usageError("--scale %s: want a positive factor up to %g", scale, maxPreprocess)
 		}
 	}
 	if p.Mean, err = extract.ParseFloatList(mean); err != nil {
 		return p, usageError("--mean: %v", err)
 	}
+	for _, m := range p.Mean {
+		if math.Abs(m) > maxPreprocess {
+			return p, usageError("--mean %s: want values in [-%g, %g]", mean, maxPreprocess, maxPreprocess)
+		}
+	}
 	if p.Std, err = extract.ParseFloatList(std); err != nil {
 		return p, usageError("--std: %v", err)
 	}
 	for _, s := range p.Std {
-		if !(s > 0) {
-			return p, usageError("--std %s: want positive standard deviations", std)
+		if !(s > 0 && s <= maxPreprocess) {
+			return p, usageError("--std %s: want positive standard deviations up to %g", std, maxPreprocess)
 		}
 	}
 	if p.Shape, err = extract.ParseShape(reshape); err != nil {

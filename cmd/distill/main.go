@@ -96,14 +96,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	// pflag would print the usage itself on every parse error; the help
-	// goes to stdout once, and an error gets one line and a pointer.
+	// goes to stdout once, and an error gets one line ending in a pointer
+	// to the help.
 	fs.Usage = func() {}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			usage(stdout)
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "distill %s: %v\nRun 'distill %s --help' for usage.\n", c.Name, err, c.Name)
+		fmt.Fprintf(stderr, "distill %s: %v (run 'distill %s --help' for usage)\n", c.Name, err, c.Name)
 		return exitUsage
 	}
 	// The one environment setting of the student math: DISTILL_GEMM forces
@@ -124,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "distill %s: %s\nRun 'distill %s --help' for usage.\n", c.Name, strings.TrimPrefix(err.Error(), "usage: "), c.Name)
+		fmt.Fprintf(stderr, "distill %s: %s (run 'distill %s --help' for usage)\n", c.Name, strings.TrimPrefix(err.Error(), "usage: "), c.Name)
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(stderr, "distill %s: interrupted: %v\n", c.Name, err)
