@@ -19,6 +19,9 @@
 //     of a per-sample shape from its width).
 //   - Reading a cache: Open, OpenWithOptions, Cache, Unit, ShardDirName.
 //   - Verification: Verify, Report.
+//   - Summaries (distill inspect): Summarize, Summary, SummaryColumn,
+//     SummaryShard, SummaryRow, ClassProb, JSONFloat (NaN as null),
+//     SummarizeVerify, VerifySummary, RawBytesPerSample.
 //   - Errors: ErrVersion, ErrSchema, ErrCorrupt, ErrIncomplete, ErrTooLarge,
 //     CorruptError.
 //

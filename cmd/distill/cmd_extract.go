@@ -209,11 +209,10 @@ func runExtract(ctx context.Context, o extractOptions) error {
 		return fmt.Errorf("%w", context.Canceled)
 	}
 	if err != nil {
-		if res != nil && res.Parts > 0 {
+		if res != nil && (res.Parts > 0 || res.Skipped > 0) {
 			// Parts were committed (a full disk, a teacher error later
-			// on): the cache holds them, and --resume continues.
-			fmt.Fprintf(cmdErr, "extract: %d rows in %d complete parts are kept; after fixing the cause, resume with:\n  %s\n",
-				res.Rows, res.Parts, resumeCommand())
+			// on): the cache keeps them, and --resume continues.
+			fmt.Fprintf(cmdErr, "extract: the complete parts in %s are kept; after fixing the cause, resume with:\n  %s\n", o.Out, resumeCommand())
 		}
 		return err
 	}

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -84,84 +82,6 @@ func (o *inspectOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NPY, "logits-npy", "", "also write the scores as a NumPy [rows, C] float32 array, ordered by row id (full-logit caches)")
 }
 
-// topClasses is how many classes a row lists.
-const topClasses = 5
-
-// inspectReport is everything inspect prints; --json prints it as is.
-type inspectReport struct {
-	Paths             []string         `json:"paths"`
-	Rows              int64            `json:"rows"`                 // rows in the shards present
-	Parts             int              `json:"parts"`                // part files
-	Batches           int              `json:"batches"`              // record batches / row groups
-	Bytes             int64            `json:"bytes"`                // part files on disk
-	BytesPerSample    float64          `json:"bytes_per_sample"`     // Bytes / Rows
-	RawBytesPerSample int64            `json:"raw_bytes_per_sample"` // values as stored, before compression
-	Schema            []inspectColumn  `json:"schema"`
-	Manifest          formats.Manifest `json:"manifest"` // of the lowest shard present, without its parts list
-	ShardCount        int              `json:"shard_count"`
-	Shards            []inspectShard   `json:"shards"`
-	MissingShards     []int            `json:"missing_shards"`
-	FirstRows         []inspectRow     `json:"first_rows"`
-	RowsError         string           `json:"rows_error,omitempty"` // why the first rows could not be read
-	Verify            *inspectVerify   `json:"verify,omitempty"`
-}
-
-type inspectColumn struct {
-	Name  string  `json:"name"`
-	Type  string  `json:"type"` // Arrow type
-	Shape []int64 `json:"shape,omitempty"`
-}
-
-type inspectShard struct {
-	Index int   `json:"index"`
-	Rows  int64 `json:"rows"`
-	Parts int   `json:"parts"`
-	Bytes int64 `json:"bytes"`
-}
-
-type inspectRow struct {
-	Row   int64       `json:"row"`
-	Label *int64      `json:"label,omitempty"`
-	Top   []classProb `json:"top"`
-	Rest  jsonFloat   `json:"rest"` // 1 − Σ Top[i].P: the classes not listed
-}
-
-type classProb struct {
-	Class int       `json:"class"`
-	P     jsonFloat `json:"p"`
-}
-
-// jsonFloat is a float64 that JSON encodes NaN and ±Inf (scores a broken
-// teacher may produce, which --verify reports) as null.
-type jsonFloat float64
-
-// MarshalJSON implements json.Marshaler.
-func (f jsonFloat) MarshalJSON() ([]byte, error) {
-	if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-		return []byte("null"), nil
-	}
-	return json.Marshal(float64(f))
-}
-
-// UnmarshalJSON implements json.Unmarshaler; null decodes as NaN.
-func (f *jsonFloat) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*f = jsonFloat(math.NaN())
-		return nil
-	}
-	return json.Unmarshal(b, (*float64)(f))
-}
-
-type inspectVerify struct {
-	OK            bool     `json:"ok"`
-	Parts         int      `json:"parts"`
-	Batches       int      `json:"batches"`
-	Rows          int64    `json:"rows"`
-	NonFinite     int64    `json:"non_finite_rows"`
-	NonFiniteRows []int64  `json:"non_finite_row_ids,omitempty"`
-	Problems      []string `json:"problems"`
-}
-
 // runInspect opens the cache at paths, builds the report and writes it to
 // w. It returns an error if the cache cannot be opened, its first rows
 // cannot be read, or verification fails (after writing the report).
@@ -171,7 +91,7 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 		return err
 	}
 	defer c.Close()
-	rep, err := buildInspectReport(c, paths, o.Rows)
+	rep, err := formats.Summarize(c, paths, o.Rows)
 	if err != nil {
 		return err
 	}
@@ -183,7 +103,7 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 	var verr error
 	if o.Verify && ctx.Err() == nil {
 		vr, err := formats.Verify(c)
-		rep.Verify = verifySummary(vr, rep.ShardCount)
+		rep.Verify = formats.SummarizeVerify(vr, rep.ShardCount)
 		verr = err
 	}
 	if o.JSON {
@@ -207,161 +127,8 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 	return nil
 }
 
-// buildInspectReport collects everything but the verification.
-func buildInspectReport(c *formats.Cache, paths []string, nRows int) (*inspectReport, error) {
-	cfg := c.Config()
-	m := c.Manifest()
-	m.Parts = nil
-	rep := &inspectReport{
-		Paths:         paths,
-		Rows:          c.NumRows(),
-		Batches:       c.NumBatches(),
-		Manifest:      m,
-		ShardCount:    m.Settings.ShardCount,
-		MissingShards: append([]int{}, c.MissingShards()...),
-		FirstRows:     []inspectRow{},
-	}
-	for _, sm := range c.Manifests() {
-		sh := inspectShard{Index: sm.Settings.ShardIndex, Rows: sm.Rows, Parts: len(sm.Parts)}
-		for _, p := range sm.Parts {
-			sh.Bytes += p.Bytes
-		}
-		rep.Shards = append(rep.Shards, sh)
-		rep.Parts += sh.Parts
-		rep.Bytes += sh.Bytes
-	}
-	if rep.Rows > 0 {
-		rep.BytesPerSample = float64(rep.Bytes) / float64(rep.Rows)
-	}
-	schema, err := formats.Schema(cfg)
-	if err != nil {
-		return nil, err
-	}
-	shapes := map[string][]int64{}
-	for _, h := range cfg.Hidden {
-		shapes[formats.HiddenPrefix+h.Name] = h.Shape
-	}
-	for _, in := range cfg.Inputs {
-		shapes[formats.InputPrefix+in.Name] = in.Shape
-	}
-	for _, f := range schema.Fields() {
-		rep.Schema = append(rep.Schema, inspectColumn{Name: f.Name, Type: f.Type.String(), Shape: shapes[f.Name]})
-	}
-	rep.RawBytesPerSample = rawBytesPerSample(cfg)
-	if nRows > 0 {
-		for b, err := range c.All() {
-			if err != nil {
-				rep.RowsError = fmt.Sprintf("reading the first rows: %v", err)
-				break
-			}
-			for r := 0; r < b.Len() && len(rep.FirstRows) < nRows; r++ {
-				rep.FirstRows = append(rep.FirstRows, inspectRowOf(cfg, b, r))
-			}
-			if len(rep.FirstRows) >= nRows {
-				break
-			}
-		}
-	}
-	return rep, nil
-}
-
-// rawBytesPerSample is the size of one row's values in their storage
-// types: 8 per int64, 4 per int32 or float32, 2 per float16.
-func rawBytesPerSample(cfg formats.Config) int64 {
-	size := func(d formats.Dtype) int64 {
-		if d == formats.Float16 {
-			return 2
-		}
-		return 4
-	}
-	n := int64(8) // row
-	if cfg.HasLabel {
-		n += 8
-	}
-	if cfg.TopK == 0 {
-		n += int64(cfg.Classes) * size(cfg.ScoreDtype)
-	} else {
-		n += int64(cfg.TopK)*(4+size(cfg.ScoreDtype)) + 4
-	}
-	for _, h := range cfg.Hidden {
-		n += int64(h.Size()) * size(h.Dtype)
-	}
-	for _, in := range cfg.Inputs {
-		n += int64(in.Size()) * 4
-	}
-	return n
-}
-
-// inspectRowOf returns row r of b with its topClasses most probable
-// classes.
-//
-// Full scores s (C values): p_c = exp(s_c − lse), lse = log Σ_c exp(s_c)
-// computed as m + log Σ_c exp(s_c − m), m = max_c s_c. Top-k scores:
-// p_j = exp(topk_logit_j − logsumexp), with logsumexp over all C classes
-// as stored, so the probabilities are exact, not renormalized over k.
-func inspectRowOf(cfg formats.Config, b *formats.Batch, r int) inspectRow {
-	row := inspectRow{Row: b.Rows[r]}
-	if cfg.HasLabel {
-		l := b.Labels[r]
-		row.Label = &l
-	}
-	if k := cfg.TopK; k > 0 {
-		lse := float64(b.LogSumExp[r])
-		for j := 0; j < min(k, topClasses); j++ {
-			row.Top = append(row.Top, classProb{Class: int(b.TopKIndex[r*k+j]), P: jsonFloat(math.Exp(float64(b.TopKLogit[r*k+j]) - lse))})
-		}
-	} else {
-		s := b.Logits[r*cfg.Classes : (r+1)*cfg.Classes]
-		idx := make([]int, len(s))
-		for i := range idx {
-			idx[i] = i
-		}
-		// Descending score, ties to the lower class; NaN last.
-		slices.SortStableFunc(idx, func(a, b int) int {
-			x, y := s[a], s[b]
-			switch {
-			case x > y || y != y && x == x:
-				return -1
-			case x < y || x != x && y == y:
-				return 1
-			}
-			return 0
-		})
-		lse := formats.LogSumExp(s)
-		for _, c := range idx[:min(len(idx), topClasses)] {
-			row.Top = append(row.Top, classProb{Class: c, P: jsonFloat(math.Exp(float64(s[c]) - lse))})
-		}
-	}
-	row.Rest = 1
-	for _, t := range row.Top {
-		row.Rest -= t.P
-	}
-	if row.Rest < 0 { // float64 rounding when Top holds every class
-		row.Rest = 0
-	}
-	return row
-}
-
-// verifySummary turns a formats.Report into printable lines.
-func verifySummary(r *formats.Report, shardCount int) *inspectVerify {
-	v := &inspectVerify{
-		OK: r.OK(), Parts: r.Parts, Batches: r.Batches, Rows: r.Rows,
-		NonFinite: r.NonFinite, NonFiniteRows: r.NonFiniteRows, Problems: []string{},
-	}
-	for _, s := range r.MissingShards {
-		v.Problems = append(v.Problems, fmt.Sprintf("missing shard %d of %d (directory %s)", s, shardCount, formats.ShardDirName(s, shardCount)))
-	}
-	for _, p := range r.Problems {
-		v.Problems = append(v.Problems, p.Error())
-	}
-	if r.NonFinite > 0 {
-		v.Problems = append(v.Problems, fmt.Sprintf("%d rows with NaN or Inf values, first row ids %v", r.NonFinite, r.NonFiniteRows))
-	}
-	return v
-}
-
 // writeInspectText prints the report for people.
-func writeInspectText(out io.Writer, rep *inspectReport) error {
+func writeInspectText(out io.Writer, rep *formats.Summary) error {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	m := rep.Manifest
 	s := m.Settings
@@ -433,7 +200,7 @@ func writeInspectText(out io.Writer, rep *inspectReport) error {
 	}
 
 	if len(rep.FirstRows) > 0 || rep.RowsError != "" {
-		fmt.Fprintf(out, "\nfirst rows: top-%d classes, softmax of the stored scores at T=1\n", topClasses)
+		fmt.Fprintf(out, "\nfirst rows: top-%d classes, softmax of the stored scores at T=1\n", formats.SummaryTopClasses)
 		w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		for _, r := range rep.FirstRows {
 			fmt.Fprintf(w, "  row %d", r.Row)

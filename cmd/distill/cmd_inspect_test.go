@@ -127,17 +127,6 @@ func TestInspectGoodCache(t *testing.T) {
 	}
 }
 
-func TestInspectRawBytes(t *testing.T) {
-	cfg := formats.Config{Classes: 10, HasLabel: true, Hidden: []formats.TensorSpec{{Name: "h", Shape: []int64{2, 3}, Dtype: formats.Float16}}}
-	if got := rawBytesPerSample(cfg); got != 8+8+10*4+6*2 {
-		t.Errorf("rawBytesPerSample = %d, want %d", got, 8+8+10*4+6*2)
-	}
-	topk := formats.Config{Classes: 10, TopK: 3, ScoreDtype: formats.Float16}
-	if got := rawBytesPerSample(topk); got != 8+3*4+3*2+4 {
-		t.Errorf("rawBytesPerSample(top-k) = %d, want %d", got, 8+3*4+3*2+4)
-	}
-}
-
 func TestInspectTopKJSON(t *testing.T) {
 	dir := t.TempDir()
 	cfg := formats.Config{Classes: 10, TopK: 3, ScoreDtype: formats.Float16, HasLabel: true}
@@ -146,7 +135,7 @@ func TestInspectTopKJSON(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	var rep inspectReport
+	var rep formats.Summary
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("--json output does not decode: %v\n%s", err, out)
 	}
@@ -173,8 +162,8 @@ func TestInspectTopKJSON(t *testing.T) {
 		if r.Row != int64(i) || r.Label == nil || *r.Label != int64(i) || len(r.Top) != 3 {
 			t.Fatalf("first row %d: %+v", i, r)
 		}
-		hi, lo := jsonFloat(e2/(e2+9)), jsonFloat(1/(e2+9))
-		want := []classProb{{i, hi}, {0, lo}, {1, lo}}
+		hi, lo := formats.JSONFloat(e2/(e2+9)), formats.JSONFloat(1/(e2+9))
+		want := []formats.ClassProb{{Class: i, P: hi}, {Class: 0, P: lo}, {Class: 1, P: lo}}
 		if i == 0 {
 			want[1].Class, want[2].Class = 1, 2
 		} else if i == 1 {
@@ -263,7 +252,7 @@ func TestInspectNonFinite(t *testing.T) {
 	// Row 8's probabilities are NaN: shown, and null in --json.
 	mustContain(t, out, "1 rows with NaN or Inf values, first row ids [8]", "row 8 1: NaN 0: NaN rest NaN")
 	code, out, errOut := runInspectCmd(t, dir, "--json")
-	var rep inspectReport
+	var rep formats.Summary
 	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil {
 		t.Fatalf("--json: exit %d, %v\n%s\n%s", code, err, out, errOut)
 	}
@@ -296,7 +285,7 @@ func TestInspectMissingShard(t *testing.T) {
 
 	// The shard directories named one by one work the same way.
 	code, out, _ = runInspectCmd(t, filepath.Join(parent, formats.ShardDirName(0, 3)), filepath.Join(parent, formats.ShardDirName(2, 3)), "--json", "--rows", "0")
-	var rep inspectReport
+	var rep formats.Summary
 	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil {
 		t.Fatalf("exit %d, %v\n%s", code, err, out)
 	}
