@@ -13,16 +13,19 @@ import (
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/internal/lock"
 )
 
 // outDir is the directory this run writes: Out itself, or for shard i of
 // N > 1 the subdirectory shard-IIIII-of-NNNNN of Out, so shards never
 // collide and Out as a whole reads as one cache.
-func (p *plan) outDir() string {
-	if p.o.ShardCount > 1 {
-		return filepath.Join(p.o.Out, formats.ShardDirName(p.o.ShardIndex, p.o.ShardCount))
+func (p *plan) outDir() string { return outDir(p.o) }
+
+func outDir(o Options) string {
+	if o.ShardCount > 1 {
+		return filepath.Join(o.Out, formats.ShardDirName(o.ShardIndex, o.ShardCount))
 	}
-	return p.o.Out
+	return o.Out
 }
 
 // manifest describes what this run writes.
@@ -115,10 +118,42 @@ func dtypeName(e ElemType) string {
 }
 
 // openCache creates the output cache, or with --resume reopens it after
-// checking it was made by the same teacher, dataset and settings.
+// checking it was made by the same teacher, dataset and settings. The
+// CacheWriter locks the directory for the run; while another process
+// holds it, openCache fails at once saying so, with or without --resume.
 func (p *plan) openCache(rows int64) (*formats.CacheWriter, error) {
+	cw, err := p.createOrAppend(rows)
+	if errors.Is(err, formats.ErrLocked) {
+		return nil, lockedError(p.outDir())
+	}
+	return cw, err
+}
+
+// lockedError is the error of a run whose --out another run is writing.
+func lockedError(dir string) error {
+	return fmt.Errorf("--out %s: another distill process is writing this cache; wait for it to finish, or choose another --out (%w)", dir, formats.ErrLocked)
+}
+
+// busy reports whether another CacheWriter holds the cache directory dir,
+// by taking its lock for a moment (CacheWriter takes it for good).
+func busy(dir string) bool {
+	release, err := lock.Dir(dir)
+	if err != nil {
+		return errors.Is(err, lock.ErrLocked)
+	}
+	release()
+	return false
+}
+
+func (p *plan) createOrAppend(rows int64) (*formats.CacheWriter, error) {
 	o := p.o
 	dir := p.outDir()
+	// Before judging the directory by its contents (a manifest with a few
+	// parts, a temporary file): if a run is writing it, say that. (Run
+	// checked before loading the teacher; one may have started since.)
+	if busy(dir) {
+		return nil, lockedError(dir)
+	}
 	m, cfg, err := p.manifest(rows)
 	if err != nil {
 		return nil, err

@@ -45,11 +45,19 @@ type job struct {
 // directory o.Out. Reading and preprocessing, teacher runs and writing run
 // in separate goroutines joined by bounded queues, so memory stays bounded
 // whatever the dataset size. When ctx is cancelled, the part in flight is
-// finished and written and Run returns ErrInterrupted.
+// finished and written and Run returns ErrInterrupted. While another run
+// (in this process or another) writes the same cache directory, Run fails
+// at once with an error wrapping formats.ErrLocked that says so. A run
+// that fails before committing a part of a cache it created removes the
+// cache (formats.CacheWriter.Discard), leaving o.Out as it was.
 func (rt *Runtime) Run(ctx context.Context, opts Options) (*Result, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	// Fail at once, before loading the teacher, if a run is writing Out.
+	if dir := outDir(o); busy(dir) {
+		return nil, lockedError(dir)
 	}
 	p, err := rt.plan(o)
 	if err != nil {
@@ -69,7 +77,11 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer cw.Close()
+	// On every return but success: a run that created the cache and
+	// committed no part removes it (Discard), so that the plain command
+	// runs again instead of finding a cache of no rows; otherwise the
+	// parts stay for --resume. After Close it does nothing.
+	defer cw.Discard()
 	res.Skipped = cw.NextRow()
 	start := lo + res.Skipped
 	if start > hi {
@@ -167,12 +179,15 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 	if part != nil { // cannot happen: the reader ends parts with last
 		part.Abort()
 	}
-	if err := cw.Close(); err != nil {
-		return res, err
-	}
 	if res.Skipped+res.Rows < total {
 		res.Interrupted = true
+		if err := cw.Discard(); err != nil {
+			return res, err
+		}
 		return res, ErrInterrupted
+	}
+	if err := cw.Close(); err != nil {
+		return res, err
 	}
 	return res, nil
 }

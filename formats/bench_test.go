@@ -2,9 +2,13 @@ package formats
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -160,4 +164,93 @@ func TestBenchDataF16(t *testing.T) {
 			t.Fatalf("f16(%v) = %v", x, y)
 		}
 	}
+}
+
+// benchCacheCases are the containers BenchmarkReadCache reads: the
+// largest file (Arrow, uncompressed) and extract's default (Parquet zstd).
+var benchCacheCases = []benchCase{
+	{"arrow-none/f32", Config{Classes: benchClasses}, WriterOptions{Format: FormatArrow, Compression: CompressionNone}},
+	{"parquet-zstd/f32", Config{Classes: benchClasses}, WriterOptions{Format: FormatParquet, Compression: CompressionZstd}},
+}
+
+// writeBenchCache writes benchData as a cache directory of four parts and
+// returns their total size.
+func writeBenchCache(b *testing.B, dir string, c benchCase) (fileBytes int64) {
+	cw, err := CreateCache(dir, testManifest(0, 1), c.cfg, &c.opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cw.Close()
+	data := benchData()
+	for i := 0; i < len(data); i += len(data) / 4 {
+		info, err := cw.WritePart(data[i : i+len(data)/4]...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fileBytes += info.Bytes
+	}
+	return fileBytes
+}
+
+// BenchmarkReadCache opens a cache directory of 1M rows in four parts and
+// reads every unit, as train does once per run: Open, ReadBatch of each
+// unit, Close. "hash" checks each part's sha256 on its first read (the
+// default), "nohash" sets ReaderOptions.SkipHashCheck. MB/s counts decoded
+// row bytes as BenchmarkRead does; file-MB/s the part files' bytes.
+func BenchmarkReadCache(b *testing.B) {
+	benchData()
+	for _, c := range benchCacheCases {
+		dir := filepath.Join(b.TempDir(), "cache")
+		fileBytes := writeBenchCache(b, dir, c)
+		for _, skip := range []bool{false, true} {
+			name := c.name + "/hash"
+			if skip {
+				name = c.name + "/nohash"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.SetBytes(benchRows * rowBytesLogical(c.cfg))
+				b.ReportAllocs()
+				var dst Batch
+				for b.Loop() {
+					cache, err := OpenWithOptions(&ReaderOptions{SkipHashCheck: skip}, dir)
+					if err != nil {
+						b.Fatal(err)
+					}
+					rows := 0
+					for u := range cache.NumBatches() {
+						if err := cache.ReadBatch(u, &dst); err != nil {
+							b.Fatal(err)
+						}
+						rows += dst.Len()
+					}
+					cache.Close()
+					if rows != benchRows {
+						b.Fatalf("read %d rows", rows)
+					}
+				}
+				b.ReportMetric(float64(fileBytes)*float64(b.N)/b.Elapsed().Seconds()/1e6, "file-MB/s")
+			})
+		}
+	}
+}
+
+// BenchmarkHashPart measures the check a Cache makes on a part's first
+// read (size and sha256 against the manifest) over a 256 MiB file in the
+// page cache; ns/GB is the cost per 10⁹ bytes hashed.
+func BenchmarkHashPart(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "part-00000.arrow")
+	data := make([]byte, 256<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	info := PartInfo{File: filepath.Base(path), Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := checkPartFile(path, info); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(data))*1e9, "ns/GB")
 }

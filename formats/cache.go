@@ -46,7 +46,25 @@ type cachePart struct {
 	info      PartInfo
 	firstUnit int
 	numUnits  int
+	hash      *partHash
 }
+
+// partHash is the outcome of checking a part file against its manifest's
+// size and sha256, done once per Cache.
+type partHash struct {
+	once sync.Once
+	err  error
+}
+
+// check hashes the part the first time it is called and returns the
+// outcome, the same every time.
+func (p *cachePart) check() error {
+	p.hash.once.Do(func() { p.hash.err = checkPartFile(p.path, p.info) })
+	return p.hash.err
+}
+
+// checked records that the part was hashed and matched (by Verify).
+func (p *cachePart) checked() { p.hash.once.Do(func() {}) }
 
 type openPart struct {
 	r    *Reader
@@ -79,8 +97,8 @@ func Open(paths ...string) (*Cache, error) {
 // most once. If shards of the N are missing it fails with an error wrapping
 // ErrIncomplete that lists them, unless opts.AllowMissingShards. It checks
 // that every part file exists with the size its manifest records; contents
-// are checked as they are read (schema, batch layout) and by Verify
-// (sha256, values).
+// are checked as they are read (sha256 when a part is first opened, unless
+// opts.SkipHashCheck; schema, batch layout) and by Verify (also values).
 func OpenWithOptions(opts *ReaderOptions, paths ...string) (*Cache, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("formats: open: no cache directory given")
@@ -156,7 +174,7 @@ func OpenWithOptions(opts *ReaderOptions, paths ...string) (*Cache, error) {
 			if st.Size() != p.Bytes {
 				return nil, corrupt(path, -1, fmt.Errorf("file has %d bytes, manifest says %d", st.Size(), p.Bytes))
 			}
-			cp := cachePart{shard: si, path: path, info: p, firstUnit: len(c.units)}
+			cp := cachePart{shard: si, path: path, info: p, firstUnit: len(c.units), hash: &partHash{}}
 			for b, off := 0, int64(0); off < p.Rows; b++ {
 				rows := int(min(int64(rpb), p.Rows-off))
 				c.units = append(c.units, Unit{Path: path, Part: len(c.parts), Batch: b, Rows: rows, Offset: c.rows + off})
@@ -246,10 +264,12 @@ func (c *Cache) NumBatches() int { return len(c.units) }
 func (c *Cache) Units() []Unit { return slices.Clone(c.units) }
 
 // ReadBatch decodes unit u into dst (see Reader.ReadBatch). Units may be
-// read in any order and concurrently. The part's schema and embedded
-// manifest are checked against the manifest when the part is first opened,
-// and the unit's row count after decoding; a mismatch is a *CorruptError or
-// wraps ErrSchema.
+// read in any order and concurrently. The first read of a part hashes the
+// whole file and checks its size and sha256 against the manifest (unless
+// ReaderOptions.SkipHashCheck); the part's schema and embedded manifest are
+// checked against the manifest when the part is opened, and the unit's row
+// count after decoding. A mismatch is a *CorruptError naming the part, or
+// wraps ErrSchema; a part that failed its hash fails every later read.
 func (c *Cache) ReadBatch(u int, dst *Batch) error {
 	if u < 0 || u >= len(c.units) {
 		return fmt.Errorf("formats: unit %d out of range [0, %d)", u, len(c.units))
@@ -272,6 +292,13 @@ func (c *Cache) ReadBatch(u int, dst *Batch) error {
 // acquire returns the open reader of part p, opening and checking it if
 // needed, and holds a reference until release.
 func (c *Cache) acquire(p int) (*openPart, error) {
+	// Hash outside c.mu: reads of other parts go on meanwhile, and
+	// concurrent first reads of this part wait for one hash.
+	if !c.opts.SkipHashCheck {
+		if err := c.parts[p].check(); err != nil {
+			return nil, err
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

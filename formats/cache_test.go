@@ -3,6 +3,7 @@ package formats
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -419,4 +420,117 @@ func TestCacheConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestCacheHashCheck changes one stored value of the second part without
+// breaking its encoding: decoding alone would return the wrong value. A
+// Cache refuses every unit of that part with a *CorruptError naming it
+// (sha256 against the manifest, checked on its first read), reads the
+// other part, and with SkipHashCheck returns the wrong value unnoticed.
+func TestCacheHashCheck(t *testing.T) {
+	t.Parallel()
+	cfg := testConfigs["f32"]
+	for _, format := range []Format{FormatArrow, FormatParquet} {
+		t.Run(string(format), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			opts := &WriterOptions{Format: format, Compression: CompressionNone, RowsPerBatch: 4}
+			cw, err := CreateCache(dir, testManifest(0, 1), cfg, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b0, b1 := makeBatch(cfg, 0, 8, 1), makeBatch(cfg, 8, 8, 2)
+			const marker, changed = 1234.5, 42.25 // exact in float32, unlike makeBatch's values
+			b1.Logits[0] = marker
+			for _, b := range []*Batch{b0, b1} {
+				if _, err := cw.WritePart(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cw.Close()
+			path := filepath.Join(dir, "part-00001"+format.Ext())
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Arrow stores the float32 little-endian; Parquet with
+			// BYTE_STREAM_SPLIT spreads its four bytes over four streams,
+			// one byte per value of the row group (4 rows × 10 classes).
+			stride := 1
+			if format == FormatParquet {
+				stride = opts.RowsPerBatch * cfg.Classes
+			}
+			if !replaceFloat(data, marker, changed, stride) {
+				t.Fatalf("value %v not found in %s", float32(marker), path)
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			c, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var b Batch
+			if err := c.ReadBatch(0, &b); err != nil {
+				t.Fatalf("unit of the intact part: %v", err)
+			}
+			for range 2 { // the outcome is kept: every read fails
+				for u := 2; u < 4; u++ {
+					err := c.ReadBatch(u, &b)
+					var ce *CorruptError
+					if !errors.As(err, &ce) || ce.Path != path || !strings.Contains(err.Error(), "sha256") {
+						t.Fatalf("unit %d of the changed part: %v, want a *CorruptError naming %s and sha256", u, err, path)
+					}
+				}
+			}
+			n := 0
+			for _, err := range c.All() {
+				if err != nil {
+					if !errors.Is(err, ErrCorrupt) {
+						t.Fatalf("All: %v", err)
+					}
+					break
+				}
+				n++
+			}
+			if n != 2 {
+				t.Errorf("All yielded %d units before the error, want the 2 of part 0", n)
+			}
+
+			// Opting out: the changed value is read back as if stored.
+			raw, err := OpenWithOptions(&ReaderOptions{SkipHashCheck: true}, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			if err := raw.ReadBatch(2, &b); err != nil || b.Logits[0] != changed {
+				t.Fatalf("SkipHashCheck: logits[0] = %v, %v; want the changed %v", b.Logits[0], err, float32(changed))
+			}
+			// Verify reports the part once, as before, whatever the option.
+			if rep, err := Verify(raw); !errors.Is(err, ErrCorrupt) || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Error(), "sha256") {
+				t.Fatalf("Verify = %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
+// replaceFloat replaces the float32 from in data by to, its four
+// little-endian bytes stride bytes apart, and reports whether it found it.
+func replaceFloat(data []byte, from, to float32, stride int) bool {
+	f, g := math.Float32bits(from), math.Float32bits(to)
+	for i := 0; i+3*stride < len(data); i++ {
+		ok := true
+		for k := 0; k < 4 && ok; k++ {
+			ok = data[i+k*stride] == byte(f>>(8*k))
+		}
+		if ok {
+			for k := 0; k < 4; k++ {
+				data[i+k*stride] = byte(g >> (8 * k))
+			}
+			return true
+		}
+	}
+	return false
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/lock"
 )
 
 // CacheWriter writes a cache directory: part files plus manifest.json.
@@ -25,16 +26,54 @@ import (
 // the same way after each part, so after a crash at any moment the
 // directory holds a valid manifest listing complete parts; at most one
 // complete part may be missing from it, which OpenCacheForAppend adopts.
-// Only one CacheWriter may write a directory at a time. A CacheWriter is
-// not safe for concurrent use.
+// Only one CacheWriter may write a directory at a time: CreateCache and
+// OpenCacheForAppend lock the directory (package internal/lock: flock on
+// the directory itself, no lock file) until Close or Discard, and fail at
+// once with an error wrapping ErrLocked while another CacheWriter, in this
+// process or another, holds it. A CacheWriter is not safe for concurrent
+// use.
 type CacheWriter struct {
-	dir     string
-	m       Manifest
-	cfg     Config
-	opts    WriterOptions
-	part    *PartWriter
-	dropped []string
-	closed  bool
+	dir      string
+	m        Manifest
+	cfg      Config
+	opts     WriterOptions
+	part     *PartWriter
+	dropped  []string
+	closed   bool
+	unlock   func() error
+	created  bool     // by CreateCache: Discard may remove the manifest
+	madeDirs []string // directories CreateCache created, deepest first
+}
+
+// lockDir locks the cache directory dir for a CacheWriter.
+func lockDir(dir string) (func() error, error) {
+	release, err := lock.Dir(dir)
+	if errors.Is(err, lock.ErrLocked) {
+		return nil, fmt.Errorf("formats: %s is being written by another process (%w)", dir, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("formats: lock cache: %w", err)
+	}
+	return release, nil
+}
+
+// mkdirAll is os.MkdirAll that returns the directories it created,
+// deepest first.
+func mkdirAll(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return missing, nil
 }
 
 // CreateCache creates the cache directory dir (and its parents) and writes
@@ -43,9 +82,11 @@ type CacheWriter struct {
 // HasLabel, Hidden, KeepInput, Inputs, Format, Compression and
 // RowsPerBatch; it sets Rows to 0, ScoreKind "" to ScoreLogits,
 // ShardCount 0 to 1 and a zero Created to the current time. It fails if dir
-// already holds a manifest or part files.
-func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (*CacheWriter, error) {
-	cfg, err := cfg.normalize()
+// already holds a manifest or part files, and with an error wrapping
+// ErrLocked if another CacheWriter holds dir; the lock it takes is held
+// until Close or Discard.
+func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (_ *CacheWriter, err error) {
+	cfg, err = cfg.normalize()
 	if err != nil {
 		return nil, err
 	}
@@ -57,9 +98,22 @@ func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (*Cach
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	made, err := mkdirAll(dir)
+	if err != nil {
 		return nil, fmt.Errorf("formats: %w", err)
 	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		// Not removing made: the holder may be writing in it.
+		return nil, err
+	}
+	c := &CacheWriter{dir: dir, m: m, cfg: cfg, opts: o, unlock: unlock, created: true, madeDirs: made}
+	defer func() {
+		if err != nil {
+			removeDirs(made)
+			unlock()
+		}
+	}()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("formats: %w", err)
@@ -69,11 +123,20 @@ func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (*Cach
 			return nil, fmt.Errorf("formats: create cache %s: %s already exists (resume with OpenCacheForAppend)", dir, e.Name())
 		}
 	}
-	c := &CacheWriter{dir: dir, m: m, cfg: cfg, opts: o}
 	if err := c.writeManifest(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// removeDirs removes the directories dirs (deepest first) that are empty;
+// a non-empty or missing one is left as it is.
+func removeDirs(dirs []string) {
+	for _, d := range dirs {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
 }
 
 // fill sets the fields CreateCache derives, from a normalized cfg and
@@ -107,8 +170,23 @@ func (m *Manifest) fill(cfg Config, o WriterOptions) {
 // the deleted part files. NextRow says how many rows the cache holds.
 //
 // Non-zero Format, Compression or RowsPerBatch in opts must match the
-// manifest; Allocator and Metadata are used for new parts.
-func OpenCacheForAppend(dir string, opts *WriterOptions) (*CacheWriter, error) {
+// manifest; Allocator and Metadata are used for new parts. Like
+// CreateCache it locks dir until Close, and fails with an error wrapping
+// ErrLocked, before reading or changing anything, if another CacheWriter
+// holds it.
+func OpenCacheForAppend(dir string, opts *WriterOptions) (_ *CacheWriter, err error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		if _, merr := ReadManifest(dir); merr != nil && !errors.Is(err, ErrLocked) {
+			return nil, merr // no directory: report the missing manifest
+		}
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
@@ -131,7 +209,7 @@ func OpenCacheForAppend(dir string, opts *WriterOptions) (*CacheWriter, error) {
 	if o, err = o.resolve(cfg); err != nil {
 		return nil, err
 	}
-	c := &CacheWriter{dir: dir, m: m, cfg: cfg, opts: o}
+	c := &CacheWriter{dir: dir, m: m, cfg: cfg, opts: o, unlock: unlock}
 	if err := c.recover(); err != nil {
 		return nil, err
 	}
@@ -432,16 +510,52 @@ func (p *PartWriter) Abort() error {
 	return nil
 }
 
-// Close aborts an open part, if any. The manifest is already up to date.
+// Close aborts an open part, if any, and unlocks the directory. The
+// manifest is already up to date. Close after Close or Discard does
+// nothing.
 func (c *CacheWriter) Close() error {
 	if c.closed {
 		return nil
 	}
 	c.closed = true
+	var err error
 	if c.part != nil {
-		return c.part.Abort()
+		err = c.part.Abort()
 	}
-	return nil
+	if uerr := c.unlock(); err == nil && uerr != nil {
+		err = fmt.Errorf("formats: unlock cache: %w", uerr)
+	}
+	return err
+}
+
+// Discard is Close for a writer whose run failed. If the writer came from
+// CreateCache and committed no part, it also removes what CreateCache
+// made, so that the failed run leaves no cache behind (a rerun would find
+// one with no rows and refuse to create it): the manifest, and the
+// directories CreateCache created, if they are empty. Otherwise (a writer
+// from OpenCacheForAppend, or with committed parts, which a resume keeps)
+// it is Close. Discard after Close or Discard does nothing.
+func (c *CacheWriter) Discard() error {
+	if c.closed {
+		return nil
+	}
+	if !c.created || len(c.m.Parts) > 0 {
+		return c.Close()
+	}
+	c.closed = true
+	var err error
+	if c.part != nil {
+		err = c.part.Abort()
+	}
+	// Still locked: no other writer can be starting in dir meanwhile.
+	if rerr := os.Remove(filepath.Join(c.dir, ManifestName)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+		err = fmt.Errorf("formats: discard cache: %w", rerr)
+	}
+	removeDirs(c.madeDirs)
+	if uerr := c.unlock(); err == nil && uerr != nil {
+		err = fmt.Errorf("formats: unlock cache: %w", uerr)
+	}
+	return err
 }
 
 func (c *CacheWriter) partName(i int) string {

@@ -3,6 +3,8 @@ package formats
 import (
 	"errors"
 	"fmt"
+
+	"github.com/distill-ml/distill/internal/lock"
 )
 
 // Sentinel errors. Errors returned by this package wrap one of them (tested
@@ -26,6 +28,11 @@ var (
 	// ErrTooLarge reports a batch whose decoded size exceeds
 	// ReaderOptions.MaxBatchBytes; nothing was allocated for it.
 	ErrTooLarge = errors.New("formats: batch too large")
+
+	// ErrLocked reports a cache directory that another CacheWriter (of
+	// this process or another) is writing. It is lock.ErrLocked (package
+	// internal/lock), so errors.Is matches either.
+	ErrLocked = lock.ErrLocked
 )
 
 // CorruptError records a decoding failure and where it happened. Err wraps

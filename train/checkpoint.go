@@ -2,17 +2,21 @@ package train
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/lock"
 )
 
 // A checkpoint is a directory:
@@ -30,14 +34,26 @@ import (
 //	                      with theirs; __metadata__ {"epoch", "step", "optimizer"}
 //
 // Nothing in it depends on the clock, so a run with the same seed, data,
-// options and thread count writes the same bytes.
+// options and thread count writes the same bytes. config.json records the
+// size and sha256 of the three other files (CheckpointInfo.Files), and Load
+// checks them.
 //
 // WriteCheckpoint replaces the directory atomically: it writes every file
 // into .NAME.tmp beside it (each synced), renames NAME to .NAME.old,
 // renames .NAME.tmp to NAME, and removes .NAME.old. A crash leaves either
 // NAME complete, or only .NAME.old (the previous checkpoint, complete);
 // Load reads .NAME.old when NAME is missing, and the next WriteCheckpoint
-// restores it first.
+// restores it first. A WriteCheckpoint that fails (a full disk) removes
+// .NAME.tmp and puts the previous NAME back if it had moved it.
+//
+// One writer at a time: Train holds a lock on the empty file .NAME.lock
+// beside the checkpoint for its whole run (package internal/lock: flock,
+// dropped by the kernel when the process dies), so a second Train into the
+// same Out fails at once with an error wrapping ErrLocked. The lock is on a
+// file of its own because NAME is replaced by rename at every epoch, and
+// the parent directory may hold other checkpoints. Train removes
+// .NAME.lock when it returns; after a kill it stays, empty and unlocked,
+// until the next Train into NAME takes it over and removes it.
 const (
 	ModelFile   = "model.safetensors"
 	ConfigFile  = "config.json"
@@ -72,7 +88,29 @@ type CheckpointInfo struct {
 	Cache    Provenance     `json:"cache"`
 	Val      *Provenance    `json:"val,omitempty"`
 	Metrics  []EpochMetrics `json:"metrics"`
+	// Files holds the size and sha256 of every other file of the
+	// checkpoint (ModelFile, MetricsFile and StateFile if written), by
+	// name. WriteCheckpoint sets it, whatever it held; LoadFS checks every
+	// listed file that is present. Checkpoints written before it existed
+	// have none and load unchecked.
+	Files map[string]FileDigest `json:"files,omitempty"`
 }
+
+// FileDigest is the size and hex sha256 of a checkpoint file.
+type FileDigest struct {
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
+func fileDigest(data []byte) FileDigest {
+	sum := sha256.Sum256(data)
+	return FileDigest{Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// ErrLocked reports a checkpoint directory that another Train (in this
+// process or another) is writing. It is lock.ErrLocked (package
+// internal/lock), so errors.Is matches either.
+var ErrLocked = lock.ErrLocked
 
 // Checkpoint is a loaded or to-be-written checkpoint directory.
 type Checkpoint struct {
@@ -85,9 +123,11 @@ type Checkpoint struct {
 }
 
 // WriteCheckpoint writes c to the directory dir atomically (see the layout
-// above). It refuses to replace a dir that exists and is neither empty nor
-// a checkpoint.
-func WriteCheckpoint(dir string, c *Checkpoint) error {
+// above), with c.Info.Files set to the files it writes. It refuses to
+// replace a dir that exists and is neither empty nor a checkpoint. On
+// error it leaves no .NAME.tmp and dir as it was. It takes no lock: Train
+// holds one for its whole run.
+func WriteCheckpoint(dir string, c *Checkpoint) (err error) {
 	dir = filepath.Clean(dir)
 	tmp, old := siblings(dir)
 	if err := recoverDir(dir); err != nil {
@@ -103,12 +143,13 @@ func WriteCheckpoint(dir string, c *Checkpoint) error {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp) // best effort: the error at hand says more
+		}
+	}()
 	info := c.Info
 	info.Format, info.Version = checkpointFormat, checkpointVersion
-	cfg, err := json.MarshalIndent(&info, "", "  ")
-	if err != nil {
-		return fmt.Errorf("train: checkpoint: %w", err)
-	}
 	var model, state, metrics bytes.Buffer
 	if err := WriteSafetensors(&model, c.Student.Tensors(), map[string]string{"format": "pt"}); err != nil {
 		return err
@@ -134,6 +175,14 @@ func WriteCheckpoint(dir string, c *Checkpoint) error {
 			data []byte
 		}{StateFile, state.Bytes()})
 	}
+	info.Files = make(map[string]FileDigest, len(files))
+	for _, f := range files {
+		info.Files[f.name] = fileDigest(f.data)
+	}
+	cfg, err := json.MarshalIndent(&info, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
 	files = append(files, struct {
 		name string
 		data []byte
@@ -149,12 +198,25 @@ func WriteCheckpoint(dir string, c *Checkpoint) error {
 	// atomicfile.Rename syncs the parent after each rename, so a crash
 	// leaves the previous checkpoint (as NAME or .NAME.old) or the new one
 	// complete on disk, plus leftovers the next WriteCheckpoint removes.
+	// A failed rename (or its sync) may or may not have happened: if NAME
+	// is missing afterwards, .NAME.old goes back.
+	putBack := func() {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			os.Rename(old, dir)
+		}
+	}
 	if _, err := os.Stat(dir); err == nil {
 		if err := atomicfile.Rename(dir, old); err != nil {
+			putBack()
 			return fmt.Errorf("train: checkpoint: %w", err)
 		}
 	}
+	if err := checkpointFault("rename"); err != nil {
+		putBack()
+		return fmt.Errorf("train: checkpoint: %w", err)
+	}
 	if err := atomicfile.Rename(tmp, dir); err != nil {
+		putBack()
 		return fmt.Errorf("train: checkpoint: %w", err)
 	}
 	if err := os.RemoveAll(old); err != nil {
@@ -163,10 +225,70 @@ func WriteCheckpoint(dir string, c *Checkpoint) error {
 	return nil
 }
 
+// checkpointFault injects failures into WriteCheckpoint for tests: it is
+// called with each file's name before the file is written and with
+// "rename" between the two renames, and its error fails the write there.
+var checkpointFault = func(step string) error { return nil }
+
 // siblings returns the temporary and previous-checkpoint paths of dir.
 func siblings(dir string) (tmp, old string) {
 	parent, base := filepath.Split(dir)
 	return filepath.Join(parent, "."+base+".tmp"), filepath.Join(parent, "."+base+".old")
+}
+
+// lockCheckpoint takes the lock of a run writing the checkpoint dir: the
+// file .NAME.lock beside it (see the layout above), creating dir's parent
+// directories if needed. release unlocks, removes the lock file and the
+// parent directories it created if they are empty (nothing was written).
+func lockCheckpoint(dir string) (release func() error, err error) {
+	dir = filepath.Clean(dir)
+	parent, base := filepath.Split(dir)
+	made, err := mkdirAll(filepath.Dir(dir))
+	if err != nil {
+		return nil, fmt.Errorf("train: checkpoint: %w", err)
+	}
+	unlock, err := lock.File(filepath.Join(parent, "."+base+".lock"))
+	if errors.Is(err, lock.ErrLocked) {
+		return nil, fmt.Errorf("train: %s: another distill process is training into it; wait for it to finish, or choose another --out (%w)", dir, ErrLocked)
+	}
+	if err != nil {
+		removeDirs(made)
+		return nil, fmt.Errorf("train: lock checkpoint: %w", err)
+	}
+	return func() error {
+		err := unlock()
+		removeDirs(made)
+		return err
+	}, nil
+}
+
+// mkdirAll is os.MkdirAll that returns the directories it created,
+// deepest first.
+func mkdirAll(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return missing, nil
+}
+
+// removeDirs removes the directories dirs (deepest first) that are empty;
+// it stops at the first that is not.
+func removeDirs(dirs []string) {
+	for _, d := range dirs {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
 }
 
 // recoverDir finishes an interrupted WriteCheckpoint: if dir is missing
@@ -217,6 +339,10 @@ func writeSynced(path string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)
 	}
+	if err := checkpointFault(filepath.Base(path)); err != nil {
+		f.Close()
+		return fmt.Errorf("train: checkpoint: write %s: %w", path, err)
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return fmt.Errorf("train: checkpoint: %w", err)
@@ -252,6 +378,11 @@ func Load(dir string) (*Checkpoint, error) {
 // LoadFS reads a checkpoint from the root of fsys. Corrupt or inconsistent
 // files yield an error wrapping ErrCheckpoint (a missing file wraps
 // fs.ErrNotExist); nothing is allocated beyond the sizes of the files.
+// Every file config.json lists in Files that is present must have the
+// recorded size and sha256, and a present StateFile or MetricsFile must be
+// listed (checkpoints without Files are not checked); a weight that is NaN
+// or ±Inf is refused, naming its tensor, so that no export, evaluation or
+// resume uses it.
 func LoadFS(fsys fs.FS) (*Checkpoint, error) {
 	cfgData, err := readLimited(fsys, ConfigFile, maxConfigBytes)
 	if err != nil {
@@ -267,9 +398,12 @@ func LoadFS(fsys fs.FS) (*Checkpoint, error) {
 	if info.Version != checkpointVersion {
 		return nil, fmt.Errorf("%w: %s: version %d, this build reads %d", ErrCheckpoint, ConfigFile, info.Version, checkpointVersion)
 	}
-	model, err := fs.ReadFile(fsys, ModelFile)
+	model, err := readChecked(fsys, ModelFile, info.Files)
 	if err != nil {
-		return nil, fmt.Errorf("train: checkpoint: %w", err)
+		return nil, err
+	}
+	if _, err := readChecked(fsys, MetricsFile, info.Files); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
 	tensors, _, err := ReadSafetensors(model)
 	if err != nil {
@@ -291,11 +425,14 @@ func LoadFS(fsys fs.FS) (*Checkpoint, error) {
 	if err := assign(s.Tensors(), byName(tensors), ModelFile, true); err != nil {
 		return nil, err
 	}
+	if err := checkFinite(s.Tensors(), ModelFile); err != nil {
+		return nil, err
+	}
 	if err := s.Standardize.Set(s.Standardize.Mean.Data, s.Standardize.Std.Data); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCheckpoint, ModelFile, err)
 	}
 	c := &Checkpoint{Info: info, Student: s}
-	if data, err := fs.ReadFile(fsys, StateFile); err == nil {
+	if data, err := readChecked(fsys, StateFile, info.Files); err == nil {
 		st, meta, err := ReadSafetensors(data)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", StateFile, err)
@@ -303,9 +440,58 @@ func LoadFS(fsys fs.FS) (*Checkpoint, error) {
 		c.State = st
 		c.StateMeta = meta
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("train: checkpoint: %w", err)
+		return nil, err
 	}
 	return c, nil
+}
+
+// readChecked reads the checkpoint file name and, if files is not nil
+// (config.json records digests), checks it against its entry there: no
+// more than the recorded size is read. A missing file wraps
+// fs.ErrNotExist, a mismatch ErrCheckpoint.
+func readChecked(fsys fs.FS, name string, files map[string]FileDigest) ([]byte, error) {
+	if files == nil {
+		data, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("train: checkpoint: %w", err)
+		}
+		return data, nil
+	}
+	const fix = "the checkpoint is corrupt; re-train or restore it"
+	want, ok := files[name]
+	if !ok {
+		if _, err := fs.Stat(fsys, name); err != nil {
+			return nil, fmt.Errorf("train: checkpoint: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %s is not recorded in %s: %s", ErrCheckpoint, name, ConfigFile, fix)
+	}
+	if want.Bytes < 0 {
+		return nil, fmt.Errorf("%w: %s records %d bytes for %s", ErrCheckpoint, ConfigFile, want.Bytes, name)
+	}
+	data, err := readLimited(fsys, name, want.Bytes)
+	if errors.Is(err, ErrCheckpoint) || err == nil && int64(len(data)) != want.Bytes {
+		return nil, fmt.Errorf("%w: %s: size differs from the %d bytes %s records: %s", ErrCheckpoint, name, want.Bytes, ConfigFile, fix)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fileDigest(data).SHA256 != want.SHA256 {
+		return nil, fmt.Errorf("%w: %s: sha256 mismatch: %s", ErrCheckpoint, name, fix)
+	}
+	return data, nil
+}
+
+// checkFinite refuses tensors holding NaN or ±Inf, naming the first.
+func checkFinite(ps []*Param, file string) error {
+	for _, p := range ps {
+		for i, v := range p.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("%w: %s: tensor %s holds %v at index %d: the weights are not usable; re-train or restore the checkpoint",
+					ErrCheckpoint, file, p.Name, v, i)
+			}
+		}
+	}
+	return nil
 }
 
 // studentValues is the number of values model.safetensors holds for cfg.

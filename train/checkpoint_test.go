@@ -1,18 +1,30 @@
 package train
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/lock"
 )
 
 var update = flag.Bool("update", false, "rewrite the fuzz seed corpus in testdata/fuzz")
@@ -284,4 +296,326 @@ func FuzzParseFeature(f *testing.F) {
 			t.Fatalf("ParseFeature(%q) = %+v", s, p)
 		}
 	})
+}
+
+// checkpointFS returns files as an fstest.MapFS, after mod.
+func checkpointFS(files map[string][]byte, mod func(m fstest.MapFS)) fstest.MapFS {
+	m := fstest.MapFS{}
+	for n, b := range files {
+		m[n] = &fstest.MapFile{Data: bytes.Clone(b)}
+	}
+	if mod != nil {
+		mod(m)
+	}
+	return m
+}
+
+// TestCheckpointFiles checks what config.json records of the other files
+// and that it round trips through CheckpointInfo.
+func TestCheckpointFiles(t *testing.T) {
+	files := testCheckpoint(t)
+	var info CheckpointInfo
+	if err := json.Unmarshal(files[ConfigFile], &info); err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Files) != 3 {
+		t.Errorf("files %v, want %s, %s and %s", info.Files, ModelFile, MetricsFile, StateFile)
+	}
+	for _, name := range []string{ModelFile, MetricsFile, StateFile} {
+		sum := sha256.Sum256(files[name])
+		if got := info.Files[name]; got.Bytes != int64(len(files[name])) || got.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s recorded as %+v, is %d bytes, sha256 %x", name, got, len(files[name]), sum)
+		}
+	}
+	back, err := json.MarshalIndent(&info, "", "  ")
+	if err != nil || !bytes.Equal(append(back, '\n'), files[ConfigFile]) {
+		t.Errorf("config.json does not round trip through CheckpointInfo (%v):\n%s\nvs\n%s", err, back, files[ConfigFile])
+	}
+	if !bytes.Contains(files[ConfigFile], []byte(`"files": {`)) {
+		t.Errorf(`config.json has no "files" key`)
+	}
+}
+
+// TestCheckpointDigests changes each recorded file in ways that still
+// decode (a weight, an optimizer moment, a metrics line): LoadFS refuses
+// each, naming the file; a checkpoint without "files" (written before
+// they were recorded) loads unchecked.
+func TestCheckpointDigests(t *testing.T) {
+	files := testCheckpoint(t)
+	lastByte := func(name string) func(m fstest.MapFS) {
+		return func(m fstest.MapFS) { d := m[name].Data; d[len(d)-1] ^= 1 } // last value's low mantissa byte
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(m fstest.MapFS)
+		want string
+	}{
+		{"model value", lastByte(ModelFile), ModelFile + ": sha256 mismatch: the checkpoint is corrupt; re-train or restore it"},
+		{"state value", lastByte(StateFile), StateFile + ": sha256 mismatch"},
+		{"metrics", func(m fstest.MapFS) {
+			m[MetricsFile].Data = bytes.Replace(m[MetricsFile].Data, []byte(`"epoch":1`), []byte(`"epoch":2`), 1)
+		},
+			MetricsFile + ": sha256 mismatch"},
+		{"model truncated", func(m fstest.MapFS) { m[ModelFile].Data = m[ModelFile].Data[:len(m[ModelFile].Data)-4] }, ModelFile + ": size differs"},
+		{"model extended", func(m fstest.MapFS) { m[ModelFile].Data = append(m[ModelFile].Data, 0) }, ModelFile + ": size differs"},
+		{"state unrecorded", func(m fstest.MapFS) {
+			m[ConfigFile].Data = bytes.Replace(m[ConfigFile].Data, []byte(`"`+StateFile+`"`), []byte(`"other"`), 1)
+		}, StateFile + " is not recorded"},
+	} {
+		_, err := LoadFS(checkpointFS(files, tc.mod))
+		if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrCheckpoint and %q", tc.name, err, tc.want)
+		}
+	}
+	// The changed weight decodes: only the digest catches it.
+	if _, _, err := ReadSafetensors(checkpointFS(files, lastByte(ModelFile))[ModelFile].Data); err != nil {
+		t.Fatalf("the changed model does not decode, so the test proves nothing: %v", err)
+	}
+	// Missing optional files are not corruption.
+	if _, err := LoadFS(checkpointFS(files, func(m fstest.MapFS) { delete(m, MetricsFile); delete(m, StateFile) })); err != nil {
+		t.Errorf("without metrics and state: %v", err)
+	}
+	// Before this change: no "files", nothing checked.
+	var raw map[string]json.RawMessage
+	json.Unmarshal(files[ConfigFile], &raw)
+	delete(raw, "files")
+	old, _ := json.Marshal(raw)
+	c, err := LoadFS(checkpointFS(files, func(m fstest.MapFS) {
+		m[ConfigFile].Data = old
+		lastByte(ModelFile)(m)
+	}))
+	if err != nil || c.Info.Files != nil {
+		t.Fatalf("checkpoint without files: %v", err)
+	}
+}
+
+// TestCheckpointNonFinite: weights with NaN or ±Inf are refused, naming
+// the tensor; the same file with finite weights loads.
+func TestCheckpointNonFinite(t *testing.T) {
+	s, err := NewStudent(Config{Inputs: 3, Hidden: []int{4}, Classes: 2}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Standardize.Set([]float32{0, 0, 0}, []float32{1, 1, 1}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "s.ckpt")
+	write := func() {
+		t.Helper()
+		if err := WriteCheckpoint(dir, &Checkpoint{Info: CheckpointInfo{Student: s.Config}, Student: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	if _, err := Load(dir); err != nil {
+		t.Fatalf("finite weights: %v", err)
+	}
+	byName := map[string]*Param{}
+	for _, p := range s.Tensors() {
+		byName[p.Name] = p
+	}
+	for _, tc := range []struct {
+		tensor string
+		v      float64
+	}{{"fc1.weight", math.NaN()}, {"fc2.bias", math.Inf(1)}, {"input_std", math.Inf(-1)}} {
+		p := byName[tc.tensor]
+		if p == nil {
+			t.Fatalf("no tensor %s in %v", tc.tensor, s.Tensors())
+		}
+		keep := p.Data[1]
+		p.Data[1] = float32(tc.v)
+		write()
+		_, err := Load(dir)
+		if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "tensor "+tc.tensor+" holds") {
+			t.Errorf("%s = %v: Load %v, want ErrCheckpoint naming the tensor", tc.tensor, tc.v, err)
+		}
+		p.Data[1] = keep
+	}
+}
+
+// TestWriteCheckpointFails injects a write error (a full disk) at each
+// step of WriteCheckpoint: the error is returned, no .NAME.tmp or
+// .NAME.old is left and the previous checkpoint is intact.
+func TestWriteCheckpointFails(t *testing.T) {
+	files := testCheckpoint(t)
+	c, err := LoadFS(checkpointFS(files, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { checkpointFault = func(string) error { return nil } }()
+	for _, step := range []string{ModelFile, MetricsFile, StateFile, ConfigFile, "rename"} {
+		t.Run(step, func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "s.ckpt")
+			// The first write failing leaves nothing at all.
+			checkpointFault = func(s string) error {
+				if s == step {
+					return syscall.ENOSPC
+				}
+				return nil
+			}
+			if err := WriteCheckpoint(dir, c); !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("first write: %v, want ENOSPC", err)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Errorf("failed first write left %v", entries)
+			}
+			checkpointFault = func(string) error { return nil }
+			os.RemoveAll(dir)
+			if err := WriteCheckpoint(dir, c); err != nil {
+				t.Fatal(err)
+			}
+			checkpointFault = func(s string) error {
+				if s == step {
+					return syscall.ENOSPC
+				}
+				return nil
+			}
+			next := *c
+			next.Info.Epoch = 2
+			if err := WriteCheckpoint(dir, &next); !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("second write: %v, want ENOSPC", err)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 1 || entries[0].Name() != "s.ckpt" {
+				t.Errorf("failed write left %v", entries)
+			}
+			for name, want := range files {
+				if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
+					t.Errorf("%s of the previous checkpoint changed (%v)", name, err)
+				}
+			}
+		})
+	}
+}
+
+// TestTrainCheckpointFails: Train stops with the error of a failed
+// checkpoint write, and leaves the previous checkpoint and nothing else.
+func TestTrainCheckpointFails(t *testing.T) {
+	tmp := t.TempDir()
+	data := smallCache(t, filepath.Join(tmp, "train"), nil)
+	parent := filepath.Join(tmp, "runs")
+	o := Options{Epochs: 3, Out: filepath.Join(parent, "s.ckpt"), Threads: 1,
+		OnEpoch: func(e Epoch) error {
+			if e.Epoch == 1 {
+				checkpointFault = func(s string) error {
+					if s == ModelFile {
+						return syscall.ENOSPC
+					}
+					return nil
+				}
+			}
+			return nil
+		}}
+	defer func() { checkpointFault = func(string) error { return nil } }()
+	if _, err := Train(context.Background(), Config{Hidden: []int{8}}, data, &o); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Train: %v, want ENOSPC", err)
+	}
+	if c, err := Load(o.Out); err != nil || c.Info.Epoch != 1 {
+		t.Fatalf("checkpoint after the failed write: %v", err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 1 || entries[0].Name() != "s.ckpt" {
+		t.Errorf("left %v", entries)
+	}
+	// A run that fails before its first checkpoint removes the
+	// directories it created for it.
+	checkpointFault = func(string) error { return nil }
+	o.Out = filepath.Join(tmp, "new", "runs", "s.ckpt")
+	o.OnEpoch = nil
+	o.OnStep = func(Step) error { return errors.New("stop") }
+	if _, err := Train(context.Background(), Config{Hidden: []int{8}}, data, &o); err == nil || err.Error() != "stop" {
+		t.Fatalf("Train: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("created parent directories left: %v", err)
+	}
+}
+
+const trainLockEnv = "DISTILL_TRAIN_LOCK"
+
+// trainLockRun is the run both processes of TestTrainLock make.
+func trainLockRun(out string) (Config, Options) {
+	return Config{Hidden: []int{8}}, Options{Epochs: 2, BatchSize: 50, Threads: 1, Alpha: 0.5, Out: out, Resume: true}
+}
+
+// TestTrainLockHelper is the child process of TestTrainLock: it trains on
+// the cache $DISTILL_TRAIN_LOCK (CACHE:OUT) into OUT, printing "training"
+// at the first step and waiting there until its stdin closes.
+func TestTrainLockHelper(t *testing.T) {
+	spec := os.Getenv(trainLockEnv)
+	if spec == "" {
+		t.Skip("helper process for TestTrainLock")
+	}
+	cache, out, _ := strings.Cut(spec, string(filepath.ListSeparator))
+	data, err := formats.Open(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	cfg, o := trainLockRun(out)
+	o.OnStep = func(s Step) error {
+		if s.Step == 1 {
+			os.Stdout.WriteString("training\n")
+			io.Copy(io.Discard, os.Stdin)
+		}
+		return nil
+	}
+	if _, err := Train(context.Background(), cfg, data, &o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTrainLock trains into one Out from two processes: while the first
+// trains, the second Train fails at once with ErrLocked naming Out, with
+// or without Resume, and changes nothing; once the first has finished, the
+// second resumes its checkpoint. No lock file is left.
+func TestTrainLock(t *testing.T) {
+	if !lock.Supported {
+		t.Skip("no locks on this system")
+	}
+	tmp := t.TempDir()
+	cacheDir := filepath.Join(tmp, "train")
+	data := smallCache(t, cacheDir, nil)
+	out := filepath.Join(tmp, "s.ckpt")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTrainLockHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), trainLockEnv+"="+cacheDir+string(filepath.ListSeparator)+out)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "training\n" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	cfg, o := trainLockRun(out)
+	for _, resume := range []bool{false, true} {
+		o.Resume = resume
+		start := time.Now()
+		_, err := Train(context.Background(), cfg, data, &o)
+		if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), out) || !strings.Contains(err.Error(), "another distill process") {
+			t.Errorf("resume %v: %v, want ErrLocked naming %s", resume, err, out)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("resume %v: took %v to fail", resume, d)
+		}
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	o.Resume = true
+	res, err := Train(context.Background(), cfg, data, &o)
+	if err != nil || res.Info.Epoch != 2 {
+		t.Fatalf("after the first run finished: %v", err)
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 2 {
+		t.Errorf("left %v besides the cache and the checkpoint", entries)
+	}
 }

@@ -18,8 +18,9 @@
 //   - Training: Options, FeaturePair, Train, Result, Step, Epoch,
 //     EpochMetrics, NonFiniteError.
 //   - Evaluation: Metrics, Evaluate.
-//   - Checkpoints: Checkpoint, CheckpointInfo, Provenance, WriteCheckpoint,
-//     Load, LoadFS, Exists, WriteSafetensors, ReadSafetensors, ErrCheckpoint.
+//   - Checkpoints: Checkpoint, CheckpointInfo, FileDigest, Provenance,
+//     WriteCheckpoint, Load, LoadFS, Exists, WriteSafetensors,
+//     ReadSafetensors, ErrCheckpoint, ErrLocked.
 //   - Threads: SetThreads, Threads.
 //
 // # Shapes and numerics
@@ -55,6 +56,16 @@
 // from the dataset its manifest names: NewDatasetSource reads the rows of
 // each cache unit from the dataset (checked by sha256) and preprocesses
 // them as extract fed them to the teacher.
+//
+// # Checkpoints
+//
+// config.json records the size and sha256 of the other files, and Load
+// checks them and refuses NaN or ±Inf weights, so export, evaluation and
+// resume never use a damaged checkpoint silently (checkpoints written
+// before the digests load unchecked). A failed write leaves the previous
+// checkpoint and no staging directory. Train holds a lock on .NAME.lock
+// beside the checkpoint while it runs, so a second run into the same Out
+// fails at once with ErrLocked (see WriteCheckpoint for the layout).
 //
 // # Speed
 //

@@ -260,6 +260,9 @@ type trainer struct {
 // the same thread count. Errors name what is wrong with the data or the
 // options; a NaN or infinite loss stops training with a *NonFiniteError.
 // On cancellation of ctx it returns ctx.Err(); the last checkpoint stays.
+// While it runs it holds the lock of opts.Out (see WriteCheckpoint): a
+// second Train into the same Out, from this process or another, fails at
+// once with an error wrapping ErrLocked.
 func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result, error) {
 	var o Options
 	if opts != nil {
@@ -315,6 +318,14 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	var resumed *Checkpoint
 	if o.Resume && o.Out == "" {
 		return nil, fmt.Errorf("train: resume needs the checkpoint directory (Options.Out)")
+	}
+	if o.Out != "" {
+		// Held until Train returns: a second run into Out fails here.
+		release, err := lockCheckpoint(o.Out)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
 	if o.Resume && Exists(o.Out) {
 		if resumed, err = Load(o.Out); err != nil {

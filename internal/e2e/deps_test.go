@@ -46,7 +46,7 @@ var forbiddenDirect = map[string][]string{
 }
 
 // stdOnly packages depend on the standard library alone.
-var stdOnly = []string{module + "/internal/atomicfile", module + "/internal/human"}
+var stdOnly = []string{module + "/internal/atomicfile", module + "/internal/human", module + "/internal/lock", module + "/internal/guard"}
 
 // noCgo packages link no cgo outside the standard library (the standard
 // library's own, such as net's resolver, is a build setting).

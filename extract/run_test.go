@@ -1,0 +1,190 @@
+//go:build cgo
+
+package extract
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/lock"
+)
+
+// TestFailedRunLeavesNothing: nan_out.onnx gives NaN scores in the first
+// batch, so the run fails before it commits a part. It must leave --out as
+// it was (absent, or empty) so that the same command fails again with the
+// same error, not with "already holds a cache".
+func TestFailedRunLeavesNothing(t *testing.T) {
+	rt := requireRuntime(t)
+	nanErr := func(t *testing.T, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "rows 8, 9, 11, 14") || strings.Contains(err.Error(), "already holds") {
+			t.Fatalf("err = %v; want the NaN rows named", err)
+		}
+	}
+	t.Run("absent", func(t *testing.T) {
+		o := tinyOpts(t, "nan_out.onnx")
+		o.Out = filepath.Join(t.TempDir(), "a", "cache")
+		for range 2 {
+			_, err := rt.Run(context.Background(), o)
+			nanErr(t, err)
+			if _, err := os.Stat(filepath.Dir(o.Out)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("--out's created parent after the failed run: %v", err)
+			}
+		}
+		o.Resume = true // --resume with nothing to resume starts afresh, and fails the same
+		_, err := rt.Run(context.Background(), o)
+		nanErr(t, err)
+	})
+	t.Run("empty", func(t *testing.T) {
+		o := tinyOpts(t, "nan_out.onnx")
+		if err := os.MkdirAll(o.Out, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			_, err := rt.Run(context.Background(), o)
+			nanErr(t, err)
+			if es, err := os.ReadDir(o.Out); err != nil || len(es) != 0 {
+				t.Fatalf("--out after the failed run: %v, %v", es, err)
+			}
+		}
+	})
+	t.Run("shard", func(t *testing.T) {
+		o := tinyOpts(t, "nan_out.onnx")
+		o.ShardIndex, o.ShardCount = 0, 2
+		_, err := rt.Run(context.Background(), o)
+		nanErr(t, err)
+		if _, err := os.Stat(o.Out); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("--out after the failed shard: %v", err)
+		}
+	})
+	// A resumed cache keeps its parts when the resumed run fails before
+	// adding one: a cache of the first two parts (rows 0..31, NaN rows
+	// kept with --allow-nonfinite), as a kill would leave it; the resume
+	// without the flag fails on row 36, the first NaN row after them.
+	t.Run("resume keeps parts", func(t *testing.T) {
+		o := tinyOpts(t, "nan_out.onnx")
+		o.PartRows, o.AllowNonFinite = 16, true
+		if _, err := rt.Run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		m, err := formats.ReadManifest(o.Out)
+		if err != nil || len(m.Parts) != 4 {
+			t.Fatalf("manifest: %d parts, %v", len(m.Parts), err)
+		}
+		for _, p := range m.Parts[2:] {
+			os.Remove(filepath.Join(o.Out, p.File))
+		}
+		m.Parts, m.Rows = m.Parts[:2], 32
+		data, _ := json.Marshal(&m)
+		if err := os.WriteFile(filepath.Join(o.Out, formats.ManifestName), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o.Progress, o.AllowNonFinite, o.Resume = nil, false, true
+		for range 2 {
+			_, err := rt.Run(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), "rows 36, 39, 42") {
+				t.Fatalf("resume: %v, want the NaN rows after the kept parts named", err)
+			}
+			if m, err := formats.ReadManifest(o.Out); err != nil || len(m.Parts) != 2 || m.Rows != 32 {
+				t.Fatalf("manifest after the failed resume: %d parts, %d rows, %v", len(m.Parts), m.Rows, err)
+			}
+		}
+	})
+}
+
+const lockOutEnv = "DISTILL_EXTRACT_LOCK_OUT"
+
+// TestLockHelper is the child process of TestSecondRunLocked: it extracts
+// mlp_logits.onnx into $DISTILL_EXTRACT_LOCK_OUT, printing "running" once
+// the cache exists and waiting there until its stdin closes.
+func TestLockHelper(t *testing.T) {
+	out := os.Getenv(lockOutEnv)
+	if out == "" {
+		t.Skip("helper process for TestSecondRunLocked")
+	}
+	rt := requireRuntime(t)
+	o := tinyOpts(t, "mlp_logits.onnx")
+	o.Out, o.PartRows = out, 16
+	first := true
+	o.Progress = func(done, total int64) {
+		if first {
+			first = false
+			os.Stdout.WriteString("running\n")
+			io.Copy(io.Discard, os.Stdin)
+		}
+	}
+	if _, err := rt.Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSecondRunLocked runs an extraction in another process and, while it
+// writes, a second into the same --out: with or without --resume, it
+// fails at once with one line naming the directory and saying another
+// distill process writes it, and changes nothing. Once the first has
+// finished, the second resumes its complete cache.
+func TestSecondRunLocked(t *testing.T) {
+	if !lock.Supported {
+		t.Skip("no locks on this system")
+	}
+	rt := requireRuntime(t)
+	o := tinyOpts(t, "mlp_logits.onnx")
+	o.PartRows = 16
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), lockOutEnv+"="+o.Out)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "running\n" {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	before, err := os.ReadFile(filepath.Join(o.Out, formats.ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, resume := range []bool{false, true} {
+		o.Resume = resume
+		start := time.Now()
+		_, err := rt.Run(context.Background(), o)
+		if !errors.Is(err, formats.ErrLocked) || strings.Contains(err.Error(), "\n") ||
+			!strings.Contains(err.Error(), "--out "+o.Out+": another distill process is writing this cache") {
+			t.Errorf("resume %v: %v, want one line naming %s and the other process", resume, err, o.Out)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("resume %v: took %v to fail", resume, d)
+		}
+	}
+	if after, _ := os.ReadFile(filepath.Join(o.Out, formats.ManifestName)); string(after) != string(before) {
+		t.Error("the refused runs changed the manifest")
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	o.Resume = true
+	res, err := rt.Run(context.Background(), o)
+	if err != nil || res.Skipped != 64 || res.Rows != 0 {
+		t.Fatalf("resume after the first run finished: %+v, %v", res, err)
+	}
+}
