@@ -4,7 +4,28 @@
 // # Sections
 //
 //   - Runtime: locating and loading the onnxruntime shared library
-//     (LocateLibrary, NewRuntime). One environment per process.
+//     (LocateLibrary, NewRuntime, Runtime). One environment per process.
+//   - Models: LoadModel, ParseModel, Model (inputs, outputs, intermediate
+//     tensors, WithOutputs, FixedBatch, RelaxBatch, Penultimate),
+//     TensorInfo, ElemType.
+//   - Scores: ChooseScores, ScoreSource, ScoreKind, ParseScoreKind,
+//     DetectKind, LogProbsInPlace.
+//   - Sessions: NewSession, Session, Tensor, SessionOptions; Probe.
+//   - Runs: Options, Run, Result; NonFinite.
+//   - Parsers of command-line values: ParseNumber (finite only),
+//     ParseFloatList, ParseShape, ParseShard; Preprocess (formats').
+//   - Errors: ErrNoRuntime, ErrModel, ErrSettings, ErrInterrupted.
+//
+// # Runs and their failures
+//
+// Run reads the dataset, runs the teacher and writes parts in goroutines
+// joined by bounded queues. Parts appear whole or not at all and the
+// manifest lists only complete ones, so a killed run resumes
+// (Options.Resume) to the bytes of an uninterrupted one. The cache
+// directory is locked for the whole run (formats' CreateCache and
+// OpenCacheForAppend, internal/lock): a second writer fails at once. A run
+// that fails before its first part removes what it created, so the same
+// command can simply run again.
 //
 // onnxruntime is reached through cgo (github.com/yalue/onnxruntime_go); a
 // build with CGO_ENABLED=0 compiles, and NewRuntime then returns ErrNoRuntime.
