@@ -92,7 +92,7 @@ func runDataMNIST(ctx context.Context, split, out, format string) error {
 	if split != "train" && split != "test" {
 		return usageError("--split %q: want train or test", split)
 	}
-	if err := guard.Check(nil, []guard.Path{{Flag: "--out", Path: out, Kind: guard.File}}); err != nil {
+	if err := checkPaths(nil, []guard.Path{{Flag: "--out", Path: out, Kind: guard.File}}); err != nil {
 		return err
 	}
 	format, err := mnistFormat(out, format)

@@ -164,7 +164,7 @@ func (o *evalOptions) parse() error {
 	if o.Report {
 		outputs = append(outputs, guard.Path{Flag: "--report", Path: filepath.Join(evalRunDir(o.Out), "report"), Kind: guard.Dir})
 	}
-	return guard.Check([]guard.Path{{Flag: "--model", Path: o.Model}, {Flag: "--data", Path: o.Data},
+	return checkPaths([]guard.Path{{Flag: "--model", Path: o.Model}, {Flag: "--data", Path: o.Data},
 		{Flag: "--teacher-cache", Path: o.TeacherCache}, {Flag: "--labels", Path: o.Dataset.Labels}}, outputs)
 }
 

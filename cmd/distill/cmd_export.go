@@ -119,7 +119,7 @@ func (o *exportOptions) options() (export.Options, error) {
 	if err := checkRange("--verify-rows", o.VerifyRows, 1, maxVerifyRows); err != nil {
 		return eo, err
 	}
-	if err := guard.Check([]guard.Path{{Flag: "--student", Path: o.Student}, {Flag: "--verify", Path: o.Verify}},
+	if err := checkPaths([]guard.Path{{Flag: "--student", Path: o.Student}, {Flag: "--verify", Path: o.Verify}},
 		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.File}}); err != nil {
 		return eo, err
 	}

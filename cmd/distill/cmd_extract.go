@@ -64,11 +64,11 @@ read.`,
 // extractOptions are the flags of distill extract.
 type extractOptions struct {
 	extract.Options
-	hidden, maps                               []string
-	scale, mean, std, reshape, shard, scores   string
-	shardCount                                 int
-	lib                                        string
-	dso                                        dataset.Options
+	hidden, maps                             []string
+	scale, mean, std, reshape, shard, scores string
+	shardCount                               int
+	lib                                      string
+	dso                                      dataset.Options
 }
 
 // AddFlags registers the flags on fs.
@@ -176,7 +176,7 @@ func (o *extractOptions) validate() error {
 	default:
 		return usageError("--provider %q: want cpu, cuda, tensorrt or coreml", o.Provider)
 	}
-	if err := guard.Check(
+	if err := checkPaths(
 		[]guard.Path{{Flag: "--teacher", Path: o.Teacher}, {Flag: "--data", Path: o.Data}, {Flag: "--labels", Path: o.dso.Labels}},
 		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.Cache}}); err != nil {
 		return err

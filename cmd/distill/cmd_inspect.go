@@ -57,7 +57,7 @@ Exit codes: 0 ok, 1 the cache cannot be read or --verify found a problem
 				for _, a := range args {
 					inputs = append(inputs, guard.Path{Flag: "CACHE", Path: a})
 				}
-				if err := guard.Check(inputs, []guard.Path{{Flag: "--logits-npy", Path: o.NPY, Kind: guard.File}}); err != nil {
+				if err := checkPaths(inputs, []guard.Path{{Flag: "--logits-npy", Path: o.NPY, Kind: guard.File}}); err != nil {
 					return err
 				}
 				return runInspect(ctx, cmdOut, o, args)

@@ -83,7 +83,7 @@ func writeReport(runDir, out string) (string, error) {
 	for _, e := range evals {
 		inputs = append(inputs, guard.Path{Flag: "RUN_DIR eval output", Path: e})
 	}
-	if err := guard.Check(inputs, []guard.Path{{Flag: "--out", Path: dir, Kind: guard.Dir}}); err != nil {
+	if err := checkPaths(inputs, []guard.Path{{Flag: "--out", Path: dir, Kind: guard.Dir}}); err != nil {
 		return "", err
 	}
 	index, warnings, err := report.Write(runDir, &report.Options{Out: out, ToolVersion: version})

@@ -217,7 +217,7 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	for _, c := range o.Val {
 		inputs = append(inputs, guard.Path{Flag: "--val", Path: c})
 	}
-	if err := guard.Check(inputs, []guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.Checkpoint}}); err != nil {
+	if err := checkPaths(inputs, []guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.Checkpoint}}); err != nil {
 		return cfg, to, err
 	}
 	fl, err := train.ParseFeatureLoss(o.FeatureLoss)

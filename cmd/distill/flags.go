@@ -6,6 +6,7 @@ import (
 
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/guard"
 )
 
 // Bounds shared by the commands' numeric flags, each named in --help.
@@ -84,4 +85,13 @@ func parsePreprocess(scale, mean, std, reshape string) (formats.Preprocess, erro
 		return p, usageError("--reshape: %v", err)
 	}
 	return p, nil
+}
+
+// checkPaths is guard.Check with its refusal as a usage error: an output
+// pointed at an input is a mistake in the arguments.
+func checkPaths(inputs, outputs []guard.Path) error {
+	if err := guard.Check(inputs, outputs); err != nil {
+		return usageError("%v", err)
+	}
+	return nil
 }

@@ -125,11 +125,11 @@ func within(p, dir string) bool {
 // checkpoint output an existing checkpoint). Empty paths are skipped.
 // The error names both flags and paths and says what to do.
 func Check(inputs, outputs []Path) error {
-	type res struct {
-		Path
+	type resolved struct {
+		p   Path
 		abs string
 	}
-	var ins []res
+	var ins []resolved
 	for _, in := range inputs {
 		if in.Path == "" {
 			continue
@@ -138,7 +138,7 @@ func Check(inputs, outputs []Path) error {
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", in.Flag, in.Path, err)
 		}
-		ins = append(ins, res{in, a})
+		ins = append(ins, resolved{in, a})
 	}
 	for _, out := range outputs {
 		if out.Path == "" {
@@ -151,11 +151,11 @@ func Check(inputs, outputs []Path) error {
 		for _, in := range ins {
 			switch {
 			case o == in.abs:
-				return fmt.Errorf("%s %s is also the input %s: writing it would destroy the input; choose another %s", out.Flag, out.Path, in.Flag, out.Flag)
+				return fmt.Errorf("%s %s is also the input %s: writing it would destroy the input; choose another %s", out.Flag, out.Path, in.p.Flag, out.Flag)
 			case within(o, in.abs):
-				return fmt.Errorf("%s %s is inside the input %s %s; choose a path outside it", out.Flag, out.Path, in.Flag, in.Path)
+				return fmt.Errorf("%s %s is inside the input %s %s; choose a path outside it", out.Flag, out.Path, in.p.Flag, in.p.Path)
 			case within(in.abs, o):
-				return fmt.Errorf("%s %s contains the input %s %s; choose a path that does not", out.Flag, out.Path, in.Flag, in.Path)
+				return fmt.Errorf("%s %s contains the input %s %s; choose a path that does not", out.Flag, out.Path, in.p.Flag, in.p.Path)
 			}
 		}
 		// The output itself, when it exists, must be of its own kind.
