@@ -59,6 +59,10 @@ func OpenData(path string, dso *dataset.Options, pre formats.Preprocess) (*Data,
 			return nil, err
 		}
 		cfg := c.Config()
+		if cfg.Positions > 0 {
+			c.Close()
+			return nil, fmt.Errorf("%s is a per-token cache (%d positions per row); eval measures classifiers on per-sample caches", path, cfg.Positions)
+		}
 		d.cache, d.labels = c, cfg.HasLabel
 		d.scores, d.classes, d.topK = true, cfg.Classes, cfg.TopK
 		d.Info.Kind, d.Info.Rows, d.Info.Digest = "cache", c.NumRows(), c.Digest()

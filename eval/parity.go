@@ -201,6 +201,9 @@ func openParity(c *train.Checkpoint, path string) (*formats.Cache, *formats.Tens
 func paritySpec(c *train.Checkpoint, data *formats.Cache, path string) (*formats.TensorSpec, error) {
 	cfg := c.Student.Config
 	dcfg := data.Config()
+	if dcfg.Positions > 0 {
+		return nil, fmt.Errorf("%s is a per-token cache (%d positions per row); the student is a classifier", path, dcfg.Positions)
+	}
 	name := c.Info.Input
 	var spec *formats.TensorSpec
 	var names []string

@@ -121,6 +121,9 @@ func LoadTeacherTable(path string) (*TeacherTable, error) {
 	}
 	defer c.Close()
 	cfg := c.Config()
+	if cfg.Positions > 0 {
+		return nil, fmt.Errorf("%s is a per-token cache (%d positions per row), not a classifier teacher's", path, cfg.Positions)
+	}
 	t := &TeacherTable{Classes: cfg.Classes, TopK: cfg.TopK, pos: make(map[int64]int, c.NumRows()),
 		Info: cacheTeacherInfo(path, c)}
 	for b, err := range c.All() {

@@ -8,7 +8,11 @@ import (
 
 // Batch is a set of cache rows in column-major Go slices, the unit both
 // Writer and the readers exchange. All per-row tensors are row-major:
-// Logits holds Len()*C values with row i at Logits[i*C:(i+1)*C].
+// Logits holds Len()*C values with row i at Logits[i*C:(i+1)*C]. In a
+// per-token cache (Config.Positions T > 0) each row has T positions, so
+// Labels, LogSumExp and every score vector count T times per row:
+// Logits holds Len()*T*C values, position t of row i at
+// Logits[(i*T+t)*C:(i*T+t+1)*C].
 //
 // Readers fill a Batch, reusing its slices' capacity; writers read one.
 // Fields for columns the cache does not have are left empty (nil or length 0).
@@ -52,41 +56,43 @@ func (b *Batch) check(cfg Config) (deriveTopK bool, err error) {
 		}
 		return nil
 	}
+	// P score vectors (positions) per row: 1 for a per-sample cache.
+	P := cfg.positions()
 	if cfg.HasLabel {
-		if err := want(ColLabel, len(b.Labels), 1); err != nil {
+		if err := want(ColLabel, len(b.Labels), P); err != nil {
 			return false, err
 		}
 	}
 	if cfg.TopK == 0 {
-		if err := want(ColLogits, len(b.Logits), cfg.Classes); err != nil {
+		if err := want(ColLogits, len(b.Logits), P*cfg.Classes); err != nil {
 			return false, err
 		}
 	} else if len(b.TopKIndex) == 0 && len(b.TopKLogit) == 0 && len(b.LogSumExp) == 0 && n > 0 {
-		if err := want(ColLogits, len(b.Logits), cfg.Classes); err != nil {
+		if err := want(ColLogits, len(b.Logits), P*cfg.Classes); err != nil {
 			return false, fmt.Errorf("%w (top-k columns are derived from full logits when absent)", err)
 		}
 		deriveTopK = true
 	} else {
 		k := cfg.TopK
-		if err := want(ColTopKIndex, len(b.TopKIndex), k); err != nil {
+		if err := want(ColTopKIndex, len(b.TopKIndex), P*k); err != nil {
 			return false, err
 		}
-		if err := want(ColTopKLogit, len(b.TopKLogit), k); err != nil {
+		if err := want(ColTopKLogit, len(b.TopKLogit), P*k); err != nil {
 			return false, err
 		}
-		if err := want(ColLogSumExp, len(b.LogSumExp), 1); err != nil {
+		if err := want(ColLogSumExp, len(b.LogSumExp), P); err != nil {
 			return false, err
 		}
 		for i, c := range b.TopKIndex {
 			if c < 0 || int(c) >= cfg.Classes {
-				return false, fmt.Errorf("formats: batch row %d: topk_index %d out of range [0, %d)", i/k, c, cfg.Classes)
+				return false, fmt.Errorf("formats: batch row %d: topk_index %d out of range [0, %d)", i/(P*k), c, cfg.Classes)
 			}
 		}
-		for r := 0; r < n; r++ {
+		for r := 0; r < n*P; r++ {
 			row := b.TopKLogit[r*k : (r+1)*k]
 			for j := 1; j < k; j++ {
 				if row[j] > row[j-1] {
-					return false, fmt.Errorf("formats: batch row %d: topk_logit not sorted descending", r)
+					return false, fmt.Errorf("formats: batch row %d: topk_logit not sorted descending", r/P)
 				}
 			}
 		}

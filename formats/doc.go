@@ -59,6 +59,14 @@
 //	hidden.<n>  fixed_size_list<f32|f16>[size]    teacher hidden states, shape in field metadata
 //	input.<n>   fixed_size_list<f32>[size]        model inputs, shape in field metadata
 //
+// A per-token cache (Config.Positions = T, a language-model teacher) has
+// one row per window of T tokens and the same columns, each holding T
+// times the values, position-major: label fixed_size_list<int64>[T] (the
+// next-token ids), logits [T·C] (C the vocabulary), topk_index and
+// topk_logit [T·k], logsumexp fixed_size_list<float32>[T]; the schema
+// metadata adds MetaPositions. Hidden states and attention maps are
+// hidden.* columns of their per-window shape ([T, D], [H, T, T]).
+//
 // Scores never have a temperature applied; Manifest.ScoreKind says whether
 // they are logits, log-probabilities or log-softmax outputs. With top-k,
 // the probability of class topk_index[j] is exp(topk_logit[j] − logsumexp)
@@ -74,7 +82,9 @@
 // refuses a newer MAJOR with an error wrapping ErrVersion that names both.
 // Version 1.1 added the dataset recipe to the manifest (Dataset.Options,
 // Inputs, Preprocess: how to recompute the model inputs from the dataset);
-// 1.0 manifests read as before, without it.
+// 1.0 manifests read as before, without it. Version 1.2 added per-token
+// caches (Config.Positions); per-sample caches are written as before but
+// for the version.
 //
 // # Writing
 //

@@ -17,6 +17,9 @@ var testConfigs = map[string]Config{
 	"inputs":     {Classes: 3, TopK: 2, Inputs: []TensorSpec{{Name: "image", Shape: []int64{1, 2, 2}}}, Hidden: []TensorSpec{{Name: "s", Shape: nil}}},
 	"one-class":  {Classes: 1},
 	"topk-all-C": {Classes: 4, TopK: 4, ScoreDtype: Float16, HasLabel: true},
+	// Per-token caches: windows of Positions tokens, a score vector each.
+	"seq-dense": {Classes: 16, Positions: 5, ScoreDtype: Float16, HasLabel: true, Hidden: []TensorSpec{{Name: "hidden_states.1", Shape: []int64{5, 3}, Dtype: Float16}}},
+	"seq-topk":  {Classes: 20, TopK: 4, Positions: 3, HasLabel: true, Inputs: []TensorSpec{{Name: "input_ids", Shape: []int64{3}}}},
 }
 
 // makeBatch returns n deterministic rows for cfg starting at row id first.
@@ -29,13 +32,16 @@ func makeBatch(cfg Config, first int64, n int, seed uint64) *Batch {
 	rng := rand.New(rand.NewPCG(seed, uint64(first)))
 	val := func() float32 { return float32(rng.IntN(129)-64) / 8 }
 	b := &Batch{}
+	P := cfg.positions()
 	for i := 0; i < n; i++ {
 		b.Rows = append(b.Rows, first+int64(i))
 		if cfg.HasLabel {
-			b.Labels = append(b.Labels, int64(rng.IntN(cfg.Classes)))
+			for range P {
+				b.Labels = append(b.Labels, int64(rng.IntN(cfg.Classes)))
+			}
 		}
 	}
-	logits := make([]float32, n*cfg.Classes)
+	logits := make([]float32, n*P*cfg.Classes)
 	for i := range logits {
 		logits[i] = val()
 	}
@@ -43,10 +49,10 @@ func makeBatch(cfg Config, first int64, n int, seed uint64) *Batch {
 		b.Logits = logits
 	} else {
 		k := cfg.TopK
-		b.TopKIndex = make([]int32, n*k)
-		b.TopKLogit = make([]float32, n*k)
-		b.LogSumExp = make([]float32, n)
-		for r := 0; r < n; r++ {
+		b.TopKIndex = make([]int32, n*P*k)
+		b.TopKLogit = make([]float32, n*P*k)
+		b.LogSumExp = make([]float32, n*P)
+		for r := 0; r < n*P; r++ {
 			b.LogSumExp[r] = TopK(b.TopKIndex[r*k:(r+1)*k], b.TopKLogit[r*k:(r+1)*k], logits[r*cfg.Classes:(r+1)*cfg.Classes])
 		}
 	}

@@ -108,10 +108,11 @@ type DatasetInput struct {
 // Settings are the extraction and storage settings. Every shard of a cache
 // has the same Settings except ShardIndex.
 type Settings struct {
-	BatchSize    int          `json:"batch_size"` // teacher inference batch size
-	TopK         int          `json:"top_k"`      // 0 for full logits; from Config
-	Dtype        Dtype        `json:"dtype"`      // score storage dtype; from Config
-	HasLabel     bool         `json:"has_label"`  // from Config
+	BatchSize    int          `json:"batch_size"`          // teacher inference batch size
+	TopK         int          `json:"top_k"`               // 0 for full logits; from Config
+	Positions    int          `json:"positions,omitempty"` // T of a per-token cache; from Config
+	Dtype        Dtype        `json:"dtype"`               // score storage dtype; from Config
+	HasLabel     bool         `json:"has_label"`           // from Config
 	Hidden       []TensorSpec `json:"hidden,omitempty"`
 	KeepInput    bool         `json:"keep_input"` // len(Inputs) > 0
 	Inputs       []TensorSpec `json:"inputs,omitempty"`
@@ -137,6 +138,7 @@ func (m Manifest) Config() Config {
 		Classes:    m.Classes,
 		ScoreDtype: m.Settings.Dtype,
 		TopK:       m.Settings.TopK,
+		Positions:  m.Settings.Positions,
 		HasLabel:   m.Settings.HasLabel,
 		Hidden:     m.Settings.Hidden,
 		Inputs:     m.Settings.Inputs,

@@ -25,7 +25,7 @@ func TestManifestDatasetRecipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Version != "1.1" || !reflect.DeepEqual(got.Dataset.Options, m.Dataset.Options) ||
+	if got.Version != Version || !reflect.DeepEqual(got.Dataset.Options, m.Dataset.Options) ||
 		!reflect.DeepEqual(got.Dataset.Inputs, m.Dataset.Inputs) || !reflect.DeepEqual(got.Dataset.Preprocess, m.Dataset.Preprocess) {
 		t.Errorf("read back %+v (version %s)", got.Dataset, got.Version)
 	}

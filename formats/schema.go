@@ -14,21 +14,22 @@ import (
 // Version is the cache format version this package writes, "MAJOR.MINOR".
 // Readers accept any version with MAJOR <= VersionMajor; a MINOR bump only
 // adds optional fields. 1.1 added the dataset recipe (Dataset.Options,
-// Inputs and Preprocess) to the manifest.
+// Inputs and Preprocess) to the manifest; 1.2 per-token caches
+// (Config.Positions, MetaPositions, Settings.Positions).
 const (
-	Version      = "1.1"
+	Version      = "1.2"
 	VersionMajor = 1
-	VersionMinor = 1
+	VersionMinor = 2
 )
 
 // Column names of the cache schema.
 const (
 	ColRow       = "row"        // int64: index of the sample in the source dataset
-	ColLabel     = "label"      // int64: dataset label, when Config.HasLabel
-	ColLogits    = "logits"     // fixed_size_list<float32|float16>[C]: raw teacher scores
-	ColTopKIndex = "topk_index" // fixed_size_list<int32>[k]: class ids of the k largest scores
-	ColTopKLogit = "topk_logit" // fixed_size_list<float32|float16>[k]: those scores, descending
-	ColLogSumExp = "logsumexp"  // float32: log Σ_c exp(score_c) over all C scores
+	ColLabel     = "label"      // int64: dataset label, when Config.HasLabel ([T]: next-token ids, per token)
+	ColLogits    = "logits"     // fixed_size_list<float32|float16>[C]: raw teacher scores ([T·C] per token)
+	ColTopKIndex = "topk_index" // fixed_size_list<int32>[k]: class ids of the k largest scores ([T·k])
+	ColTopKLogit = "topk_logit" // fixed_size_list<float32|float16>[k]: those scores, descending ([T·k])
+	ColLogSumExp = "logsumexp"  // float32: log Σ_c exp(score_c) over all C scores ([T] per token)
 	HiddenPrefix = "hidden."    // + name: fixed_size_list<float32|float16>[n], a teacher hidden state
 	InputPrefix  = "input."     // + name: fixed_size_list<float32>[n], a model input
 )
@@ -41,6 +42,7 @@ const (
 	MetaClasses    = "distill.classes"        // C, decimal
 	MetaScoreDtype = "distill.score_dtype"    // "float32" or "float16"
 	MetaTopK       = "distill.topk"           // k, decimal; "0" for full logits
+	MetaPositions  = "distill.positions"      // T, decimal, for a per-token cache; absent otherwise
 	MetaShape      = "distill.shape"          // per-sample shape as a JSON array, e.g. "[1,28,28]"
 	MetaManifest   = "distill.manifest"       // the cache manifest as JSON, without its parts list
 	MetaTeacher    = "distill.teacher_sha256" // hex sha256 of the teacher model file
@@ -48,10 +50,11 @@ const (
 
 // Limits on the schema, so that a hostile schema cannot ask for absurd sizes.
 const (
-	maxWidth    = 1 << 28 // values per sample in one column
-	maxNameLen  = 256     // bytes in a hidden or input name
-	maxTensors  = 1024    // hidden plus input columns
-	maxClassesC = math.MaxInt32
+	maxWidth     = 1 << 28 // values per sample in one column
+	maxNameLen   = 256     // bytes in a hidden or input name
+	maxTensors   = 1024    // hidden plus input columns
+	maxClassesC  = math.MaxInt32
+	maxPositions = 1 << 20 // tokens per row of a per-token cache
 )
 
 // Dtype is the element type a float column is stored as. Readers always
@@ -94,12 +97,18 @@ func (t TensorSpec) Size() int {
 // Config is what a cache stores per sample. It determines the Arrow schema
 // (see Schema) and is recorded in the manifest.
 type Config struct {
-	Classes    int          // C, the number of teacher classes; >= 1
-	ScoreDtype Dtype        // storage of logits / topk_logit; "" means Float32
-	TopK       int          // 0 stores all C logits; 1..C stores top-k + logsumexp
-	HasLabel   bool         // store the dataset label column
-	Hidden     []TensorSpec // hidden states, in column order
-	Inputs     []TensorSpec // model inputs, in column order; Dtype must be Float32
+	Classes    int   // C, the number of teacher classes (a vocabulary for a language model); >= 1
+	ScoreDtype Dtype // storage of logits / topk_logit; "" means Float32
+	TopK       int   // 0 stores all C logits; 1..C stores top-k + logsumexp
+	// Positions is T for a per-token cache (a language-model teacher): each
+	// row is a window of T tokens with a score vector per token, so label,
+	// logits, topk_* and logsumexp hold T times the values of a per-sample
+	// row, position-major ([T, C], [T, k], [T]); the label of position t
+	// is the token that follows it. 0 is a per-sample cache.
+	Positions int
+	HasLabel  bool         // store the dataset label column
+	Hidden    []TensorSpec // hidden states, in column order
+	Inputs    []TensorSpec // model inputs, in column order; Dtype must be Float32
 }
 
 // normalize validates c and returns a copy with defaults filled in
@@ -117,6 +126,12 @@ func (c Config) normalize() (Config, error) {
 	c.ScoreDtype = c.ScoreDtype.orDefault()
 	if c.TopK < 0 || c.TopK > c.Classes || c.TopK > maxWidth {
 		return bad("top-k %d out of range [0, %d]", c.TopK, c.Classes)
+	}
+	if c.Positions < 0 || c.Positions > maxPositions {
+		return bad("positions %d out of range [0, %d]", c.Positions, maxPositions)
+	}
+	if p := int64(c.positions()); (c.TopK == 0 && p*int64(c.Classes) > maxWidth) || p*int64(c.TopK) > maxWidth {
+		return bad("%d positions × %d scores is more than %d values per row", p, max(c.TopK, c.Classes), maxWidth)
 	}
 	if len(c.Hidden)+len(c.Inputs) > maxTensors {
 		return bad("%d hidden and input tensors, at most %d", len(c.Hidden)+len(c.Inputs), maxTensors)
@@ -247,20 +262,31 @@ func (c column) arrowType() arrow.DataType {
 	return arrow.FixedSizeListOfNonNullable(int32(c.width), c.kind.arrow())
 }
 
+// positions returns the score vectors per row: Positions, or 1 for a
+// per-sample cache.
+func (c Config) positions() int { return max(c.Positions, 1) }
+
+// ScoreRows returns the number of score vectors (positions) in n rows.
+func (c Config) ScoreRows(n int) int { return n * c.positions() }
+
 // columns lists the columns of a normalized config in schema order.
 func (c Config) columns() []column {
 	cols := []column{{name: ColRow, role: roleRow, kind: kInt64}}
+	// perPos is the width of a column holding one value per position:
+	// scalar for a per-sample cache, a list of T for a per-token one.
+	perPos := c.Positions
+	p := c.positions()
 	if c.HasLabel {
-		cols = append(cols, column{name: ColLabel, role: roleLabel, kind: kInt64})
+		cols = append(cols, column{name: ColLabel, role: roleLabel, kind: kInt64, width: perPos})
 	}
 	score := kindOf(c.ScoreDtype)
 	if c.TopK == 0 {
-		cols = append(cols, column{name: ColLogits, role: roleLogits, kind: score, width: c.Classes})
+		cols = append(cols, column{name: ColLogits, role: roleLogits, kind: score, width: p * c.Classes})
 	} else {
 		cols = append(cols,
-			column{name: ColTopKIndex, role: roleTopKIndex, kind: kInt32, width: c.TopK},
-			column{name: ColTopKLogit, role: roleTopKLogit, kind: score, width: c.TopK},
-			column{name: ColLogSumExp, role: roleLogSumExp, kind: kFloat32})
+			column{name: ColTopKIndex, role: roleTopKIndex, kind: kInt32, width: p * c.TopK},
+			column{name: ColTopKLogit, role: roleTopKLogit, kind: score, width: p * c.TopK},
+			column{name: ColLogSumExp, role: roleLogSumExp, kind: kFloat32, width: perPos})
 	}
 	for _, h := range c.Hidden {
 		cols = append(cols, column{name: HiddenPrefix + h.Name, role: roleHidden, key: h.Name, kind: kindOf(h.Dtype), width: h.Size(), shape: h.Shape})
@@ -309,8 +335,11 @@ func schemaOf(cfg Config, extra map[string]string) *arrow.Schema {
 	}
 	keys := []string{MetaVersion, MetaClasses, MetaScoreDtype, MetaTopK}
 	vals := []string{Version, strconv.Itoa(cfg.Classes), string(cfg.ScoreDtype), strconv.Itoa(cfg.TopK)}
+	if cfg.Positions > 0 {
+		keys, vals = append(keys, MetaPositions), append(vals, strconv.Itoa(cfg.Positions))
+	}
 	for _, k := range sortedKeys(extra) {
-		if k == MetaVersion || k == MetaClasses || k == MetaScoreDtype || k == MetaTopK {
+		if k == MetaVersion || k == MetaClasses || k == MetaScoreDtype || k == MetaTopK || k == MetaPositions {
 			continue
 		}
 		keys = append(keys, k)
@@ -361,6 +390,14 @@ func ConfigFromSchema(s *arrow.Schema) (Config, error) {
 	}
 	if cfg.TopK, err = atoi(MetaTopK); err != nil {
 		return Config{}, err
+	}
+	if _, ok := get(MetaPositions); ok {
+		if cfg.Positions, err = atoi(MetaPositions); err != nil {
+			return Config{}, err
+		}
+		if cfg.Positions < 1 {
+			return Config{}, fmt.Errorf("%w: schema metadata %s=%d: want at least 1", ErrSchema, MetaPositions, cfg.Positions)
+		}
 	}
 	sd, _ := get(MetaScoreDtype)
 	cfg.ScoreDtype = Dtype(sd)

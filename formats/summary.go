@@ -14,12 +14,14 @@ const SummaryTopClasses = 5
 // it, and --json prints it as is (the field names are a format).
 type Summary struct {
 	Paths             []string        `json:"paths"`
-	Rows              int64           `json:"rows"`                 // rows in the shards present
-	Parts             int             `json:"parts"`                // part files
-	Batches           int             `json:"batches"`              // record batches / row groups
-	Bytes             int64           `json:"bytes"`                // part files on disk
-	BytesPerSample    float64         `json:"bytes_per_sample"`     // Bytes / Rows
-	RawBytesPerSample int64           `json:"raw_bytes_per_sample"` // values as stored, before compression
+	Rows              int64           `json:"rows"`                      // rows in the shards present
+	Parts             int             `json:"parts"`                     // part files
+	Batches           int             `json:"batches"`                   // record batches / row groups
+	Bytes             int64           `json:"bytes"`                     // part files on disk
+	BytesPerSample    float64         `json:"bytes_per_sample"`          // Bytes / Rows
+	RawBytesPerSample int64           `json:"raw_bytes_per_sample"`      // values as stored, before compression
+	Positions         int             `json:"positions,omitempty"`       // T of a per-token cache
+	BytesPerToken     float64         `json:"bytes_per_token,omitempty"` // BytesPerSample / Positions
 	Schema            []SummaryColumn `json:"schema"`
 	Manifest          Manifest        `json:"manifest"` // of the lowest shard present, without its parts list
 	ShardCount        int             `json:"shard_count"`
@@ -115,6 +117,9 @@ func Summarize(c *Cache, paths []string, nRows int) (*Summary, error) {
 	}
 	if rep.Rows > 0 {
 		rep.BytesPerSample = float64(rep.Bytes) / float64(rep.Rows)
+		if cfg.Positions > 0 {
+			rep.BytesPerToken = rep.BytesPerSample / float64(cfg.Positions)
+		}
 	}
 	schema, err := Schema(cfg)
 	if err != nil {
@@ -131,6 +136,7 @@ func Summarize(c *Cache, paths []string, nRows int) (*Summary, error) {
 		rep.Schema = append(rep.Schema, SummaryColumn{Name: f.Name, Type: f.Type.String(), Shape: shapes[f.Name]})
 	}
 	rep.RawBytesPerSample = RawBytesPerSample(cfg)
+	rep.Positions = cfg.Positions
 	if nRows > 0 {
 		for b, err := range c.All() {
 			if err != nil {
@@ -149,7 +155,8 @@ func Summarize(c *Cache, paths []string, nRows int) (*Summary, error) {
 }
 
 // RawBytesPerSample is the size of one row's values in their storage
-// types: 8 per int64, 4 per int32 or float32, 2 per float16.
+// types: 8 per int64, 4 per int32 or float32, 2 per float16 (for a
+// per-token cache, a row is a window of Config.Positions tokens).
 func RawBytesPerSample(cfg Config) int64 {
 	size := func(d Dtype) int64 {
 		if d == Float16 {
@@ -158,13 +165,14 @@ func RawBytesPerSample(cfg Config) int64 {
 		return 4
 	}
 	n := int64(8) // row
+	p := int64(cfg.positions())
 	if cfg.HasLabel {
-		n += 8
+		n += 8 * p
 	}
 	if cfg.TopK == 0 {
-		n += int64(cfg.Classes) * size(cfg.ScoreDtype)
+		n += p * int64(cfg.Classes) * size(cfg.ScoreDtype)
 	} else {
-		n += int64(cfg.TopK)*(4+size(cfg.ScoreDtype)) + 4
+		n += p * (int64(cfg.TopK)*(4+size(cfg.ScoreDtype)) + 4)
 	}
 	for _, h := range cfg.Hidden {
 		n += int64(h.Size()) * size(h.Dtype)
@@ -176,7 +184,7 @@ func RawBytesPerSample(cfg Config) int64 {
 }
 
 // summaryRow returns row r of b with its SummaryTopClasses most probable
-// classes.
+// classes; for a per-token cache, those of the row's first position.
 //
 // Full scores s (C values): p_c = exp(s_c − lse), lse = log Σ_c exp(s_c)
 // computed as m + log Σ_c exp(s_c − m), m = max_c s_c. Top-k scores:
@@ -185,9 +193,11 @@ func RawBytesPerSample(cfg Config) int64 {
 func summaryRow(cfg Config, b *Batch, r int) SummaryRow {
 	row := SummaryRow{Row: b.Rows[r]}
 	if cfg.HasLabel {
-		l := b.Labels[r]
+		l := b.Labels[r*cfg.positions()]
 		row.Label = &l
 	}
+	// The score vector summarized: position 0 of the row.
+	r *= cfg.positions()
 	if k := cfg.TopK; k > 0 {
 		lse := float64(b.LogSumExp[r])
 		for j := 0; j < min(k, SummaryTopClasses); j++ {

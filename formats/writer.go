@@ -274,12 +274,15 @@ func (w *Writer) Write(b *Batch) error {
 // appendRows appends rows [r0, r1) of b to the pending buffers.
 func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 	if derive {
-		k, c, m := w.cfg.TopK, w.cfg.Classes, r1-r0
+		// One top-k per score vector: m rows of P positions each.
+		P := w.cfg.positions()
+		k, c, m := w.cfg.TopK, w.cfg.Classes, (r1-r0)*P
+		p0 := r0 * P
 		w.idx = slices.Grow(w.idx[:0], m*k)[:m*k]
 		w.val = slices.Grow(w.val[:0], m*k)[:m*k]
 		w.lse = slices.Grow(w.lse[:0], m)[:m]
 		for r := 0; r < m; r++ {
-			w.lse[r] = TopK(w.idx[r*k:(r+1)*k], w.val[r*k:(r+1)*k], b.Logits[(r0+r)*c:(r0+r+1)*c])
+			w.lse[r] = TopK(w.idx[r*k:(r+1)*k], w.val[r*k:(r+1)*k], b.Logits[(p0+r)*c:(p0+r+1)*c])
 		}
 		for i, col := range w.cols {
 			switch col.role {
@@ -298,7 +301,7 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 		case roleRow:
 			w.pend[i] = append(w.pend[i], arrow.Int64Traits.CastToBytes(b.Rows[r0:r1])...)
 		case roleLabel:
-			w.pend[i] = append(w.pend[i], arrow.Int64Traits.CastToBytes(b.Labels[r0:r1])...)
+			w.pend[i] = append(w.pend[i], arrow.Int64Traits.CastToBytes(b.Labels[r0*v:r1*v])...)
 		case roleTopKIndex:
 			if !derive {
 				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(b.TopKIndex[r0*v:r1*v])...)
@@ -309,7 +312,7 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 			}
 		case roleLogSumExp:
 			if !derive {
-				w.pend[i] = appendFloats(w.pend[i], col.kind, b.LogSumExp[r0:r1])
+				w.pend[i] = appendFloats(w.pend[i], col.kind, b.LogSumExp[r0*v:r1*v])
 			}
 		case roleLogits:
 			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Logits[r0*v:r1*v])

@@ -2,8 +2,11 @@ package train
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/distill-ml/distill/formats"
 )
 
 // TestEvaluateNonFinite: a validation row with NaN teacher scores is an
@@ -18,5 +21,32 @@ func TestEvaluateNonFinite(t *testing.T) {
 	_, err = Evaluate(context.Background(), s, c, "", 16)
 	if err == nil || !strings.Contains(err.Error(), "validation row 37 has NaN or infinite values") {
 		t.Errorf("Evaluate on a NaN teacher row: %v", err)
+	}
+}
+
+// TestPerTokenRefused: a per-token cache (a language model's) is refused
+// by name, not misread as per-sample rows.
+func TestPerTokenRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := formats.Config{Classes: 7, Positions: 4, HasLabel: true, Inputs: []formats.TensorSpec{{Name: "x", Shape: []int64{4}}}}
+	cw, err := formats.CreateCache(dir, formats.Manifest{}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &formats.Batch{Rows: []int64{0, 1}, Labels: make([]int64, 8), Logits: make([]float32, 2*4*7), Inputs: map[string][]float32{"x": make([]float32, 8)}}
+	if _, err := cw.WritePart(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := formats.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = Train(context.Background(), Config{Hidden: []int{3}}, c, &Options{Epochs: 1, Out: filepath.Join(t.TempDir(), "s.ckpt")})
+	if err == nil || !strings.Contains(err.Error(), "per-token (4 positions per row") {
+		t.Errorf("Train on a per-token cache: %v", err)
 	}
 }

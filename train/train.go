@@ -216,6 +216,9 @@ func checkShape(s *Student, src Source, input, what string) error {
 		what = "cache"
 	}
 	cfg := src.Config()
+	if err := perSample(cfg, what); err != nil {
+		return err
+	}
 	spec, err := chooseInput(src, input)
 	if err != nil {
 		return err
@@ -274,6 +277,14 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	}
 	SetThreads(o.Threads)
 	dcfg := data.Config()
+	if err := perSample(dcfg, "cache"); err != nil {
+		return nil, err
+	}
+	if o.Val != nil {
+		if err := perSample(o.Val.Config(), "validation cache"); err != nil {
+			return nil, err
+		}
+	}
 	spec, err := chooseInput(data, o.Input)
 	if err != nil {
 		return nil, err
@@ -492,6 +503,15 @@ func (t *trainer) alloc() {
 			t.tapBuf[f.Layer-1] = make([]float32, B*t.s.HiddenWidth(f.Layer))
 		}
 	}
+}
+
+// perSample refuses a per-token cache (a language-model teacher's): the
+// students here score one vector per row.
+func perSample(cfg formats.Config, what string) error {
+	if cfg.Positions > 0 {
+		return fmt.Errorf("train: the %s is per-token (%d positions per row, a language-model teacher's); the MLP student trains on per-sample caches", what, cfg.Positions)
+	}
+	return nil
 }
 
 // errNonFinite is returned by step for a NaN or infinite loss.

@@ -1,0 +1,65 @@
+package formats
+
+import (
+	"math"
+	"slices"
+	"testing"
+)
+
+// TestPerTokenDerivedTopK writes a per-token top-k cache from dense logits
+// (the writer derives the top-k of every position) and checks every
+// position against TopK of its own scores, with the next-token labels and
+// the manifest's Positions, in both formats.
+func TestPerTokenDerivedTopK(t *testing.T) {
+	const T, C, k, n = 6, 11, 3, 9
+	cfg := Config{Classes: C, TopK: k, Positions: T, HasLabel: true, Inputs: []TensorSpec{{Name: "input_ids", Shape: []int64{T}}}}
+	dense := makeBatch(Config{Classes: C, Positions: T, HasLabel: true, Inputs: cfg.Inputs}, 100, n, 7)
+	for _, format := range []Format{FormatParquet, FormatArrow} {
+		dir := t.TempDir()
+		cw, err := CreateCache(dir, Manifest{Teacher: Teacher{File: "lm.onnx"}}, cfg, &WriterOptions{Format: format, RowsPerBatch: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cw.WritePart(dense); err != nil {
+			t.Fatal(err)
+		}
+		if err := cw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readAll(t, c)
+		if m := c.Manifest(); m.Settings.Positions != T || c.Config().Positions != T {
+			t.Errorf("%s: positions %d / %d, want %d", format, m.Settings.Positions, c.Config().Positions, T)
+		}
+		c.Close()
+		if got.Len() != n || !slices.Equal(got.Labels, dense.Labels) || len(got.Labels) != n*T || !slices.Equal(got.Inputs["input_ids"], dense.Inputs["input_ids"]) {
+			t.Fatalf("%s: %d rows, %d labels", format, got.Len(), len(got.Labels))
+		}
+		idx, val := make([]int32, k), make([]float32, k)
+		for p := range n * T {
+			lse := TopK(idx, val, dense.Logits[p*C:(p+1)*C])
+			if !slices.Equal(got.TopKIndex[p*k:(p+1)*k], idx) || !slices.Equal(got.TopKLogit[p*k:(p+1)*k], val) ||
+				math.Float32bits(got.LogSumExp[p]) != math.Float32bits(lse) {
+				t.Fatalf("%s: position %d (row %d, t %d): %v %v %v, want %v %v %v", format, p, p/T, p%T,
+					got.TopKIndex[p*k:(p+1)*k], got.TopKLogit[p*k:(p+1)*k], got.LogSumExp[p], idx, val, lse)
+			}
+		}
+	}
+	// A batch with a label per row instead of per position is refused.
+	bad := makeBatch(cfg, 0, 2, 1)
+	bad.Labels = bad.Labels[:2]
+	cw, err := CreateCache(t.TempDir(), Manifest{}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cw.WritePart(bad); err == nil {
+		t.Error("2 labels for 2 rows of 6 positions accepted")
+	}
+	cw.Close()
+	if _, err := Schema(Config{Classes: 1 << 20, Positions: 1 << 9}); err == nil {
+		t.Error("a row of 2^29 scores accepted")
+	}
+}
