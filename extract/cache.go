@@ -85,6 +85,10 @@ func (p *plan) manifest(rows int64) (formats.Manifest, formats.Config, error) {
 	}
 	m.Settings = formats.Settings{BatchSize: o.Batch, ShardIndex: o.ShardIndex, ShardCount: o.ShardCount}
 	cfg := formats.Config{Classes: p.classes, TopK: o.TopK, HasLabel: p.ds.Label(), Hidden: p.hidden}
+	if p.positions > 0 {
+		// Per token: the label of each position is the next token.
+		cfg.Positions, cfg.HasLabel = p.positions, true
+	}
 	if o.Dtype == "f16" {
 		cfg.ScoreDtype = formats.Float16
 	}

@@ -26,6 +26,7 @@ const (
 	Float64 = onnxpb.TensorProto_DOUBLE
 	Float16 = onnxpb.TensorProto_FLOAT16
 	Int64   = onnxpb.TensorProto_INT64
+	Int32   = onnxpb.TensorProto_INT32
 )
 
 // TensorInfo describes one named tensor of a model graph.
@@ -411,8 +412,8 @@ func (m *Model) WithOutputs(outputs []string) (model []byte, fetch []string, err
 		if m.inits[v.GetName()] || tt == nil || ElemType(tt.GetElemType()) == Float32 {
 			continue
 		}
-		if e := ElemType(tt.GetElemType()); e != Float64 && e != Float16 {
-			return nil, nil, fmt.Errorf("%w: input %q has element type %s; distill feeds float32, float64 or float16 inputs",
+		if e := ElemType(tt.GetElemType()); e != Float64 && e != Float16 && e != Int64 && e != Int32 {
+			return nil, nil, fmt.Errorf("%w: input %q has element type %s; distill feeds float32, float64, float16, int64 or int32 inputs",
 				ErrModel, v.GetName(), e)
 		}
 		orig := v.GetName()

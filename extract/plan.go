@@ -78,6 +78,9 @@ func (p *plan) mapInputs() error {
 	if p.o.Preprocess.Shape != nil && len(p.inputs) != 1 {
 		return fmt.Errorf("--reshape applies to single-input models; this one has %d inputs", len(p.inputs))
 	}
+	if ids := seqIDsInput(p.inputs); ids >= 0 {
+		return p.mapSeqInputs(ids, byName, cols, names)
+	}
 	for _, in := range p.inputs {
 		col, ok := byName[in.Name]
 		if mapped := p.o.InputMap[in.Name]; mapped != "" {
@@ -102,6 +105,106 @@ func (p *plan) mapInputs() error {
 		p.shapes = append(p.shapes, shape)
 	}
 	return nil
+}
+
+// The inputs a sequence teacher may take besides its token ids, and how
+// they are filled when the dataset has no column for them.
+const (
+	fillOnes      = "ones"      // attention_mask: every token attends
+	fillPositions = "positions" // position_ids: 0..T−1
+	fillZeros     = "zeros"     // token_type_ids: one segment
+)
+
+var seqFills = map[string]string{"attention_mask": fillOnes, "position_ids": fillPositions, "token_type_ids": fillZeros}
+
+// seqIDsInput returns the index of the token-id input of a sequence
+// teacher — an integer input of rank 2 [N,T] named input_ids, or the only
+// integer rank-2 input — or -1 for another kind of model.
+func seqIDsInput(inputs []TensorInfo) int {
+	found := -1
+	for i, in := range inputs {
+		if (in.Elem != Int64 && in.Elem != Int32) || len(in.Shape) != 2 {
+			continue
+		}
+		if in.Name == "input_ids" {
+			return i
+		}
+		if _, filled := seqFills[in.Name]; !filled {
+			if found >= 0 {
+				return -1 // two candidates, neither named input_ids
+			}
+			found = i
+		}
+	}
+	return found
+}
+
+// mapSeqInputs maps the inputs of a sequence teacher: the token ids from a
+// column of windows of T+1 ids (distill data text writes them), the
+// others from a column of T values of the same name or filled.
+func (p *plan) mapSeqInputs(ids int, byName map[string]dataset.Column, cols []dataset.Column, names []string) error {
+	if !p.o.Preprocess.IsZero() {
+		return fmt.Errorf("--scale, --mean, --std and --reshape do not apply to token ids; the teacher %q takes token ids", p.inputs[ids].Name)
+	}
+	in := p.inputs[ids]
+	name := in.Name
+	if mapped := p.o.InputMap[in.Name]; mapped != "" {
+		name = mapped
+	}
+	col, ok := byName[name]
+	if !ok && len(cols) == 1 {
+		col, ok = cols[0], true
+	}
+	if !ok {
+		return fmt.Errorf("the teacher takes token ids (%q) but the dataset has no column %q (columns: %s); make token windows with distill data text, or name the column with --map %s=COLUMN",
+			in.Name, name, strings.Join(names, ", "), in.Name)
+	}
+	if len(col.Shape) != 1 || col.Width() < 2 {
+		return fmt.Errorf("dataset column %q has shape %v; a sequence teacher reads windows of T+1 token ids (the first T are fed, the last T are the labels), as distill data text writes them",
+			col.Name, col.Shape)
+	}
+	T := col.Width() - 1
+	if d := in.Shape[1]; d > 0 && d != int64(T) {
+		return fmt.Errorf("the teacher's %q takes %d tokens per row but dataset column %q holds windows of %d (T = %d); write windows of --seq-len %d",
+			in.Name, d, col.Name, T+1, T, d)
+	}
+	p.positions, p.ids = T, ids
+	for i, mi := range p.inputs {
+		fill := ""
+		column := col.Name
+		if i != ids {
+			c, ok := byName[mi.Name]
+			if mapped := p.o.InputMap[mi.Name]; mapped != "" {
+				c, ok = byName[mapped]
+			}
+			switch f, known := seqFills[mi.Name]; {
+			case ok && c.Width() == T:
+				column = c.Name
+			case ok:
+				return fmt.Errorf("dataset column %q has %d values per row; the teacher's %q takes %d", c.Name, c.Width(), mi.Name, T)
+			case known:
+				fill, column = f, col.Name // filled; the ids column is read anyway
+			default:
+				return fmt.Errorf("the teacher also takes %q, which distill cannot fill (it fills %s) and the dataset has no column of that name",
+					mi.Name, strings.Join(sortedCopy(slices.Collect(mapsKeys(seqFills))), ", "))
+			}
+		}
+		p.columns = append(p.columns, column)
+		p.shapes = append(p.shapes, []int64{int64(T)})
+		p.fills = append(p.fills, fill)
+	}
+	return nil
+}
+
+// mapsKeys returns the keys of m.
+func mapsKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
 }
 
 // fitShape returns the per-sample shape to feed input in from column col:
@@ -248,11 +351,19 @@ func (p *plan) learnShapes() error {
 	}
 	n := len(j.rows)
 	sc := outs[0]
-	if len(sc.Shape) < 2 {
+	if T := p.positions; T > 0 {
+		if len(sc.Shape) != 3 || sc.Shape[1] != int64(T) {
+			return fmt.Errorf("%w: the teacher takes token ids but its score tensor %q has shape %v, not [N, %d, vocabulary]; name the per-token logits with --output",
+				ErrModel, p.src.Tensor, sc.Shape, T)
+		}
+		p.classes = int(sc.Shape[2])
+	} else if len(sc.Shape) < 2 {
 		return fmt.Errorf("%w: score tensor %q has shape %v: one value per row is a label, not class scores; name the scores with --output",
 			ErrModel, p.src.Tensor, sc.Shape)
 	}
-	p.classes = len(sc.Data) / n
+	if p.positions == 0 {
+		p.classes = len(sc.Data) / n
+	}
 	if p.classes < 2 {
 		return fmt.Errorf("%w: score tensor %q has %d class; distillation needs at least 2", ErrModel, p.src.Tensor, p.classes)
 	}

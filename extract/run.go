@@ -5,6 +5,7 @@ package extract
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 
@@ -29,6 +30,15 @@ type plan struct {
 	classes  int
 	hidden   []formats.TensorSpec
 	kind     ScoreKind
+
+	// A sequence teacher (token ids in, a score vector per token out):
+	// positions is T, ids the index of the token-id input, whose dataset
+	// column holds windows of T+1 tokens (the first T are fed, the last T
+	// are the next-token labels), and fills says how each other input is
+	// made when the dataset has no column for it ("" = from its column).
+	positions int
+	ids       int
+	fills     []string
 }
 
 // job is one teacher batch travelling through the pipeline.
@@ -231,17 +241,75 @@ func (p *plan) read(ctx, kill context.Context, start, end int64, out chan<- *job
 	}
 }
 
-// toJob copies a dataset batch into j, preprocessing the inputs.
+// toJob copies a dataset batch into j, preprocessing the inputs. For a
+// sequence teacher the token windows of T+1 are split into the T fed ids
+// and the T next-token labels, and the generated inputs are filled.
 func (p *plan) toJob(j *job, b *dataset.Batch) {
 	j.rows = append([]int64(nil), b.Rows...)
-	if b.Labels != nil {
+	if b.Labels != nil && p.positions == 0 {
 		j.labels = append([]int64(nil), b.Labels...)
 	}
+	n, T := b.Len(), p.positions
 	for i, col := range p.columns {
+		if T > 0 {
+			j.inputs = append(j.inputs, p.seqInput(i, b.Cols[col], n, j))
+			continue
+		}
 		v := append([]float32(nil), b.Cols[col]...)
 		p.o.Preprocess.Apply(v, b.Len(), formats.Channels(p.shapes[i]))
 		j.inputs = append(j.inputs, v)
 	}
+}
+
+// checkIDs checks that a sequence job's token ids and labels are ids of
+// the teacher's vocabulary: whole numbers in [0, classes).
+func (p *plan) checkIDs(j *job) error {
+	T := p.positions
+	bad := func(v float64) bool { return v != math.Trunc(v) || v < 0 || v >= float64(p.classes) }
+	for k, v := range j.inputs[p.ids] {
+		if bad(float64(v)) {
+			return fmt.Errorf("row %d position %d: %v is not a token id of the teacher's %d-token vocabulary; make the windows with the teacher's tokenizer (distill data text)",
+				j.rows[k/T], k%T, v, p.classes)
+		}
+	}
+	for k, v := range j.labels {
+		if bad(float64(v)) {
+			return fmt.Errorf("row %d position %d: next token %d is not a token id of the teacher's %d-token vocabulary; make the windows with the teacher's tokenizer (distill data text)",
+				j.rows[k/T], k%T, v, p.classes)
+		}
+	}
+	return nil
+}
+
+// seqInput returns input i of a sequence teacher for n rows: the first T
+// of each window of T+1 ids (their last T go to j.labels), or a filled
+// input (attention_mask ones, position_ids 0..T−1, token_type_ids zeros),
+// or the dataset's column as it is.
+func (p *plan) seqInput(i int, col []float32, n int, j *job) []float32 {
+	T := p.positions
+	v := make([]float32, n*T)
+	switch {
+	case i == p.ids:
+		for r := range n {
+			w := col[r*(T+1) : (r+1)*(T+1)]
+			copy(v[r*T:], w[:T])
+			for _, y := range w[1:] {
+				j.labels = append(j.labels, int64(y))
+			}
+		}
+	case p.fills[i] == fillOnes:
+		for k := range v {
+			v[k] = 1
+		}
+	case p.fills[i] == fillPositions:
+		for k := range v {
+			v[k] = float32(k % T)
+		}
+	case p.fills[i] == fillZeros:
+	default:
+		copy(v, col)
+	}
+	return v
 }
 
 // infer runs the teacher on one job, in runBatch slices, padding the last
@@ -299,15 +367,21 @@ func (p *plan) newBatch() *formats.Batch {
 // the stored kind and checked for NaN/Inf, hidden states, inputs.
 func (p *plan) fill(b *formats.Batch, j *job) error {
 	n := len(j.rows)
+	if p.positions > 0 {
+		if err := p.checkIDs(j); err != nil {
+			return err
+		}
+	}
 	scores := j.outs[0].Data
-	if len(scores) != n*p.classes {
+	per := max(p.positions, 1) * p.classes
+	if len(scores) != n*per {
 		return fmt.Errorf("%w: score tensor %q gave %d values for %d rows, want %d classes each",
-			ErrModel, p.src.Tensor, len(scores), n, p.classes)
+			ErrModel, p.src.Tensor, len(scores), n, per)
 	}
 	if p.kind == Probs {
 		LogProbsInPlace(scores)
 	}
-	if bad := NonFinite(scores, n, p.classes); len(bad) > 0 && !p.o.AllowNonFinite {
+	if bad := NonFinite(scores, n, per); len(bad) > 0 && !p.o.AllowNonFinite {
 		ids := make([]string, 0, 10)
 		for _, r := range bad[:min(len(bad), 10)] {
 			ids = append(ids, fmt.Sprint(j.rows[r]))

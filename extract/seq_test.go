@@ -1,0 +1,200 @@
+//go:build cgo
+
+package extract
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/formats/tokenizer"
+)
+
+// seqShared returns ../../shared/teachers/seq, failing under CI when it is
+// missing.
+func seqShared(t testing.TB) string {
+	t.Helper()
+	dir, _ := filepath.Abs("../../shared/teachers/seq")
+	if _, err := os.Stat(dir); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("../shared is required in CI: %v", err)
+		}
+		t.Skipf("../shared not found: %v", err)
+	}
+	return dir
+}
+
+// tokenWindows encodes the first stories of TinyStories with tok512 into
+// one stream and cuts rows windows of T+1 ids, written as a .npy.
+func tokenWindows(t testing.TB, seq string, T, rows int) (string, [][]int) {
+	t.Helper()
+	tok, _, err := tokenizer.Load(filepath.Join(seq, "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stream []int
+	for _, doc := range strings.Split(string(text), "\n\n") {
+		ids, _ := tok.Encode(doc, true)
+		stream = append(stream, ids...)
+		if len(stream) >= rows*(T+1) {
+			break
+		}
+	}
+	var win [][]int
+	var x []float32
+	for r := range rows {
+		w := stream[r*(T+1) : (r+1)*(T+1)]
+		win = append(win, w)
+		for _, id := range w {
+			x = append(x, float32(id))
+		}
+	}
+	path := filepath.Join(t.TempDir(), "windows.npy")
+	if err := dataset.WriteNPYFile(path, []int{rows, T + 1}, x); err != nil {
+		t.Fatal(err)
+	}
+	return path, win
+}
+
+// TestExtractSequence caches stories260K's per-token targets on real
+// TinyStories windows: logits [T, 512] per row, the next-token labels, a
+// hidden state and an attention map with their per-window shapes; a
+// top-k cache of the same windows holds exactly the top-k of the dense
+// one at every position; and the teacher's NLL on the windows is that of
+// a good small model.
+func TestExtractSequence(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := seqShared(t)
+	const T, rows = 32, 24
+	data, win := tokenWindows(t, seq, T, rows)
+	dense := filepath.Join(t.TempDir(), "dense")
+	res, err := rt.Run(context.Background(), Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: data, Out: dense,
+		Batch: 8, Threads: 1, Hidden: []string{"hidden_states.1", "attentions.0"}, KeepInput: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != rows {
+		t.Fatalf("%d rows", res.Rows)
+	}
+	c, err := formats.Open(dense)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := c.Config()
+	if cfg.Positions != T || cfg.Classes != 512 || !cfg.HasLabel || len(cfg.Hidden) != 2 ||
+		!slices.Equal(cfg.Hidden[0].Shape, []int64{T, 64}) || !slices.Equal(cfg.Hidden[1].Shape, []int64{8, T, T}) ||
+		!slices.Equal(cfg.Inputs[0].Shape, []int64{T}) {
+		t.Fatalf("config %+v", cfg)
+	}
+	var nll float64
+	var right, n int
+	var all []float32
+	for b, err := range c.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := range b.Len() {
+			w := win[b.Rows[r]]
+			for p := range T {
+				if got := b.Labels[r*T+p]; got != int64(w[p+1]) {
+					t.Fatalf("row %d position %d: label %d, want the next token %d", b.Rows[r], p, got, w[p+1])
+				}
+				if got := b.Inputs["input_ids"][r*T+p]; got != float32(w[p]) {
+					t.Fatalf("row %d position %d: input %v, want %d", b.Rows[r], p, got, w[p])
+				}
+				s := b.Logits[(r*T+p)*512 : (r*T+p+1)*512]
+				nll += formats.LogSumExp(s) - float64(s[w[p+1]])
+				if argmax(s) == w[p+1] {
+					right++
+				}
+				n++
+			}
+			// Attention rows are causal softmaxes: each sums to 1.
+			att := b.Hidden["attentions.0"][r*8*T*T : (r+1)*8*T*T]
+			for q := range 8 * T {
+				var sum float64
+				for _, v := range att[q*T : (q+1)*T] {
+					sum += float64(v)
+				}
+				if math.Abs(sum-1) > 1e-4 {
+					t.Fatalf("attention row %d sums to %v", q, sum)
+				}
+			}
+		}
+		all = append(all, b.Logits...)
+	}
+	nll /= float64(n)
+	// The README measures 1.559 nats/token on 512-token windows; 32-token
+	// windows see less context, so a little more.
+	if nll < 1.4 || nll > 2.6 || float64(right)/float64(n) < 0.4 {
+		t.Errorf("teacher NLL %.3f nats/token, top-1 %.1f%% on %d tokens", nll, 100*float64(right)/float64(n), n)
+	}
+	t.Logf("stories260K on %d TinyStories windows of %d: NLL %.3f nats/token, next-token accuracy %.1f%%", rows, T, nll, 100*float64(right)/float64(n))
+
+	topk := filepath.Join(t.TempDir(), "top8")
+	if _, err := rt.Run(context.Background(), Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: data, Out: topk, Batch: 5, Threads: 1, TopK: 8}); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := formats.Open(topk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ct.Close()
+	idx, val := make([]int32, 8), make([]float32, 8)
+	pos := 0
+	for b, err := range ct.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q := range b.Len() * T {
+			lse := formats.TopK(idx, val, all[(pos+q)*512:(pos+q+1)*512])
+			if !slices.Equal(b.TopKIndex[q*8:(q+1)*8], idx) || math.Abs(float64(b.LogSumExp[q]-lse)) > 1e-4 {
+				t.Fatalf("position %d: top-8 %v lse %v, want %v %v", pos+q, b.TopKIndex[q*8:(q+1)*8], b.LogSumExp[q], idx, lse)
+			}
+		}
+		pos += b.Len() * T
+	}
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// TestExtractSequenceErrors: preprocessing flags on token ids, and a
+// dataset of floats (not token ids) for a sequence teacher are refused
+// with the reason.
+func TestExtractSequenceErrors(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := seqShared(t)
+	short, _ := tokenWindows(t, seq, 8, 4)
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: short, Preprocess: Preprocess{Scale: 2}}, "do not apply to token ids"},
+		{Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: tiny + "x4.npy"}, "is not a token id of the teacher's 512-token vocabulary"},
+	} {
+		tc.o.Out = filepath.Join(t.TempDir(), "c")
+		_, err := rt.Run(context.Background(), tc.o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
