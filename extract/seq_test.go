@@ -198,3 +198,65 @@ func TestExtractSequenceErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestExtractCharTeacher caches the character-level GPT on
+// tinyshakespeare windows (its vocabulary is vocab.json, a character list)
+// and checks its held-out quality is a character model's (README: 1.93
+// nats/char on the last 10%; these windows are from the start, seen in
+// training, so a little better).
+func TestExtractCharTeacher(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := seqShared(t)
+	tok, _, err := tokenizer.Load(filepath.Join(seq, "vocab.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(filepath.Join(seq, "tinyshakespeare.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tok.Encode(string(text[:20000]), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const T, rows = 64, 16
+	var x []float32
+	for _, id := range ids[:rows*(T+1)] {
+		x = append(x, float32(id))
+	}
+	data := filepath.Join(t.TempDir(), "chars.npy")
+	if err := dataset.WriteNPYFile(data, []int{rows, T + 1}, x); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "c")
+	if _, err := rt.Run(context.Background(), Options{Teacher: filepath.Join(seq, "char_teacher.onnx"), Data: data, Out: out, Threads: 1, TopK: 5}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if cfg := c.Config(); cfg.Classes != 65 || cfg.Positions != T || cfg.TopK != 5 {
+		t.Fatalf("config %+v", cfg)
+	}
+	var nll float64
+	var n int
+	for b, err := range c.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q, y := range b.Labels {
+			// The label's log-probability, when it is in the top 5.
+			for j := range 5 {
+				if int64(b.TopKIndex[q*5+j]) == y {
+					nll += float64(b.LogSumExp[q] - b.TopKLogit[q*5+j])
+					n++
+				}
+			}
+		}
+	}
+	if frac := float64(n) / float64(rows*T); frac < 0.6 || nll/float64(n) > 2 {
+		t.Errorf("next char in the top 5 at %.0f%% of positions, NLL there %.3f", 100*frac, nll/float64(n))
+	}
+}
