@@ -88,6 +88,9 @@ func (p *plan) manifest(rows int64) (formats.Manifest, formats.Config, error) {
 	if p.positions > 0 {
 		// Per token: the label of each position is the next token.
 		cfg.Positions, cfg.HasLabel = p.positions, true
+		// float16 top-k scores as log-probabilities keep the cached mass
+		// exact (formats.Config.TopKLogProbs).
+		cfg.TopKLogProbs = o.TopK > 0 && o.Dtype == "f16"
 	}
 	if o.Dtype == "f16" {
 		cfg.ScoreDtype = formats.Float16

@@ -145,7 +145,7 @@ func (m *Manifest) fill(cfg Config, o WriterOptions) {
 	m.Version = Version
 	m.Classes = cfg.Classes
 	s := &m.Settings
-	s.TopK, s.Dtype, s.HasLabel, s.Positions = cfg.TopK, cfg.ScoreDtype, cfg.HasLabel, cfg.Positions
+	s.TopK, s.Dtype, s.HasLabel, s.Positions, s.TopKLogProbs = cfg.TopK, cfg.ScoreDtype, cfg.HasLabel, cfg.Positions, cfg.TopKLogProbs
 	s.Hidden, s.Inputs, s.KeepInput = cfg.Hidden, cfg.Inputs, len(cfg.Inputs) > 0
 	s.Format, s.Compression, s.RowsPerBatch = o.Format, o.Compression, o.RowsPerBatch
 	if s.ShardCount == 0 {

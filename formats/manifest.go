@@ -108,11 +108,12 @@ type DatasetInput struct {
 // Settings are the extraction and storage settings. Every shard of a cache
 // has the same Settings except ShardIndex.
 type Settings struct {
-	BatchSize    int          `json:"batch_size"`          // teacher inference batch size
-	TopK         int          `json:"top_k"`               // 0 for full logits; from Config
-	Positions    int          `json:"positions,omitempty"` // T of a per-token cache; from Config
-	Dtype        Dtype        `json:"dtype"`               // score storage dtype; from Config
-	HasLabel     bool         `json:"has_label"`           // from Config
+	BatchSize    int          `json:"batch_size"`               // teacher inference batch size
+	TopK         int          `json:"top_k"`                    // 0 for full logits; from Config
+	Positions    int          `json:"positions,omitempty"`      // T of a per-token cache; from Config
+	TopKLogProbs bool         `json:"topk_log_probs,omitempty"` // top-k scores stored as log-probabilities; from Config
+	Dtype        Dtype        `json:"dtype"`                    // score storage dtype; from Config
+	HasLabel     bool         `json:"has_label"`                // from Config
 	Hidden       []TensorSpec `json:"hidden,omitempty"`
 	KeepInput    bool         `json:"keep_input"` // len(Inputs) > 0
 	Inputs       []TensorSpec `json:"inputs,omitempty"`
@@ -135,13 +136,14 @@ type PartInfo struct {
 // Config returns the cache Config the manifest describes.
 func (m Manifest) Config() Config {
 	return Config{
-		Classes:    m.Classes,
-		ScoreDtype: m.Settings.Dtype,
-		TopK:       m.Settings.TopK,
-		Positions:  m.Settings.Positions,
-		HasLabel:   m.Settings.HasLabel,
-		Hidden:     m.Settings.Hidden,
-		Inputs:     m.Settings.Inputs,
+		Classes:      m.Classes,
+		ScoreDtype:   m.Settings.Dtype,
+		TopK:         m.Settings.TopK,
+		Positions:    m.Settings.Positions,
+		TopKLogProbs: m.Settings.TopKLogProbs,
+		HasLabel:     m.Settings.HasLabel,
+		Hidden:       m.Settings.Hidden,
+		Inputs:       m.Settings.Inputs,
 	}
 }
 

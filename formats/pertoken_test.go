@@ -2,6 +2,7 @@ package formats
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -61,5 +62,76 @@ func TestPerTokenDerivedTopK(t *testing.T) {
 	cw.Close()
 	if _, err := Schema(Config{Classes: 1 << 20, Positions: 1 << 9}); err == nil {
 		t.Error("a row of 2^29 scores accepted")
+	}
+}
+
+// TestTopKLogProbs stores float16 top-k scores of language-model-sized
+// logits (up to ~24) raw and as log-probabilities and compares the cached
+// top-k mass Σ exp(t_j − lse) with the true one: log-probabilities keep it
+// within 1e-3 (raw float16 logits do not), the reader gives logits back in
+// both cases, and the schema records the choice.
+func TestTopKLogProbs(t *testing.T) {
+	const T, C, k, n = 16, 512, 32, 8
+	rng := rand.New(rand.NewPCG(3, 3))
+	logits := make([]float32, n*T*C)
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64()*3 + 4)
+	}
+	for q := range n * T { // a peaked distribution, as a language model's
+		logits[q*C+rng.IntN(C)] += 18
+	}
+	b := &Batch{Logits: logits}
+	for i := range n {
+		b.Rows = append(b.Rows, int64(i))
+	}
+	worst := map[bool]float64{}
+	for _, lp := range []bool{false, true} {
+		cfg := Config{Classes: C, TopK: k, Positions: T, ScoreDtype: Float16, TopKLogProbs: lp}
+		s, err := Schema(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ConfigFromSchema(s)
+		if err != nil || back.TopKLogProbs != lp {
+			t.Fatalf("schema round trip: %+v, %v", back, err)
+		}
+		dir := t.TempDir()
+		cw, err := CreateCache(dir, Manifest{}, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cw.WritePart(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := cw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readAll(t, c)
+		c.Close()
+		idx, val := make([]int32, k), make([]float32, k)
+		for q := range n * T {
+			s := logits[q*C : (q+1)*C]
+			lse := TopK(idx, val, s)
+			var cached, truth float64
+			for j := range k {
+				cached += math.Exp(float64(got.TopKLogit[q*k+j]) - float64(got.LogSumExp[q]))
+				truth += math.Exp(float64(val[j]) - float64(lse))
+				if d := math.Abs(float64(got.TopKLogit[q*k+j] - val[j])); d > 0.02 {
+					t.Fatalf("lp %v position %d: logit %v read back as %v", lp, q, val[j], got.TopKLogit[q*k+j])
+				}
+			}
+			worst[lp] = max(worst[lp], math.Abs(cached-truth))
+		}
+	}
+	if worst[true] > 1e-3 || worst[true] > worst[false]/4 {
+		t.Errorf("worst top-%d mass error: raw float16 %.2e, log-probabilities %.2e", k, worst[false], worst[true])
+	}
+	t.Logf("worst top-%d mass error: raw float16 logits %.2e, float16 log-probabilities %.2e", k, worst[false], worst[true])
+	if _, err := Schema(Config{Classes: 4, TopKLogProbs: true}); err == nil {
+		t.Error("log-probabilities without top-k accepted")
 	}
 }

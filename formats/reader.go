@@ -500,6 +500,13 @@ func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
 			dst.Inputs[col.key] = out
 		}
 	}
+	if r.cfg.TopKLogProbs {
+		// Stored as t_j − logsumexp: give back the logits.
+		k := r.cfg.TopK
+		for q, v := range dst.TopKLogit {
+			dst.TopKLogit[q] = v + dst.LogSumExp[q/k]
+		}
+	}
 	return nil
 }
 

@@ -38,14 +38,15 @@ const (
 // MetaShape is set on every hidden.* and input.* field; a CacheWriter adds
 // MetaManifest and MetaTeacher to every part it writes.
 const (
-	MetaVersion    = "distill.version"        // format version, "MAJOR.MINOR"
-	MetaClasses    = "distill.classes"        // C, decimal
-	MetaScoreDtype = "distill.score_dtype"    // "float32" or "float16"
-	MetaTopK       = "distill.topk"           // k, decimal; "0" for full logits
-	MetaPositions  = "distill.positions"      // T, decimal, for a per-token cache; absent otherwise
-	MetaShape      = "distill.shape"          // per-sample shape as a JSON array, e.g. "[1,28,28]"
-	MetaManifest   = "distill.manifest"       // the cache manifest as JSON, without its parts list
-	MetaTeacher    = "distill.teacher_sha256" // hex sha256 of the teacher model file
+	MetaVersion      = "distill.version"        // format version, "MAJOR.MINOR"
+	MetaClasses      = "distill.classes"        // C, decimal
+	MetaScoreDtype   = "distill.score_dtype"    // "float32" or "float16"
+	MetaTopK         = "distill.topk"           // k, decimal; "0" for full logits
+	MetaPositions    = "distill.positions"      // T, decimal, for a per-token cache; absent otherwise
+	MetaTopKLogProbs = "distill.topk_log_probs" // "true" when topk_logit stores t_j − logsumexp (Config.TopKLogProbs)
+	MetaShape        = "distill.shape"          // per-sample shape as a JSON array, e.g. "[1,28,28]"
+	MetaManifest     = "distill.manifest"       // the cache manifest as JSON, without its parts list
+	MetaTeacher      = "distill.teacher_sha256" // hex sha256 of the teacher model file
 )
 
 // Limits on the schema, so that a hostile schema cannot ask for absurd sizes.
@@ -106,9 +107,16 @@ type Config struct {
 	// row, position-major ([T, C], [T, k], [T]); the label of position t
 	// is the token that follows it. 0 is a per-sample cache.
 	Positions int
-	HasLabel  bool         // store the dataset label column
-	Hidden    []TensorSpec // hidden states, in column order
-	Inputs    []TensorSpec // model inputs, in column order; Dtype must be Float32
+	// TopKLogProbs stores the top-k scores as log-probabilities
+	// t_j − logsumexp instead of raw logits. Readers add logsumexp back,
+	// so Batch.TopKLogit holds logits either way. With float16 storage
+	// this keeps the cached mass exact to about 1e-4 where raw logits
+	// (up to ~24, float16 steps of 0.008–0.016) err by ~2e-3 and sum past
+	// 1 at a quarter of a language model's positions.
+	TopKLogProbs bool
+	HasLabel     bool         // store the dataset label column
+	Hidden       []TensorSpec // hidden states, in column order
+	Inputs       []TensorSpec // model inputs, in column order; Dtype must be Float32
 }
 
 // normalize validates c and returns a copy with defaults filled in
@@ -126,6 +134,9 @@ func (c Config) normalize() (Config, error) {
 	c.ScoreDtype = c.ScoreDtype.orDefault()
 	if c.TopK < 0 || c.TopK > c.Classes || c.TopK > maxWidth {
 		return bad("top-k %d out of range [0, %d]", c.TopK, c.Classes)
+	}
+	if c.TopKLogProbs && c.TopK == 0 {
+		return bad("top-k log-probabilities without top-k")
 	}
 	if c.Positions < 0 || c.Positions > maxPositions {
 		return bad("positions %d out of range [0, %d]", c.Positions, maxPositions)
@@ -338,8 +349,11 @@ func schemaOf(cfg Config, extra map[string]string) *arrow.Schema {
 	if cfg.Positions > 0 {
 		keys, vals = append(keys, MetaPositions), append(vals, strconv.Itoa(cfg.Positions))
 	}
+	if cfg.TopKLogProbs {
+		keys, vals = append(keys, MetaTopKLogProbs), append(vals, "true")
+	}
 	for _, k := range sortedKeys(extra) {
-		if k == MetaVersion || k == MetaClasses || k == MetaScoreDtype || k == MetaTopK || k == MetaPositions {
+		if k == MetaVersion || k == MetaClasses || k == MetaScoreDtype || k == MetaTopK || k == MetaPositions || k == MetaTopKLogProbs {
 			continue
 		}
 		keys = append(keys, k)
@@ -390,6 +404,12 @@ func ConfigFromSchema(s *arrow.Schema) (Config, error) {
 	}
 	if cfg.TopK, err = atoi(MetaTopK); err != nil {
 		return Config{}, err
+	}
+	if v, ok := get(MetaTopKLogProbs); ok {
+		if v != "true" {
+			return Config{}, fmt.Errorf("%w: schema metadata %s=%q: want true", ErrSchema, MetaTopKLogProbs, v)
+		}
+		cfg.TopKLogProbs = true
 	}
 	if _, ok := get(MetaPositions); ok {
 		if cfg.Positions, err = atoi(MetaPositions); err != nil {

@@ -152,6 +152,7 @@ type Writer struct {
 	idx []int32   // top-k scratch
 	val []float32 // top-k scratch
 	lse []float32 // top-k scratch
+	lp  []float32 // top-k log-probability scratch (Config.TopKLogProbs)
 }
 
 // countWriter counts bytes and hides any Close method of the underlying
@@ -289,7 +290,7 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 			case roleTopKIndex:
 				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(w.idx)...)
 			case roleTopKLogit:
-				w.pend[i] = appendFloats(w.pend[i], col.kind, w.val)
+				w.pend[i] = appendFloats(w.pend[i], col.kind, w.topKStored(w.val, w.lse))
 			case roleLogSumExp:
 				w.pend[i] = appendFloats(w.pend[i], col.kind, w.lse)
 			}
@@ -308,7 +309,8 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 			}
 		case roleTopKLogit:
 			if !derive {
-				w.pend[i] = appendFloats(w.pend[i], col.kind, b.TopKLogit[r0*v:r1*v])
+				P := w.cfg.positions()
+				w.pend[i] = appendFloats(w.pend[i], col.kind, w.topKStored(b.TopKLogit[r0*v:r1*v], b.LogSumExp[r0*P:r1*P]))
 			}
 		case roleLogSumExp:
 			if !derive {
@@ -322,6 +324,21 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Inputs[col.key][r0*v:r1*v])
 		}
 	}
+}
+
+// topKStored returns the top-k scores as stored: vals itself, or with
+// Config.TopKLogProbs vals − lse per position (computed in float64),
+// in a buffer reused across calls.
+func (w *Writer) topKStored(vals, lse []float32) []float32 {
+	if !w.cfg.TopKLogProbs {
+		return vals
+	}
+	k := w.cfg.TopK
+	w.lp = slices.Grow(w.lp[:0], len(vals))[:len(vals)]
+	for i, v := range vals {
+		w.lp[i] = float32(float64(v) - float64(lse[i/k]))
+	}
+	return w.lp
 }
 
 func appendFloats(dst []byte, k colKind, src []float32) []byte {
