@@ -35,6 +35,15 @@ tensor before it, so temperature can be applied to real logits. A fixed
 batch dimension (1, 10, ...) is relaxed in memory when the graph allows it,
 otherwise batches run at the fixed size and the last one is padded.
 
+A language-model teacher (an integer input_ids input [N,T], scores
+[N,T,V]) is cached per token: the dataset holds windows of T+1 token ids
+(distill data text writes them; the first T are fed, the last T are the
+next-token labels), attention_mask, position_ids and token_type_ids are
+filled unless the dataset has them, and every row of the cache holds T
+score vectors (--topk per position, float16 top-k scores stored as
+log-probabilities), with hidden states and attention maps of their
+per-window shape.
+
 Crash safety: parts appear whole or not at all and the manifest lists only
 complete parts. After a crash or kill, run the same command with --resume.
 Ctrl-C finishes the part in flight, writes the manifest and prints the
