@@ -90,7 +90,10 @@ func (p *plan) manifest(rows int64) (formats.Manifest, formats.Config, error) {
 		cfg.Positions, cfg.HasLabel = p.positions, true
 		// float16 top-k scores as log-probabilities keep the cached mass
 		// exact (formats.Config.TopKLogProbs).
-		cfg.TopKLogProbs = o.TopK > 0 && o.Dtype == "f16"
+		cfg.TopKLogProbs = (o.TopK > 0 || o.Samples > 0) && o.Dtype == "f16"
+	}
+	if o.Samples > 0 {
+		cfg.Samples, cfg.SampleTemperature, cfg.SampleSeed = o.Samples, o.SampleTemperature, o.SampleSeed
 	}
 	if o.Dtype == "f16" {
 		cfg.ScoreDtype = formats.Float16
@@ -222,7 +225,13 @@ func compareManifests(old, m formats.Manifest, cfg formats.Config) []string {
 	diff("shard", fmt.Sprintf("%d/%d", old.Settings.ShardIndex, old.Settings.ShardCount), fmt.Sprintf("%d/%d", m.Settings.ShardIndex, m.Settings.ShardCount))
 	oc := old.Config()
 	diff("classes", oc.Classes, cfg.Classes)
-	diff("--topk", oc.TopK, cfg.TopK)
+	if cfg.Samples == 0 {
+		diff("--topk", oc.TopK, cfg.TopK)
+	}
+	diff("--samples", oc.Samples, cfg.Samples)
+	diff("--sample-temperature", oc.SampleTemperature, cfg.SampleTemperature)
+	diff("--seed", oc.SampleSeed, cfg.SampleSeed)
+	diff("tokens per row", oc.Positions, cfg.Positions)
 	diff("--dtype", orF32(oc.ScoreDtype), orF32(cfg.ScoreDtype))
 	diff("labels", oc.HasLabel, cfg.HasLabel)
 	diff("--hidden", oc.Hidden, cfg.Hidden)

@@ -22,14 +22,21 @@ type Options struct {
 	Data    string // dataset path (required)
 	Out     string // cache directory (required)
 
-	Batch       int    // rows per teacher run; default 256
-	PartRows    int    // rows per part file (the unit of resume); default 65536
-	TopK        int    // 0 caches all logits; else the k largest + logsumexp
-	Dtype       string // "f32" (default) or "f16" storage of scores and hidden states
-	Hidden      []string
-	KeepInput   bool   // also cache the model inputs (after preprocessing); without, train reads them from the dataset
-	Format      string // "parquet" (default) or "arrow"
-	Compression string // "" = the format's default ("zstd" for parquet, "none" for arrow)
+	Batch    int // rows per teacher run; default 256
+	PartRows int // rows per part file (the unit of resume); default 65536
+	TopK     int // 0 caches all logits; else the k largest + logsumexp
+	// Samples > 0 caches S draws per score vector from softmax(t/τ)
+	// instead (formats.Config.Samples: the distinct ids, their counts and
+	// logits, and the logsumexp), τ = SampleTemperature (0 means 1), the
+	// draws seeded by SampleSeed and the row and position.
+	Samples           int
+	SampleTemperature float64
+	SampleSeed        uint64
+	Dtype             string // "f32" (default) or "f16" storage of scores and hidden states
+	Hidden            []string
+	KeepInput         bool   // also cache the model inputs (after preprocessing); without, train reads them from the dataset
+	Format            string // "parquet" (default) or "arrow"
+	Compression       string // "" = the format's default ("zstd" for parquet, "none" for arrow)
 
 	Threads  int    // intra-op threads; 0 = onnxruntime's default
 	Provider string // execution provider; "" = cpu
@@ -89,6 +96,12 @@ func (o *Options) withDefaults() (Options, error) {
 	case "parquet", "arrow":
 	default:
 		return v, fmt.Errorf("extract: --format %q: want parquet or arrow", v.Format)
+	}
+	if v.Samples < 0 || v.Samples > 1<<16 || v.Samples > 0 && v.TopK > 0 {
+		return v, fmt.Errorf("extract: --samples %d: want 1..%d draws, and not with --topk", v.Samples, 1<<16)
+	}
+	if v.Samples > 0 && v.SampleTemperature == 0 {
+		v.SampleTemperature = 1
 	}
 	if v.TopK < 0 {
 		return v, fmt.Errorf("extract: --topk %d must be ≥ 1 (or 0 for all logits)", v.TopK)

@@ -260,3 +260,71 @@ func TestExtractCharTeacher(t *testing.T) {
 		t.Errorf("next char in the top 5 at %.0f%% of positions, NLL there %.3f", 100*frac, nll/float64(n))
 	}
 }
+
+// TestExtractSampled caches 32 draws per position from stories260K and
+// checks that the draws do not depend on batch, part or shard boundaries,
+// that each holds the teacher's logits of the drawn ids (against a dense
+// cache) and S draws in all, and how many distinct ids that keeps.
+func TestExtractSampled(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := seqShared(t)
+	const T, rows, S = 32, 12, 32
+	data, _ := tokenWindows(t, seq, T, rows)
+	teacher := filepath.Join(seq, "stories260K.onnx")
+	read := func(dirs ...string) *formats.Batch {
+		c, err := formats.Open(dirs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		all := &formats.Batch{}
+		for b, err := range c.All() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			all.Rows = append(all.Rows, b.Rows...)
+			all.Logits = append(all.Logits, b.Logits...)
+			all.TopKIndex = append(all.TopKIndex, b.TopKIndex...)
+			all.TopKLogit = append(all.TopKLogit, b.TopKLogit...)
+			all.SampleCount = append(all.SampleCount, b.SampleCount...)
+		}
+		return all
+	}
+	a := filepath.Join(t.TempDir(), "a")
+	if _, err := rt.Run(context.Background(), Options{Teacher: teacher, Data: data, Out: a, Batch: 5, Threads: 1, Samples: S, SampleTemperature: 1, SampleSeed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(t.TempDir(), "b")
+	for i := range 2 {
+		if _, err := rt.Run(context.Background(), Options{Teacher: teacher, Data: data, Out: b, Batch: 3, PartRows: 4, Threads: 1,
+			Samples: S, SampleSeed: 7, ShardIndex: i, ShardCount: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dense := filepath.Join(t.TempDir(), "dense")
+	if _, err := rt.Run(context.Background(), Options{Teacher: teacher, Data: data, Out: dense, Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ga, gb, gd := read(a), read(b), read(dense)
+	if !slices.Equal(ga.Rows, gb.Rows) || !slices.Equal(ga.TopKIndex, gb.TopKIndex) || !slices.Equal(ga.SampleCount, gb.SampleCount) {
+		t.Fatal("the draws depend on batch, part or shard boundaries")
+	}
+	distinct := 0
+	for q := range rows * T {
+		var sum int32
+		for j := range S {
+			n := ga.SampleCount[q*S+j]
+			sum += n
+			if n > 0 {
+				distinct++
+				if got, want := ga.TopKLogit[q*S+j], gd.Logits[q*512+int(ga.TopKIndex[q*S+j])]; math.Abs(float64(got-want)) > 1e-5 {
+					t.Fatalf("position %d: logit %v, dense %v", q, got, want)
+				}
+			}
+		}
+		if sum != S {
+			t.Fatalf("position %d: %d draws", q, sum)
+		}
+	}
+	t.Logf("%d draws per position keep %.1f distinct ids", S, float64(distinct)/float64(rows*T))
+}

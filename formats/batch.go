@@ -3,6 +3,7 @@ package formats
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 )
 
@@ -17,14 +18,17 @@ import (
 // Readers fill a Batch, reusing its slices' capacity; writers read one.
 // Fields for columns the cache does not have are left empty (nil or length 0).
 type Batch struct {
-	Rows      []int64              // sample index in the source dataset, one per row
-	Labels    []int64              // dataset labels, when Config.HasLabel
-	Logits    []float32            // Len()*C raw scores, when Config.TopK == 0
-	TopKIndex []int32              // Len()*k class ids, when Config.TopK > 0
-	TopKLogit []float32            // Len()*k scores matching TopKIndex, descending per row
-	LogSumExp []float32            // Len() values of log Σ_c exp(score_c), when Config.TopK > 0
-	Hidden    map[string][]float32 // TensorSpec.Name → Len()*Size() values
-	Inputs    map[string][]float32 // TensorSpec.Name → Len()*Size() values
+	Rows      []int64   // sample index in the source dataset, one per row
+	Labels    []int64   // dataset labels, when Config.HasLabel
+	Logits    []float32 // Len()*C raw scores, when Config.TopK == 0
+	TopKIndex []int32   // Len()*k class ids, when Config.TopK > 0
+	TopKLogit []float32 // Len()*k scores matching TopKIndex, descending per row
+	LogSumExp []float32 // Len() values of log Σ_c exp(score_c), when Config.TopK > 0
+	// SampleCount holds the draws of each TopKIndex id, when
+	// Config.Samples > 0 (0 for the padding after the distinct ids).
+	SampleCount []int32
+	Hidden      map[string][]float32 // TensorSpec.Name → Len()*Size() values
+	Inputs      map[string][]float32 // TensorSpec.Name → Len()*Size() values
 }
 
 // Len returns the number of rows, len(b.Rows).
@@ -38,6 +42,7 @@ func (b *Batch) Reset() {
 	b.TopKIndex = b.TopKIndex[:0]
 	b.TopKLogit = b.TopKLogit[:0]
 	b.LogSumExp = b.LogSumExp[:0]
+	b.SampleCount = b.SampleCount[:0]
 	for k, v := range b.Hidden {
 		b.Hidden[k] = v[:0]
 	}
@@ -67,7 +72,7 @@ func (b *Batch) check(cfg Config) (deriveTopK bool, err error) {
 		if err := want(ColLogits, len(b.Logits), P*cfg.Classes); err != nil {
 			return false, err
 		}
-	} else if len(b.TopKIndex) == 0 && len(b.TopKLogit) == 0 && len(b.LogSumExp) == 0 && n > 0 {
+	} else if len(b.TopKIndex) == 0 && len(b.TopKLogit) == 0 && len(b.LogSumExp) == 0 && len(b.SampleCount) == 0 && n > 0 {
 		if err := want(ColLogits, len(b.Logits), P*cfg.Classes); err != nil {
 			return false, fmt.Errorf("%w (top-k columns are derived from full logits when absent)", err)
 		}
@@ -93,6 +98,23 @@ func (b *Batch) check(cfg Config) (deriveTopK bool, err error) {
 			for j := 1; j < k; j++ {
 				if row[j] > row[j-1] {
 					return false, fmt.Errorf("formats: batch row %d: topk_logit not sorted descending", r/P)
+				}
+			}
+		}
+		if cfg.Samples > 0 {
+			if err := want(ColSampleCount, len(b.SampleCount), P*k); err != nil {
+				return false, err
+			}
+			for r := 0; r < n*P; r++ {
+				var sum int32
+				for _, c := range b.SampleCount[r*k : (r+1)*k] {
+					if c < 0 {
+						return false, fmt.Errorf("formats: batch row %d: negative sample count", r/P)
+					}
+					sum += c
+				}
+				if int(sum) != cfg.Samples {
+					return false, fmt.Errorf("formats: batch row %d: sample counts sum to %d, want %d draws", r/P, sum, cfg.Samples)
 				}
 			}
 		}
@@ -171,6 +193,74 @@ func LogSumExp(x []float32) float64 {
 	return mx + math.Log(s)
 }
 
+// Sample draws `draws` class ids from the proposal softmax(logits/tau)
+// with rng (Anshumann et al. 2025, "Sparse Logit Sampling": unlike top-k,
+// the draws are an unbiased estimate of the teacher's distribution) and
+// writes the distinct ids to idx in descending order of their logits
+// (ties: the lower id), their logits to val and their draw counts to cnt;
+// the slots after the distinct ids repeat the last one with count 0. It
+// returns log Σ_c exp(logits_c) like TopK. The three slices have the same
+// length k, at most len(logits) and at least min(draws, len(logits)), so
+// every distinct id has a slot; it panics otherwise. With non-finite logits every draw goes to
+// the first largest finite score (or class 0).
+//
+// Each draw inverts the CDF of q_c = exp((l_c − m)/τ) / Z, m = max l:
+// u ~ U[0, Z), the first c with Σ_{c' ≤ c} q_c' > u.
+func Sample(idx []int32, val []float32, cnt []int32, logits []float32, draws int, tau float64, rng *rand.Rand) (logSumExp float32) {
+	k := len(idx)
+	if len(val) != k || len(cnt) != k || k > len(logits) || k < min(draws, len(logits)) || k == 0 || draws < 1 {
+		panic("formats: Sample: bad slice lengths")
+	}
+	m, best := math.Inf(-1), 0
+	for c, x := range logits {
+		if f := float64(x); f > m {
+			m, best = f, c
+		}
+	}
+	cdf := make([]float64, len(logits))
+	var z float64
+	for c, x := range logits {
+		z += math.Exp((float64(x) - m) / tau)
+		cdf[c] = z
+	}
+	counts := map[int32]int32{}
+	if math.IsNaN(z) || math.IsInf(z, 0) || !(z > 0) {
+		counts[int32(best)] = int32(draws)
+	} else {
+		for range draws {
+			u := rng.Float64() * z
+			c, _ := slices.BinarySearchFunc(cdf, u, func(e, t float64) int {
+				if e > t {
+					return 1
+				}
+				return -1
+			})
+			counts[int32(min(c, len(logits)-1))]++
+		}
+	}
+	ids := make([]int32, 0, len(counts))
+	for id := range counts {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b int32) int {
+		switch x, y := logits[a], logits[b]; {
+		case x > y:
+			return -1
+		case x < y:
+			return 1
+		}
+		return int(a - b)
+	})
+	for j := range k {
+		id := ids[min(j, len(ids)-1)]
+		idx[j], val[j], cnt[j] = id, logits[id], 0
+		if j < len(ids) {
+			cnt[j] = counts[id]
+		}
+	}
+	return logSumExp32(logits)
+}
+
 // logSumExp32 returns log Σ exp(x_i) in float64 arithmetic.
 func logSumExp32(x []float32) float32 {
 	m := float32(math.Inf(-1))
@@ -198,6 +288,7 @@ func (b *Batch) Clone() *Batch {
 	c := &Batch{
 		Rows: slices.Clone(b.Rows), Labels: slices.Clone(b.Labels), Logits: slices.Clone(b.Logits),
 		TopKIndex: slices.Clone(b.TopKIndex), TopKLogit: slices.Clone(b.TopKLogit), LogSumExp: slices.Clone(b.LogSumExp),
+		SampleCount: slices.Clone(b.SampleCount),
 	}
 	if b.Hidden != nil {
 		c.Hidden = make(map[string][]float32, len(b.Hidden))

@@ -146,6 +146,7 @@ func (m *Manifest) fill(cfg Config, o WriterOptions) {
 	m.Classes = cfg.Classes
 	s := &m.Settings
 	s.TopK, s.Dtype, s.HasLabel, s.Positions, s.TopKLogProbs = cfg.TopK, cfg.ScoreDtype, cfg.HasLabel, cfg.Positions, cfg.TopKLogProbs
+	s.Samples, s.SampleTemperature, s.SampleSeed = cfg.Samples, cfg.SampleTemperature, cfg.SampleSeed
 	s.Hidden, s.Inputs, s.KeepInput = cfg.Hidden, cfg.Inputs, len(cfg.Inputs) > 0
 	s.Format, s.Compression, s.RowsPerBatch = o.Format, o.Compression, o.RowsPerBatch
 	if s.ShardCount == 0 {

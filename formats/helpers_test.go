@@ -89,6 +89,7 @@ func concatBatches(bs ...*Batch) *Batch {
 		out.TopKIndex = append(out.TopKIndex, b.TopKIndex...)
 		out.TopKLogit = append(out.TopKLogit, b.TopKLogit...)
 		out.LogSumExp = append(out.LogSumExp, b.LogSumExp...)
+		out.SampleCount = append(out.SampleCount, b.SampleCount...)
 		for k, v := range b.Hidden {
 			if out.Hidden == nil {
 				out.Hidden = map[string][]float32{}

@@ -108,20 +108,23 @@ type DatasetInput struct {
 // Settings are the extraction and storage settings. Every shard of a cache
 // has the same Settings except ShardIndex.
 type Settings struct {
-	BatchSize    int          `json:"batch_size"`               // teacher inference batch size
-	TopK         int          `json:"top_k"`                    // 0 for full logits; from Config
-	Positions    int          `json:"positions,omitempty"`      // T of a per-token cache; from Config
-	TopKLogProbs bool         `json:"topk_log_probs,omitempty"` // top-k scores stored as log-probabilities; from Config
-	Dtype        Dtype        `json:"dtype"`                    // score storage dtype; from Config
-	HasLabel     bool         `json:"has_label"`                // from Config
-	Hidden       []TensorSpec `json:"hidden,omitempty"`
-	KeepInput    bool         `json:"keep_input"` // len(Inputs) > 0
-	Inputs       []TensorSpec `json:"inputs,omitempty"`
-	ShardIndex   int          `json:"shard_index"` // i in [0, ShardCount)
-	ShardCount   int          `json:"shard_count"` // N >= 1; 0 becomes 1 in CreateCache
-	Format       Format       `json:"format"`      // from WriterOptions
-	Compression  Compression  `json:"compression"` // from WriterOptions
-	RowsPerBatch int          `json:"rows_per_batch"`
+	BatchSize         int          `json:"batch_size"`                   // teacher inference batch size
+	TopK              int          `json:"top_k"`                        // 0 for full logits; from Config
+	Positions         int          `json:"positions,omitempty"`          // T of a per-token cache; from Config
+	TopKLogProbs      bool         `json:"topk_log_probs,omitempty"`     // top-k scores stored as log-probabilities; from Config
+	Samples           int          `json:"samples,omitempty"`            // S draws per position of a sampled cache; from Config
+	SampleTemperature float64      `json:"sample_temperature,omitempty"` // τ of the proposal; from Config
+	SampleSeed        uint64       `json:"sample_seed,omitempty"`        // from Config
+	Dtype             Dtype        `json:"dtype"`                        // score storage dtype; from Config
+	HasLabel          bool         `json:"has_label"`                    // from Config
+	Hidden            []TensorSpec `json:"hidden,omitempty"`
+	KeepInput         bool         `json:"keep_input"` // len(Inputs) > 0
+	Inputs            []TensorSpec `json:"inputs,omitempty"`
+	ShardIndex        int          `json:"shard_index"` // i in [0, ShardCount)
+	ShardCount        int          `json:"shard_count"` // N >= 1; 0 becomes 1 in CreateCache
+	Format            Format       `json:"format"`      // from WriterOptions
+	Compression       Compression  `json:"compression"` // from WriterOptions
+	RowsPerBatch      int          `json:"rows_per_batch"`
 }
 
 // PartInfo describes one part file of a cache directory.
@@ -136,14 +139,17 @@ type PartInfo struct {
 // Config returns the cache Config the manifest describes.
 func (m Manifest) Config() Config {
 	return Config{
-		Classes:      m.Classes,
-		ScoreDtype:   m.Settings.Dtype,
-		TopK:         m.Settings.TopK,
-		Positions:    m.Settings.Positions,
-		TopKLogProbs: m.Settings.TopKLogProbs,
-		HasLabel:     m.Settings.HasLabel,
-		Hidden:       m.Settings.Hidden,
-		Inputs:       m.Settings.Inputs,
+		Classes:           m.Classes,
+		ScoreDtype:        m.Settings.Dtype,
+		TopK:              m.Settings.TopK,
+		Positions:         m.Settings.Positions,
+		TopKLogProbs:      m.Settings.TopKLogProbs,
+		Samples:           m.Settings.Samples,
+		SampleTemperature: m.Settings.SampleTemperature,
+		SampleSeed:        m.Settings.SampleSeed,
+		HasLabel:          m.Settings.HasLabel,
+		Hidden:            m.Settings.Hidden,
+		Inputs:            m.Settings.Inputs,
 	}
 }
 

@@ -135,3 +135,97 @@ func TestTopKLogProbs(t *testing.T) {
 		t.Error("log-probabilities without top-k accepted")
 	}
 }
+
+// TestSampledTargets writes a sampled per-token cache from dense logits
+// and checks: S draws per position over distinct ids sorted by score with
+// count-0 padding; the same rows give the same draws whatever the part
+// and batch boundaries (the draws are a function of row and position);
+// and the draw frequencies estimate the proposal softmax(t/τ) without
+// bias.
+func TestSampledTargets(t *testing.T) {
+	const T, C, S, n = 4, 9, 8, 300
+	base := []float32{2, 1.5, 1, 0.5, 0, -0.5, -1, 3, 0.25}
+	b := &Batch{}
+	for i := range n {
+		b.Rows = append(b.Rows, int64(i))
+		for range T {
+			b.Logits = append(b.Logits, base...)
+		}
+	}
+	cfg := Config{Classes: C, Positions: T, Samples: S, SampleTemperature: 2, SampleSeed: 42}
+	write := func(parts ...int) *Batch {
+		dir := t.TempDir()
+		cw, err := CreateCache(dir, Manifest{}, cfg, &WriterOptions{RowsPerBatch: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo := 0
+		for _, m := range parts {
+			part := &Batch{Rows: b.Rows[lo : lo+m], Logits: b.Logits[lo*T*C : (lo+m)*T*C]}
+			if _, err := cw.WritePart(part); err != nil {
+				t.Fatal(err)
+			}
+			lo += m
+		}
+		if err := cw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got := c.Config(); got.Samples != S || got.TopK != S || got.SampleTemperature != 2 || got.SampleSeed != 42 {
+			t.Fatalf("config %+v", got)
+		}
+		return readAll(t, c)
+	}
+	one, split := write(n), write(100, 13, 187)
+	if !slices.Equal(one.TopKIndex, split.TopKIndex) || !slices.Equal(one.SampleCount, split.SampleCount) {
+		t.Fatal("the draws depend on part boundaries")
+	}
+	// Proposal q = softmax(base/2).
+	q := make([]float64, C)
+	var z float64
+	for c, v := range base {
+		q[c] = math.Exp(float64(v) / 2)
+		z += q[c]
+	}
+	freq := make([]float64, C)
+	distinct := 0
+	for p := range n * T {
+		ids, cnt := one.TopKIndex[p*S:(p+1)*S], one.SampleCount[p*S:(p+1)*S]
+		var sum int32
+		seen := map[int32]bool{}
+		for j := range S {
+			sum += cnt[j]
+			if cnt[j] > 0 {
+				if seen[ids[j]] || (j > 0 && cnt[j-1] == 0) {
+					t.Fatalf("position %d: ids %v counts %v", p, ids, cnt)
+				}
+				seen[ids[j]] = true
+				freq[ids[j]] += float64(cnt[j])
+				if one.TopKLogit[p*S+j] != base[ids[j]] {
+					t.Fatalf("position %d: logit of %d is %v", p, ids[j], one.TopKLogit[p*S+j])
+				}
+			} else if ids[j] != ids[j-1] {
+				t.Fatalf("position %d: padding %v", p, ids)
+			}
+		}
+		if sum != S {
+			t.Fatalf("position %d: %d draws", p, sum)
+		}
+		distinct += len(seen)
+	}
+	total := float64(n * T * S)
+	for c := range C {
+		// 9,600 draws: the standard error of a frequency is < 0.005.
+		if d := math.Abs(freq[c]/total - q[c]/z); d > 0.02 {
+			t.Errorf("class %d drawn %.4f of the time, proposal %.4f", c, freq[c]/total, q[c]/z)
+		}
+	}
+	t.Logf("%.1f distinct ids per position from %d draws", float64(distinct)/float64(n*T), S)
+	if _, err := Schema(Config{Classes: 4, Samples: 8, TopK: 3}); err == nil {
+		t.Error("samples with another top-k accepted")
+	}
+}

@@ -446,6 +446,17 @@ func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
 				dst.Labels = append(dst.Labels, v.i64...)
 			}
 			continue
+		case roleSampleCount:
+			dst.SampleCount = slices.Grow(dst.SampleCount[:0], nv)
+			for _, v := range views[c] {
+				dst.SampleCount = append(dst.SampleCount, v.i32...)
+			}
+			for _, n := range dst.SampleCount {
+				if n < 0 || int(n) > r.cfg.Samples {
+					return fmt.Errorf("column %s: count %d out of range [0, %d]", col.name, n, r.cfg.Samples)
+				}
+			}
+			continue
 		case roleTopKIndex:
 			dst.TopKIndex = slices.Grow(dst.TopKIndex[:0], nv)
 			for _, v := range views[c] {

@@ -24,14 +24,15 @@ const (
 
 // Column names of the cache schema.
 const (
-	ColRow       = "row"        // int64: index of the sample in the source dataset
-	ColLabel     = "label"      // int64: dataset label, when Config.HasLabel ([T]: next-token ids, per token)
-	ColLogits    = "logits"     // fixed_size_list<float32|float16>[C]: raw teacher scores ([T·C] per token)
-	ColTopKIndex = "topk_index" // fixed_size_list<int32>[k]: class ids of the k largest scores ([T·k])
-	ColTopKLogit = "topk_logit" // fixed_size_list<float32|float16>[k]: those scores, descending ([T·k])
-	ColLogSumExp = "logsumexp"  // float32: log Σ_c exp(score_c) over all C scores ([T] per token)
-	HiddenPrefix = "hidden."    // + name: fixed_size_list<float32|float16>[n], a teacher hidden state
-	InputPrefix  = "input."     // + name: fixed_size_list<float32>[n], a model input
+	ColRow         = "row"          // int64: index of the sample in the source dataset
+	ColLabel       = "label"        // int64: dataset label, when Config.HasLabel ([T]: next-token ids, per token)
+	ColLogits      = "logits"       // fixed_size_list<float32|float16>[C]: raw teacher scores ([T·C] per token)
+	ColTopKIndex   = "topk_index"   // fixed_size_list<int32>[k]: class ids of the k largest scores ([T·k])
+	ColTopKLogit   = "topk_logit"   // fixed_size_list<float32|float16>[k]: those scores, descending ([T·k])
+	ColLogSumExp   = "logsumexp"    // float32: log Σ_c exp(score_c) over all C scores ([T] per token)
+	ColSampleCount = "sample_count" // fixed_size_list<int32>[S] ([T·S]): draws of each topk_index id, for a sampled cache
+	HiddenPrefix   = "hidden."      // + name: fixed_size_list<float32|float16>[n], a teacher hidden state
+	InputPrefix    = "input."       // + name: fixed_size_list<float32>[n], a model input
 )
 
 // Arrow schema metadata keys. Schema sets the first four on the schema;
@@ -44,6 +45,8 @@ const (
 	MetaTopK         = "distill.topk"           // k, decimal; "0" for full logits
 	MetaPositions    = "distill.positions"      // T, decimal, for a per-token cache; absent otherwise
 	MetaTopKLogProbs = "distill.topk_log_probs" // "true" when topk_logit stores t_j − logsumexp (Config.TopKLogProbs)
+	MetaSamples      = "distill.samples"        // S, decimal, for a sampled cache (Config.Samples)
+	MetaSampling     = "distill.sampling"       // JSON {"temperature": τ, "seed": n} of a sampled cache
 	MetaShape        = "distill.shape"          // per-sample shape as a JSON array, e.g. "[1,28,28]"
 	MetaManifest     = "distill.manifest"       // the cache manifest as JSON, without its parts list
 	MetaTeacher      = "distill.teacher_sha256" // hex sha256 of the teacher model file
@@ -114,9 +117,26 @@ type Config struct {
 	// (up to ~24, float16 steps of 0.008–0.016) err by ~2e-3 and sum past
 	// 1 at a quarter of a language model's positions.
 	TopKLogProbs bool
-	HasLabel     bool         // store the dataset label column
-	Hidden       []TensorSpec // hidden states, in column order
-	Inputs       []TensorSpec // model inputs, in column order; Dtype must be Float32
+	// Samples is S > 0 for sampled targets (Anshumann et al. 2025, "Sparse
+	// Logit Sampling"): per position, S draws from softmax(t/τ) with
+	// τ = SampleTemperature, stored as the distinct drawn ids in the top-k
+	// columns (TopK is S: ids by descending score, padded by repeating the
+	// last id) with their draw counts in sample_count (0 for padding) and
+	// logsumexp over all C. The draws of row r, position t come from
+	// rand.NewPCG(SampleSeed, r·2^20 + t): a pure function of the row, so
+	// resuming and sharding give the same bytes.
+	Samples           int
+	SampleTemperature float64 // τ of the proposal softmax; 0 means 1
+	SampleSeed        uint64
+	HasLabel          bool         // store the dataset label column
+	Hidden            []TensorSpec // hidden states, in column order
+	Inputs            []TensorSpec // model inputs, in column order; Dtype must be Float32
+}
+
+// sampling is the JSON of MetaSampling.
+type sampling struct {
+	Temperature float64 `json:"temperature"`
+	Seed        uint64  `json:"seed"`
 }
 
 // normalize validates c and returns a copy with defaults filled in
@@ -134,6 +154,23 @@ func (c Config) normalize() (Config, error) {
 	c.ScoreDtype = c.ScoreDtype.orDefault()
 	if c.TopK < 0 || c.TopK > c.Classes || c.TopK > maxWidth {
 		return bad("top-k %d out of range [0, %d]", c.TopK, c.Classes)
+	}
+	if c.Samples < 0 || c.Samples > 1<<16 {
+		return bad("samples %d out of range [0, %d]", c.Samples, 1<<16)
+	}
+	if c.Samples > 0 {
+		if c.TopK != 0 && c.TopK != min(c.Samples, c.Classes) {
+			return bad("samples %d with top-k %d: a sampled cache keeps its S draws in the top-k columns", c.Samples, c.TopK)
+		}
+		c.TopK = min(c.Samples, c.Classes)
+		if c.SampleTemperature == 0 {
+			c.SampleTemperature = 1
+		}
+		if !(c.SampleTemperature > 0) || math.IsInf(c.SampleTemperature, 0) {
+			return bad("sample temperature %v: want a positive finite value", c.SampleTemperature)
+		}
+	} else if c.SampleTemperature != 0 || c.SampleSeed != 0 {
+		return bad("sample temperature or seed without samples")
 	}
 	if c.TopKLogProbs && c.TopK == 0 {
 		return bad("top-k log-probabilities without top-k")
@@ -249,6 +286,7 @@ const (
 	roleTopKIndex
 	roleTopKLogit
 	roleLogSumExp
+	roleSampleCount
 	roleHidden
 	roleInput
 )
@@ -298,6 +336,9 @@ func (c Config) columns() []column {
 			column{name: ColTopKIndex, role: roleTopKIndex, kind: kInt32, width: p * c.TopK},
 			column{name: ColTopKLogit, role: roleTopKLogit, kind: score, width: p * c.TopK},
 			column{name: ColLogSumExp, role: roleLogSumExp, kind: kFloat32, width: perPos})
+		if c.Samples > 0 {
+			cols = append(cols, column{name: ColSampleCount, role: roleSampleCount, kind: kInt32, width: p * c.TopK})
+		}
 	}
 	for _, h := range c.Hidden {
 		cols = append(cols, column{name: HiddenPrefix + h.Name, role: roleHidden, key: h.Name, kind: kindOf(h.Dtype), width: h.Size(), shape: h.Shape})
@@ -352,8 +393,13 @@ func schemaOf(cfg Config, extra map[string]string) *arrow.Schema {
 	if cfg.TopKLogProbs {
 		keys, vals = append(keys, MetaTopKLogProbs), append(vals, "true")
 	}
+	if cfg.Samples > 0 {
+		js, _ := json.Marshal(sampling{Temperature: cfg.SampleTemperature, Seed: cfg.SampleSeed})
+		keys, vals = append(keys, MetaSamples, MetaSampling), append(vals, strconv.Itoa(cfg.Samples), string(js))
+	}
 	for _, k := range sortedKeys(extra) {
-		if k == MetaVersion || k == MetaClasses || k == MetaScoreDtype || k == MetaTopK || k == MetaPositions || k == MetaTopKLogProbs {
+		if k == MetaVersion || k == MetaClasses || k == MetaScoreDtype || k == MetaTopK || k == MetaPositions || k == MetaTopKLogProbs ||
+			k == MetaSamples || k == MetaSampling {
 			continue
 		}
 		keys = append(keys, k)
@@ -404,6 +450,17 @@ func ConfigFromSchema(s *arrow.Schema) (Config, error) {
 	}
 	if cfg.TopK, err = atoi(MetaTopK); err != nil {
 		return Config{}, err
+	}
+	if _, ok := get(MetaSamples); ok {
+		if cfg.Samples, err = atoi(MetaSamples); err != nil {
+			return Config{}, err
+		}
+		js, _ := get(MetaSampling)
+		var sp sampling
+		if err := json.Unmarshal([]byte(js), &sp); err != nil {
+			return Config{}, fmt.Errorf("%w: schema metadata %s=%q: %v", ErrSchema, MetaSampling, js, err)
+		}
+		cfg.SampleTemperature, cfg.SampleSeed = sp.Temperature, sp.Seed
 	}
 	if v, ok := get(MetaTopKLogProbs); ok {
 		if v != "true" {

@@ -174,6 +174,9 @@ func RawBytesPerSample(cfg Config) int64 {
 	} else {
 		n += p * (int64(cfg.TopK)*(4+size(cfg.ScoreDtype)) + 4)
 	}
+	if cfg.Samples > 0 {
+		n += p * int64(cfg.TopK) * 4 // sample_count
+	}
 	for _, h := range cfg.Hidden {
 		n += int64(h.Size()) * size(h.Dtype)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -153,6 +154,7 @@ type Writer struct {
 	val []float32 // top-k scratch
 	lse []float32 // top-k scratch
 	lp  []float32 // top-k log-probability scratch (Config.TopKLogProbs)
+	cnt []int32   // sample-count scratch (Config.Samples)
 }
 
 // countWriter counts bytes and hides any Close method of the underlying
@@ -282,8 +284,18 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 		w.idx = slices.Grow(w.idx[:0], m*k)[:m*k]
 		w.val = slices.Grow(w.val[:0], m*k)[:m*k]
 		w.lse = slices.Grow(w.lse[:0], m)[:m]
-		for r := 0; r < m; r++ {
-			w.lse[r] = TopK(w.idx[r*k:(r+1)*k], w.val[r*k:(r+1)*k], b.Logits[(p0+r)*c:(p0+r+1)*c])
+		if w.cfg.Samples > 0 {
+			w.cnt = slices.Grow(w.cnt[:0], m*k)[:m*k]
+			for r := 0; r < m; r++ {
+				row, t := b.Rows[r0+r/P], r%P
+				rng := rand.New(rand.NewPCG(w.cfg.SampleSeed, uint64(row)<<20+uint64(t)))
+				w.lse[r] = Sample(w.idx[r*k:(r+1)*k], w.val[r*k:(r+1)*k], w.cnt[r*k:(r+1)*k], b.Logits[(p0+r)*c:(p0+r+1)*c],
+					w.cfg.Samples, w.cfg.SampleTemperature, rng)
+			}
+		} else {
+			for r := 0; r < m; r++ {
+				w.lse[r] = TopK(w.idx[r*k:(r+1)*k], w.val[r*k:(r+1)*k], b.Logits[(p0+r)*c:(p0+r+1)*c])
+			}
 		}
 		for i, col := range w.cols {
 			switch col.role {
@@ -293,6 +305,8 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 				w.pend[i] = appendFloats(w.pend[i], col.kind, w.topKStored(w.val, w.lse))
 			case roleLogSumExp:
 				w.pend[i] = appendFloats(w.pend[i], col.kind, w.lse)
+			case roleSampleCount:
+				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(w.cnt)...)
 			}
 		}
 	}
@@ -315,6 +329,10 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 		case roleLogSumExp:
 			if !derive {
 				w.pend[i] = appendFloats(w.pend[i], col.kind, b.LogSumExp[r0*v:r1*v])
+			}
+		case roleSampleCount:
+			if !derive {
+				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(b.SampleCount[r0*v:r1*v])...)
 			}
 		case roleLogits:
 			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Logits[r0*v:r1*v])

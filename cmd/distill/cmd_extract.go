@@ -87,6 +87,9 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Out, "out", "", "cache directory to write (required)")
 	fs.IntVar(&o.Batch, "batch", 256, fmt.Sprintf("rows per teacher run, 1..%d", maxBatch))
 	fs.IntVar(&o.TopK, "topk", 0, "cache only the K largest logits per row plus their logsumexp (0 = all)")
+	fs.IntVar(&o.Samples, "samples", 0, "cache S draws per score vector from softmax(logits/--sample-temperature) instead: the distinct ids, counts and logits (0 = off; not with --topk)")
+	fs.Float64Var(&o.SampleTemperature, "sample-temperature", 1, "proposal temperature of --samples, 0.05..100")
+	fs.Uint64Var(&o.SampleSeed, "seed", 1, "seed of the --samples draws (each row and position draws from its own stream)")
 	fs.StringVar(&o.Dtype, "dtype", "f32", "storage of scores and hidden states: f32 or f16")
 	fs.StringSliceVar(&o.hidden, "hidden", nil, "intermediate tensors to cache, comma-separated (see distill tensors)")
 	fs.BoolVar(&o.KeepInput, "keep-input", false, "also cache the model inputs (after preprocessing), so training needs no dataset")
@@ -160,6 +163,18 @@ func (o *extractOptions) validate() error {
 	}
 	if err := checkRange("--topk", o.TopK, 0, maxBatch); err != nil {
 		return err
+	}
+	if err := checkRange("--samples", o.Samples, 0, 1<<16); err != nil {
+		return err
+	}
+	if o.Samples > 0 && o.TopK > 0 {
+		return usageError("--samples and --topk are two kinds of sparse targets: choose one")
+	}
+	if err := checkFloat("--sample-temperature", o.SampleTemperature, 0.05, 100); err != nil {
+		return err
+	}
+	if o.Samples == 0 {
+		o.SampleTemperature, o.SampleSeed = 0, 0 // recorded only with --samples
 	}
 	if err := checkThreads(o.Threads); err != nil {
 		return err
