@@ -202,6 +202,7 @@ var numeric = []struct {
 	{"extract", "--batch", nil}, {"extract", "--topk", []string{"0"}}, {"extract", "--threads", []string{"0"}},
 	{"extract", "--part-rows", nil}, {"extract", "--shard-count", []string{"0"}},
 	{"extract", "--scale", nil}, {"extract", "--mean", []string{"0", "-1"}}, {"extract", "--std", nil},
+	{"extract", "--samples", []string{"0"}}, {"extract", "--sample-temperature", nil}, {"extract", "--seed", []string{"0", "99999999999"}},
 	{"train", "--epochs", nil}, {"train", "--batch", nil}, {"train", "--lr", nil}, {"train", "--temperature", nil},
 	{"train", "--alpha", []string{"0"}}, {"train", "--dropout", []string{"0"}}, {"train", "--momentum", []string{"0"}},
 	{"train", "--weight-decay", []string{"0"}}, {"train", "--warmup", []string{"0"}}, {"train", "--threads", []string{"0"}},
@@ -217,7 +218,7 @@ func absurd(flag string) string {
 	switch flag {
 	case "--bench-time":
 		return "100000h"
-	case "--scale", "--mean", "--std", "--lr", "--temperature", "--alpha", "--dropout", "--momentum", "--weight-decay":
+	case "--scale", "--mean", "--std", "--lr", "--temperature", "--alpha", "--dropout", "--momentum", "--weight-decay", "--sample-temperature":
 		return "1e300"
 	}
 	return "99999999999"
