@@ -4,8 +4,11 @@ package extract
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -327,4 +330,73 @@ func TestExtractSampled(t *testing.T) {
 		}
 	}
 	t.Logf("%d draws per position keep %.1f distinct ids", S, float64(distinct)/float64(rows*T))
+}
+
+// TestSequenceCacheInDuckDB: DuckDB computes, in SQL from the Parquet
+// parts alone (scripts/node/duckdb_nll.mjs), the teacher's mean next-token
+// NLL and top-1 accuracy of a dense per-token cache; they equal Go's
+// figures from the same cache. Without node or its packages the test
+// skips, except under CI, where make test provides them.
+func TestSequenceCacheInDuckDB(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := seqShared(t)
+	node, err := exec.LookPath("node")
+	modules := os.Getenv("DISTILL_NODE_MODULES")
+	if modules == "" {
+		modules, _ = filepath.Abs("../.cache/node/node_modules")
+	}
+	if _, statErr := os.Stat(filepath.Join(modules, "@duckdb", "node-api")); err != nil || statErr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node and @duckdb/node-api are required in CI (make setup-node): %v %v", err, statErr)
+		}
+		t.Skipf("node or @duckdb/node-api missing (make setup-node): %v %v", err, statErr)
+	}
+	const T, rows = 32, 24
+	data, _ := tokenWindows(t, seq, T, rows)
+	out := filepath.Join(t.TempDir(), "dense")
+	if _, err := rt.Run(context.Background(), Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: data, Out: out, Threads: 1, Dtype: "f16"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nll float64
+	var right, n int
+	for b, err := range c.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q, y := range b.Labels {
+			s := b.Logits[q*512 : (q+1)*512]
+			nll += formats.LogSumExp(s) - float64(s[y])
+			if argmax(s) == int(y) {
+				right++
+			}
+			n++
+		}
+	}
+	c.Close()
+	cmd := exec.Command(node, "../scripts/node/duckdb_nll.mjs", out, fmt.Sprint(T), "512")
+	cmd.Env = append(os.Environ(), "DISTILL_NODE_MODULES="+modules)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	js, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("duckdb_nll: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		Reader    string  `json:"reader"`
+		Positions int     `json:"positions"`
+		NLL       float64 `json:"nll"`
+		Top1      float64 `json:"top1"`
+	}
+	if err := json.Unmarshal(js, &got); err != nil {
+		t.Fatalf("duckdb_nll output %q: %v", js, err)
+	}
+	wantNLL, wantTop1 := nll/float64(n), float64(right)/float64(n)
+	if got.Positions != n || math.Abs(got.NLL-wantNLL) > 1e-6 || math.Abs(got.Top1-wantTop1) > 1e-12 {
+		t.Errorf("%s: %d positions, NLL %.8f, top-1 %.6f; Go: %d, %.8f, %.6f", got.Reader, got.Positions, got.NLL, got.Top1, n, wantNLL, wantTop1)
+	}
+	t.Logf("%s: NLL %.6f nats/token, top-1 %.4f over %d positions, as Go", got.Reader, got.NLL, got.Top1, got.Positions)
 }
