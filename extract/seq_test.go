@@ -5,6 +5,7 @@ package extract
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -399,4 +400,63 @@ func TestSequenceCacheInDuckDB(t *testing.T) {
 		t.Errorf("%s: %d positions, NLL %.8f, top-1 %.6f; Go: %d, %.8f, %.6f", got.Reader, got.Positions, got.NLL, got.Top1, n, wantNLL, wantTop1)
 	}
 	t.Logf("%s: NLL %.6f nats/token, top-1 %.4f over %d positions, as Go", got.Reader, got.NLL, got.Top1, got.Positions)
+}
+
+// TestExtractSequenceResume stops a sampled per-token extraction after its
+// first part and resumes it: every row's draws, logits, labels and hidden
+// state are bit-identical to those of an uninterrupted run.
+func TestExtractSequenceResume(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := seqShared(t)
+	data, _ := tokenWindows(t, seq, 16, 80)
+	base := Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: data, Batch: 4, PartRows: 4, Threads: 1,
+		Samples: 12, Dtype: "f16", SampleSeed: 3, Hidden: []string{"hidden_states.2"}}
+	whole := base
+	whole.Out = filepath.Join(t.TempDir(), "whole")
+	if _, err := rt.Run(context.Background(), whole); err != nil {
+		t.Fatal(err)
+	}
+	stopped := base
+	stopped.Out = filepath.Join(t.TempDir(), "stopped")
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped.Progress = func(done, total int64) {
+		if done >= 4 {
+			cancel()
+		}
+	}
+	if _, err := rt.Run(ctx, stopped); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	stopped.Progress, stopped.Resume = nil, true
+	res, err := rt.Run(context.Background(), stopped)
+	if err != nil || res.Skipped == 0 {
+		t.Fatalf("resume: %v, %+v", err, res)
+	}
+	read := func(dir string) *formats.Batch {
+		c, err := formats.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		all := &formats.Batch{Hidden: map[string][]float32{}}
+		for b, err := range c.All() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			all.Rows = append(all.Rows, b.Rows...)
+			all.Labels = append(all.Labels, b.Labels...)
+			all.TopKIndex = append(all.TopKIndex, b.TopKIndex...)
+			all.TopKLogit = append(all.TopKLogit, b.TopKLogit...)
+			all.SampleCount = append(all.SampleCount, b.SampleCount...)
+			all.LogSumExp = append(all.LogSumExp, b.LogSumExp...)
+			all.Hidden["h"] = append(all.Hidden["h"], b.Hidden["hidden_states.2"]...)
+		}
+		return all
+	}
+	a, b := read(whole.Out), read(stopped.Out)
+	if len(a.Rows) != 80 || !slices.Equal(a.Rows, b.Rows) || !slices.Equal(a.Labels, b.Labels) || !slices.Equal(a.TopKIndex, b.TopKIndex) ||
+		!slices.Equal(a.SampleCount, b.SampleCount) || !slices.Equal(a.TopKLogit, b.TopKLogit) || !slices.Equal(a.LogSumExp, b.LogSumExp) ||
+		!slices.Equal(a.Hidden["h"], b.Hidden["h"]) {
+		t.Error("the resumed cache differs from the uninterrupted one")
+	}
 }
