@@ -1,8 +1,20 @@
 // Package dataset reads the input datasets that `distill extract` feeds to
-// a teacher, and writes MNIST as such a dataset.
+// a teacher, and writes MNIST and tokenized text as such datasets.
 //
 // It owns the input side only: the teacher-output cache lives in package
 // formats, which this package neither imports nor is imported by.
+//
+// # Sections
+//
+//   - Reading: Open, Options, Dataset, Column, Batch, All, DType,
+//     FileSHA256; the sentinel errors (ErrFormat, ...).
+//   - MNIST: MNISTDir, LoadMNIST, MNIST, WriteMNIST, WriteMNISTFile,
+//     MNISTSchema, WriteOptions; WriteNPY, WriteNPYFile.
+//   - Text: Documents, Document, DocumentError, TextOptions, TextFormat,
+//     SplitBlank, SplitLine, SplitNone (text.go).
+//   - Token windows: WriteTokensFile, TokensOptions, TokensProgress,
+//     TokensSchema, TokensMeta, ReadTokensMeta, MetaTokens, ErrShortCorpus
+//     (tokens.go).
 //
 // # Formats
 //
@@ -54,6 +66,31 @@
 // reads a split, and WriteMNISTFile writes it atomically as Parquet or
 // Arrow with an "image" fixed_size_list<uint8>[784] column of shape
 // [1,28,28] and an int64 "label" column.
+//
+// # Token windows
+//
+// WriteTokensFile turns text into the dataset of a sequence teacher.
+// Documents reads the inputs in order: plain text cut at blank lines, at
+// lines or not at all (TextOptions.Split), JSON Lines (a string field per
+// line, TextOptions.TextField) and the string column of Parquet and
+// Arrow IPC files or streams (the layout Hugging Face datasets exports).
+// Each document is encoded with a formats/tokenizer Tokenizer, special
+// tokens included (plus "eos" with TokensOptions.EOS), and the encodings
+// are packed into one stream cut into windows of SeqLen+1 ids every
+// Stride ids; the tail shorter than a window is dropped:
+//
+//	stream:  d0 d0 d0 d1 d1 d2 d2 d2 d2 ...   (SeqLen 3, Stride 2)
+//	row 0:   [0, 4)   row 1: [2, 6)   row 2: [4, 8)   ...
+//
+// One row per window: column "input_ids" fixed_size_list<int32>[SeqLen+1]
+// (Open reads it as an Int32 column of shape [SeqLen+1]; rows are
+// numbered by position). Zero-based windows ValEvery-1, 2*ValEvery-1, ...
+// are validation windows: in a file of their own (ValOut) or marked in a
+// bool column "val". The TokensMeta JSON under key MetaTokens (Parquet
+// key-value metadata, Arrow schema metadata) records the tokenizer, the
+// options, each input's size and SHA-256, and the counts. Workers
+// tokenize chunks of documents in parallel and the packer takes them in
+// input order, so the file is byte-identical whatever the worker count.
 //
 // # Example
 //
