@@ -42,6 +42,12 @@ var (
 	mkDataset = func(t *testing.T, dir string) string {
 		return copyFile(t, "../../fixtures/tiny/x4.npy", filepath.Join(dir, "x4.npy"))
 	}
+	mkTok512 = func(t *testing.T, dir string) string {
+		return copyFile(t, "../../../shared/teachers/seq/tok512.bin", filepath.Join(dir, "tok512.bin"))
+	}
+	mkText = func(t *testing.T, dir string) string {
+		return writeFile(t, filepath.Join(dir, "stories.txt"), []byte(strings.Repeat("Once upon a time, there was a little girl named Lily.\n\n", 20)))
+	}
 	mkCache = func(t *testing.T, dir string) string {
 		rows, x, labels, logits := fixtures.ClassData(64, 9)
 		return fixtures.WriteClassCache(t, filepath.Join(dir, "cache"), rows, x, labels, logits, 0)
@@ -177,6 +183,8 @@ var (
 	slotRun     = slot{"RUN_DIR", mkRun, mkCache, nil, false}
 	slotTensors = slot{"MODEL", mkTeacher, mkCache, nil, false}
 	slotInfo    = slot{"FILE", mkDataset, mkCache, nil, false}
+	slotTok     = slot{"--tokenizer", mkTok512, mkCache, nil, false}
+	slotText    = slot{"INPUT", mkText, mkCache, nil, false}
 )
 
 var templates = []template{
@@ -190,6 +198,8 @@ var templates = []template{
 		[]string{"--out-inside-RUN_DIR", "RUN_DIR=truncated"}},
 	{"tensors", []string{"tensors", "{MODEL}"}, []slot{slotTensors}, "", true, nil},
 	{"data-info", []string{"data", "info", "{FILE}"}, []slot{slotInfo}, "", false, nil},
+	{"data-text", []string{"data", "text", "--tokenizer", "{--tokenizer}", "--seq-len", "16", "--out", "{OUT}", "{INPUT}"},
+		[]slot{slotTok, slotText}, "--out", false, []string{"INPUT=truncated"}}, // half a text is a text
 }
 
 // numeric lists each command's numeric flags with the values that are
@@ -211,6 +221,8 @@ var numeric = []struct {
 	{"eval", "--batch", nil}, {"eval", "--threads", []string{"0"}}, {"eval", "--bench-time", []string{"0"}},
 	{"eval", "--scale", nil}, {"eval", "--mean", nil}, {"eval", "--std", nil},
 	{"inspect", "--rows", []string{"0"}},
+	{"data-text", "--seq-len", nil}, {"data-text", "--stride", []string{"0"}}, {"data-text", "--val-every", []string{"0"}},
+	{"data-text", "--threads", []string{"0"}}, {"data-text", "--max-doc-bytes", nil},
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.
