@@ -58,6 +58,9 @@ var _ Source = (*DatasetSource)(nil)
 // the dataset, so the recorded labels file (Options.Labels) is not used.
 // Close the DatasetSource before c.
 func NewDatasetSource(c *formats.Cache, path string) (*DatasetSource, error) {
+	if err := perSample(c.Config(), "cache"); err != nil {
+		return nil, err
+	}
 	rec := c.Manifest().Dataset
 	if len(rec.Inputs) == 0 {
 		return nil, ErrNoInput

@@ -171,9 +171,19 @@ func writeInspectText(out io.Writer, rep *formats.Summary) error {
 	}
 	fmt.Fprintf(w, "  dataset\t%s\n", ds)
 	fmt.Fprintf(w, "  preprocessing\t%s\n", orDash(strings.Join(m.Dataset.Preprocessing, "; ")))
-	if s.TopK > 0 {
+	if s.Positions > 0 {
+		fmt.Fprintf(w, "  tokens\t%d per row (a language-model teacher's; the label of each is the next token)\n", s.Positions)
+	}
+	switch {
+	case s.Samples > 0:
+		fmt.Fprintf(w, "  sampled\t%d draws per position from softmax(logits/%g), seed %d: distinct ids with counts and logsumexp\n", s.Samples, s.SampleTemperature, s.SampleSeed)
+	case s.TopK > 0:
 		fmt.Fprintf(w, "  top-k\t%d of %d classes, with logsumexp over all\n", s.TopK, m.Classes)
-	} else {
+	}
+	if s.TopKLogProbs {
+		fmt.Fprintf(w, "  sparse scores\tstored as log-probabilities (read back as logits)\n")
+	}
+	if s.TopK == 0 && s.Samples == 0 {
 		fmt.Fprintf(w, "  top-k\toff: all %d scores stored\n", m.Classes)
 	}
 	fmt.Fprintf(w, "  dtype\t%s\n", s.Dtype)

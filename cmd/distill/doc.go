@@ -11,7 +11,7 @@
 //	distill report  RUN_DIR [--out DIR] [--table]
 //	distill inspect CACHE [CACHE...] [--rows N] [--verify] [--json]
 //	distill tensors TEACHER.onnx
-//	distill data    (mnist --split train|test --out FILE | info FILE)
+//	distill data    (mnist --split train|test --out FILE | text --tokenizer TOK --seq-len T --out FILE INPUT... | info FILE)
 //	distill version
 //
 // 'distill COMMAND --help' prints a command's flags. The work is done by

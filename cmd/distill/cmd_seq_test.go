@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distill-ml/distill/formats"
+)
+
+// TestLanguageModelPipeline runs the language-model stage 1 through the
+// command line: TinyStories text → token windows (data text) → a sampled
+// and a top-k per-token cache of stories260K (extract) → inspect --verify.
+func TestLanguageModelPipeline(t *testing.T) {
+	requireLib(t)
+	seq, err := filepath.Abs("../../../shared/teachers/seq")
+	if err == nil {
+		_, err = os.Stat(seq)
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("../shared is required in CI: %v", err)
+		}
+		t.Skipf("../shared not found: %v", err)
+	}
+	tmp := t.TempDir()
+	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stories := filepath.Join(tmp, "stories.txt")
+	if err := os.WriteFile(stories, text[:40000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	train, val := filepath.Join(tmp, "train.parquet"), filepath.Join(tmp, "val.parquet")
+	mustRun := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runDistill(args...)
+		if code != 0 {
+			t.Fatalf("distill %q: exit %d\n%s", args, code, errOut)
+		}
+		return out
+	}
+	mustRun("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "64", "--val-every", "5", "--val-out", val, "--out", train, stories)
+	teacher := filepath.Join(seq, "stories260K.onnx")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"sampled", []string{"--samples", "16", "--sample-temperature", "1.5", "--dtype", "f16"}, "sampled         16 draws per position from softmax(logits/1.5)"},
+		{"top16", []string{"--topk", "16", "--dtype", "f16", "--hidden", "hidden_states.5,attentions.4"}, "top-k           16 of 512 classes"},
+	} {
+		cache := filepath.Join(tmp, tc.name)
+		mustRun(append([]string{"extract", "--teacher", teacher, "--data", val, "--out", cache, "--threads", "1"}, tc.args...)...)
+		out := mustRun("inspect", cache, "--verify")
+		for _, want := range []string{tc.want, "tokens          64 per row", "per token", "verify: OK", "stored as log-probabilities"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: inspect lacks %q:\n%s", tc.name, want, out)
+			}
+		}
+		c, err := formats.Open(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg := c.Config(); cfg.Positions != 64 || cfg.Classes != 512 || !cfg.TopKLogProbs || c.NumRows() == 0 {
+			t.Errorf("%s: config %+v, %d rows", tc.name, cfg, c.NumRows())
+		}
+		c.Close()
+	}
+	// A classifier command on a per-token cache says why it cannot.
+	code, _, errOut := runDistill("train", "--cache", filepath.Join(tmp, "top16"), "--out", filepath.Join(tmp, "s.ckpt"), "--layers", "8")
+	if code == 0 || !strings.Contains(errOut, "per-token") {
+		t.Errorf("train on a per-token cache: exit %d\n%s", code, errOut)
+	}
+}
