@@ -347,6 +347,9 @@ func (p *plan) learnShapes() error {
 	}
 	outs, err := p.infer(j)
 	if err != nil {
+		if p.positions > 0 {
+			return fmt.Errorf("%w (windows of %d tokens: a teacher with learned or tabled positions takes at most its context length; write shorter windows with data text --seq-len)", err, p.positions)
+		}
 		return err
 	}
 	n := len(j.rows)

@@ -181,18 +181,20 @@ func argmax(v []float32) int {
 	return best
 }
 
-// TestExtractSequenceErrors: preprocessing flags on token ids, and a
-// dataset of floats (not token ids) for a sequence teacher are refused
-// with the reason.
+// TestExtractSequenceErrors: preprocessing flags on token ids, windows
+// longer than the teacher's context (stories260K's RoPE table holds 512),
+// and a dataset of floats (not token ids) are refused with the reason.
 func TestExtractSequenceErrors(t *testing.T) {
 	rt := requireRuntime(t)
 	seq := seqShared(t)
 	short, _ := tokenWindows(t, seq, 8, 4)
+	long, _ := tokenWindows(t, seq, 600, 1)
 	for _, tc := range []struct {
 		o    Options
 		want string
 	}{
 		{Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: short, Preprocess: Preprocess{Scale: 2}}, "do not apply to token ids"},
+		{Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: long}, "windows of 600 tokens: a teacher with learned or tabled positions takes at most its context length"},
 		{Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: tiny + "x4.npy"}, "is not a token id of the teacher's 512-token vocabulary"},
 	} {
 		tc.o.Out = filepath.Join(t.TempDir(), "c")
