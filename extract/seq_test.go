@@ -462,3 +462,100 @@ func TestExtractSequenceResume(t *testing.T) {
 		t.Error("the resumed cache differs from the uninterrupted one")
 	}
 }
+
+// TestSequenceAgainstPyTorch checks a per-token cache against an
+// independent implementation: ../shared/peers/seq_targets.py runs the
+// original stories260K checkpoint (the llama2.c .bin) in PyTorch over its
+// own windows of TinyStories and writes them (tokens-val.npy) with the
+// teacher's NLL and per-position logsumexp. Extracting those windows with
+// the ONNX teacher gives the same NLL within 1e-3 nats/token and the same
+// logsumexp at every position within 1e-3. It needs Debian's python3-torch
+// (.ci/run installs it); without it the test skips, except under CI.
+func TestSequenceAgainstPyTorch(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := seqShared(t)
+	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3-torch is required in CI (.ci/run installs it): %v", err)
+		}
+		t.Skipf("python3-torch not installed: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("runs PyTorch over 40 KB of text")
+	}
+	tmp := t.TempDir()
+	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	excerpt := filepath.Join(tmp, "text.txt")
+	if err := os.WriteFile(excerpt, text[:40000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "peer")
+	cmd := exec.Command("/usr/bin/python3", filepath.Join(seq, "..", "..", "peers", "seq_targets.py"), "--ckpt", filepath.Join(seq, "stories260K.bin"),
+		"--tok", filepath.Join(seq, "tok512.bin"), "--text", excerpt, "--out-dir", out, "--seq-len", "128", "--k", "4", "--threads", "1")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("seq_targets.py: %v\n%s", err, msg)
+	}
+	var targets struct {
+		Splits map[string]struct {
+			Windows int     `json:"windows"`
+			NLL     float64 `json:"nll"`
+			Top1    float64 `json:"top1_acc"`
+		} `json:"splits"`
+	}
+	js, err := os.ReadFile(filepath.Join(out, "targets.json"))
+	if err == nil {
+		err = json.Unmarshal(js, &targets)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := targets.Splits["val"]
+	cache := filepath.Join(tmp, "cache")
+	if _, err := rt.Run(context.Background(), Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: filepath.Join(out, "tokens-val.npy"),
+		Out: cache, Threads: 1, Batch: 4}); err != nil {
+		t.Fatal(err)
+	}
+	lseDS, err := dataset.Open(filepath.Join(out, "teacher-val-lse.npy"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lse dataset.Batch
+	if err := lseDS.Read(0, lseDS.Len(), &lse); err != nil {
+		t.Fatal(err)
+	}
+	lseDS.Close()
+	peerLSE := lse.Cols[lseDS.Columns()[0].Name]
+	c, err := formats.Open(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var nll, worst float64
+	var right, n int
+	for b, err := range c.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q, y := range b.Labels {
+			s := b.Logits[q*512 : (q+1)*512]
+			l := formats.LogSumExp(s)
+			nll += l - float64(s[y])
+			if argmax(s) == int(y) {
+				right++
+			}
+			p := int(b.Rows[q/128])*128 + q%128
+			worst = max(worst, math.Abs(l-float64(peerLSE[p])))
+			n++
+		}
+	}
+	nll /= float64(n)
+	if c.NumRows() != int64(peer.Windows) || math.Abs(nll-peer.NLL) > 1e-3 || worst > 1e-3 {
+		t.Errorf("%d windows, NLL %.5f, top-1 %.4f, worst |Δlogsumexp| %.2e; PyTorch: %d windows, NLL %.5f, top-1 %.4f",
+			c.NumRows(), nll, float64(right)/float64(n), worst, peer.Windows, peer.NLL, peer.Top1)
+	}
+	t.Logf("ONNX cache vs PyTorch on %d windows of 128: NLL %.5f vs %.5f nats/token, top-1 %.4f vs %.4f, worst |Δlogsumexp| %.2e",
+		c.NumRows(), nll, peer.NLL, float64(right)/float64(n), peer.Top1, worst)
+}
