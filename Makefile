@@ -6,12 +6,13 @@ UNAME := $(shell uname -s)-$(shell uname -m)
 ORT_PLAT := $(if $(filter Linux-x86_64,$(UNAME)),linux-x64,$(if $(filter Linux-aarch64,$(UNAME)),linux-arm64,darwin-arm64))
 ORT_LIB := $(CURDIR)/.cache/onnxruntime/$(ORT_VERSION)/$(ORT_PLAT)/$(if $(filter darwin-arm64,$(ORT_PLAT)),libonnxruntime.1.24.3.dylib,libonnxruntime.so.1)
 NODE_DIR := $(CURDIR)/.cache/node
+BENCH_NODE_DIR := $(CURDIR)/.cache/node-bench
 FUZZTIME ?= 3s
 
 export ONNXRUNTIME_SHARED_LIBRARY_PATH ?= $(ORT_LIB)
 export DISTILL_NODE_MODULES := $(NODE_DIR)/node_modules
 
-.PHONY: all build setup setup-ort setup-node test test-short fuzz bench demo clean
+.PHONY: all build setup setup-ort setup-node setup-bench test test-short fuzz bench demo clean
 
 all: build
 
@@ -30,6 +31,14 @@ $(NODE_DIR)/node_modules/.installed: scripts/node/package.json scripts/node/pack
 	@mkdir -p $(NODE_DIR)
 	@cp scripts/node/package.json scripts/node/package-lock.json $(NODE_DIR)/
 	@cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+## setup-bench: the peers only make bench measures against (npm tokenizers, Hugging Face's Rust tokenizer).
+setup-bench: $(BENCH_NODE_DIR)/node_modules/.installed
+$(BENCH_NODE_DIR)/node_modules/.installed: scripts/node-bench/package.json scripts/node-bench/package-lock.json
+	@mkdir -p $(BENCH_NODE_DIR)
+	@cp scripts/node-bench/package.json scripts/node-bench/package-lock.json $(BENCH_NODE_DIR)/
+	@cd $(BENCH_NODE_DIR) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
 ## test: everything CI runs, starting with the check that go.mod and go.sum are tidy. Needs no network
@@ -56,7 +65,7 @@ fuzz:
 
 ## bench: every comparison side by side in one run (extract vs bare onnxruntime, train vs the PyTorch peer,
 ## cache formats, exported students vs the teacher, KD vs hard labels); writes BENCHMARKS.md. See scripts/bench.sh.
-bench: setup build
+bench: setup setup-bench build
 	@BENCH_ORT_VERSION=$(ORT_VERSION) ./scripts/bench.sh
 
 ## demo: the whole pipeline on real MNIST and the project's CNN teacher (see scripts/demo.sh).
