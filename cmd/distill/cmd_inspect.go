@@ -1,18 +1,22 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
 	"github.com/spf13/pflag"
@@ -72,6 +76,9 @@ type inspectOptions struct {
 	Verify bool   // run formats.Verify
 	JSON   bool   // print the report as JSON
 	NPY    string // write the full scores as a [rows, C] float32 .npy
+	// Tokenizer decodes the windows of a per-token cache; "" = the one
+	// recorded in its token dataset (distill data text).
+	Tokenizer string
 }
 
 // AddFlags registers the options' flags on fs.
@@ -80,6 +87,7 @@ func (o *inspectOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Verify, "verify", false, "check every part's sha256, schema and row counts, scan for NaN/Inf; exit 1 on a problem")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object")
 	fs.StringVar(&o.NPY, "logits-npy", "", "also write the scores as a NumPy [rows, C] float32 array, ordered by row id (full-logit caches)")
+	fs.StringVar(&o.Tokenizer, "tokenizer", "", "per-token caches: decode the first --rows windows and the teacher's top-5 next tokens with this tokenizer (default: the token dataset's)")
 }
 
 // runInspect opens the cache at paths, builds the report and writes it to
@@ -113,8 +121,15 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 		if err := enc.Encode(rep); err != nil {
 			return err
 		}
-	} else if err := writeInspectText(w, rep); err != nil {
-		return err
+	} else {
+		if err := writeInspectText(w, rep); err != nil {
+			return err
+		}
+		if rep.Positions > 0 && o.Rows > 0 {
+			if err := writeWindows(w, c, o); err != nil {
+				fmt.Fprintf(w, "\nwindows: not decoded: %v\n", err)
+			}
+		}
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -329,4 +344,77 @@ func writeLogitsNPY(c *formats.Cache, path string) error {
 		return err
 	}
 	return dataset.WriteNPYFile(path, []int{int(n), classes}, out)
+}
+
+// writeWindows prints the first o.Rows windows of a per-token cache as
+// text (its next-token labels decoded, but the last) and the teacher's
+// five most probable next tokens there, with their probabilities
+// exp(score − logsumexp), beside the token the text has.
+func writeWindows(w io.Writer, c *formats.Cache, o inspectOptions) error {
+	path := o.Tokenizer
+	if path == "" {
+		meta, err := dataset.ReadTokensMeta(c.Manifest().Dataset.Path)
+		if err != nil {
+			return fmt.Errorf("the cache's dataset records no tokenizer (%v); name one with --tokenizer", err)
+		}
+		path = meta.Tokenizer.Path
+	}
+	tok, _, err := tokenizer.Load(path)
+	if err != nil {
+		return err
+	}
+	cfg := c.Config()
+	T := cfg.Positions
+	fmt.Fprintf(w, "\nwindows: the text of each window's labels, and the teacher's top-5 next tokens after it (tokenizer %s)\n", path)
+	shown := 0
+	for b, err := range c.All() {
+		if err != nil {
+			return err
+		}
+		for r := 0; r < b.Len() && shown < o.Rows; r++ {
+			ids := make([]int, T)
+			for t := range T {
+				if cfg.HasLabel {
+					ids[t] = int(b.Labels[r*T+t])
+				}
+			}
+			// Position T−1 predicts the last label: show the text before
+			// it, then the teacher's candidates for it.
+			prefix := tok.Decode(ids[:T-1], false)
+			piece := func(id int) string {
+				return strings.TrimPrefix(tok.Decode(append(slices.Clone(ids[:T-1]), id), false), prefix)
+			}
+			fmt.Fprintf(w, "  row %d: %q\n", b.Rows[r], prefix)
+			q := r*T + T - 1 // the last position
+			type cand struct {
+				id int
+				p  float64
+			}
+			var top []cand
+			if k := cfg.TopK; k > 0 {
+				for j := range k {
+					if cfg.Samples == 0 || b.SampleCount[q*k+j] > 0 {
+						top = append(top, cand{int(b.TopKIndex[q*k+j]), math.Exp(float64(b.TopKLogit[q*k+j] - b.LogSumExp[q]))})
+					}
+				}
+			} else {
+				s := b.Logits[q*cfg.Classes : (q+1)*cfg.Classes]
+				lse := formats.LogSumExp(s)
+				for id, v := range s {
+					top = append(top, cand{id, math.Exp(float64(v) - lse)})
+				}
+				slices.SortStableFunc(top, func(a, b cand) int { return cmp.Compare(b.p, a.p) })
+			}
+			var parts []string
+			for _, c := range top[:min(len(top), 5)] {
+				parts = append(parts, fmt.Sprintf("%q %.3f", piece(c.id), c.p))
+			}
+			fmt.Fprintf(w, "    next: %s (the text has %q)\n", strings.Join(parts, ", "), piece(ids[T-1]))
+			shown++
+		}
+		if shown >= o.Rows {
+			break
+		}
+	}
+	return nil
 }

@@ -55,7 +55,8 @@ func TestLanguageModelPipeline(t *testing.T) {
 		cache := filepath.Join(tmp, tc.name)
 		mustRun(append([]string{"extract", "--teacher", teacher, "--data", val, "--out", cache, "--threads", "1"}, tc.args...)...)
 		out := mustRun("inspect", cache, "--verify")
-		for _, want := range []string{tc.want, "tokens          64 per row", "per token", "verify: OK", "stored as log-probabilities"} {
+		for _, want := range []string{tc.want, "tokens          64 per row", "per token", "verify: OK", "stored as log-probabilities",
+			"windows: the text of each window's labels", "    next: ", "(the text has "} {
 			if !strings.Contains(out, want) {
 				t.Errorf("%s: inspect lacks %q:\n%s", tc.name, want, out)
 			}
