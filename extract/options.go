@@ -59,6 +59,10 @@ type Options struct {
 	// Progress, when set, is called after each part is written, and
 	// periodically, with rows done (in this shard) and the shard's total.
 	Progress func(done, total int64)
+	// OnPlan, when set, is called once the teacher and dataset are
+	// planned, before the first batch: Positions is T for a sequence
+	// teacher (each row then holds T tokens), 0 otherwise.
+	OnPlan func(PlanInfo)
 	// Log, when set, receives one-line notes (choices made, resumed parts).
 	Log func(format string, args ...any)
 	// ToolVersion is recorded in the manifest.
@@ -116,6 +120,12 @@ func (o *Options) withDefaults() (Options, error) {
 		v.Log = func(string, ...any) {}
 	}
 	return v, nil
+}
+
+// PlanInfo is what a Run decided before its first batch.
+type PlanInfo struct {
+	Classes   int // scores per position (the vocabulary of a sequence teacher)
+	Positions int // T for a sequence teacher, 0 otherwise
 }
 
 // Result summarises a Run.

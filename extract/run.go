@@ -73,6 +73,9 @@ func (rt *Runtime) Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.OnPlan != nil {
+		o.OnPlan(PlanInfo{Classes: p.classes, Positions: p.positions})
+	}
 	defer p.ds.Close()
 	defer p.session.Close()
 	return p.run(ctx)

@@ -219,7 +219,15 @@ func runExtract(ctx context.Context, o extractOptions) error {
 	o.ToolVersion = version
 	o.Log = func(format string, a ...any) { fmt.Fprintf(cmdErr, "extract: "+format+"\n", a...) }
 	pr := newProgress("extract", "rows")
-	o.Progress = pr.Update
+	per := int64(1)
+	o.OnPlan = func(pi extract.PlanInfo) {
+		if pi.Positions > 0 { // a language model: count tokens
+			pr.mu.Lock()
+			pr.unit, per = "tokens", int64(pi.Positions)
+			pr.mu.Unlock()
+		}
+	}
+	o.Progress = func(done, total int64) { pr.Update(done*per, total*per) }
 	rt, err := extract.NewRuntime(o.lib)
 	if err != nil {
 		return err
