@@ -57,25 +57,6 @@ func lockDir(dir string) (func() error, error) {
 	return release, nil
 }
 
-// mkdirAll is os.MkdirAll that returns the directories it created,
-// deepest first.
-func mkdirAll(dir string) ([]string, error) {
-	var missing []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil {
-			break
-		}
-		missing = append(missing, d)
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return missing, nil
-}
-
 // CreateCache creates the cache directory dir (and its parents) and writes
 // a manifest with no parts. It sets the fields of m that describe the
 // stored data from cfg and opts: Version, Classes, Settings.TopK, Dtype,
@@ -98,7 +79,7 @@ func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (_ *Ca
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
-	made, err := mkdirAll(dir)
+	made, err := atomicfile.MkdirAll(dir)
 	if err != nil {
 		return nil, fmt.Errorf("formats: %w", err)
 	}
@@ -110,7 +91,7 @@ func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (_ *Ca
 	c := &CacheWriter{dir: dir, m: m, cfg: cfg, opts: o, unlock: unlock, created: true, madeDirs: made}
 	defer func() {
 		if err != nil {
-			removeDirs(made)
+			atomicfile.RemoveEmptyDirs(made)
 			unlock()
 		}
 	}()
@@ -127,16 +108,6 @@ func CreateCache(dir string, m Manifest, cfg Config, opts *WriterOptions) (_ *Ca
 		return nil, err
 	}
 	return c, nil
-}
-
-// removeDirs removes the directories dirs (deepest first) that are empty;
-// a non-empty or missing one is left as it is.
-func removeDirs(dirs []string) {
-	for _, d := range dirs {
-		if os.Remove(d) != nil {
-			return
-		}
-	}
 }
 
 // fill sets the fields CreateCache derives, from a normalized cfg and
@@ -552,7 +523,7 @@ func (c *CacheWriter) Discard() error {
 	if rerr := os.Remove(filepath.Join(c.dir, ManifestName)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
 		err = fmt.Errorf("formats: discard cache: %w", rerr)
 	}
-	removeDirs(c.madeDirs)
+	atomicfile.RemoveEmptyDirs(c.madeDirs)
 	if uerr := c.unlock(); err == nil && uerr != nil {
 		err = fmt.Errorf("formats: unlock cache: %w", uerr)
 	}

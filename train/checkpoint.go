@@ -243,7 +243,7 @@ func siblings(dir string) (tmp, old string) {
 func lockCheckpoint(dir string) (release func() error, err error) {
 	dir = filepath.Clean(dir)
 	parent, base := filepath.Split(dir)
-	made, err := mkdirAll(filepath.Dir(dir))
+	made, err := atomicfile.MkdirAll(filepath.Dir(dir))
 	if err != nil {
 		return nil, fmt.Errorf("train: checkpoint: %w", err)
 	}
@@ -252,43 +252,14 @@ func lockCheckpoint(dir string) (release func() error, err error) {
 		return nil, fmt.Errorf("train: %s: another distill process is training into it; wait for it to finish, or choose another --out (%w)", dir, ErrLocked)
 	}
 	if err != nil {
-		removeDirs(made)
+		atomicfile.RemoveEmptyDirs(made)
 		return nil, fmt.Errorf("train: lock checkpoint: %w", err)
 	}
 	return func() error {
 		err := unlock()
-		removeDirs(made)
+		atomicfile.RemoveEmptyDirs(made)
 		return err
 	}, nil
-}
-
-// mkdirAll is os.MkdirAll that returns the directories it created,
-// deepest first.
-func mkdirAll(dir string) ([]string, error) {
-	var missing []string
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil {
-			break
-		}
-		missing = append(missing, d)
-		if filepath.Dir(d) == d {
-			break
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return missing, nil
-}
-
-// removeDirs removes the directories dirs (deepest first) that are empty;
-// it stops at the first that is not.
-func removeDirs(dirs []string) {
-	for _, d := range dirs {
-		if os.Remove(d) != nil {
-			return
-		}
-	}
 }
 
 // recoverDir finishes an interrupted WriteCheckpoint: if dir is missing

@@ -9,6 +9,8 @@
 //   - Whole files: WriteFile, WriteFileAll.
 //   - Streaming: Create, File (Commit, Abort, Close).
 //   - Renaming: Rename, SyncDir.
+//   - Directories a failed write should not leave: MkdirAll (returns what
+//     it created), RemoveEmptyDirs.
 //
 // # Protocol
 //

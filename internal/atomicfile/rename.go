@@ -43,3 +43,33 @@ func SyncDir(dir string) error {
 	}
 	return err
 }
+
+// MkdirAll is os.MkdirAll(dir, 0o755) that also returns the directories
+// it created, deepest first, so a caller that fails later can remove what
+// it made (RemoveEmptyDirs) and leave nothing behind.
+func MkdirAll(dir string) (created []string, err error) {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return created, nil
+}
+
+// RemoveEmptyDirs removes dirs in order (deepest first, as MkdirAll
+// returns them), stopping at the first that cannot be removed, e.g. one
+// that is no longer empty.
+func RemoveEmptyDirs(dirs []string) {
+	for _, d := range dirs {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
+}

@@ -48,3 +48,29 @@ func TestSyncDir(t *testing.T) {
 		t.Error("SyncDir of a missing directory: no error")
 	}
 }
+
+func TestMkdirAll(t *testing.T) {
+	root := t.TempDir()
+	made, err := MkdirAll(filepath.Join(root, "a", "b", "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(root, "a", "b", "c"), filepath.Join(root, "a", "b"), filepath.Join(root, "a")}
+	if len(made) != 3 || made[0] != want[0] || made[1] != want[1] || made[2] != want[2] {
+		t.Fatalf("created %q, want %q", made, want)
+	}
+	if again, err := MkdirAll(filepath.Join(root, "a", "b")); err != nil || len(again) != 0 {
+		t.Errorf("existing directory: created %q, %v", again, err)
+	}
+	// A file in b keeps b and a; c goes.
+	if err := os.WriteFile(filepath.Join(root, "a", "b", "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	RemoveEmptyDirs(made)
+	if _, err := os.Stat(want[0]); !os.IsNotExist(err) {
+		t.Errorf("c kept: %v", err)
+	}
+	if _, err := os.Stat(want[1]); err != nil {
+		t.Errorf("b removed though not empty: %v", err)
+	}
+}
