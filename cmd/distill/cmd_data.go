@@ -217,6 +217,7 @@ type textOptions struct {
 	tokenizer, textField, valOut string
 	seqLen, stride, valEvery     int
 	threads, maxDocBytes         int
+	joinBlocks                   int
 	eos                          bool
 	// Shared with data mnist, and the arguments.
 	split, out, format string
@@ -236,6 +237,7 @@ func (o *textOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.valOut, "val-out", "", `text: file for the validation windows (default: a "val" column in --out)`)
 	fs.IntVar(&o.threads, "threads", 0, fmt.Sprintf("text: tokenizing goroutines, 0 (all cores) to %d", maxThreads()))
 	fs.IntVar(&o.maxDocBytes, "max-doc-bytes", dataset.DefaultMaxDocumentBytes, fmt.Sprintf("text: longest document or line accepted, 1..%d bytes", maxDocBytes))
+	fs.IntVar(&o.joinBlocks, "join-blocks", 1, "text: with --split blank, join N consecutive blocks into one document (one BOS), 1..1048576")
 }
 
 // validate checks every flag and argument of data text, naming the flag
@@ -269,6 +271,12 @@ func (o *textOptions) validate() error {
 	}
 	if err := checkRange("--max-doc-bytes", o.maxDocBytes, 1, maxDocBytes); err != nil {
 		return err
+	}
+	if err := checkRange("--join-blocks", o.joinBlocks, 1, 1<<20); err != nil {
+		return err
+	}
+	if o.joinBlocks > 1 && o.split != "" && o.split != dataset.SplitBlank {
+		return usageError("--join-blocks joins blank-line blocks; it needs --split blank")
 	}
 	switch o.split {
 	case "":
@@ -331,7 +339,7 @@ func runDataText(ctx context.Context, o *textOptions) error {
 	pr := newProgress("data text", "tokens")
 	start := time.Now()
 	opts := &dataset.TokensOptions{
-		TextOptions: dataset.TextOptions{Split: o.split, TextField: o.textField, MaxDocumentBytes: int64(o.maxDocBytes)},
+		TextOptions: dataset.TextOptions{Split: o.split, JoinBlocks: o.joinBlocks, TextField: o.textField, MaxDocumentBytes: int64(o.maxDocBytes)},
 		SeqLen:      o.seqLen, Stride: o.stride, EOS: o.eos, ValEvery: o.valEvery, ValOut: o.valOut,
 		Format: o.outFormat, ValFormat: o.valFormat, Workers: o.threads, Tool: "distill " + version,
 		Progress: func(p dataset.TokensProgress) {

@@ -222,7 +222,7 @@ var numeric = []struct {
 	{"eval", "--scale", nil}, {"eval", "--mean", nil}, {"eval", "--std", nil},
 	{"inspect", "--rows", []string{"0"}},
 	{"data-text", "--seq-len", nil}, {"data-text", "--stride", []string{"0"}}, {"data-text", "--val-every", []string{"0"}},
-	{"data-text", "--threads", []string{"0"}}, {"data-text", "--max-doc-bytes", nil},
+	{"data-text", "--threads", []string{"0"}}, {"data-text", "--max-doc-bytes", nil}, {"data-text", "--join-blocks", nil},
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.

@@ -56,6 +56,12 @@ type TextOptions struct {
 	// SplitNone not at all. JSONL, Parquet and Arrow files hold one
 	// document per line or row whatever Split says.
 	Split string
+	// JoinBlocks joins that many consecutive blank-line blocks into one
+	// document, separated by a newline, with SplitBlank: a language
+	// model's training stream often marks stories, not paragraphs
+	// (../shared/peers/seq_targets.py joins 8 per BOS). 0 or 1: every
+	// block is a document.
+	JoinBlocks int
 	// TextField names the string field of each JSONL object and the
 	// string column of Parquet and Arrow files. Default: DefaultTextField.
 	TextField string
@@ -86,6 +92,12 @@ func (o *TextOptions) withDefaults() (TextOptions, error) {
 	case SplitBlank, SplitLine, SplitNone:
 	default:
 		return v, fmt.Errorf("dataset: text split %q: want %s, %s or %s", v.Split, SplitBlank, SplitLine, SplitNone)
+	}
+	if v.JoinBlocks < 0 || v.JoinBlocks > 1<<20 {
+		return v, fmt.Errorf("dataset: join %d blocks: want 1..%d", v.JoinBlocks, 1<<20)
+	}
+	if v.JoinBlocks == 0 {
+		v.JoinBlocks = 1
 	}
 	if v.TextField == "" {
 		v.TextField = DefaultTextField
@@ -330,6 +342,7 @@ func blank(line []byte) bool {
 // readLines reads a plain text file split at blank lines or at lines.
 func readLines(lr *lineReader, o *TextOptions, emit func(Document) error) error {
 	var doc []byte
+	blocks, inBlock := 0, false // blank-line blocks complete in doc (JoinBlocks); a block is open
 	d := Document{Path: lr.path, Row: -1}
 	flush := func() error {
 		if len(doc) == 0 {
@@ -349,6 +362,13 @@ func readLines(lr *lineReader, o *TextOptions, emit func(Document) error) error 
 			return err
 		}
 		if blank(line) {
+			if inBlock { // the end of a block (a run of blank lines counts once)
+				blocks, inBlock = blocks+1, false
+			}
+			if len(doc) > 0 && blocks < o.JoinBlocks {
+				continue // the next block joins this document
+			}
+			blocks = 0
 			if err := flush(); err != nil {
 				return err
 			}
@@ -364,6 +384,7 @@ func readLines(lr *lineReader, o *TextOptions, emit func(Document) error) error 
 			doc = append(doc, '\n')
 		}
 		doc = append(doc, line...)
+		inBlock = true
 		if o.Split == SplitLine {
 			if err := flush(); err != nil {
 				return err

@@ -247,3 +247,32 @@ func TestTextFormat(t *testing.T) {
 		t.Errorf("bad split: %v", err)
 	}
 }
+
+// TestDocumentsJoinBlocks joins consecutive blank-line blocks with a
+// newline, as seq_targets.py joins paragraphs per BOS; a short last group
+// is a document too.
+func TestDocumentsJoinBlocks(t *testing.T) {
+	const text = "A1\nA2\n\nB\n\n\nC\n \nD\n\nE"
+	for _, tc := range []struct {
+		join int
+		want []string
+	}{
+		{0, []string{"A1\nA2", "B", "C", "D", "E"}},
+		{1, []string{"A1\nA2", "B", "C", "D", "E"}},
+		{2, []string{"A1\nA2\nB", "C\nD", "E"}},
+		{3, []string{"A1\nA2\nB\nC", "D\nE"}},
+		{9, []string{"A1\nA2\nB\nC\nD\nE"}},
+	} {
+		path := writeFile(t, t.TempDir(), "doc.txt", []byte(text))
+		docs, err := collectDocuments(path, &TextOptions{JoinBlocks: tc.join})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := texts(docs); !slices.Equal(got, tc.want) {
+			t.Errorf("join %d: documents %q, want %q", tc.join, got, tc.want)
+		}
+	}
+	if _, err := collectDocuments(writeFile(t, t.TempDir(), "d.txt", []byte(text)), &TextOptions{JoinBlocks: -1}); err == nil {
+		t.Error("join -1 accepted")
+	}
+}

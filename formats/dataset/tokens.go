@@ -119,12 +119,13 @@ type TokensMeta struct {
 	EOSID     *int           `json:"eos_id,omitempty"`
 	SeqLen    int            `json:"seq_len"`
 	// Window is SeqLen+1, the values per row.
-	Window    int    `json:"window"`
-	Stride    int    `json:"stride"`
-	Split     string `json:"split"`
-	TextField string `json:"text_field"`
-	EOS       bool   `json:"eos"`
-	ValEvery  int    `json:"val_every"`
+	Window     int    `json:"window"`
+	Stride     int    `json:"stride"`
+	Split      string `json:"split"`
+	JoinBlocks int    `json:"join_blocks,omitempty"`
+	TextField  string `json:"text_field"`
+	EOS        bool   `json:"eos"`
+	ValEvery   int    `json:"val_every"`
 	// Val is where validation windows are: "none", "column" (ColVal) or
 	// "file" (a separate file, Part "val").
 	Val            string        `json:"val"`
@@ -269,7 +270,7 @@ func WriteTokensFile(ctx context.Context, out string, inputs []string, tok token
 	}
 	meta := &TokensMeta{
 		Version: TokensVersion, Tool: c.Tool, Part: "all", Tokenizer: info, VocabSize: vocab,
-		SeqLen: c.SeqLen, Window: c.window, Stride: c.Stride, Split: c.Split, TextField: c.TextField,
+		SeqLen: c.SeqLen, Window: c.window, Stride: c.Stride, Split: c.Split, JoinBlocks: c.JoinBlocks, TextField: c.TextField,
 		EOS: c.EOS, ValEvery: c.ValEvery, Val: "none",
 	}
 	if id, ok := tok.Special("bos"); ok {
