@@ -18,7 +18,7 @@
 //     Calibration, ClassifierMetrics; ECEBins.
 //   - Running: Options, Run; BenchLatency.
 //   - Export parity: Runner, Parity, ParityResult, ParityBatch.
-//   - Results: Result and its parts (ModelInfo, Training, DataInfo,
+//   - Results: Result (its JSON form; WriteText for people) and its parts (ModelInfo, Training, DataInfo,
 //     TeacherInfo, Class, Bin, Latency); TrainingOf, DescribeStudent.
 //   - Errors: ErrOption.
 //

@@ -31,6 +31,11 @@ type ParityResult struct {
 	Agree                  int     // rows where both pick the same class
 	Probs                  bool    // the model's second output is softmax(logits), compared in ProbsDiff
 	ProbsDiff              float64 // max |probs − softmax(model logits)|
+	// Tolerance bounds MaxDiff, set by the caller (export.Tolerance of
+	// the variant), and ToleranceRule says how it was made, for OK and
+	// String.
+	Tolerance     float64
+	ToleranceRule string
 }
 
 // Parity runs the first rows rows of the cache at path through a model
@@ -229,4 +234,34 @@ func paritySpec(c *train.Checkpoint, data *formats.Cache, path string) (*formats
 		return nil, fmt.Errorf("%s has no rows", path)
 	}
 	return spec, nil
+}
+
+// OK reports whether the model is within Tolerance (and, with Probs, its
+// probabilities within 1e-6 of softmax(logits)).
+func (r *ParityResult) OK() bool {
+	return r.MaxDiff <= r.Tolerance && (!r.Probs || r.ProbsDiff <= 1e-6)
+}
+
+// String reports the comparison for people: rows, the largest logit
+// difference against the tolerance and the verdict, top-1 agreement and
+// the accuracy of both models.
+func (r *ParityResult) String() string {
+	var b strings.Builder
+	verdict := "ok"
+	if !r.OK() {
+		verdict = "EXCEEDED"
+	}
+	fmt.Fprintf(&b, "verify: %d rows of %s through onnxruntime and the Go student\n", r.Rows, r.Cache)
+	fmt.Fprintf(&b, "  max |Δlogit| %.3g (max |logit| %.3g; tolerance %s = %.3g): %s\n", r.MaxDiff, r.MaxAbs, r.ToleranceRule, r.Tolerance, verdict)
+	if r.Probs {
+		fmt.Fprintf(&b, "  max |probs − softmax(logits)| %.3g (tolerance 1e-06)\n", r.ProbsDiff)
+	}
+	fmt.Fprintf(&b, "  top-1 agreement %.2f%%\n", 100*float64(r.Agree)/float64(r.Rows))
+	if r.Labeled > 0 {
+		g, x := 100*float64(r.GoCorrect)/float64(r.Labeled), 100*float64(r.ONNXCorrect)/float64(r.Labeled)
+		fmt.Fprintf(&b, "  accuracy: Go student %.2f%%, ONNX %.2f%% (%+.2f points) on %d labeled rows\n", g, x, x-g, r.Labeled)
+	} else {
+		b.WriteString("  accuracy: the cache has no labels\n")
+	}
+	return b.String()
 }

@@ -91,3 +91,49 @@ func ParseShard(s string) (index, count int, err error) {
 	}
 	return index, count, nil
 }
+
+// ShardFromEnv resolves the shard to extract: the --shard flag value I/N
+// when set, else the Kubernetes Indexed Job (JOB_COMPLETION_INDEX, with
+// count or DISTILL_SHARD_COUNT for N) or Slurm array (SLURM_ARRAY_TASK_ID,
+// SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_MIN) variables read through
+// getenv (os.Getenv; the command line is the only caller that reads the
+// environment); 0, 0 when none is set.
+func ShardFromEnv(flag string, count int, getenv func(string) string) (int, int, error) {
+	if flag != "" {
+		return ParseShard(flag)
+	}
+	if c := getenv("DISTILL_SHARD_COUNT"); c != "" && count == 0 {
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			return 0, 0, fmt.Errorf("DISTILL_SHARD_COUNT=%q is not a number", c)
+		}
+		count = n
+	}
+	if idx := getenv("JOB_COMPLETION_INDEX"); idx != "" {
+		if count == 0 {
+			return 0, 0, fmt.Errorf("JOB_COMPLETION_INDEX=%s is set but the shard count is not: pass --shard-count N (the Job's completions) or set DISTILL_SHARD_COUNT", idx)
+		}
+		return ParseShard(idx + "/" + strconv.Itoa(count))
+	}
+	if idx := getenv("SLURM_ARRAY_TASK_ID"); idx != "" {
+		c := getenv("SLURM_ARRAY_TASK_COUNT")
+		if count > 0 {
+			c = strconv.Itoa(count)
+		}
+		if c == "" {
+			return 0, 0, fmt.Errorf("SLURM_ARRAY_TASK_ID=%s is set but SLURM_ARRAY_TASK_COUNT is not: pass --shard-count N", idx)
+		}
+		// Slurm arrays may start at 1 (--array=1-N): SLURM_ARRAY_TASK_MIN says.
+		i, err := strconv.Atoi(idx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("SLURM_ARRAY_TASK_ID=%q is not a number", idx)
+		}
+		if m := getenv("SLURM_ARRAY_TASK_MIN"); m != "" {
+			if lo, err := strconv.Atoi(m); err == nil {
+				i -= lo
+			}
+		}
+		return ParseShard(strconv.Itoa(i) + "/" + c)
+	}
+	return 0, 0, nil
+}

@@ -18,7 +18,8 @@
 //   - Input preprocessing: Preprocess (as extract applies it and the
 //     manifest records it), Channels, SolveShape (one unknown dimension
 //     of a per-sample shape from its width).
-//   - Reading a cache: Open, OpenWithOptions, Cache, Unit, ShardDirName.
+//   - Reading a cache: Open, OpenWithOptions, Cache, Unit, ShardDirName;
+//     Cache.DenseScores (all scores by row id).
 //   - Verification: Verify, Report.
 //   - Summaries (distill inspect): Summarize, Summary, SummaryColumn,
 //     SummaryShard, SummaryRow, ClassProb, JSONFloat (NaN as null),

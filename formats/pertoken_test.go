@@ -229,3 +229,41 @@ func TestSampledTargets(t *testing.T) {
 		t.Error("samples with another top-k accepted")
 	}
 }
+
+// TestDenseScores orders the scores of rows written out of order by row
+// id, per-token rows included, and refuses top-k caches and row ids that
+// are not one whole dataset.
+func TestDenseScores(t *testing.T) {
+	cfg := Config{Classes: 3, Positions: 2}
+	dir := t.TempDir()
+	cw, err := CreateCache(dir, Manifest{}, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Batch{Rows: []int64{2, 0, 1}, Logits: []float32{20, 21, 22, 23, 24, 25, 0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15}}
+	if _, err := cw.WritePart(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, err := c.DenseScores()
+	want := []float32{0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 20, 21, 22, 23, 24, 25}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("DenseScores = %v, %v", got, err)
+	}
+	dir2 := t.TempDir()
+	cw, _ = CreateCache(dir2, Manifest{}, Config{Classes: 3}, nil)
+	cw.WritePart(&Batch{Rows: []int64{5}, Logits: []float32{1, 2, 3}})
+	cw.Close()
+	c2, _ := Open(dir2)
+	defer c2.Close()
+	if _, err := c2.DenseScores(); err == nil {
+		t.Error("row id 5 of 1 accepted")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
+	"github.com/distill-ml/distill/internal/progress"
 	"github.com/spf13/pflag"
 )
 
@@ -336,7 +337,7 @@ func runDataText(ctx context.Context, o *textOptions) error {
 			}
 		}
 	}
-	pr := newProgress("data text", "tokens")
+	pr := progress.New(cmdErr, "data text", "tokens")
 	start := time.Now()
 	opts := &dataset.TokensOptions{
 		TextOptions: dataset.TextOptions{Split: o.split, JoinBlocks: o.joinBlocks, TextField: o.textField, MaxDocumentBytes: int64(o.maxDocBytes)},

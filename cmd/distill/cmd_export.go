@@ -204,38 +204,8 @@ func studentInputShape(cfg train.Config) []int64 {
 }
 
 // verifyResult is eval.Parity's comparison of an exported model with the
-// Go student, with the tolerance of its dtype.
-type verifyResult struct {
-	eval.ParityResult
-	Tolerance     float64
-	ToleranceRule string
-}
-
-// OK reports whether the model is within tolerance.
-func (r *verifyResult) OK() bool {
-	return r.MaxDiff <= r.Tolerance && (!r.Probs || r.ProbsDiff <= 1e-6)
-}
-
-func (r *verifyResult) String() string {
-	var b strings.Builder
-	verdict := "ok"
-	if !r.OK() {
-		verdict = "EXCEEDED"
-	}
-	fmt.Fprintf(&b, "verify: %d rows of %s through onnxruntime and the Go student\n", r.Rows, r.Cache)
-	fmt.Fprintf(&b, "  max |Δlogit| %.3g (max |logit| %.3g; tolerance %s = %.3g): %s\n", r.MaxDiff, r.MaxAbs, r.ToleranceRule, r.Tolerance, verdict)
-	if r.Probs {
-		fmt.Fprintf(&b, "  max |probs − softmax(logits)| %.3g (tolerance 1e-06)\n", r.ProbsDiff)
-	}
-	fmt.Fprintf(&b, "  top-1 agreement %.2f%%\n", 100*float64(r.Agree)/float64(r.Rows))
-	if r.Labeled > 0 {
-		g, x := 100*float64(r.GoCorrect)/float64(r.Labeled), 100*float64(r.ONNXCorrect)/float64(r.Labeled)
-		fmt.Fprintf(&b, "  accuracy: Go student %.2f%%, ONNX %.2f%% (%+.2f points) on %d labeled rows\n", g, x, x-g, r.Labeled)
-	} else {
-		b.WriteString("  accuracy: the cache has no labels\n")
-	}
-	return b.String()
-}
+// Go student; its Tolerance is that of the export's dtype.
+type verifyResult = eval.ParityResult
 
 // verifyExport runs the first rows of cache through the exported model
 // (onnxruntime) and the Go student (eval.Parity) and sets the tolerance:
@@ -255,7 +225,8 @@ func verifyExport(ctx context.Context, c *train.Checkpoint, model []byte, eo *ex
 	if err != nil {
 		return nil, err
 	}
-	res := &verifyResult{ParityResult: *p, Tolerance: export.Tolerance(eo, p.MaxAbs)}
+	res := p
+	res.Tolerance = export.Tolerance(eo, p.MaxAbs)
 	tol := export.TolF32
 	switch {
 	case eo.Quantize != "":

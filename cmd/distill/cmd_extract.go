@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/guard"
+	"github.com/distill-ml/distill/internal/progress"
 	"github.com/spf13/pflag"
 )
 
@@ -152,7 +152,7 @@ func (o *extractOptions) validate() error {
 	if err := checkRange("--shard-count", o.shardCount, 0, maxShards); err != nil {
 		return err
 	}
-	if o.ShardIndex, o.ShardCount, err = shardFromEnv(o.shard, o.shardCount); err != nil {
+	if o.ShardIndex, o.ShardCount, err = extract.ShardFromEnv(o.shard, o.shardCount, os.Getenv); err != nil {
 		return usageError("%v", err)
 	}
 	if err := checkRange("--batch", o.Batch, 1, maxBatch); err != nil {
@@ -218,13 +218,12 @@ func runExtract(ctx context.Context, o extractOptions) error {
 	o.Dataset = &o.dso
 	o.ToolVersion = version
 	o.Log = func(format string, a ...any) { fmt.Fprintf(cmdErr, "extract: "+format+"\n", a...) }
-	pr := newProgress("extract", "rows")
+	pr := progress.New(cmdErr, "extract", "rows")
 	per := int64(1)
 	o.OnPlan = func(pi extract.PlanInfo) {
 		if pi.Positions > 0 { // a language model: count tokens
-			pr.mu.Lock()
-			pr.unit, per = "tokens", int64(pi.Positions)
-			pr.mu.Unlock()
+			pr.SetUnit("tokens")
+			per = int64(pi.Positions)
 		}
 	}
 	o.Progress = func(done, total int64) { pr.Update(done*per, total*per) }
@@ -251,48 +250,6 @@ func runExtract(ctx context.Context, o extractOptions) error {
 	fmt.Fprintf(cmdOut, "extract: %d rows in %d new parts (%d rows already complete) → %s\n  scores: %s (%s)\n",
 		res.Rows, res.Parts, res.Skipped, o.Out, res.Source.Tensor, res.Source.Why)
 	return nil
-}
-
-// shardFromEnv resolves --shard, else the Kubernetes Indexed Job or Slurm
-// array environment.
-func shardFromEnv(flag string, count int) (int, int, error) {
-	if flag != "" {
-		return extract.ParseShard(flag)
-	}
-	if c := os.Getenv("DISTILL_SHARD_COUNT"); c != "" && count == 0 {
-		n, err := strconv.Atoi(c)
-		if err != nil {
-			return 0, 0, fmt.Errorf("DISTILL_SHARD_COUNT=%q is not a number", c)
-		}
-		count = n
-	}
-	if idx := os.Getenv("JOB_COMPLETION_INDEX"); idx != "" {
-		if count == 0 {
-			return 0, 0, fmt.Errorf("JOB_COMPLETION_INDEX=%s is set but the shard count is not: pass --shard-count N (the Job's completions) or set DISTILL_SHARD_COUNT", idx)
-		}
-		return extract.ParseShard(idx + "/" + strconv.Itoa(count))
-	}
-	if idx := os.Getenv("SLURM_ARRAY_TASK_ID"); idx != "" {
-		c := os.Getenv("SLURM_ARRAY_TASK_COUNT")
-		if count > 0 {
-			c = strconv.Itoa(count)
-		}
-		if c == "" {
-			return 0, 0, fmt.Errorf("SLURM_ARRAY_TASK_ID=%s is set but SLURM_ARRAY_TASK_COUNT is not: pass --shard-count N", idx)
-		}
-		// Slurm arrays may start at 1 (--array=1-N): SLURM_ARRAY_TASK_MIN says.
-		i, err := strconv.Atoi(idx)
-		if err != nil {
-			return 0, 0, fmt.Errorf("SLURM_ARRAY_TASK_ID=%q is not a number", idx)
-		}
-		if m := os.Getenv("SLURM_ARRAY_TASK_MIN"); m != "" {
-			if lo, err := strconv.Atoi(m); err == nil {
-				i -= lo
-			}
-		}
-		return extract.ParseShard(strconv.Itoa(i) + "/" + c)
-	}
-	return 0, 0, nil
 }
 
 // resumeCommand is the current command line with --resume added.

@@ -318,32 +318,17 @@ func yesNo(b bool) string {
 
 // writeLogitsNPY writes a full-logit cache's scores as a NumPy v1.0 .npy
 // file of shape [rows, C], float32, row i holding the sample with row id i
-// (the cache must hold the row ids 0..rows-1, as an unsharded or complete
-// sharded extraction does). The file appears atomically.
+// (formats.Cache.DenseScores). The file appears atomically.
 func writeLogitsNPY(c *formats.Cache, path string) error {
-	cfg := c.Config()
-	if cfg.TopK > 0 {
-		return fmt.Errorf("--logits-npy: the cache stores top-%d scores, not all %d logits", cfg.TopK, cfg.Classes)
-	}
-	n, classes := c.NumRows(), cfg.Classes
-	out := make([]float32, n*int64(classes))
-	seen := make([]bool, n)
-	for b, err := range c.All() {
-		if err != nil {
-			return err
-		}
-		for i, r := range b.Rows {
-			if r < 0 || r >= n || seen[r] {
-				return fmt.Errorf("--logits-npy: row id %d is outside 0..%d or repeated; the cache is not one whole dataset", r, n-1)
-			}
-			seen[r] = true
-			copy(out[r*int64(classes):], b.Logits[i*classes:(i+1)*classes])
-		}
+	scores, err := c.DenseScores()
+	if err != nil {
+		return fmt.Errorf("--logits-npy: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return dataset.WriteNPYFile(path, []int{int(n), classes}, out)
+	cfg := c.Config()
+	return dataset.WriteNPYFile(path, []int{int(c.NumRows()), cfg.ScoreRows(1) * cfg.Classes}, scores)
 }
 
 // writeWindows prints the first o.Rows windows of a per-token cache as

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/guard"
+	"github.com/distill-ml/distill/internal/progress"
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
 )
@@ -286,22 +286,20 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 		return usageError("--val-data needs --val")
 	}
 	rows := data.NumRows()
-	pr := newProgress("train", "samples")
+	pr := progress.New(cmdErr, "train", "samples")
 	first, base := true, int64(0)
 	to.OnStep = func(s train.Step) error {
 		if first {
 			// Count from here: loading the data and a resumed run's
 			// earlier epochs are not part of the rate.
 			first, base = false, int64(s.Epoch-1)*rows
-			pr.mu.Lock()
-			pr.start = time.Now()
-			pr.mu.Unlock()
+			pr.Restart()
 		}
 		pr.Update(int64(s.Epoch-1)*rows+s.Rows-base, int64(to.Epochs)*rows-base)
 		return nil
 	}
 	to.OnEpoch = func(e train.Epoch) error {
-		progressLine(pr, epochLine(e, to.Epochs))
+		pr.Println(epochLine(e, to.Epochs))
 		return nil
 	}
 	if o.Resume && !train.Exists(o.Out) {
@@ -360,15 +358,4 @@ func valSummary(v *train.Metrics) string {
 		acc = fmt.Sprintf("%.2f%%", 100**v.Accuracy)
 	}
 	return fmt.Sprintf("val acc %s, agreement %.2f%%, KL %.4f, ECE %.4f", acc, 100*v.Agreement, v.KL, v.ECE)
-}
-
-// progressLine prints a line above the progress bar, or as a plain line.
-func progressLine(pr *progress, line string) {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if pr.p != nil {
-		fmt.Fprintln(pr.p, line)
-		return
-	}
-	fmt.Fprintln(pr.w, line)
 }

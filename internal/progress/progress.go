@@ -1,4 +1,4 @@
-package main
+package progress
 
 import (
 	"fmt"
@@ -11,10 +11,10 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 )
 
-// progress reports long work: on a terminal an mpb bar with rate and ETA,
+// Reporter reports long work: on a terminal an mpb bar with rate and ETA,
 // otherwise a plain line every few seconds (and at the end), fit for CI
 // logs and `kubectl logs`.
-type progress struct {
+type Reporter struct {
 	mu       sync.Mutex
 	name     string
 	unit     string
@@ -32,17 +32,18 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// newProgress starts a reporter writing to stderr.
-func newProgress(name, unit string) *progress {
-	pr := &progress{name: name, unit: unit, w: cmdErr, start: time.Now(), every: 5 * time.Second}
-	if f, ok := cmdErr.(*os.File); ok && isTerminal(f) {
+// New starts a reporter of work called name counted in unit, writing to
+// w: an mpb bar when w is a terminal, plain lines otherwise.
+func New(w io.Writer, name, unit string) *Reporter {
+	pr := &Reporter{name: name, unit: unit, w: w, start: time.Now(), every: 5 * time.Second}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		pr.p = mpb.New(mpb.WithOutput(f), mpb.WithWidth(60))
 	}
 	return pr
 }
 
 // Update records done of total (total may grow from 0 once known).
-func (pr *progress) Update(done, total int64) {
+func (pr *Reporter) Update(done, total int64) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if pr.p != nil {
@@ -75,7 +76,7 @@ func (pr *progress) Update(done, total int64) {
 }
 
 // Done stops the bar (leaving it complete or where it stopped).
-func (pr *progress) Done() {
+func (pr *Reporter) Done() {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if pr.p != nil {
@@ -85,4 +86,30 @@ func (pr *progress) Done() {
 		pr.p.Wait()
 		pr.p = nil
 	}
+}
+
+// SetUnit changes the unit counted (before the bar is drawn).
+func (pr *Reporter) SetUnit(unit string) {
+	pr.mu.Lock()
+	pr.unit = unit
+	pr.mu.Unlock()
+}
+
+// Restart counts the rate from now: what came before (loading, a resumed
+// run's earlier work) is not part of it.
+func (pr *Reporter) Restart() {
+	pr.mu.Lock()
+	pr.start = time.Now()
+	pr.mu.Unlock()
+}
+
+// Println prints a line above the bar, or as a plain line.
+func (pr *Reporter) Println(line string) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.p != nil {
+		fmt.Fprintln(pr.p, line)
+		return
+	}
+	fmt.Fprintln(pr.w, line)
 }
