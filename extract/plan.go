@@ -48,6 +48,11 @@ func (rt *Runtime) plan(o Options) (_ *plan, err error) {
 		p.src.Kind = o.Scores
 		p.src.Why = strings.TrimPrefix(p.src.Why+"; kind set by --scores", "; ")
 	}
+	if p.positions > 0 {
+		if err := p.checkVocabulary(); err != nil {
+			return nil, err
+		}
+	}
 	p.fetch = append([]string{p.src.Tensor}, o.Hidden...)
 	if err := p.openSession(rt); err != nil {
 		return nil, err
@@ -192,6 +197,47 @@ func (p *plan) mapSeqInputs(ids int, byName map[string]dataset.Column, cols []da
 		p.columns = append(p.columns, column)
 		p.shapes = append(p.shapes, []int64{int64(T)})
 		p.fills = append(p.fills, fill)
+	}
+	return nil
+}
+
+// explainSeqFailure says why a sequence teacher could not run job j: ids
+// beyond its vocabulary (learned from a run on all-zero ids of the same
+// shape), or else windows beyond its context.
+func (p *plan) explainSeqFailure(j *job, runErr error) error {
+	zero := &job{rows: j.rows}
+	for _, in := range j.inputs {
+		zero.inputs = append(zero.inputs, make([]float32, len(in)))
+	}
+	if outs, err := p.infer(zero); err == nil && len(outs[0].Shape) == 3 {
+		V := outs[0].Shape[2]
+		maxID := float32(0)
+		for _, v := range j.inputs[p.ids] {
+			maxID = max(maxID, v)
+		}
+		if int64(maxID) >= V {
+			if meta, err := dataset.ReadTokensMeta(p.o.Data); err == nil {
+				return fmt.Errorf("the dataset was tokenized with %s (%d ids) but the teacher scores %d tokens: make the windows with the teacher's tokenizer",
+					meta.Tokenizer.Path, meta.VocabSize, V)
+			}
+			return fmt.Errorf("token id %d is beyond the teacher's %d-token vocabulary: make the windows with the teacher's tokenizer", int64(maxID), V)
+		}
+	}
+	return fmt.Errorf("%w (windows of %d tokens: a teacher with learned or tabled positions takes at most its context length)", runErr, p.positions)
+}
+
+// checkVocabulary refuses, before any teacher run, a token dataset whose
+// tokenizer (recorded by distill data text) has more ids than the teacher's
+// declared vocabulary (the last axis of its score tensor).
+func (p *plan) checkVocabulary() error {
+	meta, err := dataset.ReadTokensMeta(p.o.Data)
+	if err != nil {
+		return nil // not a data text file: the ids are checked as they are read
+	}
+	shape := p.model.Info(p.src.Tensor).Shape
+	if len(shape) == 3 && shape[2] > 0 && int64(meta.VocabSize) > shape[2] {
+		return fmt.Errorf("the dataset was tokenized with %s (%d ids) but the teacher scores %d tokens: make the windows with the teacher's tokenizer",
+			meta.Tokenizer.Path, meta.VocabSize, shape[2])
 	}
 	return nil
 }
@@ -348,7 +394,7 @@ func (p *plan) learnShapes() error {
 	outs, err := p.infer(j)
 	if err != nil {
 		if p.positions > 0 {
-			return fmt.Errorf("%w (windows of %d tokens: a teacher with learned or tabled positions takes at most its context length; write shorter windows with data text --seq-len)", err, p.positions)
+			return p.explainSeqFailure(j, err)
 		}
 		return err
 	}

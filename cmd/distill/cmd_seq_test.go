@@ -70,6 +70,14 @@ func TestLanguageModelPipeline(t *testing.T) {
 		}
 		c.Close()
 	}
+	// Windows of another tokenizer (roberta's 50,265 ids) are refused
+	// before they reach the teacher.
+	roberta := filepath.Join(tmp, "roberta.parquet")
+	mustRun("data", "text", "--tokenizer", filepath.Join(seq, "..", "..", "tokenizers", "roberta-base", "tokenizer.json"), "--seq-len", "64", "--out", roberta, stories)
+	if code, _, errOut := runDistill("extract", "--teacher", teacher, "--data", roberta, "--out", filepath.Join(tmp, "wrong")); code == 0 ||
+		!strings.Contains(errOut, "(50265 ids) but the teacher scores 512 tokens") {
+		t.Errorf("windows of another tokenizer: exit %d\n%s", code, errOut)
+	}
 	// A classifier command on a per-token cache says why it cannot.
 	code, _, errOut := runDistill("train", "--cache", filepath.Join(tmp, "top16"), "--out", filepath.Join(tmp, "s.ckpt"), "--layers", "8")
 	if code == 0 || !strings.Contains(errOut, "per-token") {
