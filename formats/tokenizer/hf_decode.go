@@ -24,21 +24,11 @@ func parseDecoder(o *jobj) (decoder, error) {
 	}
 	switch typ {
 	case "Sequence":
-		list, err := o.objects("decoders")
+		seq, err := parseSequence(o, "decoders", parseDecoder)
 		if err != nil {
 			return nil, err
 		}
-		var seq sequenceDecoder
-		for _, c := range list {
-			d, err := parseDecoder(c)
-			if err != nil {
-				return nil, err
-			}
-			if d != nil {
-				seq = append(seq, d)
-			}
-		}
-		return seq, nil
+		return sequenceDecoder(seq), nil
 	case "ByteLevel":
 		return byteLevelDecoder{}, nil
 	case "WordPiece":
@@ -429,21 +419,11 @@ func parsePostProcessor(o *jobj) (postProcessor, error) {
 	case "ByteLevel":
 		return identityProcessor{}, nil
 	case "Sequence":
-		list, err := o.objects("processors")
+		seq, err := parseSequence(o, "processors", parsePostProcessor)
 		if err != nil {
 			return nil, err
 		}
-		var seq sequenceProcessor
-		for _, c := range list {
-			p, err := parsePostProcessor(c)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
-		}
-		return seq, nil
+		return sequenceProcessor(seq), nil
 	}
 	return nil, o.errorf("unknown post_processor type %q", typ)
 }

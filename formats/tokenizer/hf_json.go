@@ -194,3 +194,26 @@ func (o *jobj) pattern(key string) (pattern, error) {
 	}
 	return nil, o.errorf(`%s is not {"String": ...} or {"Regex": ...}`, key)
 }
+
+// parseSequence parses the list of objects under key of a "Sequence"
+// component with parse, leaving out the ones parse returns as nil (JSON
+// null). It is the one loop behind the Sequence normalizer,
+// pre-tokenizer, post-processor and decoder.
+func parseSequence[T comparable](o *jobj, key string, parse func(*jobj) (T, error)) ([]T, error) {
+	list, err := o.objects(key)
+	if err != nil {
+		return nil, err
+	}
+	var zero T
+	var seq []T
+	for _, c := range list {
+		v, err := parse(c)
+		if err != nil {
+			return nil, err
+		}
+		if v != zero {
+			seq = append(seq, v)
+		}
+	}
+	return seq, nil
+}

@@ -29,21 +29,11 @@ func parseNormalizer(o *jobj) (normalizer, error) {
 	}
 	switch typ {
 	case "Sequence":
-		list, err := o.objects("normalizers")
+		seq, err := parseSequence(o, "normalizers", parseNormalizer)
 		if err != nil {
 			return nil, err
 		}
-		var seq sequenceNormalizer
-		for _, c := range list {
-			n, err := parseNormalizer(c)
-			if err != nil {
-				return nil, err
-			}
-			if n != nil {
-				seq = append(seq, n)
-			}
-		}
-		return seq, nil
+		return sequenceNormalizer(seq), nil
 	case "BertNormalizer":
 		var n bertNormalizer
 		if n.cleanText, err = o.boolean("clean_text", true); err != nil {

@@ -172,21 +172,11 @@ func parsePreTokenizer(o *jobj) (preTokenizer, error) {
 	}
 	switch typ {
 	case "Sequence":
-		list, err := o.objects("pretokenizers")
+		seq, err := parseSequence(o, "pretokenizers", parsePreTokenizer)
 		if err != nil {
 			return nil, err
 		}
-		var seq sequencePreTokenizer
-		for _, c := range list {
-			p, err := parsePreTokenizer(c)
-			if err != nil {
-				return nil, err
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
-		}
-		return seq, nil
+		return sequencePreTokenizer(seq), nil
 	case "ByteLevel":
 		var p byteLevelPreTokenizer
 		if p.addPrefixSpace, err = o.boolean("add_prefix_space", true); err != nil {
