@@ -28,20 +28,11 @@ func testRun(t *testing.T) string {
 	run := filepath.Join(tmp, "run")
 	rows, x, labels, logits := fixtures.ClassData(90, 4)
 	data := fixtures.WriteClassCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
-	epochs := func(loss0, acc0 float64) []train.EpochMetrics {
-		var ms []train.EpochMetrics
-		for e := 1; e <= 3; e++ {
-			acc := acc0 + 0.05*float64(e)
-			ms = append(ms, train.EpochMetrics{Epoch: e, Step: int64(10 * e), TrainLoss: loss0 / float64(e), LR: 1e-3,
-				Val: &train.Metrics{Rows: 90, Accuracy: &acc, Agreement: acc + 0.01, KL: 0.3 / float64(e), ECE: 0.05, ECEReference: "labels"}})
-		}
-		return ms
-	}
 	for _, c := range []struct {
 		name  string
 		alpha float64
 		ms    []train.EpochMetrics
-	}{{"kd", 0.9, epochs(2.5, 0.7)}, {"baseline", 0, epochs(0.9, 0.68)}} {
+	}{{"kd", 0.9, fixtures.EpochMetrics(2.5, 0.7)}, {"baseline", 0, fixtures.EpochMetrics(0.9, 0.68)}} {
 		ckpt := fixtures.WriteStudent(t, filepath.Join(run, c.name+".ckpt"), c.alpha, c.ms)
 		m, err := eval.OpenCheckpoint(ckpt, 1)
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/distill-ml/distill/fixtures"
-	"github.com/distill-ml/distill/train"
 )
 
 // reportTestRun makes a run directory: a distilled and a hard-label
@@ -20,17 +19,8 @@ func reportTestRun(t *testing.T) string {
 	run := filepath.Join(tmp, "run")
 	rows, x, labels, logits := fixtures.ClassData(90, 4)
 	data := fixtures.WriteClassCache(t, filepath.Join(tmp, "cache"), rows, x, labels, logits, 0)
-	epochs := func(loss0, acc0 float64) []train.EpochMetrics {
-		var ms []train.EpochMetrics
-		for e := 1; e <= 3; e++ {
-			acc := acc0 + 0.05*float64(e)
-			ms = append(ms, train.EpochMetrics{Epoch: e, Step: int64(10 * e), TrainLoss: loss0 / float64(e), LR: 1e-3,
-				Val: &train.Metrics{Rows: 90, Accuracy: &acc, Agreement: acc + 0.01, KL: 0.3 / float64(e), ECE: 0.05, ECEReference: "labels"}})
-		}
-		return ms
-	}
-	kd := fixtures.WriteStudent(t, filepath.Join(run, "kd.ckpt"), 0.9, epochs(2.5, 0.7))
-	base := fixtures.WriteStudent(t, filepath.Join(run, "baseline.ckpt"), 0, epochs(0.9, 0.68))
+	kd := fixtures.WriteStudent(t, filepath.Join(run, "kd.ckpt"), 0.9, fixtures.EpochMetrics(2.5, 0.7))
+	base := fixtures.WriteStudent(t, filepath.Join(run, "baseline.ckpt"), 0, fixtures.EpochMetrics(0.9, 0.68))
 	for _, c := range []struct {
 		ckpt, name string
 		report     bool
