@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/internal/sharedtest"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -143,7 +144,7 @@ func gunzip(b *testing.B, src, dst string) {
 // that the post-processing is comparable to the model.
 func BenchmarkExtractSeqVsBare(b *testing.B) {
 	rt := requireRuntime(b)
-	seq := seqShared(b)
+	seq := sharedtest.Dir(b, "teachers", "seq")
 	teacher := filepath.Join(seq, "stories260K.onnx")
 	const T, rows, batch, threads = 256, 256, 8, 2
 	data, win := tokenWindows(b, seq, T, rows)

@@ -18,21 +18,8 @@ import (
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/formats/tokenizer"
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
-
-// seqShared returns ../../shared/teachers/seq, failing under CI when it is
-// missing.
-func seqShared(t testing.TB) string {
-	t.Helper()
-	dir, _ := filepath.Abs("../../shared/teachers/seq")
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("../shared is required in CI: %v", err)
-		}
-		t.Skipf("../shared not found: %v", err)
-	}
-	return dir
-}
 
 // tokenWindows encodes the first stories of TinyStories with tok512 into
 // one stream and cuts rows windows of T+1 ids, written as a .npy.
@@ -78,7 +65,7 @@ func tokenWindows(t testing.TB, seq string, T, rows int) (string, [][]int) {
 // a good small model.
 func TestExtractSequence(t *testing.T) {
 	rt := requireRuntime(t)
-	seq := seqShared(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	const T, rows = 32, 24
 	data, win := tokenWindows(t, seq, T, rows)
 	dense := filepath.Join(t.TempDir(), "dense")
@@ -186,7 +173,7 @@ func argmax(v []float32) int {
 // and a dataset of floats (not token ids) are refused with the reason.
 func TestExtractSequenceErrors(t *testing.T) {
 	rt := requireRuntime(t)
-	seq := seqShared(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	short, _ := tokenWindows(t, seq, 8, 4)
 	long, _ := tokenWindows(t, seq, 600, 1)
 	for _, tc := range []struct {
@@ -212,7 +199,7 @@ func TestExtractSequenceErrors(t *testing.T) {
 // training, so a little better).
 func TestExtractCharTeacher(t *testing.T) {
 	rt := requireRuntime(t)
-	seq := seqShared(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	tok, _, err := tokenizer.Load(filepath.Join(seq, "vocab.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +260,7 @@ func TestExtractCharTeacher(t *testing.T) {
 // cache) and S draws in all, and how many distinct ids that keeps.
 func TestExtractSampled(t *testing.T) {
 	rt := requireRuntime(t)
-	seq := seqShared(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	const T, rows, S = 32, 12, 32
 	data, _ := tokenWindows(t, seq, T, rows)
 	teacher := filepath.Join(seq, "stories260K.onnx")
@@ -342,7 +329,7 @@ func TestExtractSampled(t *testing.T) {
 // skips, except under CI, where make test provides them.
 func TestSequenceCacheInDuckDB(t *testing.T) {
 	rt := requireRuntime(t)
-	seq := seqShared(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	node, err := exec.LookPath("node")
 	modules := os.Getenv("DISTILL_NODE_MODULES")
 	if modules == "" {
@@ -409,7 +396,7 @@ func TestSequenceCacheInDuckDB(t *testing.T) {
 // state are bit-identical to those of an uninterrupted run.
 func TestExtractSequenceResume(t *testing.T) {
 	rt := requireRuntime(t)
-	seq := seqShared(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	data, _ := tokenWindows(t, seq, 16, 80)
 	base := Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: data, Batch: 4, PartRows: 4, Threads: 1,
 		Samples: 12, Dtype: "f16", SampleSeed: 3, Hidden: []string{"hidden_states.2"}}
@@ -473,7 +460,7 @@ func TestExtractSequenceResume(t *testing.T) {
 // (.ci/run installs it); without it the test skips, except under CI.
 func TestSequenceAgainstPyTorch(t *testing.T) {
 	rt := requireRuntime(t)
-	seq := seqShared(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("python3-torch is required in CI (.ci/run installs it): %v", err)

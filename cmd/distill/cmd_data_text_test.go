@@ -12,33 +12,17 @@ import (
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/human"
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 // digits formats n as the summary lines do: 1,234.
 func digits(n int) string { return human.Digits(int64(n)) }
 
-// sharedSeqDir returns ../shared/teachers/seq beside the repository,
-// failing under CI=true when it is missing and skipping otherwise.
-func sharedSeqDir(t testing.TB) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "teachers", "seq"))
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "tok512.bin"))
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("../shared/teachers/seq is required in CI: %v", err)
-		}
-		t.Skipf("../shared/teachers/seq not found: %v", err)
-	}
-	return dir
-}
-
 // storyDocs returns the first n blank-line documents of
 // tinystories_val.txt.
 func storyDocs(t testing.TB, n int) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(sharedSeqDir(t), "tinystories_val.txt"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t, "teachers", "seq"), "tinystories_val.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +69,7 @@ func tokenWindows(t testing.TB, path string, seqLen int) [][]int32 {
 }
 
 func TestDataText(t *testing.T) {
-	seq := sharedSeqDir(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	tokPath := filepath.Join(seq, "tok512.bin")
 	tok, _, err := tokenizer.Load(tokPath)
 	if err != nil {
@@ -197,7 +181,7 @@ func TestDataText(t *testing.T) {
 }
 
 func TestDataTextChars(t *testing.T) {
-	seq := sharedSeqDir(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	vocabPath := filepath.Join(seq, "vocab.json")
 	var vocab []string
 	raw, err := os.ReadFile(vocabPath)
@@ -228,7 +212,7 @@ func TestDataTextChars(t *testing.T) {
 // TestDataTextDeterministic checks that runs with 1 and 2 threads write
 // byte-identical files.
 func TestDataTextDeterministic(t *testing.T) {
-	seq := sharedSeqDir(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	dir := t.TempDir()
 	in := writeFile(t, filepath.Join(dir, "stories.txt"), []byte(strings.Join(storyDocs(t, 600), "\n\n")))
 	var files [][]byte
@@ -250,7 +234,7 @@ func TestDataTextDeterministic(t *testing.T) {
 }
 
 func TestDataTextErrors(t *testing.T) {
-	seq := sharedSeqDir(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	tok, vocab := filepath.Join(seq, "tok512.bin"), filepath.Join(seq, "vocab.json")
 	dir := t.TempDir()
 	good := writeFile(t, filepath.Join(dir, "good.txt"), []byte(strings.Join(storyDocs(t, 5), "\n\n")))

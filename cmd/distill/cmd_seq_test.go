@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 // TestLanguageModelPipeline runs the language-model stage 1 through the
@@ -14,16 +15,7 @@ import (
 // and a top-k per-token cache of stories260K (extract) → inspect --verify.
 func TestLanguageModelPipeline(t *testing.T) {
 	requireLib(t)
-	seq, err := filepath.Abs("../../../shared/teachers/seq")
-	if err == nil {
-		_, err = os.Stat(seq)
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("../shared is required in CI: %v", err)
-		}
-		t.Skipf("../shared not found: %v", err)
-	}
+	seq := sharedtest.Dir(t, "teachers", "seq")
 	tmp := t.TempDir()
 	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
 	if err != nil {

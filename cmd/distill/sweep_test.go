@@ -19,6 +19,7 @@ import (
 	"github.com/distill-ml/distill/fixtures"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/lock"
+	"github.com/distill-ml/distill/internal/sharedtest"
 	"github.com/distill-ml/distill/train"
 )
 
@@ -43,7 +44,7 @@ var (
 		return copyFile(t, "../../fixtures/tiny/x4.npy", filepath.Join(dir, "x4.npy"))
 	}
 	mkTok512 = func(t *testing.T, dir string) string {
-		return copyFile(t, "../../../shared/teachers/seq/tok512.bin", filepath.Join(dir, "tok512.bin"))
+		return copyFile(t, sharedtest.Dir(t, "teachers", "seq", "tok512.bin"), filepath.Join(dir, "tok512.bin"))
 	}
 	mkText = func(t *testing.T, dir string) string {
 		return writeFile(t, filepath.Join(dir, "stories.txt"), []byte(strings.Repeat("Once upon a time, there was a little girl named Lily.\n\n", 20)))

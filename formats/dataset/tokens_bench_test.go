@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 // BenchmarkTokens writes tinystories_val.txt (794 KB, about 386,000
@@ -16,7 +18,7 @@ import (
 // one per core. MB/s counts input text.
 func BenchmarkTokens(b *testing.B) {
 	tok, info := loadTokenizer(b, "tok512.bin")
-	in := filepath.Join(sharedSeq(b), "tinystories_val.txt")
+	in := filepath.Join(sharedtest.Dir(b, "teachers", "seq"), "tinystories_val.txt")
 	st, err := os.Stat(in)
 	if err != nil {
 		b.Fatal(err)

@@ -17,29 +17,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/distill-ml/distill/formats/tokenizer"
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
-
-// sharedSeq returns ../shared/teachers/seq (beside the repository),
-// failing under CI=true when it is missing and skipping otherwise.
-func sharedSeq(t testing.TB) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "teachers", "seq"))
-	if err == nil {
-		_, err = os.Stat(filepath.Join(dir, "tok512.bin"))
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("../shared/teachers/seq is required in CI: %v", err)
-		}
-		t.Skipf("../shared/teachers/seq not found: %v", err)
-	}
-	return dir
-}
 
 // loadTokenizer loads a tokenizer of ../shared/teachers/seq.
 func loadTokenizer(t testing.TB, name string) (tokenizer.Tokenizer, tokenizer.Info) {
 	t.Helper()
-	tok, info, err := tokenizer.Load(filepath.Join(sharedSeq(t), name))
+	tok, info, err := tokenizer.Load(filepath.Join(sharedtest.Dir(t, "teachers", "seq"), name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +56,7 @@ func blankBlocks(text string) []string {
 // tinystories_val.txt.
 func tinyStories(t testing.TB, n int) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(sharedSeq(t), "tinystories_val.txt"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t, "teachers", "seq"), "tinystories_val.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +266,7 @@ func TestTokensInputFormats(t *testing.T) {
 func TestTokensChars(t *testing.T) {
 	t.Parallel()
 	tok, info := loadTokenizer(t, "vocab.json")
-	data, err := os.ReadFile(filepath.Join(sharedSeq(t), "tinyshakespeare.txt"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t, "teachers", "seq"), "tinyshakespeare.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +450,7 @@ func TestTokensVal(t *testing.T) {
 func TestTokensDeterministic(t *testing.T) {
 	t.Parallel()
 	tok, info := loadTokenizer(t, "tok512.bin")
-	data, err := os.ReadFile(filepath.Join(sharedSeq(t), "tinystories_val.txt"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t, "teachers", "seq"), "tinystories_val.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 // hfTokenizers are the tokenizer.json files of ../shared/tokenizers, each
@@ -60,12 +62,12 @@ func loadHFFile(t testing.TB, path string) *HF {
 
 func loadHFShared(t testing.TB, name string) *HF {
 	t.Helper()
-	return loadHFFile(t, filepath.Join(sharedDir(t), "tokenizers", name, "tokenizer.json"))
+	return loadHFFile(t, filepath.Join(sharedtest.Dir(t), "tokenizers", name, "tokenizer.json"))
 }
 
 func readGolden(t testing.TB, name string) []hfGolden {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "tokenizers", name, "golden.jsonl"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t), "tokenizers", name, "golden.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func hfTokens(tok *HF, ids []int) []string {
 // block of the TinyStories text, and Decode(ids, true) gives the block
 // back.
 func TestHFStories260K(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "teachers", "seq")
+	dir := filepath.Join(sharedtest.Dir(t), "teachers", "seq")
 	hf := loadHFFile(t, filepath.Join(dir, "stories260K-hf", "tokenizer.json"))
 	ll := loadTok512(t)
 	if hf.VocabSize() != ll.VocabSize() {
@@ -313,7 +315,7 @@ var hfBenchTokenizers = [][2]string{
 // iteration, as they are in a long extraction. The /regexp2 variants run
 // the split regex on regexp2 instead of the hand-written matcher.
 func BenchmarkEncode(b *testing.B) {
-	shared := sharedDir(b)
+	shared := sharedtest.Dir(b)
 	data, err := os.ReadFile(filepath.Join(shared, "teachers", "seq", "tinystories_val.txt"))
 	if err != nil {
 		b.Fatal(err)
@@ -346,7 +348,7 @@ func BenchmarkEncode(b *testing.B) {
 
 // BenchmarkParseHF measures loading each tokenizer.json.
 func BenchmarkParseHF(b *testing.B) {
-	shared := sharedDir(b)
+	shared := sharedtest.Dir(b)
 	for _, bt := range hfBenchTokenizers {
 		b.Run(bt[0], func(b *testing.B) {
 			data, err := os.ReadFile(filepath.Join(shared, bt[1]))
@@ -412,7 +414,7 @@ func TestHFGoldenRegexp2(t *testing.T) {
 // BenchmarkSplitRegex compares the hand-written GPT-2 and Llama 3
 // matchers with regexp2 on the TinyStories text.
 func BenchmarkSplitRegex(b *testing.B) {
-	data, err := os.ReadFile(filepath.Join(sharedDir(b), "teachers", "seq", "tinystories_val.txt"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(b), "teachers", "seq", "tinystories_val.txt"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,28 +6,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-// sharedDir returns ../shared (the sibling of the repository), failing
-// under CI when it is missing and skipping otherwise.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := filepath.Abs("../../../shared")
-	if err == nil {
-		if _, err = os.Stat(dir); err == nil {
-			return dir
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("../shared is required in CI: %v", err)
-	}
-	t.Skipf("../shared not found (%v)", err)
-	return ""
-}
+	"github.com/distill-ml/distill/internal/sharedtest"
+)
 
 func loadTok512(t testing.TB) *Llama2c {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "teachers", "seq", "tok512.bin"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t), "teachers", "seq", "tok512.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +123,7 @@ func TestLlama2c(t *testing.T) {
 // (seq README: 2.06 on the whole excerpt).
 func TestLlama2cTinyStories(t *testing.T) {
 	tok := loadTok512(t)
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "teachers", "seq", "tinystories_val.txt"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t), "teachers", "seq", "tinystories_val.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +153,7 @@ func TestLlama2cTinyStories(t *testing.T) {
 
 func TestParseLlama2cErrors(t *testing.T) {
 	good := func() []byte {
-		data, err := os.ReadFile(filepath.Join(sharedDir(t), "teachers", "seq", "tok512.bin"))
+		data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t), "teachers", "seq", "tok512.bin"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +170,7 @@ func TestParseLlama2cErrors(t *testing.T) {
 }
 
 func TestChars(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "teachers", "seq", "vocab.json"))
+	data, err := os.ReadFile(filepath.Join(sharedtest.Dir(t), "teachers", "seq", "vocab.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

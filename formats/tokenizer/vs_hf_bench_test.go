@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 // BenchmarkEncodeVsHF encodes the documents of TinyStories (its blank-line
@@ -18,7 +20,7 @@ import (
 // throughputs and their ratio. It needs `make setup-bench`; without the
 // package it skips (benchmarks are not part of make test).
 func BenchmarkEncodeVsHF(b *testing.B) {
-	shared := sharedDir(b)
+	shared := sharedtest.Dir(b)
 	modules, _ := filepath.Abs("../../.cache/node-bench/node_modules")
 	if v := os.Getenv("DISTILL_BENCH_NODE_MODULES"); v != "" {
 		modules = v

@@ -34,8 +34,8 @@ var forbidden = map[string][]string{
 }
 
 // neverImported lists what no package of the module may depend on: the
-// command, and the test-only packages (fixtures, e2e).
-var neverImported = []string{module + "/cmd", module + "/fixtures", module + "/internal/e2e"}
+// command, and the test-only packages (fixtures, e2e, sharedtest).
+var neverImported = []string{module + "/cmd", module + "/fixtures", module + "/internal/e2e", module + "/internal/sharedtest"}
 
 // forbiddenDirect lists imports a package must not make itself, though it
 // may reach them through an allowed package: train reads caches through
@@ -46,7 +46,7 @@ var forbiddenDirect = map[string][]string{
 }
 
 // stdOnly packages depend on the standard library alone.
-var stdOnly = []string{module + "/internal/atomicfile", module + "/internal/human", module + "/internal/lock", module + "/internal/guard"}
+var stdOnly = []string{module + "/internal/atomicfile", module + "/internal/human", module + "/internal/lock", module + "/internal/guard", module + "/internal/sharedtest"}
 
 // noCgo packages link no cgo outside the standard library (the standard
 // library's own, such as net's resolver, is a build setting).
