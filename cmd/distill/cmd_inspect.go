@@ -61,6 +61,7 @@ Exit codes: 0 ok, 1 the cache cannot be read or --verify found a problem
 				for _, a := range args {
 					inputs = append(inputs, guard.Path{Flag: "CACHE", Path: a})
 				}
+				inputs = append(inputs, guard.Path{Flag: "--tokenizer", Path: o.Tokenizer})
 				if err := checkPaths(inputs, []guard.Path{{Flag: "--logits-npy", Path: o.NPY, Kind: guard.File}}); err != nil {
 					return err
 				}
@@ -99,6 +100,14 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 		return err
 	}
 	defer c.Close()
+	// A tokenizer asked for is loaded first: a bad one is an error, not a
+	// note after the summary.
+	var tok tokenizer.Tokenizer
+	if o.Tokenizer != "" {
+		if tok, _, err = tokenizer.Load(o.Tokenizer); err != nil {
+			return fmt.Errorf("--tokenizer: %w", err)
+		}
+	}
 	rep, err := formats.Summarize(c, paths, o.Rows)
 	if err != nil {
 		return err
@@ -126,7 +135,7 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 			return err
 		}
 		if rep.Positions > 0 && o.Rows > 0 {
-			if err := writeWindows(w, c, o); err != nil {
+			if err := writeWindows(w, c, o, tok); err != nil {
 				fmt.Fprintf(w, "\nwindows: not decoded: %v\n", err)
 			}
 		}
@@ -334,19 +343,19 @@ func writeLogitsNPY(c *formats.Cache, path string) error {
 // writeWindows prints the first o.Rows windows of a per-token cache as
 // text (its next-token labels decoded, but the last) and the teacher's
 // five most probable next tokens there, with their probabilities
-// exp(score − logsumexp), beside the token the text has.
-func writeWindows(w io.Writer, c *formats.Cache, o inspectOptions) error {
+// exp(score − logsumexp), beside the token the text has. tok is --tokenizer's
+// (nil: the one the cache's token dataset records).
+func writeWindows(w io.Writer, c *formats.Cache, o inspectOptions, tok tokenizer.Tokenizer) error {
 	path := o.Tokenizer
-	if path == "" {
+	if tok == nil {
 		meta, err := dataset.ReadTokensMeta(c.Manifest().Dataset.Path)
 		if err != nil {
 			return fmt.Errorf("the cache's dataset records no tokenizer (%v); name one with --tokenizer", err)
 		}
 		path = meta.Tokenizer.Path
-	}
-	tok, _, err := tokenizer.Load(path)
-	if err != nil {
-		return err
+		if tok, _, err = tokenizer.Load(path); err != nil {
+			return err
+		}
 	}
 	cfg := c.Config()
 	T := cfg.Positions

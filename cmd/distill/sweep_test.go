@@ -201,6 +201,9 @@ var templates = []template{
 	{"data-info", []string{"data", "info", "{FILE}"}, []slot{slotInfo}, "", false, nil},
 	{"data-text", []string{"data", "text", "--tokenizer", "{--tokenizer}", "--seq-len", "16", "--out", "{OUT}", "{INPUT}"},
 		[]slot{slotTok, slotText}, "--out", false, []string{"INPUT=truncated"}}, // half a text is a text
+	{"data-text-val", []string{"data", "text", "--tokenizer", "{--tokenizer}", "--seq-len", "4", "--val-every", "2", "--val-out", "{OUT}", "--out", "main.parquet", "{INPUT}"},
+		[]slot{slotTok, slotText}, "--val-out", false, []string{"INPUT=truncated"}},
+	{"inspect-tokenizer", []string{"inspect", "{CACHE}", "--tokenizer", "{--tokenizer}"}, []slot{slotInspect, slotTok}, "", false, nil},
 }
 
 // numeric lists each command's numeric flags with the values that are
