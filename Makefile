@@ -56,12 +56,7 @@ test-short: setup
 
 ## fuzz: runs every fuzz target briefly (FUZZTIME each) on top of its committed seed corpus.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/distill-fuzz.log 2>&1 || { cat /tmp/distill-fuzz.log; exit 1; }; \
-	  done; \
-	done
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 ## bench: every comparison side by side in one run (extract vs bare onnxruntime, train vs the PyTorch peer,
 ## cache formats, exported students vs the teacher, KD vs hard labels); writes BENCHMARKS.md. See scripts/bench.sh.
