@@ -36,20 +36,12 @@ func testManifest(shard, count int) Manifest {
 // continue from first) and returns all rows written.
 func writeCache(t *testing.T, dir string, m Manifest, cfg Config, opts *WriterOptions, first int64, sizes ...int) *Batch {
 	t.Helper()
-	cw, err := CreateCache(dir, m, cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cw.Close()
 	var all []*Batch
 	for i, n := range sizes {
-		b := makeBatch(cfg, first, n, uint64(i))
+		all = append(all, makeBatch(cfg, first, n, uint64(i)))
 		first += int64(n)
-		if _, err := cw.WritePart(b); err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, b)
 	}
+	writeParts(t, dir, m, cfg, opts, all...)
 	return concatBatches(all...)
 }
 

@@ -175,6 +175,38 @@ func writePart(t testing.TB, cfg Config, opts *WriterOptions, bs ...*Batch) []by
 	return buf.Bytes()
 }
 
+// writeParts writes each batch as one part of a new cache in dir and
+// commits it.
+func writeParts(t testing.TB, dir string, m Manifest, cfg Config, opts *WriterOptions, parts ...*Batch) {
+	t.Helper()
+	cw, err := CreateCache(dir, m, cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range parts {
+		if _, err := cw.WritePart(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openParts writes the parts as writeParts does into a new temporary
+// directory and opens the cache; it is closed when the test ends.
+func openParts(t testing.TB, m Manifest, cfg Config, opts *WriterOptions, parts ...*Batch) *Cache {
+	t.Helper()
+	dir := t.TempDir()
+	writeParts(t, dir, m, cfg, opts, parts...)
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // readPart reads every batch of an in-memory part into one batch.
 func readPart(t testing.TB, data []byte, opts *ReaderOptions) (*Batch, []int) {
 	t.Helper()

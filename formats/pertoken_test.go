@@ -16,26 +16,11 @@ func TestPerTokenDerivedTopK(t *testing.T) {
 	cfg := Config{Classes: C, TopK: k, Positions: T, HasLabel: true, Inputs: []TensorSpec{{Name: "input_ids", Shape: []int64{T}}}}
 	dense := makeBatch(Config{Classes: C, Positions: T, HasLabel: true, Inputs: cfg.Inputs}, 100, n, 7)
 	for _, format := range []Format{FormatParquet, FormatArrow} {
-		dir := t.TempDir()
-		cw, err := CreateCache(dir, Manifest{Teacher: Teacher{File: "lm.onnx"}}, cfg, &WriterOptions{Format: format, RowsPerBatch: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cw.WritePart(dense); err != nil {
-			t.Fatal(err)
-		}
-		if err := cw.Close(); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := openParts(t, Manifest{Teacher: Teacher{File: "lm.onnx"}}, cfg, &WriterOptions{Format: format, RowsPerBatch: 4}, dense)
 		got := readAll(t, c)
 		if m := c.Manifest(); m.Settings.Positions != T || c.Config().Positions != T {
 			t.Errorf("%s: positions %d / %d, want %d", format, m.Settings.Positions, c.Config().Positions, T)
 		}
-		c.Close()
 		if got.Len() != n || !slices.Equal(got.Labels, dense.Labels) || len(got.Labels) != n*T || !slices.Equal(got.Inputs["input_ids"], dense.Inputs["input_ids"]) {
 			t.Fatalf("%s: %d rows, %d labels", format, got.Len(), len(got.Labels))
 		}
@@ -95,23 +80,7 @@ func TestTopKLogProbs(t *testing.T) {
 		if err != nil || back.TopKLogProbs != lp {
 			t.Fatalf("schema round trip: %+v, %v", back, err)
 		}
-		dir := t.TempDir()
-		cw, err := CreateCache(dir, Manifest{}, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cw.WritePart(b); err != nil {
-			t.Fatal(err)
-		}
-		if err := cw.Close(); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := readAll(t, c)
-		c.Close()
+		got := readAll(t, openParts(t, Manifest{}, cfg, nil, b))
 		idx, val := make([]int32, k), make([]float32, k)
 		for q := range n * T {
 			s := logits[q*C : (q+1)*C]
@@ -154,27 +123,13 @@ func TestSampledTargets(t *testing.T) {
 	}
 	cfg := Config{Classes: C, Positions: T, Samples: S, SampleTemperature: 2, SampleSeed: 42}
 	write := func(parts ...int) *Batch {
-		dir := t.TempDir()
-		cw, err := CreateCache(dir, Manifest{}, cfg, &WriterOptions{RowsPerBatch: 7})
-		if err != nil {
-			t.Fatal(err)
-		}
+		var split []*Batch
 		lo := 0
 		for _, m := range parts {
-			part := &Batch{Rows: b.Rows[lo : lo+m], Logits: b.Logits[lo*T*C : (lo+m)*T*C]}
-			if _, err := cw.WritePart(part); err != nil {
-				t.Fatal(err)
-			}
+			split = append(split, &Batch{Rows: b.Rows[lo : lo+m], Logits: b.Logits[lo*T*C : (lo+m)*T*C]})
 			lo += m
 		}
-		if err := cw.Close(); err != nil {
-			t.Fatal(err)
-		}
-		c, err := Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := openParts(t, Manifest{}, cfg, &WriterOptions{RowsPerBatch: 7}, split...)
 		if got := c.Config(); got.Samples != S || got.TopK != S || got.SampleTemperature != 2 || got.SampleSeed != 42 {
 			t.Fatalf("config %+v", got)
 		}
@@ -235,34 +190,14 @@ func TestSampledTargets(t *testing.T) {
 // are not one whole dataset.
 func TestDenseScores(t *testing.T) {
 	cfg := Config{Classes: 3, Positions: 2}
-	dir := t.TempDir()
-	cw, err := CreateCache(dir, Manifest{}, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := &Batch{Rows: []int64{2, 0, 1}, Logits: []float32{20, 21, 22, 23, 24, 25, 0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15}}
-	if _, err := cw.WritePart(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := cw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openParts(t, Manifest{}, cfg, nil, b)
 	got, err := c.DenseScores()
 	want := []float32{0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 20, 21, 22, 23, 24, 25}
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("DenseScores = %v, %v", got, err)
 	}
-	dir2 := t.TempDir()
-	cw, _ = CreateCache(dir2, Manifest{}, Config{Classes: 3}, nil)
-	cw.WritePart(&Batch{Rows: []int64{5}, Logits: []float32{1, 2, 3}})
-	cw.Close()
-	c2, _ := Open(dir2)
-	defer c2.Close()
+	c2 := openParts(t, Manifest{}, Config{Classes: 3}, nil, &Batch{Rows: []int64{5}, Logits: []float32{1, 2, 3}})
 	if _, err := c2.DenseScores(); err == nil {
 		t.Error("row id 5 of 1 accepted")
 	}
