@@ -3,14 +3,12 @@
 package extract
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/lock"
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 // TestFailedRunLeavesNothing: nan_out.onnx gives NaN scores in the first
@@ -141,24 +140,7 @@ func TestSecondRunLocked(t *testing.T) {
 	rt := requireRuntime(t)
 	o := tinyOpts(t, "mlp_logits.onnx")
 	o.PartRows = 16
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), lockOutEnv+"="+o.Out)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "running\n" {
-		t.Fatalf("helper: %q, %v", line, err)
-	}
+	h := sharedtest.Hold(t, "TestLockHelper", "running", lockOutEnv+"="+o.Out)
 	before, err := os.ReadFile(filepath.Join(o.Out, formats.ManifestName))
 	if err != nil {
 		t.Fatal(err)
@@ -178,10 +160,7 @@ func TestSecondRunLocked(t *testing.T) {
 	if after, _ := os.ReadFile(filepath.Join(o.Out, formats.ManifestName)); string(after) != string(before) {
 		t.Error("the refused runs changed the manifest")
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("helper: %v", err)
-	}
+	h.Stop(t)
 	o.Resume = true
 	res, err := rt.Run(context.Background(), o)
 	if err != nil || res.Skipped != 64 || res.Rows != 0 {

@@ -1,12 +1,10 @@
 package formats
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/distill-ml/distill/internal/lock"
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 const lockDirEnv = "DISTILL_FORMATS_LOCK_DIR"
@@ -51,23 +50,7 @@ func TestCacheWriterLock(t *testing.T) {
 	}
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "cache")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), lockDirEnv+"="+dir)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "created\n" {
-		t.Fatalf("helper: %q, %v", line, err)
-	}
+	h := sharedtest.Hold(t, "TestLockHelper", "created", lockDirEnv+"="+dir)
 	before := listDir(t, dir)
 	for name, open := range map[string]func() (*CacheWriter, error){
 		"CreateCache":        func() (*CacheWriter, error) { return CreateCache(dir, testManifest(0, 1), testConfigs["f32"], nil) },
@@ -89,10 +72,7 @@ func TestCacheWriterLock(t *testing.T) {
 	if got := listDir(t, dir); !slices.Equal(got, before) {
 		t.Errorf("refused writers changed the directory: %v, was %v", got, before)
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("helper: %v", err)
-	}
+	h.Stop(t)
 	cw, err := OpenCacheForAppend(dir, nil)
 	if err != nil {
 		t.Fatalf("after the other writer closed: %v", err)

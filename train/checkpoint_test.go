@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -15,7 +14,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -25,6 +23,7 @@ import (
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/lock"
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the fuzz seed corpus in testdata/fuzz")
@@ -576,24 +575,7 @@ func TestTrainLock(t *testing.T) {
 	cacheDir := filepath.Join(tmp, "train")
 	data := smallCache(t, cacheDir, nil)
 	out := filepath.Join(tmp, "s.ckpt")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTrainLockHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), trainLockEnv+"="+cacheDir+string(filepath.ListSeparator)+out)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "training\n" {
-		t.Fatalf("helper: %q, %v", line, err)
-	}
+	h := sharedtest.Hold(t, "TestTrainLockHelper", "training", trainLockEnv+"="+cacheDir+string(filepath.ListSeparator)+out)
 	cfg, o := trainLockRun(out)
 	for _, resume := range []bool{false, true} {
 		o.Resume = resume
@@ -606,10 +588,7 @@ func TestTrainLock(t *testing.T) {
 			t.Errorf("resume %v: took %v to fail", resume, d)
 		}
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("helper: %v", err)
-	}
+	h.Stop(t)
 	o.Resume = true
 	res, err := Train(context.Background(), cfg, data, &o)
 	if err != nil || res.Info.Epoch != 2 {

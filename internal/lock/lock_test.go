@@ -1,19 +1,19 @@
 package lock
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
 // helperEnv makes the test binary a lock holder: "dir:PATH" or "file:PATH".
@@ -50,48 +50,14 @@ func TestHelper(t *testing.T) {
 	os.Exit(0)
 }
 
-// holder is a helper process holding a lock.
-type holder struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-}
-
 // startHolder starts a helper process holding spec and waits until it
 // holds it.
-func startHolder(t *testing.T, spec string) *holder {
+func startHolder(t *testing.T, spec string) *sharedtest.Holder {
 	t.Helper()
 	if !Supported {
 		t.Skip("no flock on this system: Dir and File do nothing")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &holder{cmd: cmd, stdin: stdin}
-	t.Cleanup(func() { h.stdin.Close(); h.cmd.Process.Kill(); h.cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "locked\n" {
-		t.Fatalf("helper: %q, %v", line, err)
-	}
-	return h
-}
-
-// stop makes the helper release its lock and waits for it to exit.
-func (h *holder) stop(t *testing.T) {
-	t.Helper()
-	h.stdin.Close()
-	if err := h.cmd.Wait(); err != nil {
-		t.Fatalf("helper: %v", err)
-	}
+	return sharedtest.Hold(t, "TestHelper", "locked", helperEnv+"="+spec)
 }
 
 // refused checks that take fails at once with ErrLocked naming path.
@@ -115,7 +81,7 @@ func TestDirTwoProcesses(t *testing.T) {
 	dir := t.TempDir()
 	h := startHolder(t, "dir:"+dir)
 	refused(t, Dir, dir)
-	h.stop(t)
+	h.Stop(t)
 	release, err := Dir(dir)
 	if err != nil {
 		t.Fatalf("after the holder released: %v", err)
@@ -135,7 +101,7 @@ func TestFileTwoProcesses(t *testing.T) {
 	path := filepath.Join(t.TempDir(), ".x.lock")
 	h := startHolder(t, "file:"+path)
 	refused(t, File, path)
-	h.stop(t)
+	h.Stop(t)
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("lock file after the holder released: %v", err)
 	}
@@ -157,9 +123,7 @@ func TestKilledHolder(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, ".x.lock")
 	for _, spec := range []string{"dir:" + dir, "file:" + path} {
-		h := startHolder(t, spec)
-		h.cmd.Process.Kill()
-		h.cmd.Wait()
+		startHolder(t, spec).Kill()
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("a killed holder leaves its lock file: %v", err)

@@ -1,7 +1,9 @@
-// Package sharedtest finds ../shared, the read-only folder of real
-// teachers, tokenizers, text and peers beside the repository (CI has it
-// too), for tests of any package. It imports only the standard library, so
-// even the internal tests of formats' subpackages can use it.
+// Package sharedtest holds test helpers shared by packages of every level:
+// Dir finds ../shared, the read-only folder of real teachers, tokenizers,
+// text and peers beside the repository (CI has it too), and Hold starts a
+// helper process that holds a lock or a half-finished write. It imports
+// only the standard library, so even the internal tests of formats and its
+// subpackages can use it.
 package sharedtest
 
 import (
