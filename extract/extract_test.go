@@ -28,21 +28,30 @@ func readCache(t testing.TB, dirs ...string) (*formats.Cache, []formats.Batch) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cp := formats.Batch{
-			Rows: append([]int64(nil), b.Rows...), Labels: append([]int64(nil), b.Labels...),
-			Logits: append([]float32(nil), b.Logits...), TopKIndex: append([]int32(nil), b.TopKIndex...),
-			TopKLogit: append([]float32(nil), b.TopKLogit...), LogSumExp: append([]float32(nil), b.LogSumExp...),
-			Hidden: map[string][]float32{}, Inputs: map[string][]float32{},
-		}
-		for k, v := range b.Hidden {
-			cp.Hidden[k] = append([]float32(nil), v...)
-		}
-		for k, v := range b.Inputs {
-			cp.Inputs[k] = append([]float32(nil), v...)
-		}
-		all = append(all, cp)
+		all = append(all, *b.Clone())
 	}
 	return c, all
+}
+
+// readJoined reads every row of the cache at dir as one batch, in the
+// order the cache lists them.
+func readJoined(t testing.TB, dirs ...string) *formats.Batch {
+	t.Helper()
+	_, bs := readCache(t, dirs...)
+	all := &formats.Batch{Hidden: map[string][]float32{}}
+	for _, b := range bs {
+		all.Rows = append(all.Rows, b.Rows...)
+		all.Labels = append(all.Labels, b.Labels...)
+		all.Logits = append(all.Logits, b.Logits...)
+		all.TopKIndex = append(all.TopKIndex, b.TopKIndex...)
+		all.TopKLogit = append(all.TopKLogit, b.TopKLogit...)
+		all.LogSumExp = append(all.LogSumExp, b.LogSumExp...)
+		all.SampleCount = append(all.SampleCount, b.SampleCount...)
+		for k, v := range b.Hidden {
+			all.Hidden[k] = append(all.Hidden[k], v...)
+		}
+	}
+	return all
 }
 
 // accuracy is argmax of the cached scores against the cached labels.

@@ -264,25 +264,6 @@ func TestExtractSampled(t *testing.T) {
 	const T, rows, S = 32, 12, 32
 	data, _ := tokenWindows(t, seq, T, rows)
 	teacher := filepath.Join(seq, "stories260K.onnx")
-	read := func(dirs ...string) *formats.Batch {
-		c, err := formats.Open(dirs...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		all := &formats.Batch{}
-		for b, err := range c.All() {
-			if err != nil {
-				t.Fatal(err)
-			}
-			all.Rows = append(all.Rows, b.Rows...)
-			all.Logits = append(all.Logits, b.Logits...)
-			all.TopKIndex = append(all.TopKIndex, b.TopKIndex...)
-			all.TopKLogit = append(all.TopKLogit, b.TopKLogit...)
-			all.SampleCount = append(all.SampleCount, b.SampleCount...)
-		}
-		return all
-	}
 	a := filepath.Join(t.TempDir(), "a")
 	if _, err := rt.Run(context.Background(), Options{Teacher: teacher, Data: data, Out: a, Batch: 5, Threads: 1, Samples: S, SampleTemperature: 1, SampleSeed: 7}); err != nil {
 		t.Fatal(err)
@@ -298,7 +279,7 @@ func TestExtractSampled(t *testing.T) {
 	if _, err := rt.Run(context.Background(), Options{Teacher: teacher, Data: data, Out: dense, Threads: 1}); err != nil {
 		t.Fatal(err)
 	}
-	ga, gb, gd := read(a), read(b), read(dense)
+	ga, gb, gd := readJoined(t, a), readJoined(t, b), readJoined(t, dense)
 	if !slices.Equal(ga.Rows, gb.Rows) || !slices.Equal(ga.TopKIndex, gb.TopKIndex) || !slices.Equal(ga.SampleCount, gb.SampleCount) {
 		t.Fatal("the draws depend on batch, part or shard boundaries")
 	}
@@ -421,31 +402,10 @@ func TestExtractSequenceResume(t *testing.T) {
 	if err != nil || res.Skipped == 0 {
 		t.Fatalf("resume: %v, %+v", err, res)
 	}
-	read := func(dir string) *formats.Batch {
-		c, err := formats.Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		all := &formats.Batch{Hidden: map[string][]float32{}}
-		for b, err := range c.All() {
-			if err != nil {
-				t.Fatal(err)
-			}
-			all.Rows = append(all.Rows, b.Rows...)
-			all.Labels = append(all.Labels, b.Labels...)
-			all.TopKIndex = append(all.TopKIndex, b.TopKIndex...)
-			all.TopKLogit = append(all.TopKLogit, b.TopKLogit...)
-			all.SampleCount = append(all.SampleCount, b.SampleCount...)
-			all.LogSumExp = append(all.LogSumExp, b.LogSumExp...)
-			all.Hidden["h"] = append(all.Hidden["h"], b.Hidden["hidden_states.2"]...)
-		}
-		return all
-	}
-	a, b := read(whole.Out), read(stopped.Out)
+	a, b := readJoined(t, whole.Out), readJoined(t, stopped.Out)
 	if len(a.Rows) != 80 || !slices.Equal(a.Rows, b.Rows) || !slices.Equal(a.Labels, b.Labels) || !slices.Equal(a.TopKIndex, b.TopKIndex) ||
 		!slices.Equal(a.SampleCount, b.SampleCount) || !slices.Equal(a.TopKLogit, b.TopKLogit) || !slices.Equal(a.LogSumExp, b.LogSumExp) ||
-		!slices.Equal(a.Hidden["h"], b.Hidden["h"]) {
+		!slices.Equal(a.Hidden["hidden_states.2"], b.Hidden["hidden_states.2"]) {
 		t.Error("the resumed cache differs from the uninterrupted one")
 	}
 }
