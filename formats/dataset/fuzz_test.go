@@ -20,7 +20,9 @@ import (
 var update = flag.Bool("update", false, "rewrite the fuzz seed corpora in testdata/fuzz")
 
 // fuzzOptions keeps fuzzed inputs from asking for much memory.
-var fuzzOptions = Options{MaxInMemoryBytes: 1 << 20, FeatureName: DefaultFeatureName, Allocator: memory.DefaultAllocator}
+// It is filled in as Open fills in a caller's options (the allocation
+// limit included), since the targets call the decoders directly.
+var fuzzOptions = (&Options{MaxInMemoryBytes: 1 << 20}).withDefaults()
 
 // checkFuzzed exercises an opened dataset the way extract does: reads from
 // the start, the end and the middle. A decoder may reject the bytes at

@@ -107,6 +107,17 @@ type ipcSource struct {
 // openIPC indexes the IPC data in r (size bytes). file selects the file
 // format (magic, footer) over the stream format.
 func openIPC(path string, r io.ReaderAt, size int64, o *Options, file bool) (ds *arrowDataset, err error) {
+	s, err := indexIPC(path, r, size, o, file)
+	if err != nil {
+		return nil, err
+	}
+	return newArrowDataset(path, s, o)
+}
+
+// indexIPC verifies and indexes the messages of the IPC data in r and
+// decodes its schema; the footer of the file format is never decoded
+// (arrow-go trusts the lengths in it).
+func indexIPC(path string, r io.ReaderAt, size int64, o *Options, file bool) (s *ipcSource, err error) {
 	defer recovered(&err, path)
 	start, end := int64(0), size
 	if file {
@@ -129,7 +140,7 @@ func openIPC(path string, r io.ReaderAt, size int64, o *Options, file bool) (ds 
 	if err != nil {
 		return nil, err
 	}
-	s := &ipcSource{path: path, r: r, o: o, schema0: msgs[0], curIdx: -1}
+	s = &ipcSource{path: path, r: r, o: o, schema0: msgs[0], curIdx: -1}
 	for _, m := range msgs[1:] {
 		switch m.kind {
 		case msgDictionary:
@@ -156,7 +167,7 @@ func openIPC(path string, r io.ReaderAt, size int64, o *Options, file bool) (ds 
 	}
 	s.sc = rd.Schema()
 	rd.Release()
-	return newArrowDataset(path, s, o)
+	return s, nil
 }
 
 // eos is the IPC end-of-stream marker.

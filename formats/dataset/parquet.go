@@ -51,6 +51,9 @@ func openParquet(path string, r parquet.ReaderAtSeeker, o *Options) (ds *arrowDa
 			src.close()
 		}
 	}()
+	if err := checkStoredSchema(path, pf); err != nil {
+		return nil, err
+	}
 	var bytesPerRow int64 = 1
 	for i := range pf.NumRowGroups() {
 		rg := pf.MetaData().RowGroup(i)

@@ -844,12 +844,16 @@ func ReadTokensMeta(path string) (meta *TokensMeta, err error) {
 			js, found = *v, true
 		}
 	case n == len(ipcMagic) && string(head) == ipcMagic:
-		fr, err := ipc.NewFileReader(f)
+		st, err := f.Stat()
 		if err != nil {
-			return nil, corruptf(path, "arrow: %v", err)
+			return nil, err
 		}
-		defer fr.Close()
-		js, found = fr.Schema().Metadata().GetValue(MetaTokens)
+		o := (*Options)(nil).withDefaults()
+		s, err := indexIPC(path, f, st.Size(), &o, true)
+		if err != nil {
+			return nil, err
+		}
+		js, found = s.sc.Metadata().GetValue(MetaTokens)
 	default:
 		return nil, fmt.Errorf("%w: %s is neither a Parquet nor an Arrow IPC file", ErrFormat, path)
 	}
