@@ -523,6 +523,12 @@ func (m *Model) RelaxBatch() *Model {
 	relax(g.GetInput())
 	relax(g.GetOutput())
 	g.ValueInfo = nil
+	return m.derived(mp)
+}
+
+// derived returns a Model of the edited copy mp of m's graph, indexed
+// anew; Path, SHA256 and Size stay those of the file.
+func (m *Model) derived(mp *onnxpb.ModelProto) *Model {
 	c := *m
 	c.Proto = mp
 	c.types = map[string]*onnxpb.TypeProto{}
@@ -531,6 +537,73 @@ func (m *Model) RelaxBatch() *Model {
 	c.inits = map[string]bool{}
 	c.index()
 	return &c
+}
+
+// TopKTensors names the tensors WithTopK adds.
+type TopKTensors struct {
+	Values  string // [..., k] float32: the k largest scores, descending
+	Indices string // [..., k] int64: their class ids
+	LSE     string // [...] float32: log Σ_c exp(score_c) over all classes
+	Min     string // [...] float32: the smallest score
+}
+
+// MinTopKOpset is the first ai.onnx opset whose TopK takes k as an input
+// and breaks ties by the lower index (opset 11); older graphs keep the
+// scores and take their top-k in Go.
+const MinTopKOpset = 11
+
+// WithTopK returns a copy of the model that also computes, inside the
+// graph, over the last axis of the score tensor scores (first cast to
+// float32 when it is another float type): TopK (k largest, sorted,
+// ties to the lower index, as formats.TopK), ReduceLogSumExp and
+// ReduceMin. Fetching these instead of the scores moves the per-position
+// top-k and logsumexp of a [N,T,V] teacher into onnxruntime's threads and
+// copies k+3 values per position out of it instead of V. The
+// logsumexp is non-finite when a score is NaN or +Inf and the minimum is
+// −Inf when one is −Inf, so non-finite scores are still seen. Attributes
+// and inputs follow the model's opset (axes became an input of ReduceMin
+// and ReduceLogSumExp in opset 18).
+func (m *Model) WithTopK(scores string, k int) (*Model, TopKTensors, error) {
+	if m.Opset < MinTopKOpset {
+		return nil, TopKTensors{}, fmt.Errorf("%w: opset %d has no TopK with a k input (needs %d)", ErrModel, m.Opset, MinTopKOpset)
+	}
+	elem := m.Info(scores).Elem
+	if elem != Float32 && elem != Float16 && elem != Float64 {
+		return nil, TopKTensors{}, fmt.Errorf("%w: score tensor %q has element type %s, not a float", ErrModel, scores, elem)
+	}
+	mp := proto.Clone(m.Proto).(*onnxpb.ModelProto)
+	g := mp.GetGraph()
+	const pre = "distill_topk_"
+	t := TopKTensors{Values: pre + "values", Indices: pre + "indices", LSE: pre + "logsumexp", Min: pre + "min"}
+	in := scores
+	if elem != Float32 {
+		in = pre + "scores"
+		g.Node = append(g.Node, castNodeTo(scores, in, Float32))
+	}
+	ints := func(name string, v ...int64) {
+		g.Initializer = append(g.Initializer, &onnxpb.TensorProto{
+			Name: proto.String(name), DataType: proto.Int32(int32(Int64)), Dims: []int64{int64(len(v))}, Int64Data: v})
+	}
+	ints(pre+"k", int64(k))
+	ints(pre+"axes", -1)
+	node := func(op string, inputs, outputs []string, attrs ...*onnxpb.AttributeProto) {
+		g.Node = append(g.Node, &onnxpb.NodeProto{Name: proto.String(pre + op), OpType: proto.String(op), Input: inputs, Output: outputs, Attribute: attrs})
+	}
+	intAttr := func(name string, v int64) *onnxpb.AttributeProto {
+		return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(v)}
+	}
+	node("TopK", []string{in, pre + "k"}, []string{t.Values, t.Indices}, intAttr("axis", -1), intAttr("largest", 1), intAttr("sorted", 1))
+	for _, r := range [][2]string{{"ReduceLogSumExp", t.LSE}, {"ReduceMin", t.Min}} {
+		op, out := r[0], r[1]
+		if m.Opset >= 18 {
+			node(op, []string{in, pre + "axes"}, []string{out}, intAttr("keepdims", 0))
+		} else {
+			node(op, []string{in}, []string{out}, intAttr("keepdims", 0),
+				&onnxpb.AttributeProto{Name: proto.String("axes"), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: []int64{-1}})
+		}
+	}
+	g.ValueInfo = append(g.ValueInfo, valueInfo(t.Values, Float32), valueInfo(t.Indices, Int64), valueInfo(t.LSE, Float32), valueInfo(t.Min, Float32))
+	return m.derived(mp), t, nil
 }
 
 // Penultimate returns the tensor that feeds the last MatMul or Gemm on the

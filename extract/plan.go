@@ -57,7 +57,50 @@ func (rt *Runtime) plan(o Options) (_ *plan, err error) {
 	if err := p.openSession(rt); err != nil {
 		return nil, err
 	}
-	return p, p.learnShapes()
+	if err := p.learnShapes(); err != nil {
+		return nil, err
+	}
+	return p, p.topKInGraph(rt)
+}
+
+// topKInGraph switches a sequence teacher cached as top-k logits to a
+// session that takes the top-k, logsumexp and minimum inside the graph
+// (Model.WithTopK): per position V scores would otherwise be copied out
+// of onnxruntime and ranked and exponentiated in Go, on the cores the
+// teacher runs on. The Go path stays for classifiers (few classes),
+// sampled targets (which need the whole distribution), probabilities
+// (stored as their log first), --allow-nonfinite (whose NaN placement is
+// formats.TopK's) and graphs older than MinTopKOpset.
+func (p *plan) topKInGraph(rt *Runtime) error {
+	o := p.o
+	if p.positions == 0 || o.TopK == 0 || o.Samples > 0 || p.kind == Probs || o.AllowNonFinite || p.sessionModel.Opset < MinTopKOpset {
+		return nil
+	}
+	m, t, err := p.sessionModel.WithTopK(p.src.Tensor, o.TopK)
+	if err != nil {
+		return err
+	}
+	fetch := append([]string{t.Values, t.Indices, t.LSE, t.Min}, o.Hidden...)
+	s, err := p.newSession(rt, m, fetch, false)
+	if err != nil {
+		return fmt.Errorf("top-k inside the teacher graph: %w", err)
+	}
+	p.session.Close()
+	p.session, p.fetch, p.scoreTensors = s, fetch, 4
+	return nil
+}
+
+// newSession opens a session of m fetching the named tensors.
+func (p *plan) newSession(rt *Runtime, m *Model, fetch []string, quiet bool) (*Session, error) {
+	names := make([]string, len(p.inputs))
+	for i, in := range p.inputs {
+		names[i] = in.Name
+	}
+	data, fetched, err := m.WithOutputs(fetch)
+	if err != nil {
+		return nil, err
+	}
+	return rt.NewSession(data, names, fetched, SessionOptions{Threads: p.o.Threads, Provider: p.o.Provider, quiet: quiet})
 }
 
 // mapInputs pairs each model input with a dataset column and fixes the
@@ -285,25 +328,12 @@ func (p *plan) fitShape(in TensorInfo, col dataset.Column) ([]int64, error) {
 // (a Reshape to a constant [1,256] does not), else batches are run at the
 // fixed size, the last one padded.
 func (p *plan) openSession(rt *Runtime) error {
-	sopts := SessionOptions{Threads: p.o.Threads, Provider: p.o.Provider}
-	names := make([]string, len(p.inputs))
-	for i, in := range p.inputs {
-		names[i] = in.Name
-	}
-	open := func(m *Model, quiet bool) (*Session, error) {
-		data, fetch, err := m.WithOutputs(p.fetch)
-		if err != nil {
-			return nil, err
-		}
-		so := sopts
-		so.quiet = quiet
-		return rt.NewSession(data, names, fetch, so)
-	}
+	open := func(m *Model, quiet bool) (*Session, error) { return p.newSession(rt, m, p.fetch, quiet) }
 	s, err := open(p.model, false)
 	if err != nil {
 		return err
 	}
-	p.session, p.runBatch = s, p.o.Batch
+	p.session, p.sessionModel, p.runBatch, p.scoreTensors = s, p.model, p.o.Batch, 1
 	fixed := p.model.FixedBatch()
 	if fixed == 0 {
 		return nil
@@ -312,7 +342,8 @@ func (p *plan) openSession(rt *Runtime) error {
 	if p.o.Batch == int(fixed) {
 		return nil
 	}
-	rs, err := open(p.model.RelaxBatch(), true)
+	relaxed := p.model.RelaxBatch()
+	rs, err := open(relaxed, true)
 	if err != nil {
 		p.o.Log("model has a fixed batch of %d; running at that size (relaxing it failed: %v)", fixed, err)
 		return nil
@@ -332,7 +363,7 @@ func (p *plan) openSession(rt *Runtime) error {
 	got, err := p.infer(sample)
 	if err == nil && sameOutputs(want, got) {
 		s.Close()
-		p.relaxed = true
+		p.relaxed, p.sessionModel = true, relaxed
 		p.o.Log("model has a fixed batch of %d; relaxed it in memory to run batches of %d", fixed, p.o.Batch)
 		return nil
 	}

@@ -15,21 +15,28 @@ import (
 
 // plan is everything decided before the first batch runs.
 type plan struct {
-	o        Options
-	model    *Model
-	ds       dataset.Dataset
-	src      ScoreSource
-	inputs   []TensorInfo // model inputs
-	columns  []string     // dataset column for each model input
-	shapes   [][]int64    // per-sample shape fed for each model input
-	fetch    []string     // tensor names to fetch: scores, then hidden
-	session  *Session
-	runBatch int   // rows per session run (the fixed batch, or o.Batch)
-	fixed    int64 // fixed batch that must be padded to; 0 = none
-	relaxed  bool
-	classes  int
-	hidden   []formats.TensorSpec
-	kind     ScoreKind
+	o       Options
+	model   *Model
+	ds      dataset.Dataset
+	src     ScoreSource
+	inputs  []TensorInfo // model inputs
+	columns []string     // dataset column for each model input
+	shapes  [][]int64    // per-sample shape fed for each model input
+	fetch   []string     // tensor names to fetch: scores, then hidden
+	session *Session
+	// sessionModel is the graph the session runs (p.model, or it with the
+	// batch axis relaxed); scoreTensors is how many fetched tensors carry
+	// the scores: 1 (the scores), or 4 with the top-k taken in the graph
+	// (values, indices, logsumexp, minimum; see topKInGraph). The hidden
+	// states follow them.
+	sessionModel *Model
+	scoreTensors int
+	runBatch     int   // rows per session run (the fixed batch, or o.Batch)
+	fixed        int64 // fixed batch that must be padded to; 0 = none
+	relaxed      bool
+	classes      int
+	hidden       []formats.TensorSpec
+	kind         ScoreKind
 
 	// A sequence teacher (token ids in, a score vector per token out):
 	// positions is T, ids the index of the token-id input, whose dataset
@@ -375,34 +382,19 @@ func (p *plan) fill(b *formats.Batch, j *job) error {
 			return err
 		}
 	}
-	scores := j.outs[0].Data
-	per := max(p.positions, 1) * p.classes
-	if len(scores) != n*per {
-		return fmt.Errorf("%w: score tensor %q gave %d values for %d rows, want %d classes each",
-			ErrModel, p.src.Tensor, len(scores), n, per)
-	}
-	if p.kind == Probs {
-		LogProbsInPlace(scores)
-	}
-	if bad := NonFinite(scores, n, per); len(bad) > 0 && !p.o.AllowNonFinite {
-		ids := make([]string, 0, 10)
-		for _, r := range bad[:min(len(bad), 10)] {
-			ids = append(ids, fmt.Sprint(j.rows[r]))
+	if p.scoreTensors == 4 {
+		if err := p.fillTopK(b, j); err != nil {
+			return err
 		}
-		more := ""
-		if len(bad) > 10 {
-			more = fmt.Sprintf(" and %d more", len(bad)-10)
-		}
-		return fmt.Errorf("teacher produced NaN or Inf scores for rows %s%s; check the input preprocessing, or pass --allow-nonfinite to keep them",
-			strings.Join(ids, ", "), more)
+	} else if err := p.fillScores(b, j); err != nil {
+		return err
 	}
 	b.Rows = append(b.Rows, j.rows...)
 	if j.labels != nil {
 		b.Labels = append(b.Labels, j.labels...)
 	}
-	b.Logits = append(b.Logits, scores...)
 	for i, h := range p.hidden {
-		d := j.outs[1+i].Data
+		d := j.outs[p.scoreTensors+i].Data
 		if len(d) != n*h.Size() {
 			return fmt.Errorf("%w: hidden tensor %q gave %d values for %d rows; its per-sample shape changed from %v",
 				ErrModel, h.Name, len(d), n, h.Shape)
@@ -415,4 +407,76 @@ func (p *plan) fill(b *formats.Batch, j *job) error {
 		}
 	}
 	return nil
+}
+
+// fillScores puts a job's full score vectors into b.Logits.
+func (p *plan) fillScores(b *formats.Batch, j *job) error {
+	n := len(j.rows)
+	scores := j.outs[0].Data
+	per := max(p.positions, 1) * p.classes
+	if len(scores) != n*per {
+		return fmt.Errorf("%w: score tensor %q gave %d values for %d rows, want %d classes each",
+			ErrModel, p.src.Tensor, len(scores), n, per)
+	}
+	if p.kind == Probs {
+		LogProbsInPlace(scores)
+	}
+	if bad := NonFinite(scores, n, per); len(bad) > 0 && !p.o.AllowNonFinite {
+		return nonFiniteError(j, bad)
+	}
+	b.Logits = append(b.Logits, scores...)
+	return nil
+}
+
+// fillTopK puts the top-k, logsumexp and minimum computed in the graph
+// (topKInGraph) into b: the k class ids and scores and the logsumexp of
+// every position. A position whose top-k, logsumexp or minimum is not
+// finite had a NaN or infinite score (this path runs without
+// --allow-nonfinite).
+func (p *plan) fillTopK(b *formats.Batch, j *job) error {
+	n, k := len(j.rows), p.o.TopK
+	P := n * p.positions
+	vals, idx, lse, mins := j.outs[0].Data, j.outs[1].Data, j.outs[2].Data, j.outs[3].Data
+	if len(vals) != P*k || len(idx) != P*k || len(lse) != P || len(mins) != P {
+		return fmt.Errorf("%w: the in-graph top-%d of %q gave %d, %d, %d and %d values for %d rows of %d positions",
+			ErrModel, k, p.src.Tensor, len(vals), len(idx), len(lse), len(mins), n, p.positions)
+	}
+	var bad []int
+	for q := range P {
+		ok := finite(lse[q]) && finite(mins[q])
+		for _, v := range vals[q*k : (q+1)*k] {
+			ok = ok && finite(v)
+		}
+		if r := q / p.positions; !ok && (len(bad) == 0 || bad[len(bad)-1] != r) {
+			bad = append(bad, r)
+		}
+	}
+	if len(bad) > 0 {
+		return nonFiniteError(j, bad)
+	}
+	b.TopKLogit = append(b.TopKLogit, vals...)
+	b.LogSumExp = append(b.LogSumExp, lse...)
+	for _, c := range idx {
+		if c < 0 || int(c) >= p.classes {
+			return fmt.Errorf("%w: the in-graph top-%d of %q gave class id %v of %d", ErrModel, k, p.src.Tensor, c, p.classes)
+		}
+		b.TopKIndex = append(b.TopKIndex, int32(c))
+	}
+	return nil
+}
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+// nonFiniteError names the rows of j (indices bad) with NaN or Inf scores.
+func nonFiniteError(j *job, bad []int) error {
+	ids := make([]string, 0, 10)
+	for _, r := range bad[:min(len(bad), 10)] {
+		ids = append(ids, fmt.Sprint(j.rows[r]))
+	}
+	more := ""
+	if len(bad) > 10 {
+		more = fmt.Sprintf(" and %d more", len(bad)-10)
+	}
+	return fmt.Errorf("teacher produced NaN or Inf scores for rows %s%s; check the input preprocessing, or pass --allow-nonfinite to keep them",
+		strings.Join(ids, ", "), more)
 }

@@ -506,3 +506,67 @@ func TestSequenceAgainstPyTorch(t *testing.T) {
 	t.Logf("ONNX cache vs PyTorch on %d windows of 128: NLL %.5f vs %.5f nats/token, top-1 %.4f vs %.4f, worst |Δlogsumexp| %.2e",
 		c.NumRows(), nll, peer.NLL, float64(right)/float64(n), peer.Top1, worst)
 }
+
+// TestSeqTopKNonFinite runs seq_nonfinite.onnx (logits[n,t] = table[id]:
+// id 0 a NaN row, id 1 a −Inf score, id 2 a +Inf score, ids 3..5 finite)
+// as a top-k teacher. On finite windows the top-k taken inside the graph
+// (Model.WithTopK) equals formats.TopK over the table rows, and equals the
+// Go path that --allow-nonfinite takes. A window holding id 0, 1 or 2 is
+// refused naming its row, whether the bad score is in the top-k (NaN, +Inf)
+// or not (−Inf, seen through the in-graph minimum), as the dense path
+// refuses it; --allow-nonfinite keeps it.
+func TestSeqTopKNonFinite(t *testing.T) {
+	rt := requireRuntime(t)
+	table := [][]float32{3: {0.5, 2.0, -1.0, 1.5, 0.25, -0.5}, 4: {-2.0, 0.0, 3.0, 1.0, 1.0, 0.5}, 5: {1.0, -1.0, 0.0, 2.5, -0.25, 0.75}}
+	const T = 4
+	write := func(windows ...[]float32) string {
+		path := filepath.Join(t.TempDir(), "windows.npy")
+		var x []float32
+		for _, w := range windows {
+			x = append(x, w...)
+		}
+		if err := dataset.WriteNPYFile(path, []int{len(windows), T + 1}, x); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	run := func(data string, o Options) (*formats.Batch, error) {
+		o.Teacher, o.Data, o.Out, o.Batch, o.Threads = tiny+"seq_nonfinite.onnx", data, filepath.Join(t.TempDir(), "cache"), 2, 1
+		if _, err := rt.Run(context.Background(), o); err != nil {
+			return nil, err
+		}
+		return readJoined(t, o.Out), nil
+	}
+	good := write([]float32{3, 4, 5, 3, 4}, []float32{5, 5, 4, 3, 3}, []float32{4, 3, 5, 4, 5})
+	graph, err := run(good, Options{TopK: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	goPath, err := run(good, Options{TopK: 3, AllowNonFinite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int{3, 4, 5, 3, 5, 5, 4, 3, 4, 3, 5, 4}
+	idx, val := make([]int32, 3), make([]float32, 3)
+	for q, id := range ids {
+		lse := formats.TopK(idx, val, table[id])
+		for name, b := range map[string]*formats.Batch{"in-graph": graph, "Go": goPath} {
+			if !slices.Equal(b.TopKIndex[q*3:(q+1)*3], idx) || !slices.Equal(b.TopKLogit[q*3:(q+1)*3], val) || math.Abs(float64(b.LogSumExp[q]-lse)) > 1e-6 {
+				t.Errorf("%s position %d (id %d): top-3 %v %v lse %v, want %v %v %v", name, q, id,
+					b.TopKIndex[q*3:(q+1)*3], b.TopKLogit[q*3:(q+1)*3], b.LogSumExp[q], idx, val, lse)
+			}
+		}
+	}
+	for bad, what := range map[float32]string{0: "NaN", 1: "-Inf outside the top-3", 2: "+Inf"} {
+		data := write([]float32{3, 4, 5, 3, 4}, []float32{5, 5, 4, 3, 3}, []float32{4, 3, 5, 4, 5}, []float32{4, 5, bad, 3, 4})
+		for _, k := range []int{3, 0} {
+			_, err := run(data, Options{TopK: k})
+			if err == nil || !strings.Contains(err.Error(), "NaN or Inf scores for rows 3;") {
+				t.Errorf("%s, --topk %d: %v, want the error naming row 3", what, k, err)
+			}
+		}
+		if _, err := run(data, Options{TopK: 3, AllowNonFinite: true}); err != nil {
+			t.Errorf("%s with --allow-nonfinite: %v", what, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -449,7 +450,7 @@ func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
 		case roleSampleCount:
 			dst.SampleCount = slices.Grow(dst.SampleCount[:0], nv)
 			for _, v := range views[c] {
-				dst.SampleCount = append(dst.SampleCount, v.i32...)
+				dst.SampleCount = v.appendInt32(dst.SampleCount)
 			}
 			for _, n := range dst.SampleCount {
 				if n < 0 || int(n) > r.cfg.Samples {
@@ -460,7 +461,7 @@ func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
 		case roleTopKIndex:
 			dst.TopKIndex = slices.Grow(dst.TopKIndex[:0], nv)
 			for _, v := range views[c] {
-				dst.TopKIndex = append(dst.TopKIndex, v.i32...)
+				dst.TopKIndex = v.appendInt32(dst.TopKIndex)
 			}
 			for _, id := range dst.TopKIndex {
 				if id < 0 || int(id) >= r.cfg.Classes {
@@ -527,6 +528,35 @@ type values struct {
 	i32 []int32
 	f32 []float32
 	f16 []uint16
+	u8  []uint8
+	u16 []uint16
+	u32 []uint32
+}
+
+// appendInt32 appends the integer values of v to dst; a uint32 above
+// MaxInt32 becomes −1, which the caller's range check refuses.
+func (v values) appendInt32(dst []int32) []int32 {
+	switch {
+	case v.u8 != nil:
+		for _, x := range v.u8 {
+			dst = append(dst, int32(x))
+		}
+	case v.u16 != nil:
+		for _, x := range v.u16 {
+			dst = append(dst, int32(x))
+		}
+	case v.u32 != nil:
+		for _, x := range v.u32 {
+			if x > math.MaxInt32 {
+				dst = append(dst, -1)
+			} else {
+				dst = append(dst, int32(x))
+			}
+		}
+	default:
+		dst = append(dst, v.i32...)
+	}
+	return dst
 }
 
 // chunkValues checks one decoded chunk of a column (type, nulls, lengths)
@@ -571,6 +601,30 @@ func chunkValues(col column, a arrow.Array) (values, error) {
 			v.f32 = p.Float32Values()
 			got = len(v.f32)
 		}
+	case *array.Uint8:
+		if col.kind == kUint8 {
+			v.u8 = p.Uint8Values()
+			got = len(v.u8)
+			if v.u8 == nil {
+				v.u8 = []uint8{}
+			}
+		}
+	case *array.Uint16:
+		if col.kind == kUint16 {
+			v.u16 = p.Uint16Values()
+			got = len(v.u16)
+			if v.u16 == nil {
+				v.u16 = []uint16{}
+			}
+		}
+	case *array.Uint32:
+		if col.kind == kUint32 {
+			v.u32 = p.Uint32Values()
+			got = len(v.u32)
+			if v.u32 == nil {
+				v.u32 = []uint32{}
+			}
+		}
 	case *array.Float16:
 		if col.kind == kFloat16 {
 			v.f16 = arrow.Uint16Traits.CastFromBytes(arrow.Float16Traits.CastToBytes(p.Values()))
@@ -580,7 +634,7 @@ func chunkValues(col column, a arrow.Array) (values, error) {
 			}
 		}
 	}
-	if v.i64 == nil && v.i32 == nil && v.f32 == nil && v.f16 == nil && prim.Len() > 0 {
+	if v.i64 == nil && v.i32 == nil && v.f32 == nil && v.f16 == nil && v.u8 == nil && v.u16 == nil && v.u32 == nil && prim.Len() > 0 {
 		return values{}, fmt.Errorf("values decoded as %s, want %s", prim.DataType(), col.kind.arrow())
 	}
 	if got != prim.Len() {
@@ -595,6 +649,12 @@ func chunkValues(col column, a arrow.Array) (values, error) {
 		v.f32 = v.f32[lo:hi]
 	case v.f16 != nil:
 		v.f16 = v.f16[lo:hi]
+	case v.u8 != nil:
+		v.u8 = v.u8[lo:hi]
+	case v.u16 != nil:
+		v.u16 = v.u16[lo:hi]
+	case v.u32 != nil:
+		v.u32 = v.u32[lo:hi]
 	}
 	return v, nil
 }

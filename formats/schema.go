@@ -243,14 +243,19 @@ const (
 	kInt32
 	kFloat32
 	kFloat16
+	kUint8
+	kUint16
+	kUint32
 )
 
 func (k colKind) size() int {
 	switch k {
 	case kInt64:
 		return 8
-	case kInt32, kFloat32:
+	case kInt32, kFloat32, kUint32:
 		return 4
+	case kUint8:
+		return 1
 	default:
 		return 2
 	}
@@ -264,9 +269,26 @@ func (k colKind) arrow() arrow.DataType {
 		return arrow.PrimitiveTypes.Int32
 	case kFloat32:
 		return arrow.PrimitiveTypes.Float32
+	case kUint8:
+		return arrow.PrimitiveTypes.Uint8
+	case kUint16:
+		return arrow.PrimitiveTypes.Uint16
+	case kUint32:
+		return arrow.PrimitiveTypes.Uint32
 	default:
 		return arrow.FixedWidthTypes.Float16
 	}
+}
+
+// unsignedFor returns the narrowest unsigned kind holding 0..n−1.
+func unsignedFor(n int) colKind {
+	switch {
+	case n <= 1<<8:
+		return kUint8
+	case n <= 1<<16:
+		return kUint16
+	}
+	return kUint32
 }
 
 func kindOf(d Dtype) colKind {
@@ -332,12 +354,20 @@ func (c Config) columns() []column {
 	if c.TopK == 0 {
 		cols = append(cols, column{name: ColLogits, role: roleLogits, kind: score, width: p * c.Classes})
 	} else {
+		// Per-token caches store class ids and draw counts in the
+		// narrowest unsigned type that holds them (uint16 for a
+		// vocabulary of up to 65,536); per-sample caches keep the int32
+		// of format 1.0 and 1.1.
+		ids, counts := kInt32, kInt32
+		if c.Positions > 0 {
+			ids, counts = unsignedFor(c.Classes), unsignedFor(c.Samples+1)
+		}
 		cols = append(cols,
-			column{name: ColTopKIndex, role: roleTopKIndex, kind: kInt32, width: p * c.TopK},
+			column{name: ColTopKIndex, role: roleTopKIndex, kind: ids, width: p * c.TopK},
 			column{name: ColTopKLogit, role: roleTopKLogit, kind: score, width: p * c.TopK},
 			column{name: ColLogSumExp, role: roleLogSumExp, kind: kFloat32, width: perPos})
 		if c.Samples > 0 {
-			cols = append(cols, column{name: ColSampleCount, role: roleSampleCount, kind: kInt32, width: p * c.TopK})
+			cols = append(cols, column{name: ColSampleCount, role: roleSampleCount, kind: counts, width: p * c.TopK})
 		}
 	}
 	for _, h := range c.Hidden {

@@ -1,6 +1,7 @@
 package formats
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -47,7 +48,7 @@ const (
 // Defaults of WriterOptions.
 const (
 	DefaultRowsPerBatch  = 65536    // rows per IPC record batch / Parquet row group
-	DefaultMaxBatchValue = 64 << 20 // the default RowsPerBatch is lowered so a batch holds at most this many bytes of values
+	DefaultMaxBatchValue = 16 << 20 // the default RowsPerBatch is lowered so a batch holds at most this many bytes of values
 )
 
 // WriterOptions configures a Writer or CacheWriter. The zero value, or a nil
@@ -300,13 +301,13 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 		for i, col := range w.cols {
 			switch col.role {
 			case roleTopKIndex:
-				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(w.idx)...)
+				w.pend[i] = appendInts(w.pend[i], col.kind, w.idx)
 			case roleTopKLogit:
 				w.pend[i] = appendFloats(w.pend[i], col.kind, w.topKStored(w.val, w.lse))
 			case roleLogSumExp:
 				w.pend[i] = appendFloats(w.pend[i], col.kind, w.lse)
 			case roleSampleCount:
-				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(w.cnt)...)
+				w.pend[i] = appendInts(w.pend[i], col.kind, w.cnt)
 			}
 		}
 	}
@@ -319,7 +320,7 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 			w.pend[i] = append(w.pend[i], arrow.Int64Traits.CastToBytes(b.Labels[r0*v:r1*v])...)
 		case roleTopKIndex:
 			if !derive {
-				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(b.TopKIndex[r0*v:r1*v])...)
+				w.pend[i] = appendInts(w.pend[i], col.kind, b.TopKIndex[r0*v:r1*v])
 			}
 		case roleTopKLogit:
 			if !derive {
@@ -332,7 +333,7 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 			}
 		case roleSampleCount:
 			if !derive {
-				w.pend[i] = append(w.pend[i], arrow.Int32Traits.CastToBytes(b.SampleCount[r0*v:r1*v])...)
+				w.pend[i] = appendInts(w.pend[i], col.kind, b.SampleCount[r0*v:r1*v])
 			}
 		case roleLogits:
 			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Logits[r0*v:r1*v])
@@ -357,6 +358,25 @@ func (w *Writer) topKStored(vals, lse []float32) []float32 {
 		w.lp[i] = float32(float64(v) - float64(lse[i/k]))
 	}
 	return w.lp
+}
+
+// appendInts appends src as k (int32, or a narrower unsigned kind whose
+// range the caller has checked: ids below Classes, counts up to Samples),
+// little-endian.
+func appendInts(dst []byte, k colKind, src []int32) []byte {
+	switch k {
+	case kUint8:
+		for _, v := range src {
+			dst = append(dst, byte(v))
+		}
+		return dst
+	case kUint16:
+		for _, v := range src {
+			dst = binary.LittleEndian.AppendUint16(dst, uint16(v))
+		}
+		return dst
+	}
+	return append(dst, arrow.Int32Traits.CastToBytes(src)...) // int32 and uint32 share the bytes of 0..2^31−1
 }
 
 func appendFloats(dst []byte, k colKind, src []float32) []byte {

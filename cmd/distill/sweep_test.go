@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/distill-ml/distill/export"
 	"github.com/distill-ml/distill/extract"
@@ -587,13 +589,21 @@ func extraCases() []sweepCase {
 }
 
 // mustLock takes a lock and returns its release.
+// The lock may be busy for a moment after the maker released it: flock
+// locks belong to the open file description, and a distill child being
+// started by a parallel case shares every descriptor between its fork and
+// its exec (O_CLOEXEC closes them only at the exec).
 func mustLock(t *testing.T, take func() (func() error, error)) func() error {
 	t.Helper()
-	release, err := take()
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		release, err := take()
+		if err == nil {
+			return release
+		}
+		if !errors.Is(err, lock.ErrLocked) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
-	return release
 }
 
 // flipLargest flips a bit near the end of the largest data file below
