@@ -6,8 +6,8 @@
 //   - Runtime: locating and loading the onnxruntime shared library
 //     (LocateLibrary, NewRuntime, Runtime). One environment per process.
 //   - Models: LoadModel, ParseModel, Model (inputs, outputs, intermediate
-//     tensors, WithOutputs, FixedBatch, RelaxBatch, Penultimate),
-//     TensorInfo, ElemType.
+//     tensors, WithOutputs, WithTopK, FixedBatch, RelaxBatch,
+//     Penultimate), TensorInfo, ElemType, TopKTensors.
 //   - Scores: ChooseScores, ScoreSource, ScoreKind, ParseScoreKind,
 //     DetectKind, LogProbsInPlace.
 //   - Sessions: NewSession, Session, Tensor, SessionOptions; Probe.
@@ -26,6 +26,12 @@
 // OpenCacheForAppend, internal/lock): a second writer fails at once. A run
 // that fails before its first part removes what it created, so the same
 // command can simply run again.
+//
+// A sequence teacher cached as top-k logits runs with its top-k, logsumexp
+// and minimum computed inside the graph (Model.WithTopK), so that k+3
+// values per position leave onnxruntime instead of V; every other cache
+// takes the scores and derives what it stores in Go (formats.TopK,
+// formats.Sample).
 //
 // onnxruntime is reached through cgo (github.com/yalue/onnxruntime_go); a
 // build with CGO_ENABLED=0 compiles, and NewRuntime then returns ErrNoRuntime.

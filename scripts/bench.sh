@@ -9,13 +9,16 @@
 #   4. export: the KD student in onnxruntime (f32, f16, int8) against the teacher
 #   5. quality: hard-label vs KD student with the same budget, next to the
 #      teacher and the peer trained the same way
+#   6. language-model teachers: extract stories260K vs a bare onnxruntime loop,
+#      per-token target storage (bytes/token, tail-mass error, KL), and the
+#      tokenizer vs npm tokenizers (go test -bench in ./extract/, ./formats/tokenizer/)
 #
 # Expects `make setup build` to have run (the Makefile's bench target does it).
 # Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
 # Knobs (environment): BENCH_REPS (interleaved peer/distill repetitions, 3),
 # BENCH_EPOCHS (train comparison epochs, 3), BENCH_QUALITY_EPOCHS (10),
 # BENCH_EVAL_ROUNDS (3), BENCH_EVAL_THREADS (1), BENCH_FORMATS_COUNT (3),
-# BENCH_EXTRACT_N (5), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4), PEER_DIR, BENCH_MD.
+# BENCH_EXTRACT_N (5), BENCH_SEQ_N (3), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4), PEER_DIR, BENCH_MD.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -29,6 +32,7 @@ EVAL_ROUNDS=${BENCH_EVAL_ROUNDS:-3}
 EVAL_THREADS=${BENCH_EVAL_THREADS:-1}
 FORMATS_COUNT=${BENCH_FORMATS_COUNT:-3}
 EXTRACT_N=${BENCH_EXTRACT_N:-5}
+SEQ_N=${BENCH_SEQ_N:-3}
 KD_ALPHA=${BENCH_KD_ALPHA:-0.9}
 KD_T=${BENCH_KD_T:-4}
 PEER_DIR=${PEER_DIR:-$root/../shared/peers}
@@ -145,7 +149,7 @@ else
 fi
 
 # ================================================================ 1. extract
-step "1/5 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
+step "1/6 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
 EX_LOAD0=$(loadavg)
 go test -run '^$' -bench ExtractVsBare -benchtime ${EXTRACT_N}x ./extract/ >"$OUT/logs/extract-bench.log" 2>&1 \
   || { cat "$OUT/logs/extract-bench.log" >&2; die "extract benchmark failed"; }
@@ -207,7 +211,7 @@ distill_run() { # LAYERS TAG EPOCHS ALPHA
 }
 pj() { jq "$2" "$OUT/runs/$1.json"; }   # pj RUN FILTER: a field of a peer SUMMARY
 
-step "2/5 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions"
+step "2/6 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions"
 TR_LOAD0=$(loadavg)
 for r in $(seq 1 "$REPS"); do
   for layers in 800,800 128; do
@@ -321,7 +325,7 @@ TR_LOAD1=$(loadavg)
 } >"$OUT/md/2.md"
 
 # ================================================================ 5. quality (run before 4: 4 exports its KD student)
-step "5/5 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
+step "5/6 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
 Q_LOAD0=$(loadavg)
 for a in 0 "$KD_ALPHA"; do
   tag=q-alpha$a
@@ -337,7 +341,7 @@ Q_LOAD1=$(loadavg)
 KD_CKPT=$OUT/runs/q-alpha$KD_ALPHA.ckpt
 
 # ================================================================ 4. export
-step "4/5 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
+step "4/6 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
 X_LOAD0=$(loadavg)
 cp $TEACHER "$OUT/runs/teacher.onnx"
 declare -A verify
@@ -441,7 +445,7 @@ p50() { jq ".latency[] | select(.batch == $2) | .p50_ms_per_sample" "$1"; }
 } >"$OUT/md/5.md"
 
 # ================================================================ 3. formats
-step "3/5 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
+step "3/6 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
 F_LOAD0=$(loadavg)
 go test -run '^$' -bench . -benchtime 1x -count "$FORMATS_COUNT" ./formats/ >"$OUT/logs/formats-bench.log" 2>&1 \
   || { cat "$OUT/logs/formats-bench.log" >&2; die "formats benchmark failed"; }
@@ -480,6 +484,62 @@ fmed() { awk -v o="$1" -v c="$2" -v k="$3" -v col="$4" '$1 == o && $2 == c && $3
 } >"$OUT/md/3.md"
 say "$(grep -c . "$OUT/runs/formats.txt") benchmark lines"
 
+# ================================================================ 6. language-model teachers
+step "6/6 language-model teachers: extract stories260K vs bare onnxruntime, per-token storage, tokenizer vs npm tokenizers"
+S_LOAD0=$(loadavg)
+go test -run '^$' -bench 'ExtractSeqVsBare|SeqTargetStorage' -benchtime ${SEQ_N}x ./extract/ >"$OUT/logs/seq-bench.log" 2>&1 \
+  || { cat "$OUT/logs/seq-bench.log" >&2; die "sequence extract benchmarks failed"; }
+go test -run '^$' -bench EncodeVsHF -benchtime 1x ./formats/tokenizer/ >"$OUT/logs/tok-bench.log" 2>&1 \
+  || { cat "$OUT/logs/tok-bench.log" >&2; die "tokenizer benchmark failed"; }
+# value UNIT LINE: the number before UNIT in a benchmark line
+bval() { echo "$2" | awk -v u="$1" '{for (i = 2; i <= NF; i++) if ($i == u) print $(i-1)}'; }
+grep -q '^BenchmarkEncodeVsHF/' "$OUT/logs/tok-bench.log" || { cat "$OUT/logs/tok-bench.log" >&2; die "BenchmarkEncodeVsHF did not run (npm tokenizers missing? run make setup-bench)"; }
+sline=$(grep -E '^BenchmarkExtractSeqVsBare' "$OUT/logs/seq-bench.log" || true)
+[ -n "$sline" ] || { cat "$OUT/logs/seq-bench.log" >&2; die "BenchmarkExtractSeqVsBare did not run"; }
+seq_ratio=$(bval ratio "$sline")
+{
+  echo "## 6. language-model teachers"
+  echo
+  echo "stories260K (\`../shared/teachers/seq\`) over 512 TinyStories windows of 256 tokens, batch 8, 2 threads,"
+  echo "top-32 targets in float16 log-probabilities: a bare onnxruntime loop (int64 ids, logits fetched,"
+  echo "nothing written, session creation included) against \`extract\` end to end, ${SEQ_N} interleaved pairs,"
+  echo "medians (\`go test -run '^\$' -bench ExtractSeqVsBare -benchtime ${SEQ_N}x ./extract/\`). Load average before: $S_LOAD0."
+  echo
+  echo "| | tokens/s |"
+  echo "|---|---|"
+  echo "| bare onnxruntime loop | $(f "$(bval bare_tokens/s "$sline")") |"
+  echo "| distill extract | $(f "$(bval extract_tokens/s "$sline")") |"
+  echo "| **ratio extract / bare** | **$(f "$seq_ratio" 3)** |"
+  echo
+  echo "Per-token targets, 200 windows of 256 tokens, Parquet zstd (\`-bench SeqTargetStorage\`): bytes per"
+  echo "token; for the sparse forms the error of the tail mass 1 − Σ exp(t_j − lse) against the dense teacher,"
+  echo "and KL(dense ‖ reconstruction) with the kept ids' exact probabilities and the rest spread evenly."
+  echo
+  echo "| targets | B/token | tail-mass error mean / max | KL nats/token | distinct ids |"
+  echo "|---|---|---|---|---|"
+  grep -E '^BenchmarkSeqTargetStorage/' "$OUT/logs/seq-bench.log" | while read -r l; do
+    n=$(echo "$l" | awk '{print $1}' | sed -e 's|^BenchmarkSeqTargetStorage/||' -e 's|-[0-9]*$||')
+    d=$(bval distinct "$l")
+    if [ -n "$d" ]; then
+      echo "| $n | $(f "$(bval B/token "$l")" 1) | $(bval tail_err_mean "$l") / $(bval tail_err_max "$l") | $(f "$(bval kl "$l")" 4) | $(f "$d" 1) |"
+    else
+      echo "| $n | $(f "$(bval B/token "$l")" 1) | – | – | – |"
+    fi
+  done
+  echo
+  echo "Tokenizer throughput against npm \`tokenizers\` (Hugging Face's Rust code) on the same TinyStories"
+  echo "documents, one thread (\`go test -run '^\$' -bench EncodeVsHF -benchtime 1x ./formats/tokenizer/\`):"
+  echo
+  echo "| tokenizer.json | distill MB/s | npm tokenizers MB/s | ratio |"
+  echo "|---|---|---|---|"
+  grep -E '^BenchmarkEncodeVsHF/' "$OUT/logs/tok-bench.log" | while read -r l; do
+    n=$(echo "$l" | awk '{print $1}' | sed -e 's|^BenchmarkEncodeVsHF/||' -e 's|-[0-9]*$||')
+    echo "| $n | $(f "$(bval go_MB/s "$l")" 1) | $(f "$(bval hf_MB/s "$l")" 1) | $(f "$(bval ratio "$l")" 1)× |"
+  done
+  echo
+} >"$OUT/md/6.md"
+say "sequence extract ratio $seq_ratio"
+
 # ================================================================ BENCHMARKS.md
 LOAD_END=$(loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
@@ -516,6 +576,7 @@ fi
   echo "| comparison | result |"
   echo "|---|---|"
   echo "| extract / bare onnxruntime loop, images/s | **$(f "$ex_ratio" 3)** |"
+  echo "| extract / bare onnxruntime loop, stories260K tokens/s (top-32) | **$(f "$seq_ratio" 3)** |"
   if [ $PEER_OK = 1 ]; then
     while read -r a rb rs; do
       echo "| distill train / PyTorch peer, samples/s, $a (against the faster of the peer's two OpenMP wait policies; against its default alone) | **$(f "$rb" 2)×** ($(f "$rs" 2)×) |"
@@ -531,7 +592,7 @@ fi
     echo "| test errors: 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), PyTorch peer, same settings | **$(pj peer-spin-q-alpha0 .test_errors) / $(pj peer-spin-q-alpha$KD_ALPHA .test_errors)** |"
   fi
   echo
-  cat "$OUT/md/1.md" "$OUT/md/2.md" "$OUT/md/3.md" "$OUT/md/4.md" "$OUT/md/5.md"
+  cat "$OUT/md/1.md" "$OUT/md/2.md" "$OUT/md/3.md" "$OUT/md/4.md" "$OUT/md/5.md" "$OUT/md/6.md"
 } >"$MD.tmp"
 mv "$MD.tmp" "$MD"
 sed -n '/^## Headline/,/^## 1\./p' "$MD" | sed '$d'
