@@ -104,6 +104,26 @@ type ipcSource struct {
 	closer      io.Closer
 }
 
+// ipcFileMessages returns where the messages of an Arrow IPC file of size
+// bytes lie: between its leading magic and its footer, whose length is
+// checked, never decoded.
+func ipcFileMessages(path string, r io.ReaderAt, size int64) (start, end int64, err error) {
+	var head, tail [10]byte
+	if size < 18 {
+		return 0, 0, corruptf(path, "arrow file of %d bytes is too short", size)
+	}
+	r.ReadAt(head[:], 0)
+	r.ReadAt(tail[:], size-10)
+	if string(head[:6]) != ipcMagic {
+		return 0, 0, fmt.Errorf("%w: %s: not an Arrow IPC file (missing ARROW1 magic; for the stream format use .arrows)", ErrFormat, path)
+	}
+	flen := int64(int32(binary.LittleEndian.Uint32(tail[:4])))
+	if string(tail[4:]) != ipcMagic || flen <= 0 || flen > size-18 {
+		return 0, 0, corruptf(path, "arrow file without a valid footer (truncated?)")
+	}
+	return 8, size - 10 - flen, nil
+}
+
 // openIPC indexes the IPC data in r (size bytes). file selects the file
 // format (magic, footer) over the stream format.
 func openIPC(path string, r io.ReaderAt, size int64, o *Options, file bool) (ds *arrowDataset, err error) {
@@ -121,20 +141,9 @@ func indexIPC(path string, r io.ReaderAt, size int64, o *Options, file bool) (s 
 	defer recovered(&err, path)
 	start, end := int64(0), size
 	if file {
-		var head, tail [10]byte
-		if size < 18 {
-			return nil, corruptf(path, "arrow file of %d bytes is too short", size)
+		if start, end, err = ipcFileMessages(path, r, size); err != nil {
+			return nil, err
 		}
-		r.ReadAt(head[:], 0)
-		r.ReadAt(tail[:], size-10)
-		if string(head[:6]) != ipcMagic || string(tail[4:]) != ipcMagic {
-			return nil, fmt.Errorf("%w: %s: not an Arrow IPC file (missing ARROW1 magic; for the stream format use .arrows)", ErrFormat, path)
-		}
-		flen := int64(int32(binary.LittleEndian.Uint32(tail[:4])))
-		if flen <= 0 || flen > size-18 {
-			return nil, corruptf(path, "arrow footer length %d", flen)
-		}
-		start, end = 8, size-10-flen
 	}
 	msgs, err := scanIPC(path, r, start, end)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -669,19 +668,12 @@ func readArrowText(path string, o *TextOptions, emit func(Document) error, pos f
 		return err
 	}
 	defer recovered(&err, path)
-	size := st.Size()
-	start, end := int64(0), size
-	var head, tail [10]byte
-	if n, _ := f.ReadAt(head[:], 0); n >= len(ipcMagic) && string(head[:len(ipcMagic)]) == ipcMagic {
-		if size < 18 {
-			return corruptf(path, "arrow file of %d bytes is too short", size)
+	start, end := int64(0), st.Size()
+	var head [len(ipcMagic)]byte
+	if n, _ := f.ReadAt(head[:], 0); n == len(head) && string(head[:]) == ipcMagic {
+		if start, end, err = ipcFileMessages(path, f, end); err != nil {
+			return err
 		}
-		f.ReadAt(tail[:], size-10)
-		flen := int64(int32(binary.LittleEndian.Uint32(tail[:4])))
-		if string(tail[4:]) != ipcMagic || flen <= 0 || flen > size-18 {
-			return corruptf(path, "arrow file without a valid footer")
-		}
-		start, end = 8, size-10-flen
 	}
 	if _, err := scanIPC(path, f, start, end); err != nil {
 		return err
