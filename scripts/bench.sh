@@ -55,6 +55,10 @@ median() {
     if (n % 2) print a[(n+1)/2]; else printf "%.10g\n", (a[n/2]+a[n/2+1])/2 }'
 }
 # f NUMBER DECIMALS: fixed decimals with thousands separators.
+# bval UNIT LINE: the value before UNIT in a go test -bench line
+bval() { echo "$2" | awk -v u="$1" '{for (i = 2; i <= NF; i++) if ($i == u) print $(i-1)}'; }
+# bsub NAME LINE: the sub-benchmark of NAME that LINE reports, without the -GOMAXPROCS suffix
+bsub() { echo "$2" | awk '{print $1}' | sed -e "s|^$1/||" -e 's|-[0-9]*$||'; }
 f() { printf "%.${2:-0}f" "$1" | sed -e ':a' -e 's/^\([-0-9]*[0-9]\)\([0-9]\{3\}\)/\1,\2/;ta'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g", a / b }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }   # KiB → MiB
@@ -155,8 +159,7 @@ go test -run '^$' -bench ExtractVsBare -benchtime ${EXTRACT_N}x ./extract/ >"$OU
   || { cat "$OUT/logs/extract-bench.log" >&2; die "extract benchmark failed"; }
 line=$(grep -E '^BenchmarkExtractVsBare' "$OUT/logs/extract-bench.log" || true)
 [ -n "$line" ] || { cat "$OUT/logs/extract-bench.log" >&2; die "BenchmarkExtractVsBare did not run (onnxruntime missing? run make setup)"; }
-metric() { echo "$line" | awk -v u="$1" '{for (i = 2; i <= NF; i++) if ($i == u) print $(i-1)}'; }
-ex_bare=$(metric bare_images/s) ex_ext=$(metric extract_images/s) ex_ratio=$(metric ratio)
+ex_bare=$(bval bare_images/s "$line") ex_ext=$(bval extract_images/s "$line") ex_ratio=$(bval ratio "$line")
 say "bare $ex_bare images/s, extract $ex_ext images/s, ratio $ex_ratio"
 cat >"$OUT/md/1.md" <<EOF
 ## 1. extract against a bare onnxruntime loop
@@ -491,8 +494,6 @@ go test -run '^$' -bench 'ExtractSeqVsBare|SeqTargetStorage' -benchtime ${SEQ_N}
   || { cat "$OUT/logs/seq-bench.log" >&2; die "sequence extract benchmarks failed"; }
 go test -run '^$' -bench EncodeVsHF -benchtime 1x ./formats/tokenizer/ >"$OUT/logs/tok-bench.log" 2>&1 \
   || { cat "$OUT/logs/tok-bench.log" >&2; die "tokenizer benchmark failed"; }
-# value UNIT LINE: the number before UNIT in a benchmark line
-bval() { echo "$2" | awk -v u="$1" '{for (i = 2; i <= NF; i++) if ($i == u) print $(i-1)}'; }
 grep -q '^BenchmarkEncodeVsHF/' "$OUT/logs/tok-bench.log" || { cat "$OUT/logs/tok-bench.log" >&2; die "BenchmarkEncodeVsHF did not run (npm tokenizers missing? run make setup-bench)"; }
 sline=$(grep -E '^BenchmarkExtractSeqVsBare' "$OUT/logs/seq-bench.log" || true)
 [ -n "$sline" ] || { cat "$OUT/logs/seq-bench.log" >&2; die "BenchmarkExtractSeqVsBare did not run"; }
@@ -518,7 +519,7 @@ seq_ratio=$(bval ratio "$sline")
   echo "| targets | B/token | tail-mass error mean / max | KL nats/token | distinct ids |"
   echo "|---|---|---|---|---|"
   grep -E '^BenchmarkSeqTargetStorage/' "$OUT/logs/seq-bench.log" | while read -r l; do
-    n=$(echo "$l" | awk '{print $1}' | sed -e 's|^BenchmarkSeqTargetStorage/||' -e 's|-[0-9]*$||')
+    n=$(bsub BenchmarkSeqTargetStorage "$l")
     d=$(bval distinct "$l")
     if [ -n "$d" ]; then
       echo "| $n | $(f "$(bval B/token "$l")" 1) | $(bval tail_err_mean "$l") / $(bval tail_err_max "$l") | $(f "$(bval kl "$l")" 4) | $(f "$d" 1) |"
@@ -533,7 +534,7 @@ seq_ratio=$(bval ratio "$sline")
   echo "| tokenizer.json | distill MB/s | npm tokenizers MB/s | ratio |"
   echo "|---|---|---|---|"
   grep -E '^BenchmarkEncodeVsHF/' "$OUT/logs/tok-bench.log" | while read -r l; do
-    n=$(echo "$l" | awk '{print $1}' | sed -e 's|^BenchmarkEncodeVsHF/||' -e 's|-[0-9]*$||')
+    n=$(bsub BenchmarkEncodeVsHF "$l")
     echo "| $n | $(f "$(bval go_MB/s "$l")" 1) | $(f "$(bval hf_MB/s "$l")" 1) | $(f "$(bval ratio "$l")" 1)× |"
   done
   echo
