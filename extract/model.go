@@ -554,7 +554,7 @@ const MinTopKOpset = 11
 
 // WithTopK returns a copy of the model that also computes, inside the
 // graph, over the last axis of the score tensor scores (first cast to
-// float32 when it is another float type): TopK (k largest, sorted,
+// float32 when it is another numeric type, as WithOutputs casts): TopK (k largest, sorted,
 // ties to the lower index, as formats.TopK), ReduceLogSumExp and
 // ReduceMin. Fetching these instead of the scores moves the per-position
 // top-k and logsumexp of a [N,T,V] teacher into onnxruntime's threads and
@@ -568,8 +568,8 @@ func (m *Model) WithTopK(scores string, k int) (*Model, TopKTensors, error) {
 		return nil, TopKTensors{}, fmt.Errorf("%w: opset %d has no TopK with a k input (needs %d)", ErrModel, m.Opset, MinTopKOpset)
 	}
 	elem := m.Info(scores).Elem
-	if elem != Float32 && elem != Float16 && elem != Float64 {
-		return nil, TopKTensors{}, fmt.Errorf("%w: score tensor %q has element type %s, not a float", ErrModel, scores, elem)
+	if !isNumeric(elem) {
+		return nil, TopKTensors{}, fmt.Errorf("%w: score tensor %q has element type %s, which is not numeric", ErrModel, scores, elem)
 	}
 	mp := proto.Clone(m.Proto).(*onnxpb.ModelProto)
 	g := mp.GetGraph()

@@ -70,7 +70,8 @@ func (rt *Runtime) plan(o Options) (_ *plan, err error) {
 // teacher runs on. The Go path stays for classifiers (few classes),
 // sampled targets (which need the whole distribution), probabilities
 // (stored as their log first), --allow-nonfinite (whose NaN placement is
-// formats.TopK's) and graphs older than MinTopKOpset.
+// formats.TopK's) and graphs older than MinTopKOpset, and is kept when
+// onnxruntime cannot open the edited graph.
 func (p *plan) topKInGraph(rt *Runtime) error {
 	o := p.o
 	if p.positions == 0 || o.TopK == 0 || o.Samples > 0 || p.kind == Probs || o.AllowNonFinite || p.sessionModel.Opset < MinTopKOpset {
@@ -81,9 +82,12 @@ func (p *plan) topKInGraph(rt *Runtime) error {
 		return err
 	}
 	fetch := append([]string{t.Values, t.Indices, t.LSE, t.Min}, o.Hidden...)
-	s, err := p.newSession(rt, m, fetch, false)
+	s, err := p.newSession(rt, m, fetch, true)
 	if err != nil {
-		return fmt.Errorf("top-k inside the teacher graph: %w", err)
+		// The session that learned the shapes works: keep it, and its
+		// top-k in Go.
+		o.Log("taking the top-k in Go: onnxruntime refused the graph with it inside (%s)", firstLine(err.Error()))
+		return nil
 	}
 	p.session.Close()
 	p.session, p.fetch, p.scoreTensors = s, fetch, 4
