@@ -311,17 +311,7 @@ func TestExtractSampled(t *testing.T) {
 func TestSequenceCacheInDuckDB(t *testing.T) {
 	rt := requireRuntime(t)
 	seq := sharedtest.Dir(t, "teachers", "seq")
-	node, err := exec.LookPath("node")
-	modules := os.Getenv("DISTILL_NODE_MODULES")
-	if modules == "" {
-		modules, _ = filepath.Abs("../.cache/node/node_modules")
-	}
-	if _, statErr := os.Stat(filepath.Join(modules, "@duckdb", "node-api")); err != nil || statErr != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("node and @duckdb/node-api are required in CI (make setup-node): %v %v", err, statErr)
-		}
-		t.Skipf("node or @duckdb/node-api missing (make setup-node): %v %v", err, statErr)
-	}
+	duckdb := duckDBScript(t)
 	const T, rows = 32, 24
 	data, _ := tokenWindows(t, seq, T, rows)
 	out := filepath.Join(t.TempDir(), "dense")
@@ -348,28 +338,108 @@ func TestSequenceCacheInDuckDB(t *testing.T) {
 		}
 	}
 	c.Close()
-	cmd := exec.Command(node, "../scripts/node/duckdb_nll.mjs", out, fmt.Sprint(T), "512")
-	cmd.Env = append(os.Environ(), "DISTILL_NODE_MODULES="+modules)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	js, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("duckdb_nll: %v\n%s", err, stderr.String())
-	}
 	var got struct {
 		Reader    string  `json:"reader"`
 		Positions int     `json:"positions"`
 		NLL       float64 `json:"nll"`
 		Top1      float64 `json:"top1"`
 	}
-	if err := json.Unmarshal(js, &got); err != nil {
-		t.Fatalf("duckdb_nll output %q: %v", js, err)
-	}
+	duckdb(&got, "duckdb_nll.mjs", out, fmt.Sprint(T), "512")
 	wantNLL, wantTop1 := nll/float64(n), float64(right)/float64(n)
 	if got.Positions != n || math.Abs(got.NLL-wantNLL) > 1e-6 || math.Abs(got.Top1-wantTop1) > 1e-12 {
 		t.Errorf("%s: %d positions, NLL %.8f, top-1 %.6f; Go: %d, %.8f, %.6f", got.Reader, got.Positions, got.NLL, got.Top1, n, wantNLL, wantTop1)
 	}
 	t.Logf("%s: NLL %.6f nats/token, top-1 %.4f over %d positions, as Go", got.Reader, got.NLL, got.Top1, got.Positions)
+}
+
+// duckDBScript returns a function that runs scripts/node/NAME with args
+// and decodes its JSON output into v. Without node or @duckdb/node-api
+// the test skips, except under CI, where make test provides them.
+func duckDBScript(t *testing.T) func(v any, name string, args ...string) {
+	node, err := exec.LookPath("node")
+	modules := os.Getenv("DISTILL_NODE_MODULES")
+	if modules == "" {
+		modules, _ = filepath.Abs("../.cache/node/node_modules")
+	}
+	if _, statErr := os.Stat(filepath.Join(modules, "@duckdb", "node-api")); err != nil || statErr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node and @duckdb/node-api are required in CI (make setup-node): %v %v", err, statErr)
+		}
+		t.Skipf("node or @duckdb/node-api missing (make setup-node): %v %v", err, statErr)
+	}
+	return func(v any, name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(node, append([]string{filepath.Join("..", "scripts", "node", name)}, args...)...)
+		cmd.Env = append(os.Environ(), "DISTILL_NODE_MODULES="+modules)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		js, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, stderr.String())
+		}
+		if err := json.Unmarshal(js, v); err != nil {
+			t.Fatalf("%s output %q: %v", name, js, err)
+		}
+	}
+}
+
+// TestSampledCacheInDuckDB: DuckDB slices each position's entries out of
+// a sampled cache's ragged lists as README says (scripts/node/
+// duckdb_sampled.mjs) and finds, in SQL alone, the same share of
+// positions whose next token was drawn and the same drawn mass as Go, and
+// S draws at every position.
+func TestSampledCacheInDuckDB(t *testing.T) {
+	rt := requireRuntime(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
+	duckdb := duckDBScript(t)
+	const T, rows, S = 32, 24, 64
+	data, _ := tokenWindows(t, seq, T, rows)
+	out := filepath.Join(t.TempDir(), "sampled")
+	if _, err := rt.Run(context.Background(), Options{Teacher: filepath.Join(seq, "stories260K.onnx"), Data: data, Out: out, Threads: 1,
+		Dtype: "f16", Samples: S, SampleTemperature: 1.25}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := formats.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Config().TopK
+	var hit, mass float64
+	var n int
+	for b, err := range c.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q, y := range b.Labels {
+			for j := range k {
+				if b.SampleCount[q*k+j] == 0 {
+					break
+				}
+				if int64(b.TopKIndex[q*k+j]) == y {
+					hit++
+				}
+				mass += math.Exp(float64(b.TopKLogit[q*k+j] - b.LogSumExp[q]))
+			}
+			n++
+		}
+	}
+	c.Close()
+	var got struct {
+		Reader    string  `json:"reader"`
+		Positions int     `json:"positions"`
+		Hit       float64 `json:"hit"`
+		Mass      float64 `json:"mass"`
+		DrawsMin  int     `json:"draws_min"`
+		DrawsMax  int     `json:"draws_max"`
+	}
+	duckdb(&got, "duckdb_sampled.mjs", out, fmt.Sprint(T))
+	wantHit, wantMass := hit/float64(n), mass/float64(n)
+	// Go adds logsumexp back to the stored log-probabilities in float32.
+	if got.Positions != n || math.Abs(got.Hit-wantHit) > 1e-12 || math.Abs(got.Mass-wantMass) > 1e-5 || got.DrawsMin != S || got.DrawsMax != S {
+		t.Errorf("%s: %d positions, hit %.6f, mass %.6f, draws %d..%d; Go: %d, %.6f, %.6f, %d", got.Reader, got.Positions, got.Hit, got.Mass,
+			got.DrawsMin, got.DrawsMax, n, wantHit, wantMass, S)
+	}
+	t.Logf("%s: next token drawn at %.1f %% of %d positions, drawn mass %.4f, as Go", got.Reader, 100*got.Hit, got.Positions, got.Mass)
 }
 
 // TestExtractSequenceResume stops a sampled per-token extraction after its

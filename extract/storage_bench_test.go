@@ -71,6 +71,8 @@ func BenchmarkSeqTargetStorage(b *testing.B) {
 		{"sampled64-f16", Options{Samples: 64, Dtype: "f16"}},
 		{"sampled32-tau2-f16", Options{Samples: 32, SampleTemperature: 2, Dtype: "f16"}},
 		{"sampled48-tau1.5-f16", Options{Samples: 48, SampleTemperature: 1.5, Dtype: "f16"}},
+		{"sampled64-tau1.25-f16", Options{Samples: 64, SampleTemperature: 1.25, Dtype: "f16"}},
+		{"sampled128-f16", Options{Samples: 128, Dtype: "f16"}},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {

@@ -105,16 +105,27 @@ func (b *Batch) check(cfg Config) (deriveTopK bool, err error) {
 			if err := want(ColSampleCount, len(b.SampleCount), P*k); err != nil {
 				return false, err
 			}
+			var drawn []int32
 			for r := 0; r < n*P; r++ {
 				var sum int32
-				for _, c := range b.SampleCount[r*k : (r+1)*k] {
+				drawn = drawn[:0]
+				for j, c := range b.SampleCount[r*k : (r+1)*k] {
 					if c < 0 {
 						return false, fmt.Errorf("formats: batch row %d: negative sample count", r/P)
+					}
+					if c > 0 {
+						drawn = append(drawn, b.TopKIndex[r*k+j])
 					}
 					sum += c
 				}
 				if int(sum) != cfg.Samples {
 					return false, fmt.Errorf("formats: batch row %d: sample counts sum to %d, want %d draws", r/P, sum, cfg.Samples)
+				}
+				slices.Sort(drawn)
+				for j := 1; j < len(drawn); j++ {
+					if drawn[j] == drawn[j-1] {
+						return false, fmt.Errorf("formats: batch row %d: id %d drawn in two slots; each distinct id takes one slot with its count", r/P, drawn[j])
+					}
 				}
 			}
 		}

@@ -68,6 +68,19 @@
 // metadata adds MetaPositions. Hidden states and attention maps are
 // hidden.* columns of their per-window shape ([T, D], [H, T, T]).
 //
+// A sampled cache (Config.Samples = S) keeps only the ids drawn, so its
+// target columns are variable-length lists, each row's entries position
+// after position, ids ascending within a position:
+//
+//	topk_index       list<uint|int32>       the distinct ids drawn
+//	topk_logit       list<f32|f16>          their scores
+//	logsumexp        float32 ([T])          over all C
+//	sample_count     list<uint|int32>       draws of each id, S per position
+//	sample_distinct  uint ([T])             entries of each position
+//
+// Readers give a Batch min(S, C) slots per position: the drawn ids by
+// descending score, then the last repeated with count 0 (Config.Samples).
+//
 // Scores never have a temperature applied; Manifest.ScoreKind says whether
 // they are logits, log-probabilities or log-softmax outputs. With top-k,
 // the probability of class topk_index[j] is exp(topk_logit[j] − logsumexp)

@@ -33,6 +33,8 @@ func fuzzSeedParts(t testing.TB) map[string][]byte {
 	add("parquet-f16-label", "f16-label", WriterOptions{Format: FormatParquet, Compression: CompressionNone}, 3)
 	add("parquet-zstd-topk", "topk-f32", WriterOptions{Format: FormatParquet}, 3)
 	add("parquet-lz4-hidden", "hidden", WriterOptions{Format: FormatParquet, Compression: CompressionLZ4}, 2)
+	add("parquet-seq-sampled", "seq-sampled", WriterOptions{Format: FormatParquet}, 3)
+	add("arrow-sampled", "sampled", WriterOptions{Format: FormatArrow}, 3)
 	return seeds
 }
 
@@ -114,7 +116,8 @@ func FuzzReader(f *testing.F) {
 				continue
 			}
 			cfg := r.Config()
-			if n := b.Len(); len(b.Logits) != n*cfg.Classes*btoi(cfg.TopK == 0) || len(b.LogSumExp) != n*btoi(cfg.TopK > 0) {
+			if n := cfg.ScoreRows(b.Len()); len(b.Logits) != n*cfg.Classes*btoi(cfg.TopK == 0) || len(b.LogSumExp) != n*btoi(cfg.TopK > 0) ||
+				len(b.TopKIndex) != n*cfg.TopK || len(b.SampleCount) != n*cfg.TopK*btoi(cfg.Samples > 0) {
 				t.Fatalf("inconsistent batch: %d rows, %d logits, %d logsumexp", n, len(b.Logits), len(b.LogSumExp))
 			}
 		}
@@ -155,7 +158,7 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add(uint8(0), uint8(3), uint8(1), uint64(1))
 	f.Add(uint8(5), uint8(7), uint8(2), uint64(2))
 	f.Add(uint8(9), uint8(1), uint8(5), uint64(3))
-	names := []string{"f32", "f16-label", "topk-f32", "topk-f16", "hidden", "inputs", "one-class", "topk-all-C"}
+	names := []string{"f32", "f16-label", "topk-f32", "topk-f16", "hidden", "inputs", "one-class", "topk-all-C", "sampled", "seq-sampled"}
 	fcs := []WriterOptions{{Format: FormatArrow}, {Format: FormatArrow, Compression: CompressionLZ4}, {Format: FormatParquet}}
 	f.Fuzz(func(t *testing.T, which, rows, perBatch uint8, seed uint64) {
 		cfg := testConfigs[names[int(which)%len(names)]]

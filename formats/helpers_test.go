@@ -20,6 +20,9 @@ var testConfigs = map[string]Config{
 	// Per-token caches: windows of Positions tokens, a score vector each.
 	"seq-dense": {Classes: 16, Positions: 5, ScoreDtype: Float16, HasLabel: true, Hidden: []TensorSpec{{Name: "hidden_states.1", Shape: []int64{5, 3}, Dtype: Float16}}},
 	"seq-topk":  {Classes: 20, TopK: 4, Positions: 3, HasLabel: true, Inputs: []TensorSpec{{Name: "input_ids", Shape: []int64{3}}}},
+	// Sampled targets: ragged lists of the drawn ids.
+	"sampled":     {Classes: 10, Samples: 4, SampleSeed: 9, HasLabel: true},
+	"seq-sampled": {Classes: 20, Samples: 6, SampleTemperature: 2, Positions: 3, ScoreDtype: Float16},
 }
 
 // makeBatch returns n deterministic rows for cfg starting at row id first.
@@ -52,7 +55,15 @@ func makeBatch(cfg Config, first int64, n int, seed uint64) *Batch {
 		b.TopKIndex = make([]int32, n*P*k)
 		b.TopKLogit = make([]float32, n*P*k)
 		b.LogSumExp = make([]float32, n*P)
+		if cfg.Samples > 0 {
+			b.SampleCount = make([]int32, n*P*k)
+		}
 		for r := 0; r < n*P; r++ {
+			if cfg.Samples > 0 {
+				b.LogSumExp[r] = Sample(b.TopKIndex[r*k:(r+1)*k], b.TopKLogit[r*k:(r+1)*k], b.SampleCount[r*k:(r+1)*k],
+					logits[r*cfg.Classes:(r+1)*cfg.Classes], cfg.Samples, cfg.SampleTemperature, rng)
+				continue
+			}
 			b.LogSumExp[r] = TopK(b.TopKIndex[r*k:(r+1)*k], b.TopKLogit[r*k:(r+1)*k], logits[r*cfg.Classes:(r+1)*cfg.Classes])
 		}
 	}

@@ -13,8 +13,8 @@ import (
 // them (make([]arrow.Field, n) for n from the file), so a few hostile bytes
 // could ask for terabytes. Before handing a file to arrow/ipc, these checks
 // walk the flatbuffers with bounds checks and accept only the shapes a
-// cache part can have: fields of Int, FloatingPoint or FixedSizeList type,
-// nested at most once, no dictionaries, short metadata vectors.
+// cache part can have: fields of Int, FloatingPoint, FixedSizeList or List
+// type, nested at most once, no dictionaries, short metadata vectors.
 //
 // Flatbuffer layout (flatbuffers.dev, "Internals"): a buffer starts with a
 // uint32 offset to the root table; a table starts with an int32 offset back
@@ -33,6 +33,7 @@ const (
 const (
 	fbTypeInt           = 2
 	fbTypeFloatingPoint = 3
+	fbTypeList          = 12
 	fbTypeFixedSizeList = 16
 	fbHeaderSchema      = 1 // format/Message.fbs, union MessageHeader
 	fbHeaderRecordBatch = 3
@@ -305,7 +306,8 @@ func checkArrowSchemaMessage(b64 string) error {
 	return nil
 }
 
-// checkIPCField accepts Int, FloatingPoint and FixedSizeList<Int|Float>.
+// checkIPCField accepts Int, FloatingPoint, and FixedSizeList or List of
+// Int|Float.
 func checkIPCField(f fbTable, depth int) error {
 	if _, _, err := f.vector(0, 1); err != nil { // name
 		return err
@@ -334,9 +336,9 @@ func checkIPCField(f fbTable, depth int) error {
 		if len(children) != 0 {
 			return errors.New("primitive field with children")
 		}
-	case tt == fbTypeFixedSizeList && depth == 0:
+	case (tt == fbTypeFixedSizeList || tt == fbTypeList) && depth == 0:
 		if len(children) != 1 {
-			return errors.New("fixed_size_list without one child")
+			return errors.New("list without one child")
 		}
 		return checkIPCField(children[0], depth+1)
 	default:

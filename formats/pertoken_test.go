@@ -1,10 +1,20 @@
 package formats
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
 // TestPerTokenDerivedTopK writes a per-token top-k cache from dense logits
@@ -201,4 +211,138 @@ func TestDenseScores(t *testing.T) {
 	if _, err := c2.DenseScores(); err == nil {
 		t.Error("row id 5 of 1 accepted")
 	}
+}
+
+// TestSampledStorage checks the ragged layout of a sampled cache: the part
+// file holds only the drawn ids (the list columns have exactly the slots
+// with a count, ids ascending within a position, sample_distinct of them
+// per position), the reader gives back Batch slots by descending score
+// with count-0 padding, writing that Batch again gives the same bytes, and
+// the writer refuses an id drawn in two slots.
+func TestSampledStorage(t *testing.T) {
+	cfg := must(testConfigs["seq-sampled"].normalize())
+	P, k := cfg.Positions, cfg.TopK
+	in := makeBatch(cfg, 0, 40, 3)
+	for _, f := range []Format{FormatParquet, FormatArrow} {
+		o := &WriterOptions{Format: f, RowsPerBatch: 16}
+		part := writePart(t, cfg, o, &Batch{Rows: in.Rows, TopKIndex: in.TopKIndex, TopKLogit: in.TopKLogit, LogSumExp: in.LogSumExp, SampleCount: in.SampleCount})
+		got, _ := readPart(t, part, nil)
+		equalBatch(t, in, got)
+		if again := writePart(t, cfg, o, got); !bytes.Equal(again, part) {
+			t.Errorf("%s: a read sampled batch written again gives other bytes", f)
+		}
+		// The stored lists, read with arrow-go alone.
+		tbl := rawTable(t, f, part)
+		ids := tbl.Column(tbl.Schema().FieldIndices(ColTopKIndex)[0]).Data().Chunks()
+		dist := tbl.Column(tbl.Schema().FieldIndices(ColSampleDistinct)[0]).Data().Chunks()
+		var stored []uint8
+		var distinct []uint8
+		for i := range ids {
+			stored = append(stored, ids[i].(*array.List).ListValues().(*array.Uint8).Uint8Values()...)
+			distinct = append(distinct, dist[i].(*array.FixedSizeList).ListValues().(*array.Uint8).Uint8Values()...)
+		}
+		var drawn []uint8
+		for q := range in.Len() * P {
+			var pos []uint8
+			for j := range k {
+				if in.SampleCount[q*k+j] > 0 {
+					pos = append(pos, uint8(in.TopKIndex[q*k+j]))
+				}
+			}
+			slices.Sort(pos)
+			if int(distinct[q]) != len(pos) {
+				t.Fatalf("%s: position %d: sample_distinct %d, %d ids drawn", f, q, distinct[q], len(pos))
+			}
+			drawn = append(drawn, pos...)
+		}
+		if !slices.Equal(stored, drawn) {
+			t.Errorf("%s: topk_index holds %d values, want the %d drawn ids ascending per position", f, len(stored), len(drawn))
+		}
+		if len(drawn) >= in.Len()*P*k {
+			t.Fatalf("no padding in the test batch: %d drawn of %d slots", len(drawn), in.Len()*P*k)
+		}
+	}
+	// An id drawn in two slots of a position.
+	bad := in.Clone()
+	q := 0
+	for bad.SampleCount[q*k+1] == 0 {
+		q++
+	}
+	bad.TopKIndex[q*k+1], bad.TopKLogit[q*k+1] = bad.TopKIndex[q*k], bad.TopKLogit[q*k]
+	w, err := NewWriter(io.Discard, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(bad); err == nil || !strings.Contains(err.Error(), "drawn in two slots") {
+		t.Errorf("duplicate drawn id: %v", err)
+	}
+}
+
+// TestSampledPartsChecks feeds the reader's ragged-column check entries
+// that no writer makes: each is refused, naming what is wrong.
+func TestSampledPartsChecks(t *testing.T) {
+	cfg := must(Config{Classes: 8, Samples: 4, Positions: 2}.normalize())
+	good := func() *sampledParts {
+		return &sampledParts{idx: []int32{1, 5, 2}, cnt: []int32{3, 1, 4}, val: []float32{0, 1, 2}, distinct: []int32{2, 1}, rowLen: []int32{3}}
+	}
+	var b Batch
+	if err := good().expand(cfg, 1, &b); err != nil {
+		t.Fatal(err)
+	}
+	// Position 0: ids 1 (count 3, score 0) and 5 (count 1, score 1), by descending score; padding repeats id 1.
+	if want := []int32{5, 1, 1, 1, 2, 2, 2, 2}; !slices.Equal(b.TopKIndex, want) {
+		t.Errorf("ids %v, want %v", b.TopKIndex, want)
+	}
+	if want := []int32{1, 3, 0, 0, 4, 0, 0, 0}; !slices.Equal(b.SampleCount, want) {
+		t.Errorf("counts %v, want %v", b.SampleCount, want)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(p *sampledParts)
+		want string
+	}{
+		{"no ids at a position", func(p *sampledParts) { p.idx, p.cnt, p.distinct = []int32{1, 2, 5}, []int32{1, 1, 2}, []int32{3, 0} }, "0 distinct ids"},
+		{"more than k", func(p *sampledParts) { p.distinct = []int32{5, 1} }, "distinct ids"},
+		{"ids not ascending", func(p *sampledParts) { p.idx[1] = 1 }, "ascending"},
+		{"id out of range", func(p *sampledParts) { p.idx[2] = 8 }, "ascending in [0, 8)"},
+		{"counts not S", func(p *sampledParts) { p.cnt[1] = 2 }, "sum to 5"},
+		{"zero count", func(p *sampledParts) { p.cnt[0], p.cnt[1] = 0, 4 }, "count 0"},
+		{"row length", func(p *sampledParts) { p.rowLen = []int32{2} }, "does not account"},
+		{"distinct per position", func(p *sampledParts) { p.distinct = []int32{2} }, "values for 1 rows"},
+		{"lengths differ", func(p *sampledParts) { p.val = p.val[:2] }, "3 ids, 3 counts and 2 scores"},
+	} {
+		p := good()
+		tc.edit(p)
+		if err := p.expand(cfg, 1, &b); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// rawTable reads a whole in-memory part with arrow-go's own readers.
+func rawTable(t *testing.T, f Format, part []byte) arrow.Table {
+	t.Helper()
+	if f == FormatParquet {
+		tbl, err := pqarrow.ReadTable(context.Background(), bytes.NewReader(part), nil, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tbl.Release)
+		return tbl
+	}
+	r, err := ipc.NewFileReader(bytes.NewReader(part))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []arrow.RecordBatch
+	for i := range r.NumRecords() {
+		rec, err := r.RecordBatchAt(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	tbl := array.NewTableFromRecords(r.Schema(), recs)
+	t.Cleanup(tbl.Release)
+	return tbl
 }

@@ -432,8 +432,15 @@ func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
 		}
 	}
 	dst.Reset()
+	var sp sampledParts
 	for c, col := range r.cols {
 		nv := n * col.values()
+		if col.ragged || col.role == roleSampleDistinct {
+			if err := sp.collect(col, views[c]); err != nil {
+				return fmt.Errorf("column %s: %w", col.name, err)
+			}
+			continue
+		}
 		switch col.role {
 		case roleRow:
 			dst.Rows = slices.Grow(dst.Rows[:0], nv)
@@ -512,6 +519,11 @@ func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
 			dst.Inputs[col.key] = out
 		}
 	}
+	if r.cfg.Samples > 0 {
+		if err := sp.expand(r.cfg, n, dst); err != nil {
+			return err
+		}
+	}
 	if r.cfg.TopKLogProbs {
 		// Stored as t_j − logsumexp: give back the logits.
 		k := r.cfg.TopK
@@ -522,15 +534,129 @@ func (r *Reader) fill(dst *Batch, rows int64, chunks [][]arrow.Array) error {
 	return nil
 }
 
+// sampledParts holds the ragged columns of a sampled cache as decoded:
+// the entries of every row, position after position (ids ascending within
+// a position), and the entries per position.
+type sampledParts struct {
+	idx, cnt, distinct []int32
+	val                []float32
+	rowLen             []int32 // entries per row, from the first ragged column
+	checked            bool
+}
+
+// collect appends the decoded chunks of one ragged column (or of
+// sample_distinct) to p, checking that every ragged column has the same
+// entries per row.
+func (p *sampledParts) collect(col column, vs []values) error {
+	var lens []int32
+	for _, v := range vs {
+		switch col.role {
+		case roleTopKIndex:
+			p.idx = v.appendInt32(p.idx)
+		case roleSampleCount:
+			p.cnt = v.appendInt32(p.cnt)
+		case roleSampleDistinct:
+			p.distinct = v.appendInt32(p.distinct)
+		case roleTopKLogit:
+			n := len(p.val)
+			if v.f16 != nil {
+				p.val = slices.Grow(p.val, len(v.f16))[:n+len(v.f16)]
+				f16Decode(p.val[n:], v.f16)
+			} else {
+				p.val = append(p.val, v.f32...)
+			}
+		}
+		lens = append(lens, v.lens...)
+	}
+	if !col.ragged {
+		return nil
+	}
+	if !p.checked {
+		p.rowLen, p.checked = lens, true
+	} else if !slices.Equal(p.rowLen, lens) {
+		return fmt.Errorf("entries per row differ from those of column %s", ColTopKIndex)
+	}
+	return nil
+}
+
+// expand checks the decoded entries of n rows against cfg and writes them
+// to dst as Batch slots: per position, the distinct ids by descending
+// score (ties: the lower id), then the last of them repeated with count 0.
+func (p *sampledParts) expand(cfg Config, n int, dst *Batch) error {
+	P, k := cfg.positions(), cfg.TopK
+	if len(p.distinct) != n*P {
+		return fmt.Errorf("column %s: %d values for %d rows of %d positions", ColSampleDistinct, len(p.distinct), n, P)
+	}
+	if len(p.idx) != len(p.cnt) || len(p.idx) != len(p.val) {
+		return fmt.Errorf("sampled columns have %d ids, %d counts and %d scores", len(p.idx), len(p.cnt), len(p.val))
+	}
+	dst.TopKIndex = slices.Grow(dst.TopKIndex[:0], n*P*k)[:n*P*k]
+	dst.TopKLogit = slices.Grow(dst.TopKLogit[:0], n*P*k)[:n*P*k]
+	dst.SampleCount = slices.Grow(dst.SampleCount[:0], n*P*k)[:n*P*k]
+	var ent []sampledEntry
+	off := 0
+	for r := range n {
+		row0 := off
+		for t := range P {
+			q := r*P + t
+			d := int(p.distinct[q])
+			if d < 1 || d > k || off+d > len(p.idx) {
+				return fmt.Errorf("column %s: row %d position %d: %d distinct ids, want 1..%d within the %d entries", ColSampleDistinct, r, t, d, k, len(p.idx))
+			}
+			ent = ent[:0]
+			var sum int
+			for e := off; e < off+d; e++ {
+				id, c := p.idx[e], p.cnt[e]
+				if id < 0 || int(id) >= cfg.Classes || (e > off && id <= p.idx[e-1]) {
+					return fmt.Errorf("column %s: row %d position %d: ids not distinct ascending in [0, %d)", ColTopKIndex, r, t, cfg.Classes)
+				}
+				if c < 1 || int(c) > cfg.Samples {
+					return fmt.Errorf("column %s: row %d position %d: count %d out of range [1, %d]", ColSampleCount, r, t, c, cfg.Samples)
+				}
+				sum += int(c)
+				ent = append(ent, sampledEntry{id, p.val[e], c})
+			}
+			if sum != cfg.Samples {
+				return fmt.Errorf("column %s: row %d position %d: counts sum to %d, want %d draws", ColSampleCount, r, t, sum, cfg.Samples)
+			}
+			off += d
+			slices.SortFunc(ent, func(a, b sampledEntry) int {
+				switch x, y := a.val, b.val; {
+				case x > y || y != y && x == x:
+					return -1
+				case x < y || x != x && y == y:
+					return 1
+				}
+				return int(a.id - b.id)
+			})
+			for j := range k {
+				e := ent[min(j, d-1)]
+				dst.TopKIndex[q*k+j], dst.TopKLogit[q*k+j], dst.SampleCount[q*k+j] = e.id, e.val, 0
+				if j < d {
+					dst.SampleCount[q*k+j] = e.cnt
+				}
+			}
+		}
+		if r >= len(p.rowLen) || off-row0 != int(p.rowLen[r]) {
+			return fmt.Errorf("column %s: row %d has entries that its %s does not account for", ColTopKIndex, r, ColSampleDistinct)
+		}
+	}
+	if off != len(p.idx) {
+		return fmt.Errorf("column %s: %d entries, the positions account for %d", ColTopKIndex, len(p.idx), off)
+	}
+	return nil
+}
+
 // values is a view of one decoded chunk's values; exactly one slice is set.
 type values struct {
-	i64 []int64
-	i32 []int32
-	f32 []float32
-	f16 []uint16
-	u8  []uint8
-	u16 []uint16
-	u32 []uint32
+	lens []int32 // ragged column: the entries of each row
+	i64  []int64
+	i32  []int32
+	f32  []float32
+	f16  []uint16
+	u8   []uint8
+	u16  []uint16
+	u32  []uint32
 }
 
 // appendInt32 appends the integer values of v to dst; a uint32 above
@@ -568,7 +694,32 @@ func chunkValues(col column, a arrow.Array) (values, error) {
 	}
 	prim := a
 	lo, hi := 0, a.Len()
-	if col.width > 0 {
+	var lens []int32
+	if col.ragged {
+		l, ok := a.(*array.List)
+		if !ok {
+			return values{}, fmt.Errorf("decoded as %s", a.DataType())
+		}
+		prim = l.ListValues()
+		if prim == nil || prim.NullN() != 0 {
+			return values{}, errors.New("list values missing or null")
+		}
+		offs := l.Offsets()
+		if len(offs) != l.Len()+1 {
+			return values{}, fmt.Errorf("list of %d rows has %d offsets", l.Len(), len(offs))
+		}
+		lens = make([]int32, l.Len())
+		for i := range lens {
+			if offs[i] < 0 || offs[i+1] < offs[i] || int(offs[i+1]-offs[i]) > col.width {
+				return values{}, fmt.Errorf("row %d: list offsets [%d, %d) for at most %d values", i, offs[i], offs[i+1], col.width)
+			}
+			lens[i] = offs[i+1] - offs[i]
+		}
+		lo, hi = int(offs[0]), int(offs[len(offs)-1])
+		if hi > prim.Len() {
+			return values{}, fmt.Errorf("list needs values [%d, %d), child has %d", lo, hi, prim.Len())
+		}
+	} else if col.width > 0 {
 		l, ok := a.(*array.FixedSizeList)
 		if !ok {
 			return values{}, fmt.Errorf("decoded as %s", a.DataType())
@@ -656,6 +807,7 @@ func chunkValues(col column, a arrow.Array) (values, error) {
 	case v.u32 != nil:
 		v.u32 = v.u32[lo:hi]
 	}
+	v.lens = lens
 	return v, nil
 }
 

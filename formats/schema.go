@@ -24,15 +24,16 @@ const (
 
 // Column names of the cache schema.
 const (
-	ColRow         = "row"          // int64: index of the sample in the source dataset
-	ColLabel       = "label"        // int64: dataset label, when Config.HasLabel ([T]: next-token ids, per token)
-	ColLogits      = "logits"       // fixed_size_list<float32|float16>[C]: raw teacher scores ([T·C] per token)
-	ColTopKIndex   = "topk_index"   // fixed_size_list<int32>[k]: class ids of the k largest scores ([T·k])
-	ColTopKLogit   = "topk_logit"   // fixed_size_list<float32|float16>[k]: those scores, descending ([T·k])
-	ColLogSumExp   = "logsumexp"    // float32: log Σ_c exp(score_c) over all C scores ([T] per token)
-	ColSampleCount = "sample_count" // fixed_size_list<int32>[S] ([T·S]): draws of each topk_index id, for a sampled cache
-	HiddenPrefix   = "hidden."      // + name: fixed_size_list<float32|float16>[n], a teacher hidden state
-	InputPrefix    = "input."       // + name: fixed_size_list<float32>[n], a model input
+	ColRow            = "row"             // int64: index of the sample in the source dataset
+	ColLabel          = "label"           // int64: dataset label, when Config.HasLabel ([T]: next-token ids, per token)
+	ColLogits         = "logits"          // fixed_size_list<float32|float16>[C]: raw teacher scores ([T·C] per token)
+	ColTopKIndex      = "topk_index"      // fixed_size_list<int32>[k]: class ids of the k largest scores ([T·k])
+	ColTopKLogit      = "topk_logit"      // fixed_size_list<float32|float16>[k]: those scores, descending ([T·k])
+	ColLogSumExp      = "logsumexp"       // float32: log Σ_c exp(score_c) over all C scores ([T] per token)
+	ColSampleCount    = "sample_count"    // list<uint>: draws of each topk_index id, for a sampled cache (see Config.Samples)
+	ColSampleDistinct = "sample_distinct" // uint ([T] per token): distinct ids drawn at each position, for a sampled cache
+	HiddenPrefix      = "hidden."         // + name: fixed_size_list<float32|float16>[n], a teacher hidden state
+	InputPrefix       = "input."          // + name: fixed_size_list<float32>[n], a model input
 )
 
 // Arrow schema metadata keys. Schema sets the first four on the schema;
@@ -119,12 +120,18 @@ type Config struct {
 	TopKLogProbs bool
 	// Samples is S > 0 for sampled targets (Anshumann et al. 2025, "Sparse
 	// Logit Sampling"): per position, S draws from softmax(t/τ) with
-	// τ = SampleTemperature, stored as the distinct drawn ids in the top-k
-	// columns (TopK is S: ids by descending score, padded by repeating the
-	// last id) with their draw counts in sample_count (0 for padding) and
-	// logsumexp over all C. The draws of row r, position t come from
-	// rand.NewPCG(SampleSeed, r·2^20 + t): a pure function of the row, so
-	// resuming and sharding give the same bytes.
+	// τ = SampleTemperature, kept as the distinct drawn ids with their
+	// draw counts and logits, and logsumexp over all C. The draws of row
+	// r, position t come from rand.NewPCG(SampleSeed, r·2^20 + t): a pure
+	// function of the row, so resuming and sharding give the same bytes.
+	//
+	// In a Batch, TopK is min(S, C) slots per position: the distinct ids
+	// by descending score (ties: the lower id), then padding that repeats
+	// the last id with count 0. On disk only the drawn ids are stored:
+	// topk_index, topk_logit and sample_count are variable-length lists,
+	// each row's entries position after position with ids ascending within
+	// a position (ascending ids compress better), and sample_distinct says
+	// how many entries each position has.
 	Samples           int
 	SampleTemperature float64 // τ of the proposal softmax; 0 means 1
 	SampleSeed        uint64
@@ -309,6 +316,7 @@ const (
 	roleTopKLogit
 	roleLogSumExp
 	roleSampleCount
+	roleSampleDistinct
 	roleHidden
 	roleInput
 )
@@ -320,13 +328,19 @@ type column struct {
 	key   string // hidden/input name
 	kind  colKind
 	width int // 0 for a scalar column, else the fixed_size_list size
-	shape []int64
+	// ragged makes the column a list<kind> of at most width values per
+	// row (the entries of a sampled cache).
+	ragged bool
+	shape  []int64
 }
 
-// values returns the number of values per row.
+// values returns the number of values per row, at most for a ragged column.
 func (c column) values() int { return max(c.width, 1) }
 
 func (c column) arrowType() arrow.DataType {
+	if c.ragged {
+		return arrow.ListOfNonNullable(c.kind.arrow())
+	}
 	if c.width == 0 {
 		return c.kind.arrow()
 	}
@@ -362,12 +376,15 @@ func (c Config) columns() []column {
 		if c.Positions > 0 {
 			ids, counts = unsignedFor(c.Classes), unsignedFor(c.Samples+1)
 		}
+		ragged := c.Samples > 0
 		cols = append(cols,
-			column{name: ColTopKIndex, role: roleTopKIndex, kind: ids, width: p * c.TopK},
-			column{name: ColTopKLogit, role: roleTopKLogit, kind: score, width: p * c.TopK},
+			column{name: ColTopKIndex, role: roleTopKIndex, kind: ids, width: p * c.TopK, ragged: ragged},
+			column{name: ColTopKLogit, role: roleTopKLogit, kind: score, width: p * c.TopK, ragged: ragged},
 			column{name: ColLogSumExp, role: roleLogSumExp, kind: kFloat32, width: perPos})
-		if c.Samples > 0 {
-			cols = append(cols, column{name: ColSampleCount, role: roleSampleCount, kind: counts, width: p * c.TopK})
+		if ragged {
+			cols = append(cols,
+				column{name: ColSampleCount, role: roleSampleCount, kind: counts, width: p * c.TopK, ragged: true},
+				column{name: ColSampleDistinct, role: roleSampleDistinct, kind: unsignedFor(c.TopK + 1), width: perPos})
 		}
 	}
 	for _, h := range c.Hidden {
@@ -377,6 +394,16 @@ func (c Config) columns() []column {
 		cols = append(cols, column{name: InputPrefix + in.Name, role: roleInput, key: in.Name, kind: kFloat32, width: in.Size(), shape: in.Shape})
 	}
 	return cols
+}
+
+// rawRowBytes returns the bytes of one row's values in their storage
+// types, at most for ragged columns.
+func (c Config) rawRowBytes() int64 {
+	var n int64
+	for _, col := range c.columns() {
+		n += int64(col.values() * col.kind.size())
+	}
+	return n
 }
 
 // rowBytes returns the decoded size of one row in float32/int bytes, the
@@ -577,6 +604,10 @@ func matchSchema(cfg Config, s *arrow.Schema) error {
 func sameType(got, want arrow.DataType) bool {
 	if got == nil {
 		return false
+	}
+	if w, ok := want.(*arrow.ListType); ok {
+		g, ok := got.(*arrow.ListType)
+		return ok && g.Elem() != nil && g.Elem().ID() == w.Elem().ID()
 	}
 	w, ok := want.(*arrow.FixedSizeListType)
 	if !ok {

@@ -155,35 +155,16 @@ func Summarize(c *Cache, paths []string, nRows int) (*Summary, error) {
 }
 
 // RawBytesPerSample is the size of one row's values in their storage
-// types: 8 per int64, 4 per int32 or float32, 2 per float16 (for a
-// per-token cache, a row is a window of Config.Positions tokens).
+// types: 8 per int64, 4 per int32 or float32, 2 per float16 or uint16, 1
+// per uint8 (for a per-token cache, a row is a window of Config.Positions
+// tokens). For a sampled cache, whose lists hold only the drawn ids, it is
+// the most a row can take: min(S, C) distinct ids at every position.
 func RawBytesPerSample(cfg Config) int64 {
-	size := func(d Dtype) int64 {
-		if d == Float16 {
-			return 2
-		}
-		return 4
+	cfg, err := cfg.normalize()
+	if err != nil {
+		return 0
 	}
-	n := int64(8) // row
-	p := int64(cfg.positions())
-	if cfg.HasLabel {
-		n += 8 * p
-	}
-	if cfg.TopK == 0 {
-		n += p * int64(cfg.Classes) * size(cfg.ScoreDtype)
-	} else {
-		n += p * (int64(cfg.TopK)*(4+size(cfg.ScoreDtype)) + 4)
-	}
-	if cfg.Samples > 0 {
-		n += p * int64(cfg.TopK) * 4 // sample_count
-	}
-	for _, h := range cfg.Hidden {
-		n += int64(h.Size()) * size(h.Dtype)
-	}
-	for _, in := range cfg.Inputs {
-		n += int64(in.Size()) * 4
-	}
-	return n
+	return cfg.rawRowBytes()
 }
 
 // summaryRow returns row r of b with its SummaryTopClasses most probable

@@ -120,10 +120,7 @@ func DefaultRowsPerBatchFor(cfg Config) int {
 
 // defaultRowsPerBatch is DefaultRowsPerBatchFor for a normalized cfg.
 func defaultRowsPerBatch(cfg Config) int {
-	var per int64
-	for _, c := range cfg.columns() {
-		per += int64(c.values() * c.kind.size())
-	}
+	per := cfg.rawRowBytes()
 	if lim := int(DefaultMaxBatchValue / per); lim < DefaultRowsPerBatch {
 		return max(lim, 1)
 	}
@@ -156,6 +153,13 @@ type Writer struct {
 	lse []float32 // top-k scratch
 	lp  []float32 // top-k log-probability scratch (Config.TopKLogProbs)
 	cnt []int32   // sample-count scratch (Config.Samples)
+
+	// Sampled caches (ragged columns): the pending rows' entry counts,
+	// and scratch.
+	rowLen           []int32
+	ent              []sampledEntry
+	dist, tmpI, tmpC []int32
+	tmpF             []float32
 }
 
 // countWriter counts bytes and hides any Close method of the underlying
@@ -277,10 +281,12 @@ func (w *Writer) Write(b *Batch) error {
 
 // appendRows appends rows [r0, r1) of b to the pending buffers.
 func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
-	if derive {
+	P, k := w.cfg.positions(), w.cfg.TopK
+	var idx, cnt []int32
+	var val, lse []float32
+	if k > 0 && derive {
 		// One top-k per score vector: m rows of P positions each.
-		P := w.cfg.positions()
-		k, c, m := w.cfg.TopK, w.cfg.Classes, (r1-r0)*P
+		c, m := w.cfg.Classes, (r1-r0)*P
 		p0 := r0 * P
 		w.idx = slices.Grow(w.idx[:0], m*k)[:m*k]
 		w.val = slices.Grow(w.val[:0], m*k)[:m*k]
@@ -298,18 +304,15 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 				w.lse[r] = TopK(w.idx[r*k:(r+1)*k], w.val[r*k:(r+1)*k], b.Logits[(p0+r)*c:(p0+r+1)*c])
 			}
 		}
-		for i, col := range w.cols {
-			switch col.role {
-			case roleTopKIndex:
-				w.pend[i] = appendInts(w.pend[i], col.kind, w.idx)
-			case roleTopKLogit:
-				w.pend[i] = appendFloats(w.pend[i], col.kind, w.topKStored(w.val, w.lse))
-			case roleLogSumExp:
-				w.pend[i] = appendFloats(w.pend[i], col.kind, w.lse)
-			case roleSampleCount:
-				w.pend[i] = appendInts(w.pend[i], col.kind, w.cnt)
-			}
+		idx, val, lse, cnt = w.idx, w.val, w.lse, w.cnt
+	} else if k > 0 {
+		idx, val, lse = b.TopKIndex[r0*P*k:r1*P*k], b.TopKLogit[r0*P*k:r1*P*k], b.LogSumExp[r0*P:r1*P]
+		if w.cfg.Samples > 0 {
+			cnt = b.SampleCount[r0*P*k : r1*P*k]
 		}
+	}
+	if w.cfg.Samples > 0 {
+		w.appendSampled(r1-r0, idx, w.topKStored(val, lse), cnt)
 	}
 	for i, col := range w.cols {
 		v := col.values()
@@ -319,22 +322,15 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 		case roleLabel:
 			w.pend[i] = append(w.pend[i], arrow.Int64Traits.CastToBytes(b.Labels[r0*v:r1*v])...)
 		case roleTopKIndex:
-			if !derive {
-				w.pend[i] = appendInts(w.pend[i], col.kind, b.TopKIndex[r0*v:r1*v])
+			if !col.ragged {
+				w.pend[i] = appendInts(w.pend[i], col.kind, idx)
 			}
 		case roleTopKLogit:
-			if !derive {
-				P := w.cfg.positions()
-				w.pend[i] = appendFloats(w.pend[i], col.kind, w.topKStored(b.TopKLogit[r0*v:r1*v], b.LogSumExp[r0*P:r1*P]))
+			if !col.ragged {
+				w.pend[i] = appendFloats(w.pend[i], col.kind, w.topKStored(val, lse))
 			}
 		case roleLogSumExp:
-			if !derive {
-				w.pend[i] = appendFloats(w.pend[i], col.kind, b.LogSumExp[r0*v:r1*v])
-			}
-		case roleSampleCount:
-			if !derive {
-				w.pend[i] = appendInts(w.pend[i], col.kind, b.SampleCount[r0*v:r1*v])
-			}
+			w.pend[i] = appendFloats(w.pend[i], col.kind, lse)
 		case roleLogits:
 			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Logits[r0*v:r1*v])
 		case roleHidden:
@@ -343,6 +339,62 @@ func (w *Writer) appendRows(b *Batch, r0, r1 int, derive bool) {
 			w.pend[i] = appendFloats(w.pend[i], col.kind, b.Inputs[col.key][r0*v:r1*v])
 		}
 	}
+}
+
+// appendSampled appends n rows of a sampled cache, given as Batch slots
+// (k per position: ids, stored scores and counts, count 0 for padding), to
+// the ragged columns: per position, the slots with a count, by ascending
+// id, and their number to sample_distinct; w.rowLen gets each row's
+// number of entries.
+func (w *Writer) appendSampled(n int, idx []int32, stored []float32, cnt []int32) {
+	P, k := w.cfg.positions(), w.cfg.TopK
+	var pi, pv, pc, pd int
+	var kd colKind
+	for i, col := range w.cols {
+		switch col.role {
+		case roleTopKIndex:
+			pi = i
+		case roleTopKLogit:
+			pv, kd = i, col.kind
+		case roleSampleCount:
+			pc = i
+		case roleSampleDistinct:
+			pd = i
+		}
+	}
+	w.ent, w.dist = w.ent[:0], w.dist[:0]
+	for r := range n {
+		total := 0
+		for t := range P {
+			q := r*P + t
+			e0 := len(w.ent)
+			for j := q * k; j < (q+1)*k; j++ {
+				if cnt[j] > 0 {
+					w.ent = append(w.ent, sampledEntry{idx[j], stored[j], cnt[j]})
+				}
+			}
+			e := w.ent[e0:]
+			slices.SortFunc(e, func(a, b sampledEntry) int { return int(a.id - b.id) })
+			w.dist = append(w.dist, int32(len(e)))
+			total += len(e)
+		}
+		w.rowLen = append(w.rowLen, int32(total))
+	}
+	w.pend[pd] = appendInts(w.pend[pd], w.cols[pd].kind, w.dist)
+	w.tmpI, w.tmpF, w.tmpC = w.tmpI[:0], w.tmpF[:0], w.tmpC[:0]
+	for _, e := range w.ent {
+		w.tmpI, w.tmpF, w.tmpC = append(w.tmpI, e.id), append(w.tmpF, e.val), append(w.tmpC, e.cnt)
+	}
+	w.pend[pi] = appendInts(w.pend[pi], w.cols[pi].kind, w.tmpI)
+	w.pend[pv] = appendFloats(w.pend[pv], kd, w.tmpF)
+	w.pend[pc] = appendInts(w.pend[pc], w.cols[pc].kind, w.tmpC)
+}
+
+// sampledEntry is one drawn id of a sampled cache position.
+type sampledEntry struct {
+	id  int32
+	val float32
+	cnt int32
 }
 
 // topKStored returns the top-k scores as stored: vals itself, or with
@@ -407,7 +459,15 @@ func (w *Writer) flush() (err error) {
 	for i, col := range w.cols {
 		buf := memory.NewBufferBytes(w.pend[i])
 		var data arrow.ArrayData
-		if col.width == 0 {
+		if col.ragged {
+			offs := make([]int32, w.n+1)
+			for r, l := range w.rowLen {
+				offs[r+1] = offs[r] + l
+			}
+			child := array.NewData(col.kind.arrow(), int(offs[w.n]), []*memory.Buffer{nil, buf}, nil, 0, 0)
+			data = array.NewData(col.arrowType(), w.n, []*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(offs))}, []arrow.ArrayData{child}, 0, 0)
+			child.Release()
+		} else if col.width == 0 {
 			data = array.NewData(col.kind.arrow(), w.n, []*memory.Buffer{nil, buf}, nil, 0, 0)
 		} else {
 			child := array.NewData(col.kind.arrow(), w.n*col.width, []*memory.Buffer{nil, buf}, nil, 0, 0)
@@ -434,6 +494,7 @@ func (w *Writer) flush() (err error) {
 	for i := range w.pend {
 		w.pend[i] = w.pend[i][:0]
 	}
+	w.rowLen = w.rowLen[:0]
 	return nil
 }
 

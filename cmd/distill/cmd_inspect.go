@@ -159,11 +159,15 @@ func writeInspectText(out io.Writer, rep *formats.Summary) error {
 	fmt.Fprintf(w, "cache\t%s\n", strings.Join(rep.Paths, " "))
 	fmt.Fprintf(w, "rows\t%d\n", rep.Rows)
 	fmt.Fprintf(w, "parts\t%d %s files, %d batches of up to %d rows\n", rep.Parts, s.Format, rep.Batches, s.RowsPerBatch)
-	fmt.Fprintf(w, "on disk\t%s in part files (%d bytes), %.1f bytes/sample; values uncompressed %d bytes/sample\n",
-		human.Bytes(rep.Bytes), rep.Bytes, rep.BytesPerSample, rep.RawBytesPerSample)
+	most := ""
+	if s.Samples > 0 {
+		most = "at most " // the lists hold only the drawn ids
+	}
+	fmt.Fprintf(w, "on disk\t%s in part files (%d bytes), %.1f bytes/sample; values uncompressed %s%d bytes/sample\n",
+		human.Bytes(rep.Bytes), rep.Bytes, rep.BytesPerSample, most, rep.RawBytesPerSample)
 	if rep.Positions > 0 {
-		fmt.Fprintf(w, "per token\t%d tokens per row, %.1f bytes/token on disk, %.1f uncompressed\n",
-			rep.Positions, rep.BytesPerToken, float64(rep.RawBytesPerSample)/float64(rep.Positions))
+		fmt.Fprintf(w, "per token\t%d tokens per row, %.1f bytes/token on disk, %s%.1f uncompressed\n",
+			rep.Positions, rep.BytesPerToken, most, float64(rep.RawBytesPerSample)/float64(rep.Positions))
 	}
 	fmt.Fprintln(w)
 
