@@ -143,49 +143,6 @@ func (b *Batch) check(cfg Config) (deriveTopK bool, err error) {
 	return deriveTopK, nil
 }
 
-// TopK writes the k largest values of logits (one row of C scores) in
-// descending order to val and their class ids to idx (len(idx) == len(val)
-// == k), ties broken by the lower class id, and returns
-// log Σ_c exp(logits_c) computed stably as m + log Σ_c exp(logits_c − m),
-// m = max_c logits_c. NaN scores sort last. It panics if k > len(logits).
-func TopK(idx []int32, val []float32, logits []float32) (logSumExp float32) {
-	k := len(idx)
-	if len(val) != k || k > len(logits) {
-		panic("formats: TopK: bad slice lengths")
-	}
-	// Insertion into a sorted window of size k: O(C·k), fine for k ≪ C.
-	// Strict > keeps the lower class id first among equal scores.
-	n := 0
-	for c, x := range logits {
-		if x != x { // NaN: placed after all numbers, below
-			continue
-		}
-		if n == k {
-			if !(x > val[k-1]) {
-				continue
-			}
-			n--
-		}
-		j := n
-		for j > 0 && x > val[j-1] {
-			val[j], idx[j] = val[j-1], idx[j-1]
-			j--
-		}
-		val[j], idx[j] = x, int32(c)
-		n++
-	}
-	for c, x := range logits {
-		if n == k {
-			break
-		}
-		if x != x {
-			val[n], idx[n] = x, int32(c)
-			n++
-		}
-	}
-	return logSumExp32(logits)
-}
-
 // LogSumExp returns log Σ exp(x_i), computed stably in float64 as
 // m + log Σ exp(x_i − m), m = max_i x_i: −Inf for an empty x or all −Inf,
 // +Inf with a +Inf value, NaN with a NaN.
@@ -270,27 +227,6 @@ func Sample(idx []int32, val []float32, cnt []int32, logits []float32, draws int
 		}
 	}
 	return logSumExp32(logits)
-}
-
-// logSumExp32 returns log Σ exp(x_i) in float64 arithmetic.
-func logSumExp32(x []float32) float32 {
-	m := float32(math.Inf(-1))
-	for _, v := range x {
-		if v > m {
-			m = v
-		} else if v != v {
-			return v // NaN
-		}
-	}
-	if math.IsInf(float64(m), 0) {
-		return m // all -Inf, or a +Inf score
-	}
-	var s float64
-	mf := float64(m)
-	for _, v := range x {
-		s += math.Exp(float64(v) - mf)
-	}
-	return float32(mf + math.Log(s))
 }
 
 // Clone returns a deep copy of b, for callers of the streaming iterators
