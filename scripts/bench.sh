@@ -509,8 +509,10 @@ seq_ratio=$(bval ratio "$sline")
   echo "| | tokens/s |"
   echo "|---|---|"
   echo "| bare onnxruntime loop | $(f "$(bval bare_tokens/s "$sline")") |"
+  echo "| bare loop on the graph extract runs (TopK, ReduceLogSumExp, ReduceMin appended; k+3 values fetched) | $(f "$(bval bare_topk_tokens/s "$sline")") |"
   echo "| distill extract | $(f "$(bval extract_tokens/s "$sline")") |"
   echo "| **ratio extract / bare** | **$(f "$seq_ratio" 3)** |"
+  echo "| ceiling: bare loop on extract's graph / bare | $(f "$(bval topk_ceiling "$sline")" 3) |"
   echo
   echo "Per-token targets, 200 windows of 256 tokens, Parquet zstd (\`-bench SeqTargetStorage\`): bytes per"
   echo "token; for the sparse forms the error of the tail mass 1 − Σ exp(t_j − lse) against the dense teacher,"
