@@ -104,7 +104,7 @@ func (p *plan) newSession(rt *Runtime, m *Model, fetch []string, quiet bool) (*S
 	if err != nil {
 		return nil, err
 	}
-	return rt.NewSession(data, names, fetched, SessionOptions{Threads: p.o.Threads, Provider: p.o.Provider, quiet: quiet})
+	return rt.NewSession(data, names, fetched, SessionOptions{Threads: p.o.intraOpThreads(), Provider: p.o.Provider, quiet: quiet})
 }
 
 // mapInputs pairs each model input with a dataset column and fixes the

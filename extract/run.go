@@ -5,7 +5,9 @@ package extract
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 
@@ -50,6 +52,7 @@ type plan struct {
 
 // job is one teacher batch travelling through the pipeline.
 type job struct {
+	seq    int // position in the reader's order
 	rows   []int64
 	labels []int64
 	inputs [][]float32 // per model input, preprocessed
@@ -120,29 +123,38 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 	// boundary; kill stops every stage at once (an error).
 	kill, abort := context.WithCancel(context.Background())
 	defer abort()
-	jobs := make(chan *job, 2)
-	results := make(chan *job, 2)
-	var wg sync.WaitGroup
-	wg.Add(2)
+	// o.Streams runners take batches in turn and run the teacher on them
+	// at once; the writer puts their results back in order (job.seq).
+	jobs := make(chan *job, o.Streams+1)
+	results := make(chan *job, o.Streams+1)
+	var wg, runners sync.WaitGroup
+	wg.Add(1)
 	go func() { // reader: dataset rows → preprocessed batches
 		defer wg.Done()
 		defer close(jobs)
 		p.read(ctx, kill, start, hi, jobs)
 	}()
-	go func() { // runner: batches → teacher outputs
-		defer wg.Done()
-		defer close(results)
-		for j := range jobs {
-			if j.err == nil {
-				j.outs, j.err = p.infer(j)
+	for range o.Streams {
+		runners.Add(1)
+		go func() { // runner: batches → teacher outputs
+			defer runners.Done()
+			for j := range jobs {
+				if j.err == nil {
+					j.outs, j.err = p.infer(j)
+				}
+				select {
+				case results <- j:
+				case <-kill.Done():
+					return
+				}
 			}
-			select {
-			case results <- j:
-			case <-kill.Done():
-				return
-			}
-		}
+		}()
+	}
+	go func() {
+		runners.Wait()
+		close(results)
 	}()
+	inOrder := reorder(results)
 	// writer (this goroutine): teacher outputs → part files
 	var firstErr error
 	var part *formats.PartWriter
@@ -155,7 +167,7 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 			part = nil
 		}
 	}
-	for j := range results {
+	for j := range inOrder {
 		if firstErr != nil {
 			continue
 		}
@@ -193,6 +205,7 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 		}
 	}
 	wg.Wait()
+	runners.Wait()
 	if firstErr != nil {
 		return res, firstErr
 	}
@@ -212,6 +225,34 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
+// reorder yields the jobs received on in by increasing seq, starting at
+// 0, holding the early ones back (at most the runners' count plus the
+// channels' capacity); when in closes with a gap (the reader or a runner
+// stopped early), it yields what can be yielded in order and the rest in
+// seq order, so the writer sees every error.
+func reorder(in <-chan *job) func(func(*job) bool) {
+	return func(yield func(*job) bool) {
+		held := map[int]*job{}
+		next := 0
+		for j := range in {
+			held[j.seq] = j
+			for held[next] != nil {
+				j := held[next]
+				delete(held, next)
+				next++
+				if !yield(j) {
+					return
+				}
+			}
+		}
+		for _, seq := range slices.Sorted(maps.Keys(held)) {
+			if !yield(held[seq]) {
+				return
+			}
+		}
+	}
+}
+
 // shardRows returns the rows [lo, hi) shard i of n handles: contiguous and
 // deterministic, the same for every run over the same dataset.
 func shardRows(rows int64, i, n int) (lo, hi int64) {
@@ -224,6 +265,7 @@ func shardRows(rows int64, i, n int) (lo, hi int64) {
 func (p *plan) read(ctx, kill context.Context, start, end int64, out chan<- *job) {
 	o := p.o
 	var b dataset.Batch
+	seq := 0
 	for ps := start; ps < end; ps += int64(o.PartRows) {
 		if ctx.Err() != nil {
 			return // stop between parts
@@ -231,7 +273,8 @@ func (p *plan) read(ctx, kill context.Context, start, end int64, out chan<- *job
 		pe := min(ps+int64(o.PartRows), end)
 		for r := ps; r < pe; r += int64(o.Batch) {
 			n := int(min(int64(o.Batch), pe-r))
-			j := &job{last: r+int64(n) >= pe}
+			j := &job{seq: seq, last: r+int64(n) >= pe}
+			seq++
 			if err := p.ds.Read(int(r), n, &b); err != nil {
 				j.err = fmt.Errorf("reading %s rows %d..%d: %w", o.Data, r, r+int64(n), err)
 			} else if b.Len() != n {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +166,43 @@ func TestSecondRunLocked(t *testing.T) {
 	res, err := rt.Run(context.Background(), o)
 	if err != nil || res.Skipped != 64 || res.Rows != 0 {
 		t.Fatalf("resume after the first run finished: %+v, %v", res, err)
+	}
+}
+
+// TestStreamsKeepOrder runs a tiny teacher over 22 batches in 8 parts with
+// three streams (three runs in flight at once, finishing in any order)
+// and with one: the caches hold the same rows in the same parts in the
+// same order with the same scores and hidden states.
+func TestStreamsKeepOrder(t *testing.T) {
+	rt := requireRuntime(t)
+	run := func(streams int) (formats.Manifest, *formats.Batch) {
+		o := tinyOpts(t, "mlp_logits.onnx")
+		o.PartRows, o.Batch, o.Threads, o.Streams, o.Hidden = 8, 3, streams, streams, []string{"h"}
+		if _, err := rt.Run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		m, err := formats.ReadManifest(o.Out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, readJoined(t, o.Out)
+	}
+	m1, one := run(1)
+	m3, three := run(3)
+	if len(m1.Parts) != 8 || len(m3.Parts) != len(m1.Parts) {
+		t.Fatalf("%d and %d parts, want 8", len(m1.Parts), len(m3.Parts))
+	}
+	for i := range m1.Parts {
+		if m1.Parts[i].Rows != m3.Parts[i].Rows || m1.Parts[i].FirstRow != m3.Parts[i].FirstRow {
+			t.Errorf("part %d: %+v with one stream, %+v with three", i, m1.Parts[i], m3.Parts[i])
+		}
+	}
+	if !slices.Equal(one.Rows, three.Rows) || !slices.Equal(one.Logits, three.Logits) || !slices.Equal(one.Hidden["h"], three.Hidden["h"]) {
+		t.Errorf("three streams cached other rows or values: rows %v, want %v", three.Rows, one.Rows)
+	}
+	for i, r := range one.Rows {
+		if r != int64(i) {
+			t.Fatalf("row %d is %d", i, r)
+		}
 	}
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/distill-ml/distill/extract"
@@ -95,7 +97,8 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.KeepInput, "keep-input", false, "also cache the model inputs (after preprocessing), so training needs no dataset")
 	fs.StringVar(&o.Format, "format", "parquet", "part file format: parquet (zstd) or arrow (IPC)")
 	fs.StringVar(&o.Compression, "compression", "", "compression: zstd, lz4 (arrow only) or none (default: zstd for parquet, none for arrow)")
-	fs.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("onnxruntime intra-op threads, 0 (all cores) to %d", maxThreads()))
+	fs.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("threads for the teacher, 0 (all cores) to %d", maxThreads()))
+	fs.IntVar(&o.Streams, "streams", 0, fmt.Sprintf("teacher runs in flight at once on consecutive batches, sharing the threads; 0 = min(threads, %d) on the cpu provider, 1 on others (each holds a batch in memory; 1 runs one batch at a time on all threads)", extract.MaxAutoStreams))
 	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider: cpu, cuda, tensorrt or coreml")
 	fs.StringVar(&o.shard, "shard", "", "process shard I of N (I/N, 0-based)")
 	fs.IntVar(&o.shardCount, "shard-count", 0, "shard count N (up to 99999) when the index comes from JOB_COMPLETION_INDEX")
@@ -178,6 +181,12 @@ func (o *extractOptions) validate() error {
 	}
 	if err := checkThreads(o.Threads); err != nil {
 		return err
+	}
+	if err := checkRange("--streams", o.Streams, 0, maxThreads()); err != nil {
+		return err
+	}
+	if t := cmp.Or(o.Threads, runtime.NumCPU()); o.Streams > t {
+		return usageError("--streams %d is more than the %d threads (--threads): each stream runs on at least one", o.Streams, t)
 	}
 	switch o.Dtype {
 	case "f32", "f16":
