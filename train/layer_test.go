@@ -89,6 +89,8 @@ func layerCases() []layerCase {
 		}
 	}
 	cases = append(cases,
+		layerCase{name: "RMSNorm", make: func() Layer { return NewRMSNorm("norm", 6) }},
+		layerCase{name: "RoPE", make: func() Layer { return NewRoPE(3, 2, 4, RoPETheta) }},
 		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
 		layerCase{name: "Standardize", make: func() Layer {
 			s := NewStandardize(4)
