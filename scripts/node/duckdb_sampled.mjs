@@ -17,21 +17,15 @@
 //
 // Exit status: 0 ok, 1 query failed, 2 usage, 3 packages missing.
 
-import path from 'node:path';
-import { load } from './resolve.mjs';
+import { openParts } from './resolve.mjs';
 
 const [dir, T] = [process.argv[2], Number(process.argv[3])];
 if (!dir || !(T > 0) || process.argv.length !== 4) {
   console.error('usage: node duckdb_sampled.mjs CACHE_DIR T');
   process.exit(2);
 }
-const { DuckDBInstance } = load('@duckdb/node-api');
-const src = `read_parquet('${path.join(dir, '*.parquet').replaceAll("'", "''")}')`;
-const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
-const conn = await instance.connect();
 try {
-  const query = async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJson();
-  const [{ v: version }] = await query('SELECT version() AS v');
+  const { src, query, version } = await openParts(dir);
   const [res] = await query(`
     WITH pos AS (
       SELECT label[t] AS y, sample_distinct[t] AS d,

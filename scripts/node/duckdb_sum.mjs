@@ -19,9 +19,8 @@
 //
 // Exit status: 0 ok, 1 query failed, 2 usage, 3 packages missing.
 
-import path from 'node:path';
 import fs from 'node:fs';
-import { load } from './resolve.mjs';
+import { openParts } from './resolve.mjs';
 
 const dir = process.argv[2];
 if (!dir || process.argv.length !== 3) {
@@ -34,19 +33,12 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-const { DuckDBInstance } = load('@duckdb/node-api');
-
-const sqlString = (s) => `'${s.replaceAll("'", "''")}'`;
 const ident = (s) => `"${s.replaceAll('"', '""')}"`;
 
-const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
-const conn = await instance.connect();
+let db;
 try {
-  // All values come back through getRowObjectsJson: BIGINT as a decimal
-  // string, DOUBLE as a number.
-  const query = async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJson();
-  const src = `read_parquet(${sqlString(path.join(dir, '*.parquet'))})`;
-  const [{ v: version }] = await query('SELECT version() AS v');
+  db = await openParts(dir);
+  const { src, query, version } = db;
   const described = await query(`DESCRIBE SELECT * FROM ${src}`);
   const exprs = ['count(*) AS "rows"'];
   described.forEach(({ column_name: name, column_type: type }, i) => {
@@ -83,6 +75,5 @@ try {
   console.error(`duckdb_sum: ${dir}: ${err.message}`);
   process.exitCode = 1;
 } finally {
-  conn.closeSync();
-  instance.closeSync();
+  db?.close();
 }

@@ -28,3 +28,22 @@ export function load(name) {
     process.exit(3);
   }
 }
+
+// openParts opens an in-memory DuckDB (@duckdb/node-api, one thread) over
+// the Parquet parts DIR/*.parquet and returns src (the read_parquet(...)
+// table expression), query (SQL → rows as JSON objects: BIGINT as a
+// decimal string, DOUBLE as a number), DuckDB's version and close. The
+// caller handles query errors.
+export async function openParts(dir) {
+  const { DuckDBInstance } = load('@duckdb/node-api');
+  const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+  const conn = await instance.connect();
+  const query = async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJson();
+  const src = `read_parquet('${path.join(dir, '*.parquet').replaceAll("'", "''")}')`;
+  const [{ v: version }] = await query('SELECT version() AS v');
+  const close = () => {
+    conn.closeSync();
+    instance.closeSync();
+  };
+  return { src, query, version, close };
+}
