@@ -91,6 +91,10 @@ func layerCases() []layerCase {
 	cases = append(cases,
 		layerCase{name: "RMSNorm", make: func() Layer { return NewRMSNorm("norm", 6) }},
 		layerCase{name: "RoPE", make: func() Layer { return NewRoPE(3, 2, 4, RoPETheta) }},
+		// One causal sequence of 3 (the masked half of the scores
+		// included), 4 query heads on 2 KV heads, rotated.
+		layerCase{name: "Attention", make: func() Layer { return NewAttention(3, 4, 2, 4, NewRoPE(3, 4, 4, RoPETheta)) }},
+		layerCase{name: "Attention/MHA-noRoPE", make: func() Layer { return NewAttention(3, 2, 2, 3, nil) }},
 		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
 		layerCase{name: "Standardize", make: func() Layer {
 			s := NewStandardize(4)

@@ -76,14 +76,23 @@ func (r *RoPE) Backward(dx, dy Mat) {
 
 // rotate writes x rotated by sign·a to dst.
 func (r *RoPE) rotate(dst, x Mat, sign float32) {
-	h, w := r.HeadDim/2, r.InSize()
-	for row := range x.Rows {
+	w := r.InSize()
+	r.rotateBlock(dst.Data, x.Data, x.Rows, w, r.Heads, sign)
+}
+
+// rotateBlock rotates, in rows of stride values, the first heads·HeadDim
+// values of each row of x (the row's position is its index mod T) by
+// sign·a into dst; dst may be x. Attention uses it on the q and k blocks
+// of its fused rows.
+func (r *RoPE) rotateBlock(dst, x []float32, rows, stride, heads int, sign float32) {
+	h := r.HeadDim / 2
+	for row := range rows {
 		p := row % r.T
 		cs, sn := r.cos[p*h:(p+1)*h], r.sin[p*h:(p+1)*h]
-		for hd := range r.Heads {
-			o := row*w + hd*r.HeadDim
-			a, b := x.Data[o:o+h], x.Data[o+h:o+2*h]
-			ya, yb := dst.Data[o:o+h], dst.Data[o+h:o+2*h]
+		for hd := range heads {
+			o := row*stride + hd*r.HeadDim
+			a, b := x[o:o+h], x[o+h:o+2*h]
+			ya, yb := dst[o:o+h], dst[o+h:o+2*h]
 			for i := range h {
 				c, s := cs[i], sign*sn[i]
 				u, v := a[i], b[i]

@@ -1,0 +1,162 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"gonum.org/v1/gonum/blas"
+)
+
+// Attention is causal multi-head self-attention with grouped-query KV
+// heads and rotary positions (Hugging Face's LlamaAttention between its
+// projections). An input row is one token of a sequence of T (sequences
+// follow each other) holding, as a fused q/k/v projection gives them,
+//
+//	[ q: Heads·HeadDim | k: KVHeads·HeadDim | v: KVHeads·HeadDim ]
+//
+// and its output row is the context, Heads·HeadDim values (o_proj's
+// input). Query head h reads KV head h / (Heads/KVHeads) (repeat_kv). With
+// q̃, k̃ the rotated queries and keys (RoPE; none when RoPE is nil), for
+// each sequence and head:
+//
+//	S = q̃ k̃ᵀ / √HeadDim,  P_ts = softmax_{s ≤ t}(S_t·)  (0 for s > t)
+//	O = P v
+//
+// Backward (softmax Jacobian, per row t):
+//
+//	dv = Pᵀ dO,  dP = dO vᵀ,  dS_ts = P_ts·(dP_ts − Σ_s' P_ts' dP_ts')
+//	dq̃ = dS k̃ / √HeadDim,  dk̃ = dSᵀ q̃ / √HeadDim
+//
+// and dq, dk rotate dq̃, dk̃ back. dv and dk sum over the query heads of a
+// group. Every product goes through sgemm; the masked half of S is
+// computed and discarded. P of the last Forward stays readable (Probs) for
+// attention distillation.
+type Attention struct {
+	T, Heads, KVHeads, HeadDim int
+	RoPE                       *RoPE
+
+	xr     []float32 // the input with q and k rotated
+	p      []float32 // [sequences][Heads][T][T]
+	dp     []float32 // T×T scratch
+	rows   int
+}
+
+// NewAttention returns causal attention over sequences of T tokens with
+// heads query heads and kvHeads key/value heads (heads a multiple of
+// kvHeads) of headDim values, rotated by rope when not nil (its T,
+// HeadDim must match).
+func NewAttention(T, heads, kvHeads, headDim int, rope *RoPE) *Attention {
+	if T < 1 || headDim < 1 || kvHeads < 1 || heads < kvHeads || heads%kvHeads != 0 ||
+		(rope != nil && (rope.T != T || rope.HeadDim != headDim)) {
+		panic(fmt.Sprintf("train: Attention: T %d, %d heads, %d KV heads of %d, RoPE %+v", T, heads, kvHeads, headDim, rope))
+	}
+	return &Attention{T: T, Heads: heads, KVHeads: kvHeads, HeadDim: headDim, RoPE: rope}
+}
+
+func (a *Attention) InSize() int      { return (a.Heads + 2*a.KVHeads) * a.HeadDim }
+func (a *Attention) OutSize() int     { return a.Heads * a.HeadDim }
+func (a *Attention) Params() []*Param { return nil }
+
+// Probs returns the attention probabilities of the last Forward,
+// [sequence][head][t][s], zero for s > t. The slice is reused.
+func (a *Attention) Probs() []float32 { return a.p }
+
+// Forward computes dst = attention(x); dst must not be x.
+func (a *Attention) Forward(dst, x Mat) {
+	checkShapes("Attention", dst, x, a.InSize(), a.OutSize())
+	if x.Rows%a.T != 0 {
+		panic(fmt.Sprintf("train: Attention: %d rows are not whole sequences of %d", x.Rows, a.T))
+	}
+	T, hd, W, Wo := a.T, a.HeadDim, a.InSize(), a.OutSize()
+	a.rows = x.Rows
+	a.xr = grow(a.xr, x.Rows*W)
+	copy(a.xr, x.Data[:x.Rows*W])
+	if a.RoPE != nil {
+		a.RoPE.rotateBlock(a.xr, a.xr, x.Rows, W, a.Heads, 1)
+		a.RoPE.rotateBlock(a.xr[a.Heads*hd:], a.xr[a.Heads*hd:], x.Rows, W, a.KVHeads, 1)
+	}
+	seqs := x.Rows / T
+	a.p = grow(a.p, seqs*a.Heads*T*T)
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	group := a.Heads / a.KVHeads
+	for b := range seqs {
+		base := b * T * W
+		for h := range a.Heads {
+			g := h / group
+			q := a.xr[base+h*hd:]
+			k := a.xr[base+(a.Heads+g)*hd:]
+			v := a.xr[base+(a.Heads+a.KVHeads+g)*hd:]
+			p := a.p[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
+			sgemm(blas.NoTrans, blas.Trans, T, T, hd, scale, q, W, k, W, 0, p, T)
+			for t := range T {
+				row := p[t*T : (t+1)*T]
+				softmaxInPlace(row[:t+1])
+				clear(row[t+1:])
+			}
+			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, 1, p, T, v, W, 0, dst.Data[b*T*Wo+h*hd:], Wo)
+		}
+	}
+}
+
+// Backward computes dx from dy (Attention has no parameters; with
+// dx.Data nil it does nothing).
+func (a *Attention) Backward(dx, dy Mat) {
+	if dx.Data == nil {
+		return
+	}
+	if dy.Rows != a.rows || dy.Cols != a.OutSize() || dx.Rows != a.rows || dx.Cols != a.InSize() {
+		panic("train: Attention: Backward shapes do not match Forward")
+	}
+	T, hd, W, Wo := a.T, a.HeadDim, a.InSize(), a.OutSize()
+	clear(dx.Data[:a.rows*W])
+	a.dp = grow(a.dp, T*T)
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	group := a.Heads / a.KVHeads
+	for b := range a.rows / T {
+		base := b * T * W
+		for h := range a.Heads {
+			g := h / group
+			q, k, v := a.xr[base+h*hd:], a.xr[base+(a.Heads+g)*hd:], a.xr[base+(a.Heads+a.KVHeads+g)*hd:]
+			dq, dk, dv := dx.Data[base+h*hd:], dx.Data[base+(a.Heads+g)*hd:], dx.Data[base+(a.Heads+a.KVHeads+g)*hd:]
+			do := dy.Data[b*T*Wo+h*hd:]
+			p := a.p[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
+			sgemm(blas.Trans, blas.NoTrans, T, hd, T, 1, p, T, do, Wo, 1, dv, W)
+			sgemm(blas.NoTrans, blas.Trans, T, T, hd, 1, do, Wo, v, W, 0, a.dp, T)
+			for t := range T { // dS in place of dP
+				pr, dr := p[t*T:t*T+t+1], a.dp[t*T:(t+1)*T]
+				var s float64
+				for j, pv := range pr {
+					s += float64(pv) * float64(dr[j])
+				}
+				for j, pv := range pr {
+					dr[j] = pv * (dr[j] - float32(s))
+				}
+				clear(dr[t+1:])
+			}
+			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, scale, a.dp, T, k, W, 0, dq, W)
+			sgemm(blas.Trans, blas.NoTrans, T, hd, T, scale, a.dp, T, q, W, 1, dk, W)
+		}
+	}
+	if a.RoPE != nil {
+		a.RoPE.rotateBlock(dx.Data, dx.Data, a.rows, W, a.Heads, -1)
+		a.RoPE.rotateBlock(dx.Data[a.Heads*hd:], dx.Data[a.Heads*hd:], a.rows, W, a.KVHeads, -1)
+	}
+}
+
+// softmaxInPlace replaces x by softmax(x), computed as exp(x − max) / Σ.
+func softmaxInPlace(x []float32) {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	var s float64
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - m)))
+		x[i] = e
+		s += float64(e)
+	}
+	inv := float32(1 / s)
+	for i := range x {
+		x[i] *= inv
+	}
+}
