@@ -35,10 +35,10 @@ type Attention struct {
 	T, Heads, KVHeads, HeadDim int
 	RoPE                       *RoPE
 
-	xr     []float32 // the input with q and k rotated
-	p      []float32 // [sequences][Heads][T][T]
-	dp     []float32 // T×T scratch
-	rows   int
+	xr   []float32 // the input with q and k rotated
+	p    []float32 // [sequences][Heads][T][T]
+	dp   []float32 // T×T scratch
+	rows int
 }
 
 // NewAttention returns causal attention over sequences of T tokens with
