@@ -83,3 +83,21 @@ func TestAttentionReference(t *testing.T) {
 		}
 	}
 }
+
+// TestSwiGLUForward checks SwiGLU against LlamaMLP's act_fn(gate)·up in
+// float64, act_fn = SiLU: g/(1 + e^−g)·u.
+func TestSwiGLUForward(t *testing.T) {
+	const d, n = 7, 3
+	l := NewSwiGLU(d)
+	x := randMat(rand.New(rand.NewPCG(1, 2)), n, 2*d, 3)
+	y := Mat{Rows: n, Cols: d, Data: make([]float32, n*d)}
+	l.Forward(y, x)
+	for r := range n {
+		for j := range d {
+			g, u := float64(x.Data[r*2*d+j]), float64(x.Data[r*2*d+d+j])
+			if want := g / (1 + math.Exp(-g)) * u; math.Abs(float64(y.Data[r*d+j])-want) > 1e-5*math.Max(1, math.Abs(want)) {
+				t.Fatalf("row %d dim %d: %v, want %v", r, j, y.Data[r*d+j], want)
+			}
+		}
+	}
+}
