@@ -1,0 +1,255 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"gonum.org/v1/gonum/blas"
+)
+
+// TransformerConfig describes a decoder-only, Llama-style transformer.
+type TransformerConfig struct {
+	Vocab, Dim, Layers int
+	Heads, KVHeads     int // query and key/value heads; Dim a multiple of Heads, Heads of KVHeads
+	FFN                int // SwiGLU hidden size
+	T                  int // tokens per sequence (RoPE positions)
+	RoPETheta          float64
+	Untied             bool // a separate lm_head; by default the classifier is the embedding
+}
+
+// HeadDim is Dim / Heads.
+func (c TransformerConfig) HeadDim() int { return c.Dim / c.Heads }
+
+func (c TransformerConfig) check() error {
+	if c.Vocab < 2 || c.Dim < 1 || c.Layers < 1 || c.Heads < 1 || c.KVHeads < 1 || c.FFN < 1 || c.T < 1 ||
+		c.Dim%c.Heads != 0 || c.Heads%c.KVHeads != 0 || c.HeadDim()%2 != 0 {
+		return fmt.Errorf("train: transformer %+v: want vocab ≥ 2, dim a multiple of heads with an even head size, heads a multiple of KV heads, all ≥ 1", c)
+	}
+	return nil
+}
+
+// Transformer is a Llama-style decoder (Hugging Face's LlamaForCausalLM)
+// with its parameters under Hugging Face's names:
+//
+//	h⁰ = E[ids]                                          model.embed_tokens.weight [V, D]
+//	for each layer l:                                    model.layers.l.
+//	  a = RMSNorm(hˡ)                                    input_layernorm.weight
+//	  [q|k|v] = a·[W_q; W_k; W_v]ᵀ                       self_attn.{q,k,v}_proj.weight
+//	  m̃ = hˡ + Attention([q|k|v])·W_oᵀ                  self_attn.o_proj.weight
+//	  hˡ⁺¹ = m̃ + SwiGLU(RMSNorm(m̃)·[W_g; W_u]ᵀ)·W_dᵀ  post_attention_layernorm, mlp.{gate,up,down}_proj
+//	logits = RMSNorm(hᴸ)·Eᵀ                              model.norm.weight; lm_head.weight [V, D] when Untied
+//
+// No biases. Backward runs the same steps in reverse, each product's
+// gradients through sgemm next to the forward's (dX = dY·W, dW = dYᵀ·X);
+// the tied embedding sums its classifier and lookup gradients.
+type Transformer struct {
+	Cfg    TransformerConfig
+	Embed  *Param
+	Head   *Param // == Embed unless Cfg.Untied
+	Norm   *RMSNorm
+	Blocks []*Block
+
+	ids              []int32
+	rows             int
+	hs               []Mat // residual stream entering each block, and after the last
+	hn, dh, dhn, tmp Mat
+}
+
+// Block is one transformer layer.
+type Block struct {
+	AttnNorm, MLPNorm  *RMSNorm
+	Wq, Wk, Wv, Wo     *Param
+	Wg, Wu, Wd         *Param
+	Attn               *Attention
+	GLU                *SwiGLU
+	a, qkv, ctx, mid   Mat
+	m, gu, s           Mat
+	dqkv, dctx, dgu    Mat
+	ds, dmid, da, dtmp Mat
+}
+
+// NewTransformer returns a transformer of cfg with unassigned parameters
+// (NewParams(t.Params()...) then Init).
+func NewTransformer(cfg TransformerConfig) (*Transformer, error) {
+	if cfg.RoPETheta == 0 {
+		cfg.RoPETheta = RoPETheta
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	D, hd, V, F := cfg.Dim, cfg.HeadDim(), cfg.Vocab, cfg.FFN
+	t := &Transformer{Cfg: cfg, Embed: &Param{Name: "model.embed_tokens.weight", Shape: []int{V, D}}, Norm: NewRMSNorm("model.norm", D)}
+	t.Head = t.Embed
+	if cfg.Untied {
+		t.Head = &Param{Name: "lm_head.weight", Shape: []int{V, D}}
+	}
+	rope := NewRoPE(cfg.T, cfg.Heads, hd, cfg.RoPETheta)
+	w := func(name string, out, in int) *Param { return &Param{Name: name, Shape: []int{out, in}} }
+	for l := range cfg.Layers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		t.Blocks = append(t.Blocks, &Block{
+			AttnNorm: NewRMSNorm(p+"input_layernorm", D), MLPNorm: NewRMSNorm(p+"post_attention_layernorm", D),
+			Wq: w(p+"self_attn.q_proj.weight", cfg.Heads*hd, D), Wk: w(p+"self_attn.k_proj.weight", cfg.KVHeads*hd, D),
+			Wv: w(p+"self_attn.v_proj.weight", cfg.KVHeads*hd, D), Wo: w(p+"self_attn.o_proj.weight", D, cfg.Heads*hd),
+			Wg: w(p+"mlp.gate_proj.weight", F, D), Wu: w(p+"mlp.up_proj.weight", F, D), Wd: w(p+"mlp.down_proj.weight", D, F),
+			Attn: NewAttention(cfg.T, cfg.Heads, cfg.KVHeads, hd, rope), GLU: NewSwiGLU(F),
+		})
+	}
+	return t, nil
+}
+
+// Params lists every parameter once, in Hugging Face's state_dict order.
+func (t *Transformer) Params() []*Param {
+	ps := []*Param{t.Embed}
+	for _, b := range t.Blocks {
+		ps = append(ps, b.AttnNorm.Gamma, b.Wq, b.Wk, b.Wv, b.Wo, b.MLPNorm.Gamma, b.Wg, b.Wu, b.Wd)
+	}
+	ps = append(ps, t.Norm.Gamma)
+	if t.Cfg.Untied {
+		ps = append(ps, t.Head)
+	}
+	return ps
+}
+
+// Init draws every weight from N(0, 0.02²) (GPT-2's and Llama's
+// initializer_range), the residual output projections o_proj and
+// down_proj from N(0, (0.02/√(2·Layers))²) (GPT-2's scaling, so the
+// residual stream's variance does not grow with depth), and sets the
+// norms' gains to 1.
+func (t *Transformer) Init(rng *rand.Rand) {
+	normal := func(p *Param, std float64) {
+		for i := range p.Data {
+			p.Data[i] = float32(rng.NormFloat64() * std)
+		}
+	}
+	const std = 0.02
+	res := std / math.Sqrt(2*float64(t.Cfg.Layers))
+	normal(t.Embed, std)
+	if t.Cfg.Untied {
+		normal(t.Head, std)
+	}
+	for _, b := range t.Blocks {
+		b.AttnNorm.Init()
+		b.MLPNorm.Init()
+		for _, p := range []*Param{b.Wq, b.Wk, b.Wv, b.Wg, b.Wu} {
+			normal(p, std)
+		}
+		normal(b.Wo, res)
+		normal(b.Wd, res)
+	}
+	t.Norm.Init()
+}
+
+// mat returns m resized to rows×cols, reusing its storage.
+func mat(m Mat, rows, cols int) Mat {
+	return Mat{Rows: rows, Cols: cols, Data: grow(m.Data, rows*cols)}
+}
+
+// Forward computes the logits [len(ids), Vocab] of whole sequences of T
+// token ids into dst and keeps what Backward needs.
+func (t *Transformer) Forward(dst Mat, ids []int32) {
+	c := t.Cfg
+	if len(ids)%c.T != 0 || dst.Rows != len(ids) || dst.Cols != c.Vocab || len(dst.Data) < len(ids)*c.Vocab {
+		panic(fmt.Sprintf("train: Transformer: %d ids (sequences of %d) → %d×%d logits", len(ids), c.T, dst.Rows, dst.Cols))
+	}
+	n, D, hd, F := len(ids), c.Dim, c.HeadDim(), c.FFN
+	qw, kw := c.Heads*hd, c.KVHeads*hd
+	W := qw + 2*kw
+	t.ids, t.rows = ids, n
+	if len(t.hs) != c.Layers+1 {
+		t.hs = make([]Mat, c.Layers+1)
+	}
+	for i := range t.hs {
+		t.hs[i] = mat(t.hs[i], n, D)
+	}
+	for r, id := range ids {
+		if id < 0 || int(id) >= c.Vocab {
+			panic(fmt.Sprintf("train: Transformer: token id %d out of range [0, %d)", id, c.Vocab))
+		}
+		copy(t.hs[0].Data[r*D:(r+1)*D], t.Embed.Data[int(id)*D:(int(id)+1)*D])
+	}
+	for l, b := range t.Blocks {
+		h := t.hs[l]
+		b.a, b.qkv, b.ctx, b.mid = mat(b.a, n, D), mat(b.qkv, n, W), mat(b.ctx, n, qw), mat(b.mid, n, D)
+		b.m, b.gu, b.s = mat(b.m, n, D), mat(b.gu, n, 2*F), mat(b.s, n, F)
+		b.AttnNorm.Forward(b.a, h)
+		sgemm(blas.NoTrans, blas.Trans, n, qw, D, 1, b.a.Data, D, b.Wq.Data, D, 0, b.qkv.Data, W)
+		sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wk.Data, D, 0, b.qkv.Data[qw:], W)
+		sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wv.Data, D, 0, b.qkv.Data[qw+kw:], W)
+		b.Attn.Forward(b.ctx, b.qkv)
+		copy(b.mid.Data, h.Data[:n*D])
+		sgemm(blas.NoTrans, blas.Trans, n, D, qw, 1, b.ctx.Data, qw, b.Wo.Data, qw, 1, b.mid.Data, D)
+		b.MLPNorm.Forward(b.m, b.mid)
+		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wg.Data, D, 0, b.gu.Data, 2*F)
+		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wu.Data, D, 0, b.gu.Data[F:], 2*F)
+		b.GLU.Forward(b.s, b.gu)
+		out := t.hs[l+1]
+		copy(out.Data, b.mid.Data[:n*D])
+		sgemm(blas.NoTrans, blas.Trans, n, D, F, 1, b.s.Data, F, b.Wd.Data, F, 1, out.Data, D)
+	}
+	t.hn = mat(t.hn, n, D)
+	t.Norm.Forward(t.hn, t.hs[c.Layers])
+	sgemm(blas.NoTrans, blas.Trans, n, c.Vocab, D, 1, t.hn.Data, D, t.Head.Data, D, 0, dst.Data, c.Vocab)
+}
+
+// Backward computes every parameter's gradient (overwriting Grad) from
+// dlogits, the loss gradient of the logits of the last Forward.
+func (t *Transformer) Backward(dlogits Mat) {
+	c := t.Cfg
+	n, D, hd, F, V := t.rows, c.Dim, c.HeadDim(), c.FFN, c.Vocab
+	if dlogits.Rows != n || dlogits.Cols != V {
+		panic("train: Transformer: Backward shapes do not match Forward")
+	}
+	qw, kw := c.Heads*hd, c.KVHeads*hd
+	W := qw + 2*kw
+	t.dhn, t.dh, t.tmp = mat(t.dhn, n, D), mat(t.dh, n, D), mat(t.tmp, n, D)
+	// logits = hn·Headᵀ
+	sgemm(blas.NoTrans, blas.NoTrans, n, D, V, 1, dlogits.Data, V, t.Head.Data, D, 0, t.dhn.Data, D)
+	sgemm(blas.Trans, blas.NoTrans, V, D, n, 1, dlogits.Data, V, t.hn.Data, D, 0, t.Head.Grad, D)
+	t.Norm.Backward(t.dh, t.dhn)
+	for l := c.Layers - 1; l >= 0; l-- {
+		b := t.Blocks[l]
+		b.ds, b.dgu, b.dmid = mat(b.ds, n, F), mat(b.dgu, n, 2*F), mat(b.dmid, n, D)
+		b.dctx, b.dqkv, b.da, b.dtmp = mat(b.dctx, n, qw), mat(b.dqkv, n, W), mat(b.da, n, D), mat(b.dtmp, n, D)
+		dh := t.dh
+		// out = mid + s·W_dᵀ
+		sgemm(blas.NoTrans, blas.NoTrans, n, F, D, 1, dh.Data, D, b.Wd.Data, F, 0, b.ds.Data, F)
+		sgemm(blas.Trans, blas.NoTrans, D, F, n, 1, dh.Data, D, b.s.Data, F, 0, b.Wd.Grad, F)
+		b.GLU.Backward(b.dgu, b.ds)
+		// gu = m·[W_g; W_u]ᵀ
+		sgemm(blas.NoTrans, blas.NoTrans, n, D, F, 1, b.dgu.Data, 2*F, b.Wg.Data, D, 0, b.da.Data, D)
+		sgemm(blas.NoTrans, blas.NoTrans, n, D, F, 1, b.dgu.Data[F:], 2*F, b.Wu.Data, D, 1, b.da.Data, D)
+		sgemm(blas.Trans, blas.NoTrans, F, D, n, 1, b.dgu.Data, 2*F, b.m.Data, D, 0, b.Wg.Grad, D)
+		sgemm(blas.Trans, blas.NoTrans, F, D, n, 1, b.dgu.Data[F:], 2*F, b.m.Data, D, 0, b.Wu.Grad, D)
+		b.MLPNorm.Backward(b.dtmp, b.da)
+		for i := range b.dmid.Data {
+			b.dmid.Data[i] = dh.Data[i] + b.dtmp.Data[i]
+		}
+		// mid = h + ctx·W_oᵀ
+		sgemm(blas.NoTrans, blas.NoTrans, n, qw, D, 1, b.dmid.Data, D, b.Wo.Data, qw, 0, b.dctx.Data, qw)
+		sgemm(blas.Trans, blas.NoTrans, D, qw, n, 1, b.dmid.Data, D, b.ctx.Data, qw, 0, b.Wo.Grad, qw)
+		b.Attn.Backward(b.dqkv, b.dctx)
+		// [q|k|v] = a·[W_q; W_k; W_v]ᵀ
+		sgemm(blas.NoTrans, blas.NoTrans, n, D, qw, 1, b.dqkv.Data, W, b.Wq.Data, D, 0, b.da.Data, D)
+		sgemm(blas.NoTrans, blas.NoTrans, n, D, kw, 1, b.dqkv.Data[qw:], W, b.Wk.Data, D, 1, b.da.Data, D)
+		sgemm(blas.NoTrans, blas.NoTrans, n, D, kw, 1, b.dqkv.Data[qw+kw:], W, b.Wv.Data, D, 1, b.da.Data, D)
+		sgemm(blas.Trans, blas.NoTrans, qw, D, n, 1, b.dqkv.Data, W, b.a.Data, D, 0, b.Wq.Grad, D)
+		sgemm(blas.Trans, blas.NoTrans, kw, D, n, 1, b.dqkv.Data[qw:], W, b.a.Data, D, 0, b.Wk.Grad, D)
+		sgemm(blas.Trans, blas.NoTrans, kw, D, n, 1, b.dqkv.Data[qw+kw:], W, b.a.Data, D, 0, b.Wv.Grad, D)
+		b.AttnNorm.Backward(b.dtmp, b.da)
+		for i := range dh.Data {
+			dh.Data[i] = b.dmid.Data[i] + b.dtmp.Data[i]
+		}
+	}
+	// h⁰ = E[ids]: the lookup's gradient, added to the classifier's when tied.
+	if c.Untied {
+		clear(t.Embed.Grad)
+	}
+	for r, id := range t.ids {
+		g := t.Embed.Grad[int(id)*D : (int(id)+1)*D]
+		for j, v := range t.dh.Data[r*D : (r+1)*D] {
+			g[j] += v
+		}
+	}
+}
