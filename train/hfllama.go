@@ -1,0 +1,115 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// HFLlamaConfig is the part of a Hugging Face LlamaForCausalLM
+// config.json that a Transformer has.
+type HFLlamaConfig struct {
+	Architectures []string `json:"architectures"`
+	HiddenSize    int      `json:"hidden_size"`
+	Intermediate  int      `json:"intermediate_size"`
+	Layers        int      `json:"num_hidden_layers"`
+	Heads         int      `json:"num_attention_heads"`
+	KVHeads       int      `json:"num_key_value_heads"`
+	HeadDim       int      `json:"head_dim"`
+	Vocab         int      `json:"vocab_size"`
+	MaxPositions  int      `json:"max_position_embeddings"`
+	RMSNormEps    float64  `json:"rms_norm_eps"`
+	RoPETheta     float64  `json:"rope_theta"`
+	RoPEScaling   any      `json:"rope_scaling"`
+	HiddenAct     string   `json:"hidden_act"`
+	AttentionBias bool     `json:"attention_bias"`
+	MLPBias       bool     `json:"mlp_bias"`
+	TieEmbeddings *bool    `json:"tie_word_embeddings"`
+}
+
+// ParseHFLlamaConfig reads a Llama config.json and returns the
+// Transformer configuration it describes for sequences of T tokens. It
+// refuses what a Transformer does not compute, naming the key: biases,
+// RoPE scaling, an activation other than SiLU, another RMSNorm ε, a head
+// size other than hidden_size / num_attention_heads, T beyond
+// max_position_embeddings.
+func ParseHFLlamaConfig(data []byte, T int) (TransformerConfig, error) {
+	var c HFLlamaConfig
+	if err := json.Unmarshal(data, &c); err != nil {
+		return TransformerConfig{}, fmt.Errorf("train: config.json: %w", err)
+	}
+	bad := func(format string, args ...any) (TransformerConfig, error) {
+		return TransformerConfig{}, fmt.Errorf("train: config.json: %s", fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(c.Architectures) > 0 && !slices.Contains(c.Architectures, "LlamaForCausalLM"):
+		return bad("architectures %v: want LlamaForCausalLM", c.Architectures)
+	case c.AttentionBias || c.MLPBias:
+		return bad("attention_bias or mlp_bias set: distill's transformer has no biases")
+	case c.RoPEScaling != nil:
+		return bad("rope_scaling %v: not supported", c.RoPEScaling)
+	case c.HiddenAct != "" && c.HiddenAct != "silu":
+		return bad("hidden_act %q: want silu (SwiGLU)", c.HiddenAct)
+	case c.RMSNormEps != 0 && c.RMSNormEps != RMSNormEps:
+		return bad("rms_norm_eps %g: distill's RMSNorm uses %g", c.RMSNormEps, RMSNormEps)
+	case c.Heads < 1 || c.HiddenSize%c.Heads != 0 || (c.HeadDim != 0 && c.HeadDim != c.HiddenSize/c.Heads):
+		return bad("head_dim %d with hidden_size %d and %d heads: want hidden_size / num_attention_heads", c.HeadDim, c.HiddenSize, c.Heads)
+	case c.MaxPositions > 0 && T > c.MaxPositions:
+		return bad("%d tokens per sequence, beyond max_position_embeddings %d", T, c.MaxPositions)
+	}
+	kv := c.KVHeads
+	if kv == 0 {
+		kv = c.Heads
+	}
+	theta := c.RoPETheta
+	if theta == 0 {
+		theta = RoPETheta
+	}
+	cfg := TransformerConfig{Vocab: c.Vocab, Dim: c.HiddenSize, Layers: c.Layers, Heads: c.Heads, KVHeads: kv, FFN: c.Intermediate, T: T,
+		RoPETheta: theta, Untied: c.TieEmbeddings != nil && !*c.TieEmbeddings}
+	if err := cfg.check(); err != nil {
+		return TransformerConfig{}, err
+	}
+	return cfg, nil
+}
+
+// SetTensors copies tensors (as ReadSafetensors gives them) into the
+// parameters of the same Hugging Face names, checking shapes. Every
+// parameter must be given; a tied model ignores lm_head.weight when it
+// equals the embedding (some exporters write both). Other tensors are an
+// error naming them.
+func (t *Transformer) SetTensors(tensors []*Param) error {
+	byName := map[string]*Param{}
+	for _, p := range tensors {
+		byName[p.Name] = p
+	}
+	var missing []string
+	for _, p := range t.Params() {
+		src, ok := byName[p.Name]
+		if !ok {
+			missing = append(missing, p.Name)
+			continue
+		}
+		if !slices.Equal(src.Shape, p.Shape) {
+			return fmt.Errorf("train: tensor %s has shape %v, the model's is %v", p.Name, src.Shape, p.Shape)
+		}
+		copy(p.Data, src.Data)
+		delete(byName, p.Name)
+	}
+	if h, ok := byName["lm_head.weight"]; ok && !t.Cfg.Untied && slices.Equal(h.Data, t.Embed.Data) {
+		delete(byName, "lm_head.weight")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("train: %d tensors missing: %s", len(missing), strings.Join(missing, ", "))
+	}
+	if len(byName) > 0 {
+		extra := make([]string, 0, len(byName))
+		for n := range byName {
+			extra = append(extra, n)
+		}
+		slices.Sort(extra)
+		return fmt.Errorf("train: tensors the model does not have: %s", strings.Join(extra, ", "))
+	}
+	return nil
+}

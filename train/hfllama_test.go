@@ -1,0 +1,124 @@
+package train
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distill-ml/distill/formats/tokenizer"
+	"github.com/distill-ml/distill/internal/sharedtest"
+)
+
+// storiesGreedy is llama2.c test_all.py's expected output of greedy
+// decoding stories260K for 200 tokens from BOS (as in
+// formats/tokenizer's test).
+const storiesGreedy = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. " +
+	"One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, " +
+	`"Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with ` +
+	`your ball, but I can't find it."` + "\nLily was sad and didn't know what to do. She said, \"I'm sorry, Lily. " +
+	"I didn't know what to do.\"\nLily didn't want to help her mom, so she"
+
+// TestTransformerStories260K loads the real stories260K teacher in the
+// Hugging Face layout (../shared/teachers/seq/stories260K-hf: config.json,
+// model.safetensors; q/k rows ordered for rotate_half) into a Transformer
+// and runs the golden greedy sequence (BOS + 200 tokens) through it in one
+// pass: at every position the argmax of the logits must be the next
+// golden token, which is what greedy decoding reproducing the golden text
+// means. The seq README's negative control (adjacent-pair RoPE on these
+// rows) agrees at 41 % of positions, so the check sees the RoPE
+// convention, the grouped-query mapping, SwiGLU and RMSNorm.
+func TestTransformerStories260K(t *testing.T) {
+	dir := sharedtest.Dir(t, "teachers", "seq")
+	tok, _, err := tokenizer.Load(filepath.Join(dir, "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tok.Encode(storiesGreedy, true)
+	if err != nil || len(ids) != 201 {
+		t.Fatalf("golden text: %d ids, %v", len(ids), err)
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "stories260K-hf", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseHFLlamaConfig(js, len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Dim != 64 || cfg.Layers != 5 || cfg.Heads != 8 || cfg.KVHeads != 4 || cfg.FFN != 172 || cfg.Vocab != 512 || cfg.Untied {
+		t.Fatalf("config %+v", cfg)
+	}
+	m, err := NewTransformer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	NewParams(m.Params()...)
+	st, err := os.ReadFile(filepath.Join(dir, "stories260K-hf", "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tensors, _, err := ReadSafetensors(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetTensors(tensors); err != nil {
+		t.Fatal(err)
+	}
+	in := make([]int32, len(ids))
+	for i, id := range ids {
+		in[i] = int32(id)
+	}
+	logits := Mat{Rows: len(in), Cols: 512, Data: make([]float32, len(in)*512)}
+	m.Forward(logits, in)
+	var nll float64
+	for p := 0; p+1 < len(in); p++ {
+		row := logits.Data[p*512 : (p+1)*512]
+		best := 0
+		for c, v := range row {
+			if v > row[best] {
+				best = c
+			}
+		}
+		if best != int(in[p+1]) {
+			t.Fatalf("position %d: argmax %d, the golden next token is %d", p, best, in[p+1])
+		}
+		nll += logSumExp64(row) - float64(row[in[p+1]])
+	}
+	t.Logf("200/200 greedy tokens reproduced; NLL of the greedy text %.4f nats/token", nll/200)
+
+	// Refusals name the key.
+	for _, tc := range []struct{ edit, want string }{
+		{`"rope_scaling": {"type": "linear", "factor": 2}`, "rope_scaling"},
+		{`"attention_bias": true`, "bias"},
+		{`"hidden_act": "gelu"`, "hidden_act"},
+	} {
+		key := strings.SplitN(tc.edit, ":", 2)[0]
+		i := strings.Index(string(js), key)
+		j := i + strings.IndexAny(string(js[i:]), ",\n")
+		edited := string(js[:i]) + tc.edit + string(js[j:])
+		if _, err := ParseHFLlamaConfig([]byte(edited), 8); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", tc.edit, err)
+		}
+	}
+	if _, err := ParseHFLlamaConfig(js, 513); err == nil || !strings.Contains(err.Error(), "max_position_embeddings") {
+		t.Errorf("T 513: %v", err)
+	}
+	tensors[3].Shape = []int{1, 2}
+	if err := m.SetTensors(tensors); err == nil || !strings.Contains(err.Error(), "shape") {
+		t.Errorf("wrong shape: %v", err)
+	}
+}
+
+func logSumExp64(x []float32) float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = math.Max(m, float64(v))
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(s)
+}
