@@ -15,6 +15,12 @@ type Targets struct {
 	TopKIndex []int32   // [n, k] class ids of the k largest teacher scores
 	TopKLogit []float32 // [n, k] those scores
 	LogSumExp []float32 // [n] log Σ_c exp(t_c) over all C teacher scores (temperature 1)
+	// SampleCount, for a sampled cache, holds the draws of each top-k
+	// slot (formats.Batch: the drawn ids, then count-0 padding), drawn
+	// from softmax(t/SampleTemperature); KD then uses the Sparse Logit
+	// Sampling estimate of the teacher's distribution (see KD).
+	SampleCount       []int32 // [n, k]
+	SampleTemperature float64 // τ of the draws; 0 means 1
 }
 
 // KD is the distillation loss of a student's logits s against the teacher's
@@ -60,6 +66,25 @@ type Targets struct {
 // bucket's tempered mass by at most that ratio; for T < 1 it takes the
 // lower end. Since LSE is stored as float32, p_rest is known only to about
 // 1e-7 absolute, which T > 1 amplifies (p_rest ∝ R^{1/T}).
+//
+// # Sampled teachers
+//
+// A sampled cache (Anshumann et al. 2025, "Sparse Logit Sampling:
+// Accelerating Knowledge Distillation in LLMs", ACL, Random Sampling KD)
+// holds, per row, S draws from the proposal softmax(t/τ): the drawn ids
+// c, their counts n_c and their scores t_c. KD replaces p by the
+// importance-weighted estimate over the drawn ids
+//
+//	p̂_c = w_c / Σ_c' w_c',  w_c = n_c·exp(t_c·(1/T − 1/τ))   (p̂_c = 0 if not drawn)
+//
+// and takes KL(p̂ ‖ q) with the gradient α·T·(q_c − p̂_c) (p̂ sums to 1).
+// When T = τ, w_c = n_c and p̂_c = n_c/S with E[n_c/S] = softmax(t/T)_c
+// = p_c: the estimate is unbiased, and so is the gradient, which is
+// linear in p̂ (the paper's result). For T ≠ τ the exact weights
+// p_c/q_c = exp(t_c·(1/T − 1/τ))·Z_τ/Z_T need the proposal's normalizer
+// Z_τ, which the cache does not hold; normalizing the weights over the
+// draws (self-normalized importance sampling) is consistent, with a bias
+// of order 1/S. So draw at the temperature you train at.
 //
 // A KD holds scratch space; it is not safe for concurrent use.
 type KD struct {
@@ -159,6 +184,10 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 	if a > 0 {
 		if t.TopK == 0 {
 			kl = klFull(p, t.Logits[r*C:(r+1)*C], s, ms, logZs, invT)
+		} else if t.SampleCount != nil {
+			if kl, err = k.klSampled(p, s, r, t, ms, logZs, invT); err != nil {
+				return 0, 0, err
+			}
 		} else {
 			kl, restFactor, err = k.klTopK(p, q, s, r, t, ms, logZs, invT)
 			if err != nil {
@@ -173,7 +202,7 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 	for c := range grad[:C] {
 		var g float64
 		if a > 0 {
-			if t.TopK > 0 && k.stamp[c] != k.gen {
+			if t.TopK > 0 && t.SampleCount == nil && k.stamp[c] != k.gen {
 				g = kdw * q[c] * restFactor
 			} else {
 				g = kdw * (q[c] - p[c])
@@ -208,6 +237,64 @@ func klFull(p []float64, t, s []float32, ms, logZs, invT float64) float64 {
 		}
 	}
 	return kl
+}
+
+// klSampled writes p̂ (KD, "Sampled teachers") of row r into p, zero for
+// the classes not drawn, and returns KL(p̂ ‖ q), log q_c = (s_c − ms)/T −
+// logZs.
+func (k *KD) klSampled(p []float64, s []float32, r int, t *Targets, ms, logZs, invT float64) (float64, error) {
+	C, K := len(s), t.TopK
+	idx, tl, cnt := t.TopKIndex[r*K:(r+1)*K], t.TopKLogit[r*K:(r+1)*K], t.SampleCount[r*K:(r+1)*K]
+	tau := t.SampleTemperature
+	if tau == 0 {
+		tau = 1
+	}
+	if len(k.stamp) != C {
+		k.stamp, k.gen = make([]uint32, C), 0
+	}
+	if k.gen++; k.gen == 0 {
+		clear(k.stamp)
+		k.gen = 1
+	}
+	// log w_c = log n_c + t_c·(1/T − 1/τ), normalized in log space.
+	d := invT - 1/tau
+	logW := func(j int) float64 { return math.Log(float64(cnt[j])) + float64(tl[j])*d }
+	m := math.Inf(-1)
+	for j, n := range cnt {
+		if n == 0 {
+			continue
+		}
+		c := idx[j]
+		if n < 0 || c < 0 || int(c) >= C {
+			return 0, fmt.Errorf("train: sampled slot %d: id %d, count %d (want an id in [0, %d) and a count ≥ 0)", j, c, n, C)
+		}
+		if k.stamp[c] == k.gen {
+			return 0, fmt.Errorf("train: sampled id %d in two slots of a row", c)
+		}
+		k.stamp[c] = k.gen
+		m = max(m, logW(j))
+	}
+	if math.IsInf(m, -1) {
+		return 0, fmt.Errorf("train: a sampled row has no draws")
+	}
+	var z float64
+	for j, n := range cnt {
+		if n > 0 {
+			z += math.Exp(logW(j) - m)
+		}
+	}
+	logZ := m + math.Log(z)
+	clear(p)
+	var kl float64
+	for j, n := range cnt {
+		if n > 0 {
+			c := idx[j]
+			logp := logW(j) - logZ
+			p[c] = math.Exp(logp)
+			kl += p[c] * (logp - ((float64(s[c])-ms)*invT - logZs))
+		}
+	}
+	return kl, nil
 }
 
 // klTopK writes the teacher's bucket probabilities into p (cached classes
