@@ -86,14 +86,118 @@ type Targets struct {
 // draws (self-normalized importance sampling) is consistent, with a bias
 // of order 1/S. So draw at the temperature you train at.
 //
+// # Divergences
+//
+// D is the forward KL by default. Divergence = ReverseKL takes
+// KL(q ‖ p) = Σ_u q_u·(log q_u − log p_u) (mode-seeking: the student
+// may drop teacher modes instead of covering them; MiniLLM, Gu et al.
+// 2024, https://arxiv.org/abs/2306.08543), and JSD the generalized
+// Jensen–Shannon divergence of GKD (Agarwal et al. 2024, "On-Policy
+// Distillation of Language Models", https://arxiv.org/abs/2306.13649):
+//
+//	JSD_β(p ‖ q) = β·KL(p ‖ m) + (1−β)·KL(q ‖ m),  m = β·p + (1−β)·q
+//
+// The units u are the classes, or for a top-k teacher the cached classes
+// and the rest bucket. With g_u = ∂D/∂q_u,
+//
+//	reverse KL:  g_u = log q_u − log p_u + 1
+//	JSD:         g_u = (1−β)·log(q_u/m_u)   (the p terms' derivatives cancel)
+//
+// and through q = softmax(s/T), a rest class taking its bucket's g,
+//
+//	∂D/∂s_c = (1/T)·q_c·(g_c − Σ_u q_u·g_u)
+//
+// (for the forward KL, g_u = −p_u/q_u gives (q_c − p_c)/T). Reverse KL
+// needs p_u > 0 wherever q_u > 0, so it refuses sampled targets, whose
+// estimate is 0 off the drawn ids.
+//
 // A KD holds scratch space; it is not safe for concurrent use.
 type KD struct {
 	Temperature float64 // T > 0
 	Alpha       float64 // α in [0, 1]
 
+	// Divergence is D of the KD term: ForwardKL (the default, also ""),
+	// ReverseKL or JSD with Beta (see "Divergences").
+	Divergence Divergence
+	Beta       float64 // JSD's β in (0, 1)
+
 	q, q1, p []float64 // per-class scratch: softmax(s/T), softmax(s), teacher p
+	dq       []float64 // per-class scratch: T·∂D/∂s_c (ReverseKL, JSD)
 	stamp    []uint32  // top-k membership: stamp[c] == gen for cached c
 	gen      uint32
+}
+
+// Divergence names the D of KD's α·T²·D(p ‖ q) term.
+type Divergence string
+
+// The divergences KD takes.
+const (
+	ForwardKL Divergence = "kl"         // KL(p ‖ q): mean-seeking (Hinton et al. 2015)
+	ReverseKL Divergence = "reverse-kl" // KL(q ‖ p): mode-seeking (MiniLLM, Gu et al. 2024)
+	JSD       Divergence = "jsd"        // generalized Jensen–Shannon of GKD (Agarwal et al. 2024), weight Beta
+)
+
+// divergence computes D(p ‖ q) of k.Divergence over the row's units (the
+// classes; for a top-k teacher the cached classes and the rest bucket,
+// p_rest and q_rest) and writes T·∂D/∂s_c into k.dq (see "Divergences").
+func (k *KD) divergence(q, p []float64, topK bool, pRest, qRest float64) (float64, error) {
+	C := len(q)
+	k.dq = growF64(k.dq, C)
+	cached := func(c int) bool { return !topK || k.stamp[c] == k.gen }
+	// g(p_u, q_u) = ∂D/∂q_u and the unit's term of D.
+	beta := k.Beta
+	term := func(pu, qu float64) (d, g float64) {
+		switch k.Divergence {
+		case ReverseKL:
+			if qu == 0 {
+				return 0, 0
+			}
+			return qu * (math.Log(qu) - math.Log(pu)), math.Log(qu) - math.Log(pu) + 1
+		default: // JSD
+			m := beta*pu + (1-beta)*qu
+			if m == 0 {
+				return 0, 0
+			}
+			if pu > 0 {
+				d += beta * pu * math.Log(pu/m)
+			}
+			if qu > 0 {
+				d += (1 - beta) * qu * math.Log(qu/m)
+				g = (1 - beta) * math.Log(qu/m)
+			}
+			return d, g
+		}
+	}
+	if k.Divergence != ReverseKL && k.Divergence != JSD {
+		return 0, fmt.Errorf("train: divergence %q, want %s, %s or %s", k.Divergence, ForwardKL, ReverseKL, JSD)
+	}
+	if k.Divergence == JSD && !(beta > 0 && beta < 1) {
+		return 0, fmt.Errorf("train: JSD beta %v, want 0 < β < 1", beta)
+	}
+	var D, mean float64 // mean = Σ_u q_u·g_u
+	for c := range C {
+		if cached(c) {
+			d, g := term(p[c], q[c])
+			D, mean, k.dq[c] = D+d, mean+q[c]*g, g
+		}
+	}
+	var gRest float64
+	if topK {
+		var d float64
+		d, gRest = term(pRest, qRest)
+		D, mean = D+d, mean+qRest*gRest
+	}
+	// ∂D/∂s_c = (1/T)·q_c·(g_c − Σ_u q_u g_u), g_c = g_rest for a rest
+	// class (∂q_rest/∂q_c = 1); k.dq holds T times it over T², as the
+	// loss's α·T² and the caller's kdw = α·T·scale expect.
+	for c := range C {
+		g := gRest
+		if cached(c) {
+			g = k.dq[c]
+		}
+		k.dq[c] = q[c] * (g - mean)
+	}
+	return D, nil
 }
 
 // Loss computes the mean loss over the n rows of the student logits s
@@ -181,6 +285,7 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 		ce = logZ1 - (float64(s[y]) - ms)
 	}
 	var restFactor float64 // top-k: 1 − p_rest/q_rest for rest classes
+	var pRest, qRest float64
 	if a > 0 {
 		if t.TopK == 0 {
 			kl = klFull(p, t.Logits[r*C:(r+1)*C], s, ms, logZs, invT)
@@ -189,10 +294,19 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 				return 0, 0, err
 			}
 		} else {
-			kl, restFactor, err = k.klTopK(p, q, s, r, t, ms, logZs, invT)
+			kl, restFactor, pRest, qRest, err = k.klTopK(p, q, s, r, t, ms, logZs, invT)
 			if err != nil {
 				return 0, 0, err
 			}
+		}
+	}
+	topK := t.TopK > 0 && t.SampleCount == nil
+	if a > 0 && k.Divergence == ReverseKL && t.SampleCount != nil {
+		return 0, 0, fmt.Errorf("train: reverse KL needs the teacher's probability of every class, which sampled targets estimate as 0 off the drawn ids: use the forward KL or JSD")
+	}
+	if a > 0 && k.Divergence != ForwardKL && k.Divergence != "" {
+		if kl, err = k.divergence(q, p, topK, pRest, qRest); err != nil {
+			return 0, 0, err
 		}
 	}
 	if grad == nil {
@@ -202,9 +316,12 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 	for c := range grad[:C] {
 		var g float64
 		if a > 0 {
-			if t.TopK > 0 && t.SampleCount == nil && k.stamp[c] != k.gen {
+			switch {
+			case k.Divergence != ForwardKL && k.Divergence != "":
+				g = kdw * k.dq[c]
+			case topK && k.stamp[c] != k.gen:
 				g = kdw * q[c] * restFactor
-			} else {
+			default:
 				g = kdw * (q[c] - p[c])
 			}
 		}
@@ -301,7 +418,7 @@ func (k *KD) klSampled(p []float64, s []float32, r int, t *Targets, ms, logZs, i
 // at their ids; p of rest classes is unused), marks the cached classes in
 // k.stamp, and returns the k+1-bucket KL and the rest gradient factor
 // 1 − p_rest/q_rest.
-func (k *KD) klTopK(p, q []float64, s []float32, r int, t *Targets, ms, logZs, invT float64) (kl, restFactor float64, err error) {
+func (k *KD) klTopK(p, q []float64, s []float32, r int, t *Targets, ms, logZs, invT float64) (kl, restFactor, pRest, qRest float64, err error) {
 	C, K := len(s), t.TopK
 	idx := t.TopKIndex[r*K : (r+1)*K]
 	tl := t.TopKLogit[r*K : (r+1)*K]
@@ -316,22 +433,20 @@ func (k *KD) klTopK(p, q []float64, s []float32, r int, t *Targets, ms, logZs, i
 	}
 	for _, c := range idx {
 		if c < 0 || int(c) >= C {
-			return 0, 0, fmt.Errorf("train: top-k class id %d out of range [0, %d)", c, C)
+			return 0, 0, 0, 0, fmt.Errorf("train: top-k class id %d out of range [0, %d)", c, C)
 		}
 		if k.stamp[c] == k.gen {
-			return 0, 0, fmt.Errorf("train: top-k class id %d repeated in a row", c)
+			return 0, 0, 0, 0, fmt.Errorf("train: top-k class id %d repeated in a row", c)
 		}
 		k.stamp[c] = k.gen
 	}
 	// Student rest mass, summed directly for precision when it is small.
-	var qRest float64
 	for c := range C {
 		if k.stamp[c] != k.gen {
 			qRest += q[c]
 		}
 	}
 	m := C - K
-	var pRest float64
 	if T := 1 / invT; T == 1 {
 		sum := 0.0
 		for j, c := range idx {
@@ -378,7 +493,7 @@ func (k *KD) klTopK(p, q []float64, s []float32, r int, t *Targets, ms, logZs, i
 		kl += pRest * (math.Log(pRest) - math.Log(qRest))
 		restFactor = 1 - pRest/qRest
 	}
-	return kl, restFactor, nil
+	return kl, restFactor, pRest, qRest, nil
 }
 
 // FeatureLoss is the loss of a feature-distillation pair (FitNets, Romero
