@@ -34,6 +34,10 @@ import (
 type Attention struct {
 	T, Heads, KVHeads, HeadDim int
 	RoPE                       *RoPE
+	// DProbs, when not nil, is a loss gradient on the probabilities of
+	// the last Forward (Probs' layout; attention distillation, see
+	// AttentionKL), added to dP = dO vᵀ by Backward.
+	DProbs []float32
 
 	xr   []float32 // the input with q and k rotated
 	p    []float32 // [sequences][Heads][T][T]
@@ -122,6 +126,11 @@ func (a *Attention) Backward(dx, dy Mat) {
 			p := a.p[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
 			sgemm(blas.Trans, blas.NoTrans, T, hd, T, 1, p, T, do, Wo, 1, dv, W)
 			sgemm(blas.NoTrans, blas.Trans, T, T, hd, 1, do, Wo, v, W, 0, a.dp, T)
+			if a.DProbs != nil {
+				for i, g := range a.DProbs[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T] {
+					a.dp[i] += g
+				}
+			}
 			for t := range T { // dS in place of dP
 				pr, dr := p[t*T:t*T+t+1], a.dp[t*T:(t+1)*T]
 				var s float64
