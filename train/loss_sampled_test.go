@@ -48,23 +48,7 @@ func TestKDSampledFormula(t *testing.T) {
 		var want float64
 		for r := range n {
 			srow := f64(s.Data[r*C : (r+1)*C])
-			softmax := func(x []float64, T float64) []float64 {
-				m := math.Inf(-1)
-				for _, v := range x {
-					m = math.Max(m, v/T)
-				}
-				out := make([]float64, len(x))
-				var z float64
-				for i, v := range x {
-					out[i] = math.Exp(v/T - m)
-					z += out[i]
-				}
-				for i := range out {
-					out[i] /= z
-				}
-				return out
-			}
-			q, q1 := softmax(srow, tc.T), softmax(srow, 1)
+			q, q1 := softmaxT(srow, tc.T), softmaxT(srow, 1)
 			ph := make([]float64, C)
 			var z float64
 			for j, cn := range tg.SampleCount[r*tg.TopK : (r+1)*tg.TopK] {
