@@ -113,3 +113,27 @@ func (t *Transformer) SetTensors(tensors []*Param) error {
 	}
 	return nil
 }
+
+// HFConfigJSON returns the Hugging Face config.json of the model: a
+// LlamaForCausalLM with its sizes, rms_norm_eps, rope_theta,
+// max_position_embeddings = T, tie_word_embeddings, no biases, float32;
+// bos and eos ids when ≥ 0.
+func (t *Transformer) HFConfigJSON(bos, eos int) ([]byte, error) {
+	c := t.Cfg
+	m := map[string]any{
+		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"hidden_size": c.Dim, "intermediate_size": c.FFN, "num_hidden_layers": c.Layers,
+		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "head_dim": c.HeadDim(),
+		"vocab_size": c.Vocab, "max_position_embeddings": c.T, "rms_norm_eps": RMSNormEps,
+		"rope_theta": c.RoPETheta, "rope_scaling": nil, "hidden_act": "silu",
+		"attention_bias": false, "attention_dropout": 0.0, "mlp_bias": false,
+		"initializer_range": 0.02, "tie_word_embeddings": !c.Untied, "torch_dtype": "float32",
+	}
+	if bos >= 0 {
+		m["bos_token_id"] = bos
+	}
+	if eos >= 0 {
+		m["eos_token_id"] = eos
+	}
+	return json.MarshalIndent(m, "", "  ")
+}

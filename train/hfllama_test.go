@@ -1,9 +1,11 @@
 package train
 
 import (
+	"bytes"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,6 +107,36 @@ func TestTransformerStories260K(t *testing.T) {
 	if _, err := ParseHFLlamaConfig(js, 513); err == nil || !strings.Contains(err.Error(), "max_position_embeddings") {
 		t.Errorf("T 513: %v", err)
 	}
+	// Written back in the Hugging Face layout (config.json from
+	// HFConfigJSON, the tensors by WriteSafetensors), the model reads
+	// into a new Transformer with the same logits, bit for bit.
+	var buf bytes.Buffer
+	if err := WriteSafetensors(&buf, m.Params(), nil); err != nil {
+		t.Fatal(err)
+	}
+	js2, err := m.HFConfigJSON(1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg2, err := ParseHFLlamaConfig(js2, len(ids))
+	if err != nil || cfg2 != cfg {
+		t.Fatalf("config.json round trip: %+v, %v; want %+v", cfg2, err, cfg)
+	}
+	m2, _ := NewTransformer(cfg2)
+	NewParams(m2.Params()...)
+	back, _, err := ReadSafetensors(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.SetTensors(back); err != nil {
+		t.Fatal(err)
+	}
+	logits2 := Mat{Rows: len(in), Cols: 512, Data: make([]float32, len(in)*512)}
+	m2.Forward(logits2, in)
+	if !slices.Equal(logits.Data, logits2.Data) {
+		t.Error("the written and read model gives other logits")
+	}
+
 	tensors[3].Shape = []int{1, 2}
 	if err := m.SetTensors(tensors); err == nil || !strings.Contains(err.Error(), "shape") {
 		t.Errorf("wrong shape: %v", err)
