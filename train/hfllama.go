@@ -137,3 +137,71 @@ func (t *Transformer) HFConfigJSON(bos, eos int) ([]byte, error) {
 	}
 	return json.MarshalIndent(m, "", "  ")
 }
+
+// InitFromLayers copies into t, from the tensors of a Hugging Face Llama
+// checkpoint of the same width (ReadSafetensors), the embedding, the final
+// norm, the classifier when t is untied (lm_head.weight, or the embedding
+// of a tied source), and layer layers[i] of the source into t's layer i:
+// DistilBERT's initialization (Sanh et al. 2019, which takes every other
+// layer of BERT). len(layers) must be t's layer count; an index may repeat.
+// Shapes are checked, so a source of another width, head layout or
+// vocabulary is an error naming the tensor.
+func (t *Transformer) InitFromLayers(tensors []*Param, layers []int) error {
+	if len(layers) != t.Cfg.Layers {
+		return fmt.Errorf("train: init from %d teacher layers %v into a student of %d layers: give one per student layer", len(layers), layers, t.Cfg.Layers)
+	}
+	byName := map[string]*Param{}
+	for _, p := range tensors {
+		byName[p.Name] = p
+	}
+	cp := func(dst *Param, name string) error {
+		src, ok := byName[name]
+		if !ok {
+			return fmt.Errorf("train: init: the teacher has no tensor %s", name)
+		}
+		if !slices.Equal(src.Shape, dst.Shape) {
+			return fmt.Errorf("train: init: teacher tensor %s has shape %v, the student's %s is %v", name, src.Shape, dst.Name, dst.Shape)
+		}
+		copy(dst.Data, src.Data)
+		return nil
+	}
+	if err := cp(t.Embed, t.Embed.Name); err != nil {
+		return err
+	}
+	if err := cp(t.Norm.Gamma, t.Norm.Gamma.Name); err != nil {
+		return err
+	}
+	if t.Cfg.Untied {
+		name := "lm_head.weight"
+		if _, ok := byName[name]; !ok {
+			name = t.Embed.Name
+		}
+		if err := cp(t.Head, name); err != nil {
+			return err
+		}
+	}
+	for i, l := range layers {
+		from, to := fmt.Sprintf("model.layers.%d.", l), fmt.Sprintf("model.layers.%d.", i)
+		b := t.Blocks[i]
+		for _, p := range []*Param{b.AttnNorm.Gamma, b.Wq, b.Wk, b.Wv, b.Wo, b.MLPNorm.Gamma, b.Wg, b.Wu, b.Wd} {
+			if err := cp(p, from+strings.TrimPrefix(p.Name, to)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// UniformLayerMap maps each of a student's layers to a teacher layer,
+// TinyBERT's uniform strategy (Jiao et al. 2020): student layer m
+// (1-based) learns from teacher layer m·N/M, N the teacher's layers and M
+// the student's, so the last layers correspond. It returns, for each
+// student layer, the teacher's 1-based layer (hidden_states.j holds the
+// output of teacher layer j).
+func UniformLayerMap(student, teacher int) []int {
+	m := make([]int, student)
+	for i := range m {
+		m[i] = (i + 1) * teacher / student
+	}
+	return m
+}
