@@ -39,10 +39,14 @@ type Attention struct {
 	// AttentionKL), added to dP = dO vᵀ by Backward.
 	DProbs []float32
 
-	xr   []float32 // the input with q and k rotated
-	p    []float32 // [sequences][Heads][T][T]
-	dp   []float32 // T×T scratch
-	rows int
+	xr     []float32 // the input with q and k rotated
+	p      []float32 // [sequences][Heads][T][T]
+	dp     []float32 // [sequences·KVHeads][T][T] scratch
+	rows   int
+	out    Mat // Forward's dst
+	dx, dy Mat // Backward's
+	fwd    func(lo, hi int)
+	bwd    func(lo, hi int)
 }
 
 // NewAttention returns causal attention over sequences of T tokens with
@@ -54,7 +58,9 @@ func NewAttention(T, heads, kvHeads, headDim int, rope *RoPE) *Attention {
 		(rope != nil && (rope.T != T || rope.HeadDim != headDim)) {
 		panic(fmt.Sprintf("train: Attention: T %d, %d heads, %d KV heads of %d, RoPE %+v", T, heads, kvHeads, headDim, rope))
 	}
-	return &Attention{T: T, Heads: heads, KVHeads: kvHeads, HeadDim: headDim, RoPE: rope}
+	a := &Attention{T: T, Heads: heads, KVHeads: kvHeads, HeadDim: headDim, RoPE: rope}
+	a.fwd, a.bwd = a.forwardGroups, a.backwardGroups
+	return a
 }
 
 func (a *Attention) InSize() int      { return (a.Heads + 2*a.KVHeads) * a.HeadDim }
@@ -71,7 +77,7 @@ func (a *Attention) Forward(dst, x Mat) {
 	if x.Rows%a.T != 0 {
 		panic(fmt.Sprintf("train: Attention: %d rows are not whole sequences of %d", x.Rows, a.T))
 	}
-	T, hd, W, Wo := a.T, a.HeadDim, a.InSize(), a.OutSize()
+	T, hd, W := a.T, a.HeadDim, a.InSize()
 	a.rows = x.Rows
 	a.xr = grow(a.xr, x.Rows*W)
 	copy(a.xr, x.Data[:x.Rows*W])
@@ -81,15 +87,26 @@ func (a *Attention) Forward(dst, x Mat) {
 	}
 	seqs := x.Rows / T
 	a.p = grow(a.p, seqs*a.Heads*T*T)
+	a.out = dst
+	// One task per sequence and KV group: the heads of a group share k
+	// and v, and each task writes only its own P blocks and output
+	// columns, so the result does not depend on the thread count.
+	par().run(seqs*a.KVHeads, 1, a.fwd)
+}
+
+// forwardGroups runs tasks [lo, hi) of Forward: sequence b = task / KVHeads,
+// KV group g = task mod KVHeads.
+func (a *Attention) forwardGroups(lo, hi int) {
+	T, hd, W, Wo := a.T, a.HeadDim, a.InSize(), a.OutSize()
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	group := a.Heads / a.KVHeads
-	for b := range seqs {
+	for task := lo; task < hi; task++ {
+		b, g := task/a.KVHeads, task%a.KVHeads
 		base := b * T * W
-		for h := range a.Heads {
-			g := h / group
+		k := a.xr[base+(a.Heads+g)*hd:]
+		v := a.xr[base+(a.Heads+a.KVHeads+g)*hd:]
+		for h := g * group; h < (g+1)*group; h++ {
 			q := a.xr[base+h*hd:]
-			k := a.xr[base+(a.Heads+g)*hd:]
-			v := a.xr[base+(a.Heads+a.KVHeads+g)*hd:]
 			p := a.p[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
 			sgemm(blas.NoTrans, blas.Trans, T, T, hd, scale, q, W, k, W, 0, p, T)
 			for t := range T {
@@ -97,7 +114,7 @@ func (a *Attention) Forward(dst, x Mat) {
 				softmaxInPlace(row[:t+1])
 				clear(row[t+1:])
 			}
-			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, 1, p, T, v, W, 0, dst.Data[b*T*Wo+h*hd:], Wo)
+			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, 1, p, T, v, W, 0, a.out.Data[b*T*Wo+h*hd:], Wo)
 		}
 	}
 }
@@ -111,28 +128,44 @@ func (a *Attention) Backward(dx, dy Mat) {
 	if dy.Rows != a.rows || dy.Cols != a.OutSize() || dx.Rows != a.rows || dx.Cols != a.InSize() {
 		panic("train: Attention: Backward shapes do not match Forward")
 	}
-	T, hd, W, Wo := a.T, a.HeadDim, a.InSize(), a.OutSize()
+	T, hd, W := a.T, a.HeadDim, a.InSize()
 	clear(dx.Data[:a.rows*W])
-	a.dp = grow(a.dp, T*T)
+	seqs := a.rows / T
+	a.dp = grow(a.dp, seqs*a.KVHeads*T*T)
+	a.dx, a.dy = dx, dy
+	// Per sequence and KV group, as Forward: dk and dv sum over the heads
+	// of a group, in head order, within one task.
+	par().run(seqs*a.KVHeads, 1, a.bwd)
+	if a.RoPE != nil {
+		a.RoPE.rotateBlock(dx.Data, dx.Data, a.rows, W, a.Heads, -1)
+		a.RoPE.rotateBlock(dx.Data[a.Heads*hd:], dx.Data[a.Heads*hd:], a.rows, W, a.KVHeads, -1)
+	}
+}
+
+// backwardGroups runs tasks [lo, hi) of Backward (see forwardGroups).
+func (a *Attention) backwardGroups(lo, hi int) {
+	T, hd, W, Wo := a.T, a.HeadDim, a.InSize(), a.OutSize()
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	group := a.Heads / a.KVHeads
-	for b := range a.rows / T {
+	for task := lo; task < hi; task++ {
+		b, g := task/a.KVHeads, task%a.KVHeads
 		base := b * T * W
-		for h := range a.Heads {
-			g := h / group
-			q, k, v := a.xr[base+h*hd:], a.xr[base+(a.Heads+g)*hd:], a.xr[base+(a.Heads+a.KVHeads+g)*hd:]
-			dq, dk, dv := dx.Data[base+h*hd:], dx.Data[base+(a.Heads+g)*hd:], dx.Data[base+(a.Heads+a.KVHeads+g)*hd:]
-			do := dy.Data[b*T*Wo+h*hd:]
+		dp := a.dp[task*T*T : (task+1)*T*T]
+		k, v := a.xr[base+(a.Heads+g)*hd:], a.xr[base+(a.Heads+a.KVHeads+g)*hd:]
+		dk, dv := a.dx.Data[base+(a.Heads+g)*hd:], a.dx.Data[base+(a.Heads+a.KVHeads+g)*hd:]
+		for h := g * group; h < (g+1)*group; h++ {
+			q, dq := a.xr[base+h*hd:], a.dx.Data[base+h*hd:]
+			do := a.dy.Data[b*T*Wo+h*hd:]
 			p := a.p[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
 			sgemm(blas.Trans, blas.NoTrans, T, hd, T, 1, p, T, do, Wo, 1, dv, W)
-			sgemm(blas.NoTrans, blas.Trans, T, T, hd, 1, do, Wo, v, W, 0, a.dp, T)
+			sgemm(blas.NoTrans, blas.Trans, T, T, hd, 1, do, Wo, v, W, 0, dp, T)
 			if a.DProbs != nil {
-				for i, g := range a.DProbs[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T] {
-					a.dp[i] += g
+				for i, gr := range a.DProbs[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T] {
+					dp[i] += gr
 				}
 			}
 			for t := range T { // dS in place of dP
-				pr, dr := p[t*T:t*T+t+1], a.dp[t*T:(t+1)*T]
+				pr, dr := p[t*T:t*T+t+1], dp[t*T:(t+1)*T]
 				var s float64
 				for j, pv := range pr {
 					s += float64(pv) * float64(dr[j])
@@ -142,13 +175,9 @@ func (a *Attention) Backward(dx, dy Mat) {
 				}
 				clear(dr[t+1:])
 			}
-			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, scale, a.dp, T, k, W, 0, dq, W)
-			sgemm(blas.Trans, blas.NoTrans, T, hd, T, scale, a.dp, T, q, W, 1, dk, W)
+			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, scale, dp, T, k, W, 0, dq, W)
+			sgemm(blas.Trans, blas.NoTrans, T, hd, T, scale, dp, T, q, W, 1, dk, W)
 		}
-	}
-	if a.RoPE != nil {
-		a.RoPE.rotateBlock(dx.Data, dx.Data, a.rows, W, a.Heads, -1)
-		a.RoPE.rotateBlock(dx.Data[a.Heads*hd:], dx.Data[a.Heads*hd:], a.rows, W, a.KVHeads, -1)
 	}
 }
 
