@@ -3,6 +3,8 @@ package formats
 import (
 	"math"
 	"slices"
+
+	"github.com/distill-ml/distill/internal/fastmath"
 )
 
 // TopK writes the k largest values of logits (one row of C scores) in
@@ -12,7 +14,7 @@ import (
 // m = max_c logits_c. NaN scores sort last. It panics if k > len(logits).
 //
 // For finite scores it takes three passes: the maximum and minimum; the
-// sum of exp(x − m) (exp32) with a histogram of x over [min, m]; and the
+// sum of exp(x − m) (fastmath.Exp32) with a histogram of x over [min, m]; and the
 // candidates, the scores in the histogram bins that hold the k largest
 // (a superset of the top k, ties included, since the bin of x never
 // increases with x), ranked exactly. That is O(C + k log k) where the
@@ -38,14 +40,14 @@ func TopK(idx []int32, val []float32, logits []float32) (logSumExp float32) {
 	var s0, s1 float64 // two sums: the adds overlap
 	for i := 0; i < len(logits)-1; i += 2 {
 		d0, d1 := hi-logits[i], hi-logits[i+1]
-		s0 += float64(exp32(-d0))
-		s1 += float64(exp32(-d1))
+		s0 += float64(fastmath.Exp32(-d0))
+		s1 += float64(fastmath.Exp32(-d1))
 		hist[min(int32(d0*scale), bins-1)]++
 		hist[min(int32(d1*scale), bins-1)]++
 	}
 	if len(logits)%2 == 1 {
 		d := hi - logits[len(logits)-1]
-		s0 += float64(exp32(-d))
+		s0 += float64(fastmath.Exp32(-d))
 		hist[min(int32(d*scale), bins-1)]++
 	}
 	s := s0 + s1
@@ -136,8 +138,8 @@ func topKInsert(idx []int32, val []float32, logits []float32) {
 }
 
 // logSumExp32 returns log Σ exp(x_i): for finite x, as
-// m + log Σ exp32(x_i − m) with a float64 sum; NaN with a NaN, +Inf with
-// a +Inf, and with −Inf scores the float64 math.Exp sum (exp32 takes
+// m + log Σ fastmath.Exp32(x_i − m) with a float64 sum; NaN with a NaN, +Inf with
+// a +Inf, and with −Inf scores the float64 math.Exp sum (fastmath.Exp32 takes
 // no infinities).
 func logSumExp32(x []float32) float32 {
 	_, m, nan, finite := bounds(x)
@@ -158,49 +160,19 @@ func logSumExp32(x []float32) float32 {
 	return float32(float64(m) + math.Log(sumExp32(x, m)))
 }
 
-// sumExp32 returns Σ exp32(x_i − m) in float64, in four sums so that the
+// sumExp32 returns Σ fastmath.Exp32(x_i − m) in float64, in four sums so that the
 // adds overlap.
 func sumExp32(x []float32, m float32) float64 {
 	var s0, s1, s2, s3 float64
 	i := 0
 	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(exp32(x[i] - m))
-		s1 += float64(exp32(x[i+1] - m))
-		s2 += float64(exp32(x[i+2] - m))
-		s3 += float64(exp32(x[i+3] - m))
+		s0 += float64(fastmath.Exp32(x[i] - m))
+		s1 += float64(fastmath.Exp32(x[i+1] - m))
+		s2 += float64(fastmath.Exp32(x[i+2] - m))
+		s3 += float64(fastmath.Exp32(x[i+3] - m))
 	}
 	for ; i < len(x); i++ {
-		s0 += float64(exp32(x[i] - m))
+		s0 += float64(fastmath.Exp32(x[i] - m))
 	}
 	return (s0 + s1) + (s2 + s3)
 }
-
-// exp32 returns e^x for −87.3 ≤ x ≤ 0 in float32 arithmetic, within 2
-// ulp of the correctly rounded value, and 0 below −87.3 (where e^x is
-// under 2^−126). The classic table reduction (Tang 1989, "Table-driven
-// implementation of the exponential function in IEEE floating-point
-// arithmetic", ACM TOMS 15(2)): n = round(x·32/ln 2), x = n·ln2/32 + r with
-// |r| ≤ ln2/64 (ln 2/32 in two parts, so r is exact to float32), and
-// e^x = 2^⌊n/32⌋ · 2^((n mod 32)/32) · e^r, the middle factor from a
-// 32-entry table and e^r ≈ 1 + r + r²/2 + r³/6, whose truncation error
-// r⁴/24 < 6e-10 is below float32's 6e-8. About 4× faster than float64
-// math.Exp here; a row's logsumexp stays within 2 float32 ulp of
-// max(|lse|, 1) of the float64 one (TestTopKFast).
-func exp32(x float32) float32 {
-	if !(x >= -87.33654) {
-		return 0
-	}
-	n := int32(x*46.166241308446828 - 0.5) // x·32/ln 2, rounded (x ≤ 0)
-	r := x - float32(n)*0.021659851074218750 // ln2/32, high part (exact product)
-	r -= float32(n) * 9.983182795e-07         // ln2/32 − high part
-	p := r*(r*(r*(1.0/6)+0.5)+1) + 1
-	return p * exp2Table[n&31] * math.Float32frombits(uint32(n>>5+127)<<23)
-}
-
-// exp2Table holds 2^(j/32), j = 0..31, rounded to float32.
-var exp2Table = func() (t [32]float32) {
-	for j := range t {
-		t[j] = float32(math.Exp2(float64(j) / 32))
-	}
-	return t
-}()

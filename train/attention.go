@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/distill-ml/distill/internal/fastmath"
 	"gonum.org/v1/gonum/blas"
 )
 
@@ -181,7 +182,8 @@ func (a *Attention) backwardGroups(lo, hi int) {
 	}
 }
 
-// softmaxInPlace replaces x by softmax(x), computed as exp(x − max) / Σ.
+// softmaxInPlace replaces x by softmax(x), computed as exp(x − max) / Σ
+// with fastmath.Exp32 (within 2 ulp) and a float64 sum.
 func softmaxInPlace(x []float32) {
 	m := x[0]
 	for _, v := range x[1:] {
@@ -189,7 +191,7 @@ func softmaxInPlace(x []float32) {
 	}
 	var s float64
 	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
+		e := fastmath.Exp32(v - m)
 		x[i] = e
 		s += float64(e)
 	}
