@@ -1,0 +1,346 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/atomicfile"
+)
+
+// LMEpoch is one epoch of TrainLM.
+type LMEpoch struct {
+	Epoch     int     `json:"epoch"`
+	Step      int64   `json:"step"`
+	TrainLoss float64 `json:"train_loss"` // mean per-token loss over the epoch
+	// On the validation cache, when given: the student's mean next-token
+	// NLL (nats/token) and its top-1 agreement with the teacher's most
+	// probable token.
+	ValNLL       float64 `json:"val_nll,omitempty"`
+	ValAgreement float64 `json:"val_agreement,omitempty"`
+}
+
+// LMResult is what TrainLM returns.
+type LMResult struct {
+	Model  *Transformer
+	Epochs []LMEpoch
+}
+
+// lmInput is the cached column of token ids a per-token cache keeps with
+// extract --keep-input.
+const lmInput = "input_ids"
+
+// TrainLM trains a transformer student of cfg on a per-token cache (one
+// row per window of T tokens, formats.Config.Positions): per token the
+// loss of KD (dense, top-k or sampled targets; Options.Temperature,
+// Alpha with the next-token labels), averaged over the batch's tokens,
+// AdamW (or SGD) with Options' schedule. Windows are shuffled per epoch:
+// the cache units in a random order, the windows within each unit too,
+// from Options.Seed, which also seeds the initialization (Transformer.Init
+// unless init is not nil: it then prepares the fresh model, e.g.
+// InitFromLayers). BatchSize counts windows (default 32). cfg.Vocab and
+// cfg.T may be 0 to take them from the cache. With Options.Out the model
+// is written there after every epoch in the Hugging Face layout
+// (model.safetensors and config.json, each atomically). With
+// Options.Val it reports the held-out NLL and agreement each epoch.
+//
+// Not yet: inputs read from the token dataset the cache names (extract
+// with --keep-input), resume, feature and attention distillation pairs.
+func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Options, init func(*Transformer) error) (*LMResult, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 32
+	}
+	o, err := o.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if o.Resume || len(o.Features) > 0 {
+		return nil, fmt.Errorf("train: transformer students do not resume or take feature pairs yet")
+	}
+	SetThreads(o.Threads)
+	dcfg := data.Config()
+	if err := lmData(dcfg, "cache", o.Alpha); err != nil {
+		return nil, err
+	}
+	if cfg.T == 0 {
+		cfg.T = dcfg.Positions
+	}
+	if cfg.Vocab == 0 {
+		cfg.Vocab = dcfg.Classes
+	}
+	if cfg.T != dcfg.Positions || cfg.Vocab != dcfg.Classes {
+		return nil, fmt.Errorf("train: the student takes %d tokens of a %d-token vocabulary, the cache holds windows of %d over %d", cfg.T, cfg.Vocab, dcfg.Positions, dcfg.Classes)
+	}
+	if o.Val != nil {
+		if err := lmData(o.Val.Config(), "validation cache", 1); err != nil {
+			return nil, err
+		}
+		if v := o.Val.Config(); v.Positions != cfg.T || v.Classes != cfg.Vocab || !v.HasLabel {
+			return nil, fmt.Errorf("train: the validation cache holds windows of %d over %d (labels %v); want %d over %d with labels", v.Positions, v.Classes, v.HasLabel, cfg.T, cfg.Vocab)
+		}
+	}
+	m, err := NewTransformer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ps := NewParams(m.Params()...)
+	m.Init(rand.New(rand.NewPCG(o.Seed, 0x1a)))
+	if init != nil {
+		if err := init(m); err != nil {
+			return nil, err
+		}
+	}
+	opt, err := newOptimizer(&o, ps)
+	if err != nil {
+		return nil, err
+	}
+	r := &lmRun{o: o, m: m, opt: opt, kd: KD{Temperature: o.Temperature, Alpha: o.Alpha}, T: cfg.T, V: cfg.Vocab}
+	res := &LMResult{Model: m}
+	windows := data.NumRows()
+	stepsPerEpoch := (windows + int64(o.BatchSize) - 1) / int64(o.BatchSize)
+	for e := 1; e <= o.Epochs; e++ {
+		ep, err := r.epoch(ctx, data, e, stepsPerEpoch*int64(o.Epochs))
+		if err != nil {
+			return nil, err
+		}
+		if o.Val != nil {
+			if ep.ValNLL, ep.ValAgreement, err = r.evaluate(ctx, o.Val); err != nil {
+				return nil, fmt.Errorf("train: evaluating --val: %w", err)
+			}
+		}
+		res.Epochs = append(res.Epochs, ep)
+		if o.Out != "" {
+			if err := writeHF(o.Out, m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// lmData checks that a cache can train a transformer student.
+func lmData(c formats.Config, what string, alpha float64) error {
+	if c.Positions == 0 {
+		return fmt.Errorf("train: the %s holds one score vector per row, not per token: a transformer student needs a per-token cache (a sequence teacher's)", what)
+	}
+	if !slices.ContainsFunc(c.Inputs, func(s formats.TensorSpec) bool {
+		return s.Name == lmInput && len(s.Shape) == 1 && s.Shape[0] == int64(c.Positions)
+	}) {
+		return fmt.Errorf("train: the %s has no %s%s column of %d token ids per window; extract it with --keep-input", what, formats.InputPrefix, lmInput, c.Positions)
+	}
+	if alpha < 1 && !c.HasLabel {
+		return fmt.Errorf("train: alpha %v < 1 needs the next-token labels, and the %s has none", alpha, what)
+	}
+	return nil
+}
+
+// lmRun holds a TrainLM run's model, optimizer and step buffers.
+type lmRun struct {
+	o     Options
+	m     *Transformer
+	opt   Optimizer
+	kd    KD
+	T, V  int
+	step  int64
+	ids   []int32
+	tg    Targets
+	logit Mat
+	grad  Mat
+}
+
+// reset empties the step buffers.
+func (r *lmRun) reset() {
+	r.ids = r.ids[:0]
+	t := &r.tg
+	t.Labels, t.Logits, t.TopKIndex, t.TopKLogit = t.Labels[:0], t.Logits[:0], t.TopKIndex[:0], t.TopKLogit[:0]
+	t.LogSumExp, t.SampleCount = t.LogSumExp[:0], t.SampleCount[:0] // a nil SampleCount stays nil: not a sampled cache
+}
+
+// add appends window i of b to the step buffers.
+func (r *lmRun) add(b *formats.Batch, cfg formats.Config, i int) {
+	T := r.T
+	for _, v := range b.Inputs[lmInput][i*T : (i+1)*T] {
+		r.ids = append(r.ids, int32(v))
+	}
+	if cfg.HasLabel {
+		r.tg.Labels = append(r.tg.Labels, b.Labels[i*T:(i+1)*T]...)
+	}
+	if k := cfg.TopK; k == 0 {
+		r.tg.Logits = append(r.tg.Logits, b.Logits[i*T*r.V:(i+1)*T*r.V]...)
+	} else {
+		r.tg.TopK = k
+		r.tg.TopKIndex = append(r.tg.TopKIndex, b.TopKIndex[i*T*k:(i+1)*T*k]...)
+		r.tg.TopKLogit = append(r.tg.TopKLogit, b.TopKLogit[i*T*k:(i+1)*T*k]...)
+		r.tg.LogSumExp = append(r.tg.LogSumExp, b.LogSumExp[i*T:(i+1)*T]...)
+		if cfg.Samples > 0 {
+			r.tg.SampleTemperature = cfg.SampleTemperature
+			r.tg.SampleCount = append(r.tg.SampleCount, b.SampleCount[i*T*k:(i+1)*T*k]...)
+		}
+	}
+}
+
+// forward runs the model on the buffered windows.
+func (r *lmRun) forward() Mat {
+	n := len(r.ids)
+	r.logit = Mat{Rows: n, Cols: r.V, Data: grow(r.logit.Data, n*r.V)}
+	r.m.Forward(r.logit, r.ids)
+	return r.logit
+}
+
+// train runs one optimizer step on the buffered windows and returns the
+// mean per-token loss.
+func (r *lmRun) train(total int64) (float64, error) {
+	logits := r.forward()
+	r.grad = Mat{Rows: logits.Rows, Cols: r.V, Data: grow(r.grad.Data, logits.Rows*r.V)}
+	loss, err := r.kd.Loss(r.grad, logits, &r.tg, nil)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss, fmt.Errorf("train: step %d: the loss is %v; lower the learning rate", r.step+1, loss)
+	}
+	r.m.Backward(r.grad)
+	r.opt.Step(ScheduleLR(r.o.Schedule, r.o.LR, r.step, total, r.o.Warmup))
+	r.step++
+	return loss, nil
+}
+
+// epoch runs one pass over data: units in a shuffled order, windows
+// shuffled within each unit, BatchSize windows per step.
+func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LMEpoch, error) {
+	rng := rand.New(rand.NewPCG(r.o.Seed, shuffleStream(e)))
+	cfg := data.Config()
+	var b formats.Batch
+	var lossSum float64
+	var tokens int
+	r.reset()
+	flush := func() error {
+		if len(r.ids) == 0 {
+			return nil
+		}
+		n := len(r.ids)
+		loss, err := r.train(total)
+		if err != nil {
+			return err
+		}
+		lossSum += loss * float64(n)
+		tokens += n
+		r.reset()
+		return nil
+	}
+	for _, u := range rng.Perm(data.NumBatches()) {
+		if err := ctx.Err(); err != nil {
+			return LMEpoch{}, err
+		}
+		if err := data.ReadBatch(u, &b); err != nil {
+			return LMEpoch{}, err
+		}
+		for _, i := range rng.Perm(b.Len()) {
+			r.add(&b, cfg, i)
+			if len(r.ids) == r.o.BatchSize*r.T {
+				if err := flush(); err != nil {
+					return LMEpoch{}, err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return LMEpoch{}, err
+	}
+	return LMEpoch{Epoch: e, Step: r.step, TrainLoss: lossSum / float64(max(tokens, 1))}, nil
+}
+
+// evaluate returns the model's mean next-token NLL on val's labels and
+// its top-1 agreement with the teacher's most probable token (dense:
+// argmax of the logits; sparse: the first slot, the highest score).
+func (r *lmRun) evaluate(ctx context.Context, val Source) (nll, agree float64, err error) {
+	cfg := val.Config()
+	var b formats.Batch
+	var n int
+	for u := range val.NumBatches() {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		if err := val.ReadBatch(u, &b); err != nil {
+			return 0, 0, err
+		}
+		for i := 0; i < b.Len(); i += r.o.BatchSize {
+			r.reset()
+			for w := i; w < min(i+r.o.BatchSize, b.Len()); w++ {
+				r.add(&b, cfg, w)
+			}
+			logits := r.forward()
+			for q, y := range r.tg.Labels {
+				row := logits.Data[q*r.V : (q+1)*r.V]
+				nll += logSumExp(row) - float64(row[y])
+				var teacher int
+				if cfg.TopK == 0 {
+					teacher = argmax32(r.tg.Logits[q*r.V : (q+1)*r.V])
+				} else {
+					teacher = int(r.tg.TopKIndex[q*cfg.TopK])
+				}
+				if argmax32(row) == teacher {
+					agree++
+				}
+				n++
+			}
+		}
+	}
+	return nll / float64(max(n, 1)), agree / float64(max(n, 1)), nil
+}
+
+func logSumExp(x []float32) float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = math.Max(m, float64(v))
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(s)
+}
+
+// argmax32 returns the index of the first largest value.
+func argmax32(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// writeHF writes m to dir in the Hugging Face layout: model.safetensors
+// and config.json, each atomically.
+func writeHF(dir string, m *Transformer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	js, err := m.HFConfigJSON(-1, -1)
+	if err != nil {
+		return err
+	}
+	f, err := atomicfile.Create(filepath.Join(dir, "model.safetensors"), 0o644)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := WriteSafetensors(f, m.Params(), map[string]string{"format": "pt"}); err != nil {
+		f.Abort()
+		return err
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, "config.json"), append(js, '\n'), 0o644)
+}
