@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/atomicfile"
@@ -23,6 +24,18 @@ type LMEpoch struct {
 	// probable token.
 	ValNLL       float64 `json:"val_nll,omitempty"`
 	ValAgreement float64 `json:"val_agreement,omitempty"`
+	// Not recorded: the training loop's wall time and rate.
+	Seconds      float64 `json:"-"`
+	TokensPerSec float64 `json:"-"`
+}
+
+// LMHooks customize TrainLM; nil means none.
+type LMHooks struct {
+	// Init prepares the freshly initialized model (e.g. InitFromLayers).
+	Init func(*Transformer) error
+	// OnEpoch is called after every epoch (and its checkpoint); an error
+	// stops training and is returned.
+	OnEpoch func(LMEpoch) error
 }
 
 // LMResult is what TrainLM returns.
@@ -41,9 +54,9 @@ const lmInput = "input_ids"
 // Alpha with the next-token labels), averaged over the batch's tokens,
 // AdamW (or SGD) with Options' schedule. Windows are shuffled per epoch:
 // the cache units in a random order, the windows within each unit too,
-// from Options.Seed, which also seeds the initialization (Transformer.Init
-// unless init is not nil: it then prepares the fresh model, e.g.
-// InitFromLayers). BatchSize counts windows (default 32). cfg.Vocab and
+// from Options.Seed, which also seeds the initialization (Transformer.Init,
+// then hooks.Init if set, e.g. InitFromLayers). Options.OnStep reports
+// every step (Rows and Total count windows). BatchSize counts windows (default 32). cfg.Vocab and
 // cfg.T may be 0 to take them from the cache. With Options.Out the model
 // is written there after every epoch in the Hugging Face layout
 // (model.safetensors and config.json, each atomically). With
@@ -51,7 +64,7 @@ const lmInput = "input_ids"
 //
 // Not yet: inputs read from the token dataset the cache names (extract
 // with --keep-input), resume, feature and attention distillation pairs.
-func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Options, init func(*Transformer) error) (*LMResult, error) {
+func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Options, hooks *LMHooks) (*LMResult, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -94,8 +107,11 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 	}
 	ps := NewParams(m.Params()...)
 	m.Init(rand.New(rand.NewPCG(o.Seed, 0x1a)))
-	if init != nil {
-		if err := init(m); err != nil {
+	if hooks == nil {
+		hooks = &LMHooks{}
+	}
+	if hooks.Init != nil {
+		if err := hooks.Init(m); err != nil {
 			return nil, err
 		}
 	}
@@ -103,15 +119,18 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 	if err != nil {
 		return nil, err
 	}
-	r := &lmRun{o: o, m: m, opt: opt, kd: KD{Temperature: o.Temperature, Alpha: o.Alpha}, T: cfg.T, V: cfg.Vocab}
+	r := &lmRun{o: o, m: m, opt: opt, kd: KD{Temperature: o.Temperature, Alpha: o.Alpha, Divergence: o.Divergence, Beta: o.Beta}, T: cfg.T, V: cfg.Vocab}
 	res := &LMResult{Model: m}
 	windows := data.NumRows()
 	stepsPerEpoch := (windows + int64(o.BatchSize) - 1) / int64(o.BatchSize)
 	for e := 1; e <= o.Epochs; e++ {
+		start := time.Now()
 		ep, err := r.epoch(ctx, data, e, stepsPerEpoch*int64(o.Epochs))
 		if err != nil {
 			return nil, err
 		}
+		ep.Seconds = time.Since(start).Seconds()
+		ep.TokensPerSec = float64(windows*int64(cfg.T)) / max(ep.Seconds, 1e-9)
 		if o.Val != nil {
 			if ep.ValNLL, ep.ValAgreement, err = r.evaluate(ctx, o.Val); err != nil {
 				return nil, fmt.Errorf("train: evaluating --val: %w", err)
@@ -120,6 +139,11 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 		res.Epochs = append(res.Epochs, ep)
 		if o.Out != "" {
 			if err := writeHF(o.Out, m); err != nil {
+				return nil, err
+			}
+		}
+		if hooks.OnEpoch != nil {
+			if err := hooks.OnEpoch(ep); err != nil {
 				return nil, err
 			}
 		}
@@ -222,6 +246,7 @@ func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LME
 	var b formats.Batch
 	var lossSum float64
 	var tokens int
+	var windows int64
 	r.reset()
 	flush := func() error {
 		if len(r.ids) == 0 {
@@ -234,7 +259,12 @@ func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LME
 		}
 		lossSum += loss * float64(n)
 		tokens += n
+		windows += int64(n / r.T)
 		r.reset()
+		if r.o.OnStep != nil {
+			return r.o.OnStep(Step{Epoch: e, Step: r.step, Loss: loss, Rows: windows, Total: data.NumRows(),
+				LR: ScheduleLR(r.o.Schedule, r.o.LR, r.step-1, total, r.o.Warmup)})
+		}
 		return nil
 	}
 	for _, u := range rng.Perm(data.NumBatches()) {

@@ -41,7 +41,11 @@ type Options struct {
 	Temperature float64 `json:"temperature"` // T > 0; default 1
 	// Alpha weights the KL term: L = α·T²·KL + (1−α)·CE. 0 (the zero
 	// value) trains on labels only; 1 needs no labels.
-	Alpha       float64       `json:"alpha"`
+	Alpha float64 `json:"alpha"`
+	// Divergence and Beta choose the D of the KD term (KD.Divergence);
+	// TrainLM only, for now.
+	Divergence  Divergence    `json:"divergence,omitempty"`
+	Beta        float64       `json:"beta,omitempty"`
 	Features    []FeaturePair `json:"features,omitempty"`
 	FeatureLoss FeatureLoss   `json:"feature_loss,omitempty"` // MSE (default) or Cosine
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -53,6 +55,21 @@ model.safetensors (PyTorch names: fc1.weight [out,in], fc1.bias, ln1.weight,
 ..., input_mean, input_std), config.json (architecture, options, metrics, cache
 digest, teacher sha256), metrics.jsonl and state.safetensors (optimizer state).
 
+--student transformer trains a Llama-style decoder on a per-token cache (a
+sequence teacher's, extracted with --keep-input so the windows' token ids are
+cached): --layers N blocks of width --dim with --heads query heads and
+--kv-heads key/value heads (grouped-query), RoPE, RMSNorm, a SwiGLU MLP of
+--ffn, a tied classifier (--untied for its own). The loss per token is the one
+above over the vocabulary (dense, top-k or sampled targets; --divergence kl,
+reverse-kl or jsd with --beta), with the next-token labels. --init-from DIR
+(a Hugging Face Llama directory: config.json, model.safetensors) with
+--init-layers 0,2,4 starts from its embedding, final norm and those layers
+(DistilBERT's initialization); the sizes then default to its config. After
+every epoch it reports the held-out NLL (nats/token), perplexity and top-1
+agreement on --val and writes --out in the Hugging Face layout
+(model.safetensors, config.json). Not yet for transformers: --resume,
+--feature, inputs read from the token dataset.
+
 --resume continues a stopped run from its last epoch (or starts one if --out
 holds no checkpoint yet, so a preempted job can rerun the same command); the
 options must be the same (--threads may change). With --threads 1 a resumed run is bit-identical
@@ -96,14 +113,29 @@ type trainOptions struct {
 	Input                  string
 	Resume                 bool
 	Data, ValData          string
+	// --student transformer
+	Dim, Heads, KVHeads, FFN int
+	Untied                   bool
+	Divergence               string
+	Beta                     float64
+	InitFrom, InitLayers     string
 }
 
 // AddFlags registers the flags on fs.
 func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache) (required)")
 	fs.StringVar(&o.Out, "out", "", "checkpoint directory to write, e.g. student.ckpt (required)")
-	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp")
-	fs.StringVar(&o.Layers, "layers", "", "hidden layer widths, comma-separated, e.g. 800,800 (required; \"none\" for a linear student)")
+	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp or transformer (a per-token cache)")
+	fs.StringVar(&o.Layers, "layers", "", "mlp: hidden layer widths, comma-separated, e.g. 800,800 (\"none\" for a linear student); transformer: the number of blocks")
+	fs.IntVar(&o.Dim, "dim", 0, "transformer: model width (default: --init-from's)")
+	fs.IntVar(&o.Heads, "heads", 0, "transformer: query heads, dividing --dim into an even head size (default: --init-from's)")
+	fs.IntVar(&o.KVHeads, "kv-heads", 0, "transformer: key/value heads, dividing --heads (default: --heads, or --init-from's)")
+	fs.IntVar(&o.FFN, "ffn", 0, "transformer: SwiGLU hidden size (default: --init-from's)")
+	fs.BoolVar(&o.Untied, "untied", false, "transformer: a classifier of its own instead of the embedding")
+	fs.StringVar(&o.Divergence, "divergence", "kl", "transformer: the divergence of the KD term: kl (teacher to student), reverse-kl or jsd")
+	fs.Float64Var(&o.Beta, "beta", 0.5, "transformer: JSD's beta, in (0, 1)")
+	fs.StringVar(&o.InitFrom, "init-from", "", "transformer: a Hugging Face Llama directory (config.json, model.safetensors) to start from")
+	fs.StringVar(&o.InitLayers, "init-layers", "", "transformer: the --init-from layers to copy, one per student block, e.g. 0,2,4")
 	fs.StringVar(&o.Activation, "activation", "relu", "hidden activation: relu, gelu (exact erf form) or tanh")
 	fs.Float64Var(&o.Dropout, "dropout", 0, "dropout probability after every hidden block")
 	fs.BoolVar(&o.LayerNorm, "layernorm", false, "LayerNorm in every hidden block, before the activation")
@@ -164,12 +196,32 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	if o.Out == "" {
 		return cfg, to, usageError("--out is required")
 	}
-	if o.Student != "mlp" {
-		return cfg, to, usageError("--student %q: only mlp exists", o.Student)
+	if o.Student != "mlp" && o.Student != "transformer" {
+		return cfg, to, usageError("--student %q: want mlp or transformer", o.Student)
 	}
-	hidden, err := parseLayers(o.Layers)
-	if err != nil {
-		return cfg, to, usageError("%v", err)
+	for _, f := range []struct {
+		name  string
+		v, hi int
+	}{{"--dim", o.Dim, 1 << 16}, {"--heads", o.Heads, 1 << 10}, {"--kv-heads", o.KVHeads, 1 << 10}, {"--ffn", o.FFN, 1 << 20}} {
+		if err := checkRange(f.name, f.v, 0, f.hi); err != nil {
+			return cfg, to, err
+		}
+		if f.v != 0 && o.Student != "transformer" {
+			return cfg, to, usageError("%s is a --student transformer flag", f.name)
+		}
+	}
+	if err := checkFloat("--beta", o.Beta, 0, 1); err != nil {
+		return cfg, to, err
+	}
+	if o.Student != "transformer" && (o.Divergence != "kl" || o.InitFrom != "" || o.InitLayers != "" || o.Untied) {
+		return cfg, to, usageError("--divergence, --init-from, --init-layers and --untied are --student transformer flags")
+	}
+	var hidden []int
+	if o.Student == "mlp" {
+		var err error
+		if hidden, err = parseLayers(o.Layers); err != nil {
+			return cfg, to, usageError("%v", err)
+		}
 	}
 	act, err := train.ParseActivation(o.Activation)
 	if err != nil || act == train.Identity {
@@ -210,7 +262,7 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	if err := checkThreads(o.Threads); err != nil {
 		return cfg, to, err
 	}
-	inputs := []guard.Path{{Flag: "--data", Path: o.Data}, {Flag: "--val-data", Path: o.ValData}}
+	inputs := []guard.Path{{Flag: "--data", Path: o.Data}, {Flag: "--val-data", Path: o.ValData}, {Flag: "--init-from", Path: o.InitFrom}}
 	for _, c := range o.Cache {
 		inputs = append(inputs, guard.Path{Flag: "--cache", Path: c})
 	}
@@ -259,6 +311,9 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	cfg, to, err := o.config()
 	if err != nil {
 		return err
+	}
+	if o.Student == "transformer" {
+		return runTrainLM(ctx, stdout, stderr, o, to)
 	}
 	cache, err := formats.Open(o.Cache...)
 	if err != nil {
@@ -358,4 +413,122 @@ func valSummary(v *train.Metrics) string {
 		acc = fmt.Sprintf("%.2f%%", 100**v.Accuracy)
 	}
 	return fmt.Sprintf("val acc %s, agreement %.2f%%, KL %.4f, ECE %.4f", acc, 100*v.Agreement, v.KL, v.ECE)
+}
+
+// lmConfig returns the transformer student of the flags (Vocab and T
+// left 0: from the cache) and its initialization hook.
+func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, func(*train.Transformer) error, error) {
+	var c train.TransformerConfig
+	switch {
+	case len(to.Features) > 0:
+		return c, nil, usageError("--feature is not available for --student transformer yet")
+	case o.Resume:
+		return c, nil, usageError("--resume is not available for --student transformer yet")
+	case o.LayerNorm || o.Dropout != 0:
+		return c, nil, usageError("--layernorm and --dropout are mlp flags; a transformer student has RMSNorm and no dropout")
+	}
+	layers, err := strconv.Atoi(strings.TrimSpace(o.Layers))
+	if o.Layers != "" && (err != nil || layers < 1 || layers > 1<<10) {
+		return c, nil, usageError("--layers %q: a transformer student takes the number of blocks, 1..%d", o.Layers, 1<<10)
+	}
+	c = train.TransformerConfig{Dim: o.Dim, Layers: layers, Heads: o.Heads, KVHeads: o.KVHeads, FFN: o.FFN, Untied: o.Untied}
+	switch train.Divergence(o.Divergence) {
+	case train.ForwardKL, train.ReverseKL:
+	case train.JSD:
+		if !(o.Beta > 0 && o.Beta < 1) {
+			return c, nil, usageError("--beta %v: jsd wants 0 < beta < 1", o.Beta)
+		}
+	default:
+		return c, nil, usageError("--divergence %q: want kl, reverse-kl or jsd", o.Divergence)
+	}
+	var init func(*train.Transformer) error
+	if o.InitFrom != "" {
+		js, err := os.ReadFile(filepath.Join(o.InitFrom, "config.json"))
+		if err != nil {
+			return c, nil, fmt.Errorf("--init-from: %w", err)
+		}
+		tc, err := train.ParseHFLlamaConfig(js, 1)
+		if err != nil {
+			return c, nil, fmt.Errorf("--init-from %s: %w", o.InitFrom, err)
+		}
+		var idx []int
+		for _, f := range strings.Split(o.InitLayers, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 || n >= tc.Layers {
+				return c, nil, usageError("--init-layers %q: want layers of --init-from, 0..%d, comma-separated", o.InitLayers, tc.Layers-1)
+			}
+			idx = append(idx, n)
+		}
+		if c.Layers == 0 {
+			c.Layers = len(idx)
+		}
+		if c.Dim == 0 {
+			c.Dim, c.Heads, c.KVHeads, c.FFN = tc.Dim, tc.Heads, tc.KVHeads, tc.FFN
+		}
+		path := filepath.Join(o.InitFrom, "model.safetensors")
+		init = func(m *train.Transformer) error {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("--init-from: %w", err)
+			}
+			ts, _, err := train.ReadSafetensors(data)
+			if err != nil {
+				return fmt.Errorf("--init-from %s: %w", path, err)
+			}
+			return m.InitFromLayers(ts, idx)
+		}
+	} else if o.InitLayers != "" {
+		return c, nil, usageError("--init-layers needs --init-from")
+	}
+	if c.KVHeads == 0 {
+		c.KVHeads = c.Heads
+	}
+	if c.Layers == 0 || c.Dim == 0 || c.Heads == 0 || c.FFN == 0 {
+		return c, nil, usageError("--student transformer needs --layers, --dim, --heads and --ffn (or --init-from)")
+	}
+	to.Divergence, to.Beta = train.Divergence(o.Divergence), o.Beta
+	return c, init, nil
+}
+
+// runTrainLM trains a transformer student (--student transformer).
+func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, to train.Options) error {
+	cfg, init, err := o.lmConfig(&to)
+	if err != nil {
+		return err
+	}
+	cache, err := formats.Open(o.Cache...)
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+	if len(o.Val) > 0 {
+		vc, err := formats.Open(o.Val...)
+		if err != nil {
+			return fmt.Errorf("--val: %w", err)
+		}
+		defer vc.Close()
+		to.Val = vc
+	}
+	windows := cache.NumRows()
+	pr := progress.New(cmdErr, "train", "windows")
+	to.OnStep = func(s train.Step) error {
+		pr.Update(int64(s.Epoch-1)*windows+s.Rows, int64(to.Epochs)*windows)
+		return nil
+	}
+	hooks := &train.LMHooks{Init: init, OnEpoch: func(e train.LMEpoch) error {
+		line := fmt.Sprintf("epoch %d/%d: loss %.4f", e.Epoch, to.Epochs, e.TrainLoss)
+		if to.Val != nil {
+			line += fmt.Sprintf(", val NLL %.4f (perplexity %.2f), agreement %.2f%%", e.ValNLL, math.Exp(e.ValNLL), 100*e.ValAgreement)
+		}
+		pr.Println(line + fmt.Sprintf(", %.0f tokens/s", e.TokensPerSec))
+		return nil
+	}}
+	res, err := train.TrainLM(ctx, cfg, cache, &to, hooks)
+	pr.Done()
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(o.Out)
+	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", len(res.Epochs), res.Epochs[len(res.Epochs)-1].Step, abs)
+	return nil
 }

@@ -223,6 +223,8 @@ var numeric = []struct {
 	{"train", "--alpha", []string{"0"}}, {"train", "--dropout", []string{"0"}}, {"train", "--momentum", []string{"0"}},
 	{"train", "--weight-decay", []string{"0"}}, {"train", "--warmup", []string{"0"}}, {"train", "--threads", []string{"0"}},
 	{"train", "--shuffle-window", []string{"0"}}, {"train", "--seed", []string{"0", "99999999999"}},
+	{"train", "--dim", []string{"0"}}, {"train", "--heads", []string{"0"}}, {"train", "--kv-heads", []string{"0"}}, {"train", "--ffn", []string{"0"}},
+	{"train", "--beta", []string{"0"}},
 	{"export", "--opset", nil}, {"export", "--verify-rows", nil},
 	{"eval", "--batch", nil}, {"eval", "--threads", []string{"0"}}, {"eval", "--bench-time", []string{"0"}},
 	{"eval", "--scale", nil}, {"eval", "--mean", nil}, {"eval", "--std", nil},
@@ -236,7 +238,7 @@ func absurd(flag string) string {
 	switch flag {
 	case "--bench-time":
 		return "100000h"
-	case "--scale", "--mean", "--std", "--lr", "--temperature", "--alpha", "--dropout", "--momentum", "--weight-decay", "--sample-temperature":
+	case "--scale", "--mean", "--std", "--lr", "--temperature", "--alpha", "--dropout", "--momentum", "--weight-decay", "--sample-temperature", "--beta":
 		return "1e300"
 	}
 	return "99999999999"
