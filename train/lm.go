@@ -181,12 +181,20 @@ type lmRun struct {
 	grad  Mat
 }
 
-// reset empties the step buffers.
-func (r *lmRun) reset() {
+// reset empties the step buffers for windows of a cache of cfg (the
+// training and the validation cache may hold different kinds of targets).
+func (r *lmRun) reset(cfg formats.Config) {
 	r.ids = r.ids[:0]
 	t := &r.tg
-	t.Labels, t.Logits, t.TopKIndex, t.TopKLogit = t.Labels[:0], t.Logits[:0], t.TopKIndex[:0], t.TopKLogit[:0]
-	t.LogSumExp, t.SampleCount = t.LogSumExp[:0], t.SampleCount[:0] // a nil SampleCount stays nil: not a sampled cache
+	t.Labels, t.Logits, t.TopKIndex, t.TopKLogit, t.LogSumExp = t.Labels[:0], t.Logits[:0], t.TopKIndex[:0], t.TopKLogit[:0], t.LogSumExp[:0]
+	t.TopK, t.SampleTemperature = cfg.TopK, cfg.SampleTemperature
+	if cfg.Samples == 0 {
+		t.SampleCount = nil // nil: not a sampled cache
+	} else if t.SampleCount == nil {
+		t.SampleCount = []int32{}
+	} else {
+		t.SampleCount = t.SampleCount[:0]
+	}
 }
 
 // add appends window i of b to the step buffers.
@@ -201,12 +209,10 @@ func (r *lmRun) add(b *formats.Batch, cfg formats.Config, i int) {
 	if k := cfg.TopK; k == 0 {
 		r.tg.Logits = append(r.tg.Logits, b.Logits[i*T*r.V:(i+1)*T*r.V]...)
 	} else {
-		r.tg.TopK = k
 		r.tg.TopKIndex = append(r.tg.TopKIndex, b.TopKIndex[i*T*k:(i+1)*T*k]...)
 		r.tg.TopKLogit = append(r.tg.TopKLogit, b.TopKLogit[i*T*k:(i+1)*T*k]...)
 		r.tg.LogSumExp = append(r.tg.LogSumExp, b.LogSumExp[i*T:(i+1)*T]...)
 		if cfg.Samples > 0 {
-			r.tg.SampleTemperature = cfg.SampleTemperature
 			r.tg.SampleCount = append(r.tg.SampleCount, b.SampleCount[i*T*k:(i+1)*T*k]...)
 		}
 	}
@@ -247,7 +253,7 @@ func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LME
 	var lossSum float64
 	var tokens int
 	var windows int64
-	r.reset()
+	r.reset(cfg)
 	flush := func() error {
 		if len(r.ids) == 0 {
 			return nil
@@ -260,7 +266,7 @@ func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LME
 		lossSum += loss * float64(n)
 		tokens += n
 		windows += int64(n / r.T)
-		r.reset()
+		r.reset(cfg)
 		if r.o.OnStep != nil {
 			return r.o.OnStep(Step{Epoch: e, Step: r.step, Loss: loss, Rows: windows, Total: data.NumRows(),
 				LR: ScheduleLR(r.o.Schedule, r.o.LR, r.step-1, total, r.o.Warmup)})
@@ -304,7 +310,7 @@ func (r *lmRun) evaluate(ctx context.Context, val Source) (nll, agree float64, e
 			return 0, 0, err
 		}
 		for i := 0; i < b.Len(); i += r.o.BatchSize {
-			r.reset()
+			r.reset(cfg)
 			for w := i; w < min(i+r.o.BatchSize, b.Len()); w++ {
 				r.add(&b, cfg, w)
 			}

@@ -136,6 +136,18 @@ func TestTrainLM(t *testing.T) {
 			}
 		})
 	}
+	// Targets of another kind in the validation cache than in the
+	// training cache: sampled training, top-4 validation, and back.
+	for _, pair := range [][2]formats.Config{{{Samples: 16}, {TopK: 4}}, {{TopK: 4}, {Samples: 16}}} {
+		data, val := writeLMCache(t, 64, T, V, pair[0], 3), writeLMCache(t, 32, T, V, pair[1], 4)
+		res, err := TrainLM(context.Background(), cfg, data, &Options{Epochs: 2, BatchSize: 16, LR: 1e-2, Alpha: 1, Temperature: 1, Val: val, Threads: 1}, nil)
+		if err != nil {
+			t.Fatalf("%+v: %v", pair, err)
+		}
+		if e := res.Epochs[1]; !(e.ValNLL > 0 && e.ValNLL < 3) {
+			t.Errorf("%+v: held-out NLL %v", pair, e.ValNLL)
+		}
+	}
 	// A per-sample cache and one without token ids are refused, naming the fix.
 	c := writeSynth(t, t.TempDir(), synth{Rows: 8, Classes: 3, Inputs: 2})
 	if _, err := TrainLM(context.Background(), cfg, c, &Options{Alpha: 1}, nil); err == nil {
