@@ -238,7 +238,7 @@ func (r *lmRun) train(total int64) (float64, error) {
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, fmt.Errorf("train: step %d: the loss is %v; lower the learning rate", r.step+1, loss)
 	}
-	r.m.Backward(r.grad)
+	r.m.Backward(r.grad, nil)
 	r.opt.Step(ScheduleLR(r.o.Schedule, r.o.LR, r.step, total, r.o.Warmup))
 	r.step++
 	return loss, nil

@@ -193,9 +193,17 @@ func (t *Transformer) Forward(dst Mat, ids []int32) {
 	sgemm(blas.NoTrans, blas.Trans, n, c.Vocab, D, 1, t.hn.Data, D, t.Head.Data, D, 0, dst.Data, c.Vocab)
 }
 
+// Hidden returns the residual stream of the last Forward after block l
+// (1..Layers), or the token embeddings for l = 0: Hugging Face's
+// hidden_states[l] (before the final norm), [tokens, Dim]. The storage is
+// reused by the next Forward.
+func (t *Transformer) Hidden(l int) Mat { return t.hs[l] }
+
 // Backward computes every parameter's gradient (overwriting Grad) from
-// dlogits, the loss gradient of the logits of the last Forward.
-func (t *Transformer) Backward(dlogits Mat) {
+// dlogits, the loss gradient of the logits of the last Forward, plus, for
+// each l with dHidden[l].Data set (hidden-state distillation), a loss
+// gradient on Hidden(l). dHidden may be nil or shorter than Layers + 1.
+func (t *Transformer) Backward(dlogits Mat, dHidden []Mat) {
 	c := t.Cfg
 	n, D, hd, F, V := t.rows, c.Dim, c.HeadDim(), c.FFN, c.Vocab
 	if dlogits.Rows != n || dlogits.Cols != V {
@@ -208,7 +216,15 @@ func (t *Transformer) Backward(dlogits Mat) {
 	sgemm(blas.NoTrans, blas.NoTrans, n, D, V, 1, dlogits.Data, V, t.Head.Data, D, 0, t.dhn.Data, D)
 	sgemm(blas.Trans, blas.NoTrans, V, D, n, 1, dlogits.Data, V, t.hn.Data, D, 0, t.Head.Grad, D)
 	t.Norm.Backward(t.dh, t.dhn)
+	addHidden := func(l int) {
+		if l < len(dHidden) && dHidden[l].Data != nil {
+			for i, v := range dHidden[l].Data[:n*D] {
+				t.dh.Data[i] += v
+			}
+		}
+	}
 	for l := c.Layers - 1; l >= 0; l-- {
+		addHidden(l + 1)
 		b := t.Blocks[l]
 		b.ds, b.dgu, b.dmid = mat(b.ds, n, F), mat(b.dgu, n, 2*F), mat(b.dmid, n, D)
 		b.dctx, b.dqkv, b.da, b.dtmp = mat(b.dctx, n, qw), mat(b.dqkv, n, W), mat(b.da, n, D), mat(b.dtmp, n, D)
@@ -242,6 +258,7 @@ func (t *Transformer) Backward(dlogits Mat) {
 			dh.Data[i] = b.dmid.Data[i] + b.dtmp.Data[i]
 		}
 	}
+	addHidden(0)
 	// h⁰ = E[ids]: the lookup's gradient, added to the classifier's when tied.
 	if c.Untied {
 		clear(t.Embed.Grad)

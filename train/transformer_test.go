@@ -9,7 +9,8 @@ import (
 )
 
 // TestTransformerGradients checks the whole model's Backward against
-// central finite differences of f = Σ R ⊙ logits on a tiny config (two
+// central finite differences of f = Σ R ⊙ logits + Σ Rh ⊙ hidden states
+// (embeddings and the last block's output) on a tiny config (two
 // sequences, two layers, grouped-query attention), tied and untied: every
 // parameter value of every tensor. Weights are drawn at 0.3 so that the
 // attention and the gates are far from uniform.
@@ -30,6 +31,9 @@ func TestTransformerGradients(t *testing.T) {
 		ids := []int32{1, 4, 4, 9, 0, 10, 3, 7}
 		n := len(ids)
 		R := randMat(rng, n, cfg.Vocab, 1)
+		// A loss on the hidden states too (hidden-state distillation):
+		// Σ Rh ⊙ Hidden(l) for l = 0 (embeddings) and l = 2 (the last block).
+		Rh := []Mat{randMat(rng, n, cfg.Dim, 1), {}, randMat(rng, n, cfg.Dim, 1)}
 		y := Mat{Rows: n, Cols: cfg.Vocab, Data: make([]float32, n*cfg.Vocab)}
 		f := func() float64 {
 			m.Forward(y, ids)
@@ -37,10 +41,15 @@ func TestTransformerGradients(t *testing.T) {
 			for i, v := range y.Data {
 				s += float64(v) * float64(R.Data[i])
 			}
+			for l, rh := range Rh {
+				for i, v := range rh.Data {
+					s += float64(v) * float64(m.Hidden(l).Data[i])
+				}
+			}
 			return s
 		}
 		f()
-		m.Backward(Mat{Rows: n, Cols: cfg.Vocab, Data: append([]float32(nil), R.Data...)})
+		m.Backward(Mat{Rows: n, Cols: cfg.Vocab, Data: append([]float32(nil), R.Data...)}, Rh)
 		for _, p := range m.Params() {
 			grad := append([]float32(nil), p.Grad...)
 			want := fd.Gradient(nil, func(v []float64) float64 {
@@ -94,7 +103,7 @@ func BenchmarkTransformerStep(b *testing.B) {
 		if _, err := kd.Loss(grad, logits, tg, nil); err != nil {
 			b.Fatal(err)
 		}
-		m.Backward(grad)
+		m.Backward(grad, nil)
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
