@@ -62,8 +62,15 @@ const lmInput = "input_ids"
 // (model.safetensors and config.json, each atomically). With
 // Options.Val it reports the held-out NLL and agreement each epoch.
 //
+// Options.Features pairs a student layer's output (Transformer.Hidden:
+// 0 the embeddings, l the l-th block's) with a cached teacher hidden
+// state of the same tokens ([T, D] per window, e.g. hidden_states.5):
+// FeatureLoss between them, through a learned projection when D is not
+// the student's width (TinyBERT's hidden-state loss; UniformLayerMap
+// gives its layer map). The projections are training-only and not saved.
+//
 // Not yet: inputs read from the token dataset the cache names (extract
-// with --keep-input), resume, feature and attention distillation pairs.
+// with --keep-input), resume, attention pairs.
 func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Options, hooks *LMHooks) (*LMResult, error) {
 	var o Options
 	if opts != nil {
@@ -76,8 +83,8 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 	if err != nil {
 		return nil, err
 	}
-	if o.Resume || len(o.Features) > 0 {
-		return nil, fmt.Errorf("train: transformer students do not resume or take feature pairs yet")
+	if o.Resume {
+		return nil, fmt.Errorf("train: transformer students do not resume yet")
 	}
 	SetThreads(o.Threads)
 	dcfg := data.Config()
@@ -115,11 +122,18 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 			return nil, err
 		}
 	}
-	opt, err := newOptimizer(&o, ps)
+	r := &lmRun{o: o, m: m, kd: KD{Temperature: o.Temperature, Alpha: o.Alpha, Divergence: o.Divergence, Beta: o.Beta}, T: cfg.T, V: cfg.Vocab}
+	heads, err := r.featureHeads(dcfg)
 	if err != nil {
 		return nil, err
 	}
-	r := &lmRun{o: o, m: m, opt: opt, kd: KD{Temperature: o.Temperature, Alpha: o.Alpha, Divergence: o.Divergence, Beta: o.Beta}, T: cfg.T, V: cfg.Vocab}
+	sets := []*Params{ps}
+	if heads != nil {
+		sets = append(sets, heads)
+	}
+	if r.opt, err = newOptimizer(&o, sets...); err != nil {
+		return nil, err
+	}
 	res := &LMResult{Model: m}
 	windows := data.NumRows()
 	stepsPerEpoch := (windows + int64(o.BatchSize) - 1) / int64(o.BatchSize)
@@ -179,6 +193,57 @@ type lmRun struct {
 	tg    Targets
 	logit Mat
 	grad  Mat
+
+	// Hidden-state pairs (Options.Features): per pair the teacher's width,
+	// its projection (nil when the widths agree), and buffers.
+	fw                []int
+	proj              []*Linear
+	hid               [][]float32 // the batch's teacher hidden states
+	pred, dpred, dtap [][]float32
+	dHidden           []Mat
+}
+
+// featureHeads checks the feature pairs against the cache and the model
+// and creates a learned projection "feature.J" (J the pair's 1-based
+// index; FitNets, Romero et al. 2015) from the student width to the
+// teacher's for each pair whose widths differ, PyTorch's Linear init from
+// the seed. It returns their parameters (nil without projections).
+func (r *lmRun) featureHeads(dcfg formats.Config) (*Params, error) {
+	var list []*Param
+	rng := rand.New(rand.NewPCG(r.o.Seed, 0xfea))
+	for j, f := range r.o.Features {
+		spec, err := hiddenSpec(dcfg, f.Teacher)
+		if err != nil {
+			return nil, err
+		}
+		if len(spec.Shape) != 2 || spec.Shape[0] != int64(r.T) {
+			return nil, fmt.Errorf("train: feature %d: teacher tensor %s has shape %v per window, not [%d, width]: pair a hidden state", j+1, f.Teacher, spec.Shape, r.T)
+		}
+		if f.Layer < 0 || f.Layer > r.m.Cfg.Layers {
+			return nil, fmt.Errorf("train: feature %d (%s): student layer %d, the student has layers 0 (embeddings) to %d", j+1, f.Teacher, f.Layer, r.m.Cfg.Layers)
+		}
+		D := int(spec.Shape[1])
+		r.fw = append(r.fw, D)
+		var p *Linear
+		if D != r.m.Cfg.Dim {
+			p = NewLinear(fmt.Sprintf("feature.%d", j+1), r.m.Cfg.Dim, D, Identity)
+			list = append(list, p.Params()...)
+		}
+		r.proj = append(r.proj, p)
+	}
+	r.hid = make([][]float32, len(r.fw))
+	r.pred, r.dpred, r.dtap = make([][]float32, len(r.fw)), make([][]float32, len(r.fw)), make([][]float32, len(r.fw))
+	r.dHidden = make([]Mat, r.m.Cfg.Layers+1)
+	if len(list) == 0 {
+		return nil, nil
+	}
+	ps := NewParams(list...)
+	for _, p := range r.proj {
+		if p != nil {
+			p.Init(rng)
+		}
+	}
+	return ps, nil
 }
 
 // reset empties the step buffers for windows of a cache of cfg (the
@@ -188,6 +253,9 @@ func (r *lmRun) reset(cfg formats.Config) {
 	t := &r.tg
 	t.Labels, t.Logits, t.TopKIndex, t.TopKLogit, t.LogSumExp = t.Labels[:0], t.Logits[:0], t.TopKIndex[:0], t.TopKLogit[:0], t.LogSumExp[:0]
 	t.TopK, t.SampleTemperature = cfg.TopK, cfg.SampleTemperature
+	for j := range r.hid {
+		r.hid[j] = r.hid[j][:0]
+	}
 	if cfg.Samples == 0 {
 		t.SampleCount = nil // nil: not a sampled cache
 	} else if t.SampleCount == nil {
@@ -205,6 +273,12 @@ func (r *lmRun) add(b *formats.Batch, cfg formats.Config, i int) {
 	}
 	if cfg.HasLabel {
 		r.tg.Labels = append(r.tg.Labels, b.Labels[i*T:(i+1)*T]...)
+	}
+	for j, f := range r.o.Features { // the feature pairs' targets (training batches)
+		if h, ok := b.Hidden[f.Teacher]; ok {
+			w := T * r.fw[j]
+			r.hid[j] = append(r.hid[j], h[i*w:(i+1)*w]...)
+		}
 	}
 	if k := cfg.TopK; k == 0 {
 		r.tg.Logits = append(r.tg.Logits, b.Logits[i*T*r.V:(i+1)*T*r.V]...)
@@ -235,13 +309,56 @@ func (r *lmRun) train(total int64) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	loss += r.features(logits.Rows)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, fmt.Errorf("train: step %d: the loss is %v; lower the learning rate", r.step+1, loss)
 	}
-	r.m.Backward(r.grad, nil)
+	r.m.Backward(r.grad, r.dHidden)
 	r.opt.Step(ScheduleLR(r.o.Schedule, r.o.LR, r.step, total, r.o.Warmup))
 	r.step++
 	return loss, nil
+}
+
+// features adds each pair's FeatureLoss between the projected student
+// hidden state and the teacher's, over the n tokens of the step, and sets
+// r.dHidden to their gradients on the student's hidden states; it
+// returns the sum of the pairs' losses.
+func (r *lmRun) features(n int) float64 {
+	for l := range r.dHidden {
+		if r.dHidden[l].Data != nil {
+			clear(r.dHidden[l].Data)
+		}
+	}
+	var total float64
+	D := r.m.Cfg.Dim
+	for j, f := range r.o.Features {
+		x := r.m.Hidden(f.Layer)
+		w := r.fw[j]
+		pred := x
+		if p := r.proj[j]; p != nil {
+			r.pred[j] = grow(r.pred[j], n*w)
+			pred = Mat{Rows: n, Cols: w, Data: r.pred[j]}
+			p.Forward(pred, x)
+		}
+		r.dpred[j] = grow(r.dpred[j], n*w)
+		dpred := Mat{Rows: n, Cols: w, Data: r.dpred[j]}
+		total += r.o.FeatureLoss.Loss(dpred, pred, Mat{Rows: n, Cols: w, Data: r.hid[j]}, f.Weight, nil)
+		dx := dpred
+		if p := r.proj[j]; p != nil {
+			r.dtap[j] = grow(r.dtap[j], n*D)
+			dx = Mat{Rows: n, Cols: D, Data: r.dtap[j]}
+			p.Backward(dx, dpred)
+		}
+		if r.dHidden[f.Layer].Data == nil || len(r.dHidden[f.Layer].Data) < n*D {
+			r.dHidden[f.Layer] = Mat{Rows: n, Cols: D, Data: make([]float32, n*D)}
+		}
+		r.dHidden[f.Layer].Rows = n
+		g := r.dHidden[f.Layer].Data[:n*D]
+		for i, v := range dx.Data[:n*D] {
+			g[i] += v
+		}
+	}
+	return total
 }
 
 // epoch runs one pass over data: units in a shuffled order, windows

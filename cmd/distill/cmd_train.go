@@ -67,8 +67,10 @@ reverse-kl or jsd with --beta), with the next-token labels. --init-from DIR
 (DistilBERT's initialization); the sizes then default to its config. After
 every epoch it reports the held-out NLL (nats/token), perplexity and top-1
 agreement on --val and writes --out in the Hugging Face layout
-(model.safetensors, config.json). Not yet for transformers: --resume,
---feature, inputs read from the token dataset.
+(model.safetensors, config.json). --feature hidden_states.J=L[:WEIGHT] pairs
+student block L with a cached teacher hidden state (extract --hidden), through
+a learned projection when the widths differ (TinyBERT's hidden-state loss).
+Not yet for transformers: --resume, inputs read from the token dataset.
 
 --resume continues a stopped run from its last epoch (or starts one if --out
 holds no checkpoint yet, so a preempted job can rerun the same command); the
@@ -298,6 +300,9 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 		to.Momentum = o.Momentum
 	}
 	for _, f := range o.Features {
+		if o.Student == "transformer" {
+			break // parsed by lmConfig, which knows the layer count
+		}
 		p, err := train.ParseFeature(f, len(hidden))
 		if err != nil {
 			return cfg, to, usageError("--feature: %v", strings.TrimPrefix(err.Error(), "train: "))
@@ -420,8 +425,6 @@ func valSummary(v *train.Metrics) string {
 func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, func(*train.Transformer) error, error) {
 	var c train.TransformerConfig
 	switch {
-	case len(to.Features) > 0:
-		return c, nil, usageError("--feature is not available for --student transformer yet")
 	case o.Resume:
 		return c, nil, usageError("--resume is not available for --student transformer yet")
 	case o.LayerNorm || o.Dropout != 0:
@@ -485,6 +488,13 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 	}
 	if c.Layers == 0 || c.Dim == 0 || c.Heads == 0 || c.FFN == 0 {
 		return c, nil, usageError("--student transformer needs --layers, --dim, --heads and --ffn (or --init-from)")
+	}
+	for _, f := range o.Features {
+		p, err := train.ParseFeature(f, c.Layers)
+		if err != nil {
+			return c, nil, usageError("--feature: %v", strings.TrimPrefix(err.Error(), "train: "))
+		}
+		to.Features = append(to.Features, p)
 	}
 	to.Divergence, to.Beta = train.Divergence(o.Divergence), o.Beta
 	return c, init, nil

@@ -83,7 +83,7 @@ func TestTrainTransformerCLI(t *testing.T) {
 		want string
 	}{
 		{[]string{"--out", filepath.Join(dir, "x1")}, "needs --layers, --dim, --heads and --ffn"},
-		{[]string{"--out", filepath.Join(dir, "x2"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--feature", "hidden_states.1=1"}, "--feature"},
+		{[]string{"--out", filepath.Join(dir, "x2"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--feature", "hidden_states.1=3"}, "--feature"},
 		{[]string{"--out", filepath.Join(dir, "x3"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--divergence", "jsd", "--beta", "1"}, "--beta"},
 		{[]string{"--out", filepath.Join(dir, "x4"), "--init-from", filepath.Join(seq, "stories260K-hf"), "--init-layers", "0,9"}, "--init-layers"},
 	} {
