@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/sharedtest"
 )
@@ -85,7 +86,7 @@ func TestTransformerStories260K(t *testing.T) {
 		if best != int(in[p+1]) {
 			t.Fatalf("position %d: argmax %d, the golden next token is %d", p, best, in[p+1])
 		}
-		nll += logSumExp(row) - float64(row[in[p+1]])
+		nll += formats.LogSumExp(row) - float64(row[in[p+1]])
 	}
 	t.Logf("200/200 greedy tokens reproduced; NLL of the greedy text %.4f nats/token", nll/200)
 

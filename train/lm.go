@@ -20,10 +20,11 @@ type LMEpoch struct {
 	Step      int64   `json:"step"`
 	TrainLoss float64 `json:"train_loss"` // mean per-token loss over the epoch
 	// On the validation cache, when given: the student's mean next-token
-	// NLL (nats/token) and its top-1 agreement with the teacher's most
-	// probable token.
+	// NLL (nats/token), its top-1 agreement with the teacher's most
+	// probable token and KL(teacher ‖ student) at T = 1, per token.
 	ValNLL       float64 `json:"val_nll,omitempty"`
 	ValAgreement float64 `json:"val_agreement,omitempty"`
+	ValKL        float64 `json:"val_kl,omitempty"`
 	// Not recorded: the training loop's wall time and rate.
 	Seconds      float64 `json:"-"`
 	TokensPerSec float64 `json:"-"`
@@ -146,9 +147,11 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 		ep.Seconds = time.Since(start).Seconds()
 		ep.TokensPerSec = float64(windows*int64(cfg.T)) / max(ep.Seconds, 1e-9)
 		if o.Val != nil {
-			if ep.ValNLL, ep.ValAgreement, err = r.evaluate(ctx, o.Val); err != nil {
+			var vm Metrics
+			if ep.ValNLL, vm, err = r.evaluate(ctx, o.Val); err != nil {
 				return nil, fmt.Errorf("train: evaluating --val: %w", err)
 			}
+			ep.ValAgreement, ep.ValKL = vm.Agreement, vm.KL
 		}
 		res.Epochs = append(res.Epochs, ep)
 		if o.Out != "" {
@@ -413,65 +416,43 @@ func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LME
 }
 
 // evaluate returns the model's mean next-token NLL on val's labels and
-// its top-1 agreement with the teacher's most probable token (dense:
-// argmax of the logits; sparse: the first slot, the highest score).
-func (r *lmRun) evaluate(ctx context.Context, val Source) (nll, agree float64, err error) {
+// the evaluator's Metrics over val's tokens (each position a row): top-1
+// agreement with the teacher, KL(teacher ‖ student) at T = 1, accuracy
+// and ECE against the labels.
+func (r *lmRun) evaluate(ctx context.Context, val Source) (nll float64, m Metrics, err error) {
 	cfg := val.Config()
+	e := &evaluator{kd: KD{Temperature: 1, Alpha: 1}, labels: true}
 	var b formats.Batch
+	var rows []int64
 	var n int
 	for u := range val.NumBatches() {
 		if err := ctx.Err(); err != nil {
-			return 0, 0, err
+			return 0, m, err
 		}
 		if err := val.ReadBatch(u, &b); err != nil {
-			return 0, 0, err
+			return 0, m, err
 		}
 		for i := 0; i < b.Len(); i += r.o.BatchSize {
 			r.reset(cfg)
+			rows = rows[:0]
 			for w := i; w < min(i+r.o.BatchSize, b.Len()); w++ {
 				r.add(&b, cfg, w)
+				for range r.T {
+					rows = append(rows, b.Rows[w]) // the window, in the evaluator's errors
+				}
 			}
 			logits := r.forward()
 			for q, y := range r.tg.Labels {
 				row := logits.Data[q*r.V : (q+1)*r.V]
-				nll += logSumExp(row) - float64(row[y])
-				var teacher int
-				if cfg.TopK == 0 {
-					teacher = argmax32(r.tg.Logits[q*r.V : (q+1)*r.V])
-				} else {
-					teacher = int(r.tg.TopKIndex[q*cfg.TopK])
-				}
-				if argmax32(row) == teacher {
-					agree++
-				}
+				nll += formats.LogSumExp(row) - float64(row[y])
 				n++
+			}
+			if err := e.add(logits, &batch{n: logits.Rows, rows: rows, t: r.tg}); err != nil {
+				return 0, m, err
 			}
 		}
 	}
-	return nll / float64(max(n, 1)), agree / float64(max(n, 1)), nil
-}
-
-func logSumExp(x []float32) float64 {
-	m := math.Inf(-1)
-	for _, v := range x {
-		m = math.Max(m, float64(v))
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - m)
-	}
-	return m + math.Log(s)
-}
-
-// argmax32 returns the index of the first largest value.
-func argmax32(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
+	return nll / float64(max(n, 1)), e.result(), nil
 }
 
 // writeHF writes m to dir in the Hugging Face layout: model.safetensors

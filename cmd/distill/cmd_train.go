@@ -65,8 +65,8 @@ reverse-kl or jsd with --beta), with the next-token labels. --init-from DIR
 (a Hugging Face Llama directory: config.json, model.safetensors) with
 --init-layers 0,2,4 starts from its embedding, final norm and those layers
 (DistilBERT's initialization); the sizes then default to its config. After
-every epoch it reports the held-out NLL (nats/token), perplexity and top-1
-agreement on --val and writes --out in the Hugging Face layout
+every epoch it reports the held-out NLL (nats/token), perplexity, top-1
+agreement and KL(teacher || student) on --val and writes --out in the Hugging Face layout
 (model.safetensors, config.json). --feature hidden_states.J=L[:WEIGHT] pairs
 student block L with a cached teacher hidden state (extract --hidden), through
 a learned projection when the widths differ (TinyBERT's hidden-state loss).
@@ -528,7 +528,7 @@ func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, t
 	hooks := &train.LMHooks{Init: init, OnEpoch: func(e train.LMEpoch) error {
 		line := fmt.Sprintf("epoch %d/%d: loss %.4f", e.Epoch, to.Epochs, e.TrainLoss)
 		if to.Val != nil {
-			line += fmt.Sprintf(", val NLL %.4f (perplexity %.2f), agreement %.2f%%", e.ValNLL, math.Exp(e.ValNLL), 100*e.ValAgreement)
+			line += fmt.Sprintf(", val NLL %.4f (perplexity %.2f), agreement %.2f%%, KL %.4f", e.ValNLL, math.Exp(e.ValNLL), 100*e.ValAgreement, e.ValKL)
 		}
 		pr.Println(line + fmt.Sprintf(", %.0f tokens/s", e.TokensPerSec))
 		return nil
