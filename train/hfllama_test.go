@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,5 +141,80 @@ func TestTransformerStories260K(t *testing.T) {
 	tensors[3].Shape = []int{1, 2}
 	if err := m.SetTensors(tensors); err == nil || !strings.Contains(err.Error(), "shape") {
 		t.Errorf("wrong shape: %v", err)
+	}
+}
+
+// TestInitFromLayers builds a 3-layer student of stories260K's width from
+// its layers 0, 2 and 4 (DistilBERT's init): the embedding, norms and the
+// chosen layers' weights are the teacher's, and the student's logits are
+// those of the teacher with layers 1 and 3 taken out. A student of
+// another width is refused, naming the tensor.
+func TestInitFromLayers(t *testing.T) {
+	dir := sharedtest.Dir(t, "teachers", "seq", "stories260K-hf")
+	js, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tensors, _, err := ReadSafetensors(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcfg, err := ParseHFLlamaConfig(js, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := tcfg
+	scfg.Layers = 3
+	s, _ := NewTransformer(scfg)
+	NewParams(s.Params()...)
+	if err := s.InitFromLayers(tensors, []int{0, 2, 4}); err != nil {
+		t.Fatal(err)
+	}
+	// The teacher with only layers 0, 2, 4: the same tensors renamed.
+	var renamed []*Param
+	for _, p := range tensors {
+		q := *p
+		for to, from := range []int{0, 2, 4} {
+			pre := fmt.Sprintf("model.layers.%d.", from)
+			if strings.HasPrefix(p.Name, pre) {
+				q.Name = fmt.Sprintf("model.layers.%d.", to) + strings.TrimPrefix(p.Name, pre)
+			}
+		}
+		if !strings.HasPrefix(p.Name, "model.layers.1.") && !strings.HasPrefix(p.Name, "model.layers.3.") {
+			renamed = append(renamed, &q)
+		}
+	}
+	ref, _ := NewTransformer(scfg)
+	NewParams(ref.Params()...)
+	if err := ref.SetTensors(renamed); err != nil {
+		t.Fatal(err)
+	}
+	ids := []int32{1, 403, 407, 261, 378, 395, 278, 300, 1, 22, 56, 99, 460, 511, 3, 4}
+	a := Mat{Rows: 16, Cols: 512, Data: make([]float32, 16*512)}
+	b := Mat{Rows: 16, Cols: 512, Data: make([]float32, 16*512)}
+	s.Forward(a, ids)
+	ref.Forward(b, ids)
+	if !slices.Equal(a.Data, b.Data) {
+		t.Error("the student initialized from layers 0,2,4 differs from the teacher without layers 1 and 3")
+	}
+	narrow := scfg
+	narrow.Dim, narrow.Heads, narrow.KVHeads = 48, 6, 3
+	n, _ := NewTransformer(narrow)
+	NewParams(n.Params()...)
+	if err := n.InitFromLayers(tensors, []int{0, 2, 4}); err == nil || !strings.Contains(err.Error(), "model.embed_tokens.weight") {
+		t.Errorf("a narrower student: %v", err)
+	}
+	if err := s.InitFromLayers(tensors, []int{0, 2}); err == nil {
+		t.Error("two layers for a 3-layer student accepted")
+	}
+	if got := UniformLayerMap(3, 5); !slices.Equal(got, []int{1, 3, 5}) {
+		t.Errorf("UniformLayerMap(3, 5) = %v", got)
+	}
+	if got := UniformLayerMap(4, 12); !slices.Equal(got, []int{3, 6, 9, 12}) {
+		t.Errorf("UniformLayerMap(4, 12) = %v (TinyBERT's 4-layer map of BERT-base)", got)
 	}
 }
