@@ -3,6 +3,8 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -204,4 +206,46 @@ func UniformLayerMap(student, teacher int) []int {
 		m[i] = (i + 1) * teacher / student
 	}
 	return m
+}
+
+// ReadHFLlama reads a Hugging Face Llama directory (config.json and
+// model.safetensors) for sequences of T tokens: the Transformer
+// configuration (ParseHFLlamaConfig) and the tensors (ReadSafetensors).
+func ReadHFLlama(dir string, T int) (TransformerConfig, []*Param, error) {
+	js, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return TransformerConfig{}, nil, fmt.Errorf("train: %w", err)
+	}
+	cfg, err := ParseHFLlamaConfig(js, T)
+	if err != nil {
+		return TransformerConfig{}, nil, fmt.Errorf("%w (%s)", err, dir)
+	}
+	path := filepath.Join(dir, "model.safetensors")
+	st, err := os.ReadFile(path)
+	if err != nil {
+		return TransformerConfig{}, nil, fmt.Errorf("train: %w", err)
+	}
+	tensors, _, err := ReadSafetensors(st)
+	if err != nil {
+		return TransformerConfig{}, nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	return cfg, tensors, nil
+}
+
+// LoadHFLlama returns the Transformer of a Hugging Face Llama directory
+// (ReadHFLlama) with its tensors set.
+func LoadHFLlama(dir string, T int) (*Transformer, error) {
+	cfg, tensors, err := ReadHFLlama(dir, T)
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewTransformer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	NewParams(m.Params()...)
+	if err := m.SetTensors(tensors); err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, dir)
+	}
+	return m, nil
 }

@@ -42,31 +42,20 @@ func TestTransformerStories260K(t *testing.T) {
 	if err != nil || len(ids) != 201 {
 		t.Fatalf("golden text: %d ids, %v", len(ids), err)
 	}
-	js, err := os.ReadFile(filepath.Join(dir, "stories260K-hf", "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ParseHFLlamaConfig(js, len(ids))
+	hf := filepath.Join(dir, "stories260K-hf")
+	cfg, tensors, err := ReadHFLlama(hf, len(ids))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Dim != 64 || cfg.Layers != 5 || cfg.Heads != 8 || cfg.KVHeads != 4 || cfg.FFN != 172 || cfg.Vocab != 512 || cfg.Untied {
 		t.Fatalf("config %+v", cfg)
 	}
-	m, err := NewTransformer(cfg)
+	m, err := LoadHFLlama(hf, len(ids))
 	if err != nil {
 		t.Fatal(err)
 	}
-	NewParams(m.Params()...)
-	st, err := os.ReadFile(filepath.Join(dir, "stories260K-hf", "model.safetensors"))
+	js, err := os.ReadFile(filepath.Join(hf, "config.json")) // edited below
 	if err != nil {
-		t.Fatal(err)
-	}
-	tensors, _, err := ReadSafetensors(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.SetTensors(tensors); err != nil {
 		t.Fatal(err)
 	}
 	in := make([]int32, len(ids))
@@ -151,19 +140,7 @@ func TestTransformerStories260K(t *testing.T) {
 // another width is refused, naming the tensor.
 func TestInitFromLayers(t *testing.T) {
 	dir := sharedtest.Dir(t, "teachers", "seq", "stories260K-hf")
-	js, err := os.ReadFile(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.ReadFile(filepath.Join(dir, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tensors, _, err := ReadSafetensors(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcfg, err := ParseHFLlamaConfig(js, 16)
+	tcfg, tensors, err := ReadHFLlama(dir, 16)
 	if err != nil {
 		t.Fatal(err)
 	}

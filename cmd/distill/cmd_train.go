@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -446,13 +445,10 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 	}
 	var init func(*train.Transformer) error
 	if o.InitFrom != "" {
-		js, err := os.ReadFile(filepath.Join(o.InitFrom, "config.json"))
+		// T is the cache's, checked by TrainLM; 1 here reads the sizes.
+		tc, tensors, err := train.ReadHFLlama(o.InitFrom, 1)
 		if err != nil {
 			return c, nil, fmt.Errorf("--init-from: %w", err)
-		}
-		tc, err := train.ParseHFLlamaConfig(js, 1)
-		if err != nil {
-			return c, nil, fmt.Errorf("--init-from %s: %w", o.InitFrom, err)
 		}
 		var idx []int
 		for _, f := range strings.Split(o.InitLayers, ",") {
@@ -468,18 +464,7 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 		if c.Dim == 0 {
 			c.Dim, c.Heads, c.KVHeads, c.FFN = tc.Dim, tc.Heads, tc.KVHeads, tc.FFN
 		}
-		path := filepath.Join(o.InitFrom, "model.safetensors")
-		init = func(m *train.Transformer) error {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return fmt.Errorf("--init-from: %w", err)
-			}
-			ts, _, err := train.ReadSafetensors(data)
-			if err != nil {
-				return fmt.Errorf("--init-from %s: %w", path, err)
-			}
-			return m.InitFromLayers(ts, idx)
-		}
+		init = func(m *train.Transformer) error { return m.InitFromLayers(tensors, idx) }
 	} else if o.InitLayers != "" {
 		return c, nil, usageError("--init-layers needs --init-from")
 	}

@@ -45,28 +45,8 @@ func TestTransformerMatchesONNXTeacher(t *testing.T) {
 		ids[i], x[i] = int32(stream[i]), float32(stream[i])
 	}
 
-	js, err := os.ReadFile(filepath.Join(seq, "stories260K-hf", "config.json"))
+	m, err := train.LoadHFLlama(filepath.Join(seq, "stories260K-hf"), T)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := train.ParseHFLlamaConfig(js, T)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := train.NewTransformer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	train.NewParams(m.Params()...)
-	st, err := os.ReadFile(filepath.Join(seq, "stories260K-hf", "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tensors, _, err := train.ReadSafetensors(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.SetTensors(tensors); err != nil {
 		t.Fatal(err)
 	}
 	got := train.Mat{Rows: N * T, Cols: V, Data: make([]float32, N*T*V)}
