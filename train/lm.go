@@ -314,7 +314,7 @@ func (r *lmRun) train(total int64) (float64, error) {
 	}
 	loss += r.features(logits.Rows)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return loss, fmt.Errorf("train: step %d: the loss is %v; lower the learning rate", r.step+1, loss)
+		return loss, fmt.Errorf("train: step %d: the loss is %v: NaN or infinite teacher targets in the batch (a cache extracted with --allow-nonfinite), or a learning rate too high", r.step+1, loss)
 	}
 	r.m.Backward(r.grad, r.dHidden)
 	r.opt.Step(ScheduleLR(r.o.Schedule, r.o.LR, r.step, total, r.o.Warmup))

@@ -78,6 +78,22 @@ var (
 		}
 		return out
 	}
+	// mkTokenCache is a per-token cache over stories260K's vocabulary,
+	// with its token ids (a transformer student's input).
+	mkTokenCache = func(t *testing.T, dir string) string {
+		return fixtures.WriteTokenCache(t, filepath.Join(dir, "tokens"), 8, 8, 512, false)
+	}
+	mkNaNTokenCache = func(t *testing.T, dir string) string {
+		return fixtures.WriteTokenCache(t, filepath.Join(dir, "nantokens"), 8, 8, 512, true)
+	}
+	// mkHFDir is stories260K in the Hugging Face layout (--init-from).
+	mkHFDir = func(t *testing.T, dir string) string {
+		src := sharedtest.Dir(t, "teachers", "seq", "stories260K-hf")
+		for _, f := range []string{"config.json", "model.safetensors"} {
+			copyFile(t, filepath.Join(src, f), filepath.Join(dir, "hf", f))
+		}
+		return filepath.Join(dir, "hf")
+	}
 	mkRun = func(t *testing.T, dir string) string {
 		run := filepath.Join(dir, "run")
 		fixtures.WriteStudent(t, filepath.Join(run, "kd.ckpt"), 0.5, nil)
@@ -188,11 +204,16 @@ var (
 	slotInfo    = slot{"FILE", mkDataset, mkCache, nil, false}
 	slotTok     = slot{"--tokenizer", mkTok512, mkCache, nil, false}
 	slotText    = slot{"INPUT", mkText, mkCache, nil, false}
+	slotTokens  = slot{"--cache", mkTokenCache, mkCkpt, mkNaNTokenCache, true}
+	slotTokVal  = slot{"--val", mkTokenCache, mkCache, nil, true}
+	slotInitHF  = slot{"--init-from", mkHFDir, mkCache, nil, false}
 )
 
 var templates = []template{
 	{"extract", []string{"extract", "--teacher", "{--teacher}", "--data", "{--data}", "--out", "{OUT}"}, []slot{slotTeacher, slotData}, "--out", true, nil},
 	{"train", []string{"train", "--cache", "{--cache}", "--val", "{--val}", "--out", "{OUT}", "--layers", "4", "--epochs", "1", "--threads", "1"}, []slot{slotCache, slotVal}, "--out", false, nil},
+	{"train-transformer", []string{"train", "--student", "transformer", "--cache", "{--cache}", "--val", "{--val}", "--init-from", "{--init-from}",
+		"--init-layers", "0", "--out", "{OUT}", "--epochs", "1", "--batch", "4", "--threads", "1"}, []slot{slotTokens, slotTokVal, slotInitHF}, "--out", false, nil},
 	{"export", []string{"export", "--student", "{--student}", "--out", "{OUT}", "--verify", "{--verify}"}, []slot{slotStudent, slotVerify}, "--out", true, nil},
 	{"eval", []string{"eval", "--model", "{--model}", "--data", "{--data}", "--teacher-cache", "{--teacher-cache}", "--bench-time", "0", "--out", "{OUT}"},
 		[]slot{slotModel, slotEvalDat, slotTCache}, "--out", true, nil},
