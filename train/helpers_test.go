@@ -49,10 +49,7 @@ func writeSynth(t testing.TB, dir string, s synth) *formats.Cache {
 	}
 	m := formats.Manifest{Teacher: formats.Teacher{File: "synth.onnx", SHA256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 		Dataset: formats.Dataset{Path: "synth", Rows: int64(s.Rows)}}
-	cw, err := formats.CreateCache(dir, m, cfg, &formats.WriterOptions{Format: formats.FormatArrow, RowsPerBatch: s.RowsPerBatch})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var parts []*formats.Batch
 	for start := 0; start < s.Rows; start += s.RowsPerPart {
 		n := min(s.RowsPerPart, s.Rows-start)
 		b := &formats.Batch{Hidden: map[string][]float32{}, Inputs: map[string][]float32{}}
@@ -91,6 +88,20 @@ func writeSynth(t testing.TB, dir string, s synth) *formats.Cache {
 				b.Hidden["h"] = append(b.Hidden["h"], float32(math.Tanh(z)))
 			}
 		}
+		parts = append(parts, b)
+	}
+	return writeCache(t, dir, m, cfg, &formats.WriterOptions{Format: formats.FormatArrow, RowsPerBatch: s.RowsPerBatch}, parts...)
+}
+
+// writeCache writes each batch as one part of a new cache in dir and
+// opens it; the cache is closed when the test ends.
+func writeCache(t testing.TB, dir string, m formats.Manifest, cfg formats.Config, opts *formats.WriterOptions, parts ...*formats.Batch) *formats.Cache {
+	t.Helper()
+	cw, err := formats.CreateCache(dir, m, cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range parts {
 		if _, err := cw.WritePart(b); err != nil {
 			t.Fatal(err)
 		}

@@ -32,10 +32,6 @@ func writeLMCache(t *testing.T, windows, T, V int, cfg formats.Config, seed uint
 	dir := filepath.Join(t.TempDir(), "cache")
 	m := formats.Manifest{Teacher: formats.Teacher{File: "markov.onnx", SHA256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 		Dataset: formats.Dataset{Path: "markov", Rows: int64(windows)}}
-	cw, err := formats.CreateCache(dir, m, cfg, &formats.WriterOptions{Format: formats.FormatArrow, RowsPerBatch: 32})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(seed, 1))
 	const stay = 0.85
 	b := &formats.Batch{Inputs: map[string][]float32{}, Hidden: map[string][]float32{}}
@@ -61,18 +57,7 @@ func writeLMCache(t *testing.T, windows, T, V int, cfg formats.Config, seed uint
 			cur = next
 		}
 	}
-	if _, err := cw.WritePart(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := cw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := formats.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return writeCache(t, dir, m, cfg, &formats.WriterOptions{Format: formats.FormatArrow, RowsPerBatch: 32}, b)
 }
 
 // TestTrainLM distils the Markov teacher into a 2-layer transformer with

@@ -29,23 +29,9 @@ func TestEvaluateNonFinite(t *testing.T) {
 func TestPerTokenRefused(t *testing.T) {
 	dir := t.TempDir()
 	cfg := formats.Config{Classes: 7, Positions: 4, HasLabel: true, Inputs: []formats.TensorSpec{{Name: "x", Shape: []int64{4}}}}
-	cw, err := formats.CreateCache(dir, formats.Manifest{}, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := &formats.Batch{Rows: []int64{0, 1}, Labels: make([]int64, 8), Logits: make([]float32, 2*4*7), Inputs: map[string][]float32{"x": make([]float32, 8)}}
-	if _, err := cw.WritePart(b); err != nil {
-		t.Fatal(err)
-	}
-	if err := cw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c, err := formats.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, err = Train(context.Background(), Config{Hidden: []int{3}}, c, &Options{Epochs: 1, Out: filepath.Join(t.TempDir(), "s.ckpt")})
+	c := writeCache(t, dir, formats.Manifest{}, cfg, nil, b)
+	_, err := Train(context.Background(), Config{Hidden: []int{3}}, c, &Options{Epochs: 1, Out: filepath.Join(t.TempDir(), "s.ckpt")})
 	if err == nil || !strings.Contains(err.Error(), "per-token (4 positions per row") {
 		t.Errorf("Train on a per-token cache: %v", err)
 	}
