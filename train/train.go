@@ -513,7 +513,7 @@ func (t *trainer) alloc() {
 // students here score one vector per row.
 func perSample(cfg formats.Config, what string) error {
 	if cfg.Positions > 0 {
-		return fmt.Errorf("train: the %s is per-token (%d positions per row, a language-model teacher's); the MLP student trains on per-sample caches", what, cfg.Positions)
+		return fmt.Errorf("train: the %s is per-token (%d positions per row, a language-model teacher's); the MLP student trains on per-sample caches; train a transformer student on it (TrainLM, distill train --student transformer)", what, cfg.Positions)
 	}
 	return nil
 }

@@ -86,6 +86,9 @@ func TestTrainTransformerCLI(t *testing.T) {
 		{[]string{"--out", filepath.Join(dir, "x2"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--feature", "hidden_states.1=3"}, "--feature"},
 		{[]string{"--out", filepath.Join(dir, "x3"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--divergence", "jsd", "--beta", "1"}, "--beta"},
 		{[]string{"--out", filepath.Join(dir, "x4"), "--init-from", filepath.Join(seq, "stories260K-hf"), "--init-layers", "0,9"}, "--init-layers"},
+		{[]string{"--out", filepath.Join(dir, "x6"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--divergence", "bogus"}, "--divergence"},
+		{[]string{"--out", filepath.Join(dir, "x7"), "--layers", "two", "--dim", "32", "--heads", "4", "--ffn", "64"}, "--layers"},
+		{[]string{"--out", filepath.Join(dir, "x8"), "--init-layers", "0"}, "--init-layers needs --init-from"},
 	} {
 		if code, _, stderr := runDistill(append(common, tc.args...)...); code != exitUsage || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d, want %d naming %s:\n%s", tc.args, code, exitUsage, tc.want, stderr)
