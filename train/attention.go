@@ -29,12 +29,14 @@ import (
 //	dq̃ = dS k̃ / √HeadDim,  dk̃ = dSᵀ q̃ / √HeadDim
 //
 // and dq, dk rotate dq̃, dk̃ back. dv and dk sum over the query heads of a
-// group. Every product goes through sgemm; the masked half of S is
-// computed and discarded. P of the last Forward stays readable (Probs) for
-// attention distillation.
+// group. Every product goes through sgemm, a block of query rows at a
+// time against the keys up to its last row (the blocks above the
+// diagonal are all masked and skipped). P of the last Forward stays
+// readable (Probs) for attention distillation.
 type Attention struct {
 	T, Heads, KVHeads, HeadDim int
 	RoPE                       *RoPE
+	block                      int // query rows per block (attnBlock; tests set less)
 	// DProbs, when not nil, is a loss gradient on the probabilities of
 	// the last Forward (Probs' layout; attention distillation, see
 	// AttentionKL), added to dP = dO vᵀ by Backward.
@@ -59,7 +61,7 @@ func NewAttention(T, heads, kvHeads, headDim int, rope *RoPE) *Attention {
 		(rope != nil && (rope.T != T || rope.HeadDim != headDim)) {
 		panic(fmt.Sprintf("train: Attention: T %d, %d heads, %d KV heads of %d, RoPE %+v", T, heads, kvHeads, headDim, rope))
 	}
-	a := &Attention{T: T, Heads: heads, KVHeads: kvHeads, HeadDim: headDim, RoPE: rope}
+	a := &Attention{T: T, Heads: heads, KVHeads: kvHeads, HeadDim: headDim, RoPE: rope, block: attnBlock}
 	a.fwd, a.bwd = a.forwardGroups, a.backwardGroups
 	return a
 }
@@ -109,16 +111,27 @@ func (a *Attention) forwardGroups(lo, hi int) {
 		for h := g * group; h < (g+1)*group; h++ {
 			q := a.xr[base+h*hd:]
 			p := a.p[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
-			sgemm(blas.NoTrans, blas.Trans, T, T, hd, scale, q, W, k, W, 0, p, T)
-			for t := range T {
-				row := p[t*T : (t+1)*T]
-				softmaxInPlace(row[:t+1])
-				clear(row[t+1:])
+			out := a.out.Data[b*T*Wo+h*hd:]
+			// Query rows [i0, i1) read keys [0, i1) only: the blocks
+			// above the diagonal are all masked.
+			for i0 := 0; i0 < T; i0 += a.block {
+				i1 := min(i0+a.block, T)
+				sgemm(blas.NoTrans, blas.Trans, i1-i0, i1, hd, scale, q[i0*W:], W, k, W, 0, p[i0*T:], T)
+				for t := i0; t < i1; t++ {
+					row := p[t*T : (t+1)*T]
+					softmaxInPlace(row[:t+1])
+					clear(row[t+1:])
+				}
+				sgemm(blas.NoTrans, blas.NoTrans, i1-i0, hd, i1, 1, p[i0*T:], T, v, W, 0, out[i0*Wo:], Wo)
 			}
-			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, 1, p, T, v, W, 0, a.out.Data[b*T*Wo+h*hd:], Wo)
 		}
 	}
 }
+
+// attnBlock is the number of query rows Attention handles at a time:
+// each block's products skip the keys after its last row (all masked),
+// which saves 1/2 − 1/(2·blocks) of the work.
+const attnBlock = 64
 
 // Backward computes dx from dy (Attention has no parameters; with
 // dx.Data nil it does nothing).
@@ -158,45 +171,36 @@ func (a *Attention) backwardGroups(lo, hi int) {
 			q, dq := a.xr[base+h*hd:], a.dx.Data[base+h*hd:]
 			do := a.dy.Data[b*T*Wo+h*hd:]
 			p := a.p[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
-			sgemm(blas.Trans, blas.NoTrans, T, hd, T, 1, p, T, do, Wo, 1, dv, W)
-			sgemm(blas.NoTrans, blas.Trans, T, T, hd, 1, do, Wo, v, W, 0, dp, T)
+			var dprobs []float32
 			if a.DProbs != nil {
-				for i, gr := range a.DProbs[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T] {
-					dp[i] += gr
-				}
+				dprobs = a.DProbs[(b*a.Heads+h)*T*T : (b*a.Heads+h+1)*T*T]
 			}
-			for t := range T { // dS in place of dP
-				pr, dr := p[t*T:t*T+t+1], dp[t*T:(t+1)*T]
-				var s float64
-				for j, pv := range pr {
-					s += float64(pv) * float64(dr[j])
+			for i0 := 0; i0 < T; i0 += a.block { // as in Forward
+				i1, rows := min(i0+a.block, T), min(a.block, T-i0)
+				pb, dpb := p[i0*T:], dp[i0*T:]
+				sgemm(blas.Trans, blas.NoTrans, i1, hd, rows, 1, pb, T, do[i0*Wo:], Wo, 1, dv, W)
+				sgemm(blas.NoTrans, blas.Trans, rows, i1, hd, 1, do[i0*Wo:], Wo, v, W, 0, dpb, T)
+				for t := i0; t < i1; t++ { // dS in place of dP
+					pr, dr := p[t*T:t*T+t+1], dp[t*T:t*T+t+1]
+					if dprobs != nil {
+						for j, gr := range dprobs[t*T : t*T+t+1] {
+							dr[j] += gr
+						}
+					}
+					fastmath.SoftmaxBack(dr, pr)
+					clear(dp[t*T+t+1 : t*T+i1])
 				}
-				for j, pv := range pr {
-					dr[j] = pv * (dr[j] - float32(s))
-				}
-				clear(dr[t+1:])
+				sgemm(blas.NoTrans, blas.NoTrans, rows, hd, i1, scale, dpb, T, k, W, 0, dq[i0*W:], W)
+				sgemm(blas.Trans, blas.NoTrans, i1, hd, rows, scale, dpb, T, q[i0*W:], W, 1, dk, W)
 			}
-			sgemm(blas.NoTrans, blas.NoTrans, T, hd, T, scale, dp, T, k, W, 0, dq, W)
-			sgemm(blas.Trans, blas.NoTrans, T, hd, T, scale, dp, T, q, W, 1, dk, W)
 		}
 	}
 }
 
 // softmaxInPlace replaces x by softmax(x), computed as exp(x − max) / Σ
-// with fastmath.Exp32 (within 2 ulp) and a float64 sum.
+// with fastmath.ExpSum (within 2 ulp, a float32 sum in eight lanes).
 func softmaxInPlace(x []float32) {
-	m := x[0]
-	for _, v := range x[1:] {
-		m = max(m, v)
-	}
-	var s float64
-	for i, v := range x {
-		e := fastmath.Exp32(v - m)
-		x[i] = e
-		s += float64(e)
-	}
-	inv := float32(1 / s)
-	for i := range x {
-		x[i] *= inv
-	}
+	m := fastmath.Max(x)
+	s := fastmath.ExpSum(x, x, 1, -m)
+	fastmath.Scale(x, 1/s)
 }

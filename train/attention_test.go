@@ -10,10 +10,18 @@ import (
 // Hugging Face Llama's attention on two sequences: RoPE (rotate_half) on
 // q and k, repeat_kv (query head h reads KV head h / (H/KV)), scores
 // q·k/√d with the causal mask, softmax, P·v. The probabilities must be 0
-// above the diagonal and sum to 1 in each row.
+// above the diagonal and sum to 1 in each row. Query blocks of 2 rows
+// (the last one short) give the same.
 func TestAttentionReference(t *testing.T) {
+	for _, block := range []int{attnBlock, 2} {
+		testAttentionReference(t, block)
+	}
+}
+
+func testAttentionReference(t *testing.T, block int) {
 	const T, H, KV, d, seqs = 5, 4, 2, 6, 2
 	a := NewAttention(T, H, KV, d, NewRoPE(T, H, d, RoPETheta))
+	a.block = block
 	rng := rand.New(rand.NewPCG(8, 9))
 	x := randMat(rng, seqs*T, a.InSize(), 1)
 	y := Mat{Rows: seqs * T, Cols: a.OutSize(), Data: make([]float32, seqs*T*a.OutSize())}
@@ -63,7 +71,7 @@ func TestAttentionReference(t *testing.T) {
 						want = sc[s] / z
 					}
 					if math.Abs(float64(probs[s])-want) > 1e-6 {
-						t.Fatalf("seq %d head %d t %d: P[%d] = %v, want %v", b, h, ti, s, probs[s], want)
+						t.Fatalf("block %d seq %d head %d t %d: P[%d] = %v, want %v", block, b, h, ti, s, probs[s], want)
 					}
 					sum += float64(probs[s])
 				}
@@ -76,7 +84,7 @@ func TestAttentionReference(t *testing.T) {
 						o += sc[s] / z * float64(x.Data[(b*T+s)*W+(H+KV+g)*d+j])
 					}
 					if got := y.Data[(b*T+ti)*a.OutSize()+h*d+j]; math.Abs(float64(got)-o) > 1e-5 {
-						t.Fatalf("seq %d head %d t %d dim %d: %v, want %v", b, h, ti, j, got, o)
+						t.Fatalf("block %d seq %d head %d t %d dim %d: %v, want %v", block, b, h, ti, j, got, o)
 					}
 				}
 			}

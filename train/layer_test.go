@@ -95,6 +95,13 @@ func layerCases() []layerCase {
 		// included), 4 query heads on 2 KV heads, rotated.
 		layerCase{name: "Attention", make: func() Layer { return NewAttention(3, 4, 2, 4, NewRoPE(3, 4, 4, RoPETheta)) }},
 		layerCase{name: "Attention/MHA-noRoPE", make: func() Layer { return NewAttention(3, 2, 2, 3, nil) }},
+		// Query blocks of 2 rows: [0, 2) against keys [0, 2), then [2, 3)
+		// against all three.
+		layerCase{name: "Attention/blocks", make: func() Layer {
+			a := NewAttention(3, 4, 2, 4, NewRoPE(3, 4, 4, RoPETheta))
+			a.block = 2
+			return a
+		}},
 		layerCase{name: "SwiGLU", make: func() Layer { return NewSwiGLU(5) }},
 		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
 		layerCase{name: "Standardize", make: func() Layer {

@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 	"math"
+
+	"github.com/distill-ml/distill/internal/fastmath"
 )
 
 // Targets are the teacher outputs and dataset labels of a batch of n rows,
@@ -122,9 +124,15 @@ type KD struct {
 	Beta       float64 // JSD's β in (0, 1)
 
 	q, q1, p []float64 // per-class scratch: softmax(s/T), softmax(s), teacher p
+	e        []float32 // per-class scratch: softmaxInto's exponentials
 	dq       []float64 // per-class scratch: T·∂D/∂s_c (ReverseKL, JSD)
 	stamp    []uint32  // top-k membership: stamp[c] == gen for cached c
 	gen      uint32
+	// Loss over threads: a KD per part of the rows, the rows' losses
+	// and the parts' errors.
+	workers []*KD
+	losses  []float64
+	errs    []error
 }
 
 // Divergence names the D of KD's α·T²·D(p ‖ q) term.
@@ -207,19 +215,71 @@ func (k *KD) divergence(q, p []float64, topK bool, pRest, qRest float64) (float6
 // loss is NaN or ±Inf when inputs are not finite (callers check).
 func (k *KD) Loss(grad, s Mat, t *Targets, rowLoss []float64) (float64, error) {
 	n := s.Rows
-	var sum float64
-	for r := range n {
-		kl, ce, err := k.row(grad.Row(r), s.Row(r), r, t, 1/float64(n))
+	parts := min(par().n, n*s.Cols/kdGrain)
+	if parts <= 1 {
+		var sum float64
+		for r := range n {
+			l, err := k.rowLoss(grad, s, r, t)
+			if err != nil {
+				return 0, err
+			}
+			if rowLoss != nil {
+				rowLoss[r] = l
+			}
+			sum += l
+		}
+		return sum / float64(max(n, 1)), nil
+	}
+	// Rows split into parts contiguous ranges, each with a KD of its own
+	// (the scratch); the losses are summed in row order afterwards, so
+	// the result is the serial one, bit for bit.
+	for len(k.workers) < parts {
+		k.workers = append(k.workers, &KD{})
+	}
+	k.losses = growF64(k.losses, n)
+	if cap(k.errs) < parts {
+		k.errs = make([]error, parts)
+	}
+	errs := k.errs[:parts]
+	clear(errs)
+	par().run(parts, 1, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			w := k.workers[c]
+			w.Temperature, w.Alpha, w.Divergence, w.Beta = k.Temperature, k.Alpha, k.Divergence, k.Beta
+			for r := c * n / parts; r < (c+1)*n/parts; r++ {
+				l, err := w.rowLoss(grad, s, r, t)
+				if err != nil {
+					errs[c] = err
+					break
+				}
+				k.losses[r] = l
+			}
+		}
+	})
+	for _, err := range errs { // the first failing row's error, as serially
 		if err != nil {
 			return 0, err
 		}
-		l := k.Alpha*k.Temperature*k.Temperature*kl + (1-k.Alpha)*ce
+	}
+	var sum float64
+	for r, l := range k.losses[:n] {
 		if rowLoss != nil {
 			rowLoss[r] = l
 		}
 		sum += l
 	}
 	return sum / float64(max(n, 1)), nil
+}
+
+// kdGrain is the number of scores (rows × classes) below which Loss does
+// not split its rows over threads.
+const kdGrain = 1 << 14
+
+// rowLoss returns row r's loss α·T²·KL + (1−α)·CE and writes its
+// gradient, over a batch of s.Rows rows, into grad's row r.
+func (k *KD) rowLoss(grad, s Mat, r int, t *Targets) (float64, error) {
+	kl, ce, err := k.row(grad.Row(r), s.Row(r), r, t, 1/float64(s.Rows))
+	return k.Alpha*k.Temperature*k.Temperature*kl + (1-k.Alpha)*ce, err
 }
 
 // KL returns KL(p ‖ q) of row r at the KD's temperature (the top-k bucket
@@ -240,19 +300,20 @@ func growF64(b []float64, n int) []float64 {
 }
 
 // softmaxInto writes softmax(s/T) to q and returns log Σ_c exp((s_c−m)/T),
-// m = max s, so that log q_c = (s_c − m)/T − the result.
-func softmaxInto(q []float64, s []float32, m, invT float64) float64 {
-	var z float64
-	for c, v := range s {
-		e := math.Exp((float64(v) - m) * invT)
-		q[c] = e
-		z += e
-	}
+// m = max s, so that log q_c = (s_c − m)/T − the result. The
+// exponentials are float32 (fastmath.ExpSum into e, within 2 ulp; the
+// argument s_c/T + b with b = float32(−m/T) rounds once), normalized and
+// logged in float64; the result corrects for b's rounding, so q and the
+// logs agree to float32's precision.
+func softmaxInto(q []float64, e, s []float32, m, invT float64) float64 {
+	b := float32(-m * invT)
+	z := float64(fastmath.ExpSum(e, s, float32(invT), b))
 	inv := 1 / z
-	for c := range q {
-		q[c] *= inv
+	for c, v := range e[:len(s)] {
+		q[c] = float64(v) * inv
 	}
-	return math.Log(z)
+	// z = Σ exp(s_c/T + b), so log Σ exp((s_c − m)/T) = log z − b − m/T.
+	return math.Log(z) - (float64(b) + m*invT)
 }
 
 // row computes KL and CE of row r and, if grad is not nil, writes
@@ -262,6 +323,7 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 	T, a := k.Temperature, k.Alpha
 	invT := 1 / T
 	k.q, k.q1, k.p = growF64(k.q, C), growF64(k.q1, C), growF64(k.p, C)
+	k.e = grow(k.e, C)
 	q, q1, p := k.q, k.q1, k.p
 	ms := math.Inf(-1)
 	for _, v := range s {
@@ -269,7 +331,7 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 	}
 	var logZs float64
 	if a > 0 {
-		logZs = softmaxInto(q, s, ms, invT)
+		logZs = softmaxInto(q, k.e, s, ms, invT)
 	}
 	if a < 1 {
 		y := t.Labels[r]
@@ -278,7 +340,7 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 		}
 		logZ1 := logZs
 		if a == 0 || T != 1 {
-			logZ1 = softmaxInto(q1, s, ms, 1)
+			logZ1 = softmaxInto(q1, k.e, s, ms, 1)
 		} else {
 			copy(q1, q)
 		}
@@ -288,7 +350,7 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 	var pRest, qRest float64
 	if a > 0 {
 		if t.TopK == 0 {
-			kl = klFull(p, t.Logits[r*C:(r+1)*C], s, ms, logZs, invT)
+			kl = klFull(p, k.e, t.Logits[r*C:(r+1)*C], s, ms, logZs, invT)
 		} else if t.SampleCount != nil {
 			if kl, err = k.klSampled(p, s, r, t, ms, logZs, invT); err != nil {
 				return 0, 0, err
@@ -339,12 +401,12 @@ func (k *KD) row(grad, s []float32, r int, t *Targets, scale float64) (kl, ce fl
 
 // klFull writes p = softmax(t/T) and returns KL(p ‖ q) for full teacher
 // scores t, with log q_c = (s_c − ms)/T − logZs.
-func klFull(p []float64, t, s []float32, ms, logZs, invT float64) float64 {
+func klFull(p []float64, e, t, s []float32, ms, logZs, invT float64) float64 {
 	mt := math.Inf(-1)
 	for _, v := range t {
 		mt = max(mt, float64(v))
 	}
-	logZt := softmaxInto(p, t, mt, invT)
+	logZt := softmaxInto(p, e, t, mt, invT)
 	var kl float64
 	for c, pc := range p {
 		if pc != 0 { // 0·log 0 = 0; NaN propagates

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/distill-ml/distill/formats"
@@ -352,5 +354,58 @@ func TestFeatureLoss(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKDLossThreads checks that KD.Loss split over threads (rows × classes
+// ≥ kdGrain) gives the serial loss, row losses and gradient bit for bit,
+// for dense, top-k and sampled targets, and reports the first bad row's
+// error as the serial loop does.
+func TestKDLossThreads(t *testing.T) {
+	defer SetThreads(Threads())
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n, C, K = 300, 128, 4
+	s := randMat(rng, n, C, 2)
+	dense := &Targets{Logits: randMat(rng, n, C, 2).Data, Labels: make([]int64, n)}
+	topk := &Targets{TopK: K, TopKIndex: make([]int32, n*K), TopKLogit: make([]float32, n*K), LogSumExp: make([]float32, n), Labels: dense.Labels}
+	for r := range n {
+		dense.Labels[r] = int64(rng.IntN(C))
+		for j, c := range rng.Perm(C)[:K] {
+			topk.TopKIndex[r*K+j], topk.TopKLogit[r*K+j] = int32(c), float32(3-j)
+		}
+		topk.LogSumExp[r] = 4
+	}
+	sampled := *topk
+	sampled.SampleCount = make([]int32, n*K)
+	for i := range sampled.SampleCount {
+		sampled.SampleCount[i] = int32(1 + i%3)
+	}
+	run := func(threads int, tg *Targets, kd *KD) (float64, []float64, []float32, error) {
+		SetThreads(threads)
+		grad := Mat{Rows: n, Cols: C, Data: make([]float32, n*C)}
+		rows := make([]float64, n)
+		loss, err := kd.Loss(grad, s, tg, rows)
+		return loss, rows, grad.Data, err
+	}
+	for name, tg := range map[string]*Targets{"dense": dense, "top-k": topk, "sampled": &sampled} {
+		for _, kd := range []KD{{Temperature: 2, Alpha: 0.7}, {Temperature: 1, Alpha: 1, Divergence: JSD, Beta: 0.3}} {
+			l1, r1, g1, err1 := run(1, tg, &KD{Temperature: kd.Temperature, Alpha: kd.Alpha, Divergence: kd.Divergence, Beta: kd.Beta})
+			l2, r2, g2, err2 := run(3, tg, &KD{Temperature: kd.Temperature, Alpha: kd.Alpha, Divergence: kd.Divergence, Beta: kd.Beta})
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%s %+v: %v, %v", name, kd, err1, err2)
+			}
+			if l1 != l2 || !slices.Equal(r1, r2) || !slices.Equal(g1, g2) {
+				t.Fatalf("%s %+v: 1 thread loss %v, 3 threads %v (row losses equal %v, gradients equal %v)", name, kd, l1, l2, slices.Equal(r1, r2), slices.Equal(g1, g2))
+			}
+		}
+	}
+	// Rows 120 and 250 have a bad label: both runs name row 120's.
+	bad := *dense
+	bad.Labels = slices.Clone(dense.Labels)
+	bad.Labels[120], bad.Labels[250] = C+5, -1
+	_, _, _, err1 := run(1, &bad, &KD{Temperature: 1, Alpha: 0.5})
+	_, _, _, err2 := run(3, &bad, &KD{Temperature: 1, Alpha: 0.5})
+	if err1 == nil || err2 == nil || err1.Error() != err2.Error() || !strings.Contains(err1.Error(), "133") {
+		t.Fatalf("bad labels: 1 thread %v, 3 threads %v", err1, err2)
 	}
 }
