@@ -22,6 +22,7 @@ type RMSNorm struct {
 
 	x, y   Mat
 	rstd   []float32 // per row, kept for Backward
+	part   []float64 // dγ's partial sums, [chunks][Size]
 	dy, dx Mat
 	fwd    func(lo, hi int)
 	bwdR   func(lo, hi int)
@@ -84,7 +85,17 @@ func (l *RMSNorm) Backward(dx, dy Mat) {
 	if dx.Data != nil {
 		par().run(dy.Rows, max(1, 8192/l.Size), l.bwdR)
 	}
-	par().run(l.Size, 64, l.bwdC)
+	chunks := (dy.Rows + rmsChunk - 1) / rmsChunk
+	l.part = growF64(l.part, chunks*l.Size)
+	par().run(chunks, 1, l.bwdC)
+	gg := l.Gamma.Grad
+	for j := range l.Size {
+		var s float64
+		for c := range chunks {
+			s += l.part[c*l.Size+j]
+		}
+		gg[j] = float32(s)
+	}
 }
 
 func (l *RMSNorm) backwardRows(lo, hi int) {
@@ -106,14 +117,23 @@ func (l *RMSNorm) backwardRows(lo, hi int) {
 	}
 }
 
+// backwardCols sums dγ_j = Σ_rows dy·x̂ over chunks [lo, hi) of
+// rmsChunk rows, each into its own float64 partial sums (read row by
+// row), which Backward adds in chunk order: the result does not depend
+// on the thread count.
 func (l *RMSNorm) backwardCols(lo, hi int) {
 	d := l.Size
-	gg := l.Gamma.Grad
-	for j := lo; j < hi; j++ {
-		var s float64
-		for r := range l.dy.Rows {
-			s += float64(l.dy.Data[r*d+j]) * float64(l.x.Data[r*d+j]*l.rstd[r])
+	for c := lo; c < hi; c++ {
+		part := l.part[c*d : (c+1)*d]
+		clear(part)
+		for r := c * rmsChunk; r < min((c+1)*rmsChunk, l.dy.Rows); r++ {
+			x, dy, rstd := l.x.Data[r*d:(r+1)*d], l.dy.Data[r*d:(r+1)*d], l.rstd[r]
+			for j, v := range x {
+				part[j] += float64(dy[j]) * float64(v*rstd)
+			}
 		}
-		gg[j] = float32(s)
 	}
 }
+
+// rmsChunk is the number of rows of one partial sum of dγ.
+const rmsChunk = 256

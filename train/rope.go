@@ -86,18 +86,20 @@ func (r *RoPE) rotate(dst, x Mat, sign float32) {
 // of its fused rows.
 func (r *RoPE) rotateBlock(dst, x []float32, rows, stride, heads int, sign float32) {
 	h := r.HeadDim / 2
-	for row := range rows {
-		p := row % r.T
-		cs, sn := r.cos[p*h:(p+1)*h], r.sin[p*h:(p+1)*h]
-		for hd := range heads {
-			o := row*stride + hd*r.HeadDim
-			a, b := x[o:o+h], x[o+h:o+2*h]
-			ya, yb := dst[o:o+h], dst[o+h:o+2*h]
-			for i := range h {
-				c, s := cs[i], sign*sn[i]
-				u, v := a[i], b[i]
-				ya[i], yb[i] = u*c-v*s, v*c+u*s
+	par().run(rows, max(1, 4096/(heads*r.HeadDim)), func(lo, hi int) {
+		for row := lo; row < hi; row++ {
+			p := row % r.T
+			cs, sn := r.cos[p*h:(p+1)*h], r.sin[p*h:(p+1)*h]
+			for hd := range heads {
+				o := row*stride + hd*r.HeadDim
+				a, b := x[o:o+h], x[o+h:o+2*h]
+				ya, yb := dst[o:o+h], dst[o+h:o+2*h]
+				for i := range h {
+					c, s := cs[i], sign*sn[i]
+					u, v := a[i], b[i]
+					ya[i], yb[i] = u*c-v*s, v*c+u*s
+				}
 			}
 		}
-	}
+	})
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -79,6 +80,43 @@ func TestRMSNormLlama(t *testing.T) {
 			if want := float64(x.Data[r*d+j]) * s * float64(l.Gamma.Data[j]); math.Abs(float64(y.Data[r*d+j])-want) > 1e-5*math.Max(1, math.Abs(want)) {
 				t.Fatalf("row %d dim %d: %v, want %v", r, j, y.Data[r*d+j], want)
 			}
+		}
+	}
+}
+
+// TestRMSNormGainGradientChunks checks dγ over 600 rows (three partial
+// sums of rmsChunk rows, the last short) against a float64 sum, on 1 and
+// 3 threads with the same bits.
+func TestRMSNormGainGradientChunks(t *testing.T) {
+	defer SetThreads(Threads())
+	const d, n = 5, 600
+	rng := rand.New(rand.NewPCG(3, 3))
+	x, dy := randMat(rng, n, d, 1), randMat(rng, n, d, 1)
+	var grads [][]float32
+	for _, threads := range []int{1, 3} {
+		SetThreads(threads)
+		l := NewRMSNorm("n", d)
+		NewParams(l.Params()...)
+		l.Init()
+		y := Mat{Rows: n, Cols: d, Data: make([]float32, n*d)}
+		l.Forward(y, x)
+		l.Backward(Mat{}, dy)
+		grads = append(grads, slices.Clone(l.Gamma.Grad))
+	}
+	if !slices.Equal(grads[0], grads[1]) {
+		t.Fatalf("dγ on 1 thread %v, on 3 %v", grads[0], grads[1])
+	}
+	for j := range d {
+		var want float64
+		for r := range n {
+			var ss float64
+			for k := range d {
+				ss += float64(x.Data[r*d+k]) * float64(x.Data[r*d+k])
+			}
+			want += float64(dy.Data[r*d+j]) * float64(x.Data[r*d+j]) / math.Sqrt(ss/d+RMSNormEps)
+		}
+		if math.Abs(float64(grads[0][j])-want) > 1e-4*math.Max(1, math.Abs(want)) {
+			t.Fatalf("dγ[%d] = %v, want %v", j, grads[0][j], want)
 		}
 	}
 }
