@@ -23,6 +23,9 @@ type Param struct {
 	Shape []int     // e.g. [out, in] for a Linear weight
 	Data  []float32 // values, row-major; len = product of Shape
 	Grad  []float32 // dLoss/dData of the last Backward
+
+	set *Params // the storage NewParams assigned, and the offset in it
+	off int
 }
 
 // Size returns the number of values, the product of Shape.
@@ -56,6 +59,7 @@ func NewParams(list ...*Param) *Params {
 		sz := p.Size()
 		p.Data = ps.Data[off : off+sz : off+sz]
 		p.Grad = ps.Grad[off : off+sz : off+sz]
+		p.set, p.off = ps, off
 		off += sz
 	}
 	return ps

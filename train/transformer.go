@@ -174,15 +174,23 @@ func (t *Transformer) Forward(dst Mat, ids []int32) {
 		b.a, b.qkv, b.ctx, b.mid = mat(b.a, n, D), mat(b.qkv, n, W), mat(b.ctx, n, qw), mat(b.mid, n, D)
 		b.m, b.gu, b.s = mat(b.m, n, D), mat(b.gu, n, 2*F), mat(b.s, n, F)
 		b.AttnNorm.Forward(b.a, h)
-		sgemm(blas.NoTrans, blas.Trans, n, qw, D, 1, b.a.Data, D, b.Wq.Data, D, 0, b.qkv.Data, W)
-		sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wk.Data, D, 0, b.qkv.Data[qw:], W)
-		sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wv.Data, D, 0, b.qkv.Data[qw+kw:], W)
+		if w, _, ok := contiguous(b.Wq, b.Wk, b.Wv); ok { // one product, A packed once
+			sgemm(blas.NoTrans, blas.Trans, n, W, D, 1, b.a.Data, D, w, D, 0, b.qkv.Data, W)
+		} else {
+			sgemm(blas.NoTrans, blas.Trans, n, qw, D, 1, b.a.Data, D, b.Wq.Data, D, 0, b.qkv.Data, W)
+			sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wk.Data, D, 0, b.qkv.Data[qw:], W)
+			sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wv.Data, D, 0, b.qkv.Data[qw+kw:], W)
+		}
 		b.Attn.Forward(b.ctx, b.qkv)
 		copy(b.mid.Data, h.Data[:n*D])
 		sgemm(blas.NoTrans, blas.Trans, n, D, qw, 1, b.ctx.Data, qw, b.Wo.Data, qw, 1, b.mid.Data, D)
 		b.MLPNorm.Forward(b.m, b.mid)
-		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wg.Data, D, 0, b.gu.Data, 2*F)
-		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wu.Data, D, 0, b.gu.Data[F:], 2*F)
+		if w, _, ok := contiguous(b.Wg, b.Wu); ok {
+			sgemm(blas.NoTrans, blas.Trans, n, 2*F, D, 1, b.m.Data, D, w, D, 0, b.gu.Data, 2*F)
+		} else {
+			sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wg.Data, D, 0, b.gu.Data, 2*F)
+			sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wu.Data, D, 0, b.gu.Data[F:], 2*F)
+		}
 		b.GLU.Forward(b.s, b.gu)
 		out := t.hs[l+1]
 		copy(out.Data, b.mid.Data[:n*D])
@@ -234,10 +242,15 @@ func (t *Transformer) Backward(dlogits Mat, dHidden []Mat) {
 		sgemm(blas.Trans, blas.NoTrans, D, F, n, 1, dh.Data, D, b.s.Data, F, 0, b.Wd.Grad, F)
 		b.GLU.Backward(b.dgu, b.ds)
 		// gu = m·[W_g; W_u]ᵀ
-		sgemm(blas.NoTrans, blas.NoTrans, n, D, F, 1, b.dgu.Data, 2*F, b.Wg.Data, D, 0, b.da.Data, D)
-		sgemm(blas.NoTrans, blas.NoTrans, n, D, F, 1, b.dgu.Data[F:], 2*F, b.Wu.Data, D, 1, b.da.Data, D)
-		sgemm(blas.Trans, blas.NoTrans, F, D, n, 1, b.dgu.Data, 2*F, b.m.Data, D, 0, b.Wg.Grad, D)
-		sgemm(blas.Trans, blas.NoTrans, F, D, n, 1, b.dgu.Data[F:], 2*F, b.m.Data, D, 0, b.Wu.Grad, D)
+		if w, g, ok := contiguous(b.Wg, b.Wu); ok {
+			sgemm(blas.NoTrans, blas.NoTrans, n, D, 2*F, 1, b.dgu.Data, 2*F, w, D, 0, b.da.Data, D)
+			sgemm(blas.Trans, blas.NoTrans, 2*F, D, n, 1, b.dgu.Data, 2*F, b.m.Data, D, 0, g, D)
+		} else {
+			sgemm(blas.NoTrans, blas.NoTrans, n, D, F, 1, b.dgu.Data, 2*F, b.Wg.Data, D, 0, b.da.Data, D)
+			sgemm(blas.NoTrans, blas.NoTrans, n, D, F, 1, b.dgu.Data[F:], 2*F, b.Wu.Data, D, 1, b.da.Data, D)
+			sgemm(blas.Trans, blas.NoTrans, F, D, n, 1, b.dgu.Data, 2*F, b.m.Data, D, 0, b.Wg.Grad, D)
+			sgemm(blas.Trans, blas.NoTrans, F, D, n, 1, b.dgu.Data[F:], 2*F, b.m.Data, D, 0, b.Wu.Grad, D)
+		}
 		b.MLPNorm.Backward(b.dtmp, b.da)
 		for i := range b.dmid.Data {
 			b.dmid.Data[i] = dh.Data[i] + b.dtmp.Data[i]
@@ -247,12 +260,17 @@ func (t *Transformer) Backward(dlogits Mat, dHidden []Mat) {
 		sgemm(blas.Trans, blas.NoTrans, D, qw, n, 1, b.dmid.Data, D, b.ctx.Data, qw, 0, b.Wo.Grad, qw)
 		b.Attn.Backward(b.dqkv, b.dctx)
 		// [q|k|v] = a·[W_q; W_k; W_v]ᵀ
-		sgemm(blas.NoTrans, blas.NoTrans, n, D, qw, 1, b.dqkv.Data, W, b.Wq.Data, D, 0, b.da.Data, D)
-		sgemm(blas.NoTrans, blas.NoTrans, n, D, kw, 1, b.dqkv.Data[qw:], W, b.Wk.Data, D, 1, b.da.Data, D)
-		sgemm(blas.NoTrans, blas.NoTrans, n, D, kw, 1, b.dqkv.Data[qw+kw:], W, b.Wv.Data, D, 1, b.da.Data, D)
-		sgemm(blas.Trans, blas.NoTrans, qw, D, n, 1, b.dqkv.Data, W, b.a.Data, D, 0, b.Wq.Grad, D)
-		sgemm(blas.Trans, blas.NoTrans, kw, D, n, 1, b.dqkv.Data[qw:], W, b.a.Data, D, 0, b.Wk.Grad, D)
-		sgemm(blas.Trans, blas.NoTrans, kw, D, n, 1, b.dqkv.Data[qw+kw:], W, b.a.Data, D, 0, b.Wv.Grad, D)
+		if w, g, ok := contiguous(b.Wq, b.Wk, b.Wv); ok {
+			sgemm(blas.NoTrans, blas.NoTrans, n, D, W, 1, b.dqkv.Data, W, w, D, 0, b.da.Data, D)
+			sgemm(blas.Trans, blas.NoTrans, W, D, n, 1, b.dqkv.Data, W, b.a.Data, D, 0, g, D)
+		} else {
+			sgemm(blas.NoTrans, blas.NoTrans, n, D, qw, 1, b.dqkv.Data, W, b.Wq.Data, D, 0, b.da.Data, D)
+			sgemm(blas.NoTrans, blas.NoTrans, n, D, kw, 1, b.dqkv.Data[qw:], W, b.Wk.Data, D, 1, b.da.Data, D)
+			sgemm(blas.NoTrans, blas.NoTrans, n, D, kw, 1, b.dqkv.Data[qw+kw:], W, b.Wv.Data, D, 1, b.da.Data, D)
+			sgemm(blas.Trans, blas.NoTrans, qw, D, n, 1, b.dqkv.Data, W, b.a.Data, D, 0, b.Wq.Grad, D)
+			sgemm(blas.Trans, blas.NoTrans, kw, D, n, 1, b.dqkv.Data[qw:], W, b.a.Data, D, 0, b.Wk.Grad, D)
+			sgemm(blas.Trans, blas.NoTrans, kw, D, n, 1, b.dqkv.Data[qw+kw:], W, b.a.Data, D, 0, b.Wv.Grad, D)
+		}
 		b.AttnNorm.Backward(b.dtmp, b.da)
 		for i := range dh.Data {
 			dh.Data[i] = b.dmid.Data[i] + b.dtmp.Data[i]
@@ -269,4 +287,21 @@ func (t *Transformer) Backward(dlogits Mat, dHidden []Mat) {
 			g[j] += v
 		}
 	}
+}
+
+// contiguous returns the Data and Grad of parameters that NewParams laid
+// out one after another in one Params (Params()' order makes q, k, v and
+// gate, up neighbours), so that their products run as one, with A packed
+// once; ok is false otherwise (storage assigned another way), and the
+// caller runs them one by one.
+func contiguous(ps ...*Param) (data, grad []float32, ok bool) {
+	set, off, n := ps[0].set, ps[0].off, 0
+	for _, p := range ps {
+		if set == nil || p.set != set || p.off != off+n || len(p.Data) != p.Size() ||
+			&p.Data[0] != &set.Data[p.off] || &p.Grad[0] != &set.Grad[p.off] {
+			return nil, nil, false
+		}
+		n += p.Size()
+	}
+	return set.Data[off : off+n], set.Grad[off : off+n], true
 }

@@ -1,7 +1,9 @@
 package train
 
 import (
+	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/diff/fd"
@@ -106,4 +108,52 @@ func BenchmarkTransformerStep(b *testing.B) {
 		m.Backward(grad, nil)
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// TestTransformerParamLayouts checks the products Forward and Backward run
+// as one over neighbouring parameters (q|k|v, gate|up; see contiguous)
+// against the one-by-one products of the same model with its storage laid
+// out in reverse order: the same logits and gradients up to rounding.
+func TestTransformerParamLayouts(t *testing.T) {
+	cfg := TransformerConfig{Vocab: 13, Dim: 8, Layers: 2, Heads: 2, KVHeads: 1, FFN: 6, T: 5}
+	ids := []int32{1, 4, 12, 9, 0, 10, 3, 7, 7, 2}
+	run := func(reverse bool) ([]float32, [][]float32) {
+		m, err := NewTransformer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := m.Params()
+		if reverse {
+			ps = slices.Clone(ps)
+			slices.Reverse(ps)
+		}
+		NewParams(ps...)
+		if _, _, ok := contiguous(m.Blocks[0].Wq, m.Blocks[0].Wk, m.Blocks[0].Wv); ok == reverse {
+			t.Fatalf("reverse %v: q, k, v contiguous %v", reverse, ok)
+		}
+		m.Init(rand.New(rand.NewPCG(4, 4)))
+		y := Mat{Rows: len(ids), Cols: cfg.Vocab, Data: make([]float32, len(ids)*cfg.Vocab)}
+		m.Forward(y, ids)
+		dy := randMat(rand.New(rand.NewPCG(5, 5)), len(ids), cfg.Vocab, 1)
+		m.Backward(dy, nil)
+		var grads [][]float32
+		for _, p := range m.Params() {
+			grads = append(grads, slices.Clone(p.Grad))
+		}
+		return slices.Clone(y.Data), grads
+	}
+	y1, g1 := run(false)
+	y2, g2 := run(true)
+	for i := range y1 {
+		if math.Abs(float64(y1[i]-y2[i])) > 1e-6 {
+			t.Fatalf("logit %d: %v fused, %v one by one", i, y1[i], y2[i])
+		}
+	}
+	for p := range g1 {
+		for i := range g1[p] {
+			if d := math.Abs(float64(g1[p][i] - g2[p][i])); d > 1e-6*math.Max(1, math.Abs(float64(g1[p][i]))) {
+				t.Fatalf("parameter %d value %d: gradient %v fused, %v one by one", p, i, g1[p][i], g2[p][i])
+			}
+		}
+	}
 }
