@@ -180,6 +180,7 @@ func TestSgemmShapes(t *testing.T) {
 		{12, 32, 16}, {13, 33, 17}, {6, 16, 4}, {24, 64, 9}, {11, 31, 257},
 		{31, 37, 41}, {97, 101, 103}, {128, 10, 800}, {128, 128, 784},
 		{127, 129, 300}, {300, 20, 600},
+		{40, 48, 700}, {8192 / 64, 48, 96}, // half B panels (48 = 32 + 16 columns), several k blocks
 	}
 	if !testing.Short() {
 		shapes = append(shapes, []struct{ m, n, k int }{
