@@ -96,6 +96,7 @@ func layerCases() []layerCase {
 		layerCase{name: "Attention", make: func() Layer { return NewAttention(3, 4, 2, 4, NewRoPE(3, 4, 4, RoPETheta)) }},
 		layerCase{name: "Attention/MHA-noRoPE", make: func() Layer { return NewAttention(3, 2, 2, 3, nil) }},
 		layerCase{name: "SwiGLU", make: func() Layer { return NewSwiGLU(5) }},
+		layerCase{name: "GELUTanh", make: func() Layer { return NewGELUTanh(5) }},
 		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
 		layerCase{name: "Standardize", make: func() Layer {
 			s := NewStandardize(4)
