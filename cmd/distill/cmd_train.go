@@ -464,7 +464,7 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 		if c.Dim == 0 {
 			c.Dim, c.Heads, c.KVHeads, c.FFN = tc.Dim, tc.Heads, tc.KVHeads, tc.FFN
 		}
-		init = func(m *train.Transformer) error { return m.InitFromLayers(tensors, idx) }
+		init = func(m *train.Transformer) error { return m.InitFromLayers(tc, tensors, idx) }
 	} else if o.InitLayers != "" {
 		return c, nil, usageError("--init-layers needs --init-from")
 	}
