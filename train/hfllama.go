@@ -10,7 +10,9 @@ import (
 )
 
 // HFLlamaConfig is the part of a Hugging Face LlamaForCausalLM
-// config.json that a Transformer has.
+// config.json that a Transformer has, and the keys HFConfigJSON adds for
+// a Transformer of GPT-2's options (norm_type, mlp_type,
+// position_embedding_type, layer_norm_eps).
 type HFLlamaConfig struct {
 	Architectures []string `json:"architectures"`
 	HiddenSize    int      `json:"hidden_size"`
@@ -28,14 +30,33 @@ type HFLlamaConfig struct {
 	AttentionBias bool     `json:"attention_bias"`
 	MLPBias       bool     `json:"mlp_bias"`
 	TieEmbeddings *bool    `json:"tie_word_embeddings"`
+	NormType      string   `json:"norm_type"`               // TransformerConfig.Norm; absent: rmsnorm
+	MLPType       string   `json:"mlp_type"`                // TransformerConfig.MLP; absent: swiglu
+	PosType       string   `json:"position_embedding_type"` // TransformerConfig.Pos; absent: rope
+	LayerNormEps  float64  `json:"layer_norm_eps"`
 }
 
-// ParseHFLlamaConfig reads a Llama config.json and returns the
-// Transformer configuration it describes for sequences of T tokens. It
-// refuses what a Transformer does not compute, naming the key: biases,
-// RoPE scaling, an activation other than SiLU, another RMSNorm ε, a head
-// size other than hidden_size / num_attention_heads, T beyond
-// max_position_embeddings.
+// Architecture names in config.json: Hugging Face's Llama, and the one
+// HFConfigJSON writes for a Transformer of other options, which no
+// Hugging Face class loads.
+const (
+	HFLlamaArch   = "LlamaForCausalLM"
+	HFDistillArch = "DistillDecoderForCausalLM"
+)
+
+// HFGELUTanh is config.json's hidden_act of MLPGELU: Hugging Face's name
+// of the tanh approximation (GELUTanh); "gelu_new", GPT-2's, is read as
+// the same function.
+const HFGELUTanh = "gelu_pytorch_tanh"
+
+// ParseHFLlamaConfig reads a config.json (a Llama's, or HFConfigJSON's
+// for other options) and returns the Transformer configuration it
+// describes for sequences of T tokens. It refuses what a Transformer does
+// not compute, naming the key: biases, RoPE scaling, another activation
+// (silu for SwiGLU, gelu_pytorch_tanh or gelu_new for the GELU MLP),
+// another norm ε, a head size other than hidden_size /
+// num_attention_heads, T beyond max_position_embeddings, a
+// LlamaForCausalLM with other options than Llama's.
 func ParseHFLlamaConfig(data []byte, T int) (TransformerConfig, error) {
 	var c HFLlamaConfig
 	if err := json.Unmarshal(data, &c); err != nil {
@@ -43,22 +64,6 @@ func ParseHFLlamaConfig(data []byte, T int) (TransformerConfig, error) {
 	}
 	bad := func(format string, args ...any) (TransformerConfig, error) {
 		return TransformerConfig{}, fmt.Errorf("train: config.json: %s", fmt.Sprintf(format, args...))
-	}
-	switch {
-	case len(c.Architectures) > 0 && !slices.Contains(c.Architectures, "LlamaForCausalLM"):
-		return bad("architectures %v: want LlamaForCausalLM", c.Architectures)
-	case c.AttentionBias || c.MLPBias:
-		return bad("attention_bias or mlp_bias set: distill's transformer has no biases")
-	case c.RoPEScaling != nil:
-		return bad("rope_scaling %v: not supported", c.RoPEScaling)
-	case c.HiddenAct != "" && c.HiddenAct != "silu":
-		return bad("hidden_act %q: want silu (SwiGLU)", c.HiddenAct)
-	case c.RMSNormEps != 0 && c.RMSNormEps != RMSNormEps:
-		return bad("rms_norm_eps %g: distill's RMSNorm uses %g", c.RMSNormEps, RMSNormEps)
-	case c.Heads < 1 || c.HiddenSize%c.Heads != 0 || (c.HeadDim != 0 && c.HeadDim != c.HiddenSize/c.Heads):
-		return bad("head_dim %d with hidden_size %d and %d heads: want hidden_size / num_attention_heads", c.HeadDim, c.HiddenSize, c.Heads)
-	case c.MaxPositions > 0 && T > c.MaxPositions:
-		return bad("%d tokens per sequence, beyond max_position_embeddings %d", T, c.MaxPositions)
 	}
 	kv := c.KVHeads
 	if kv == 0 {
@@ -69,7 +74,37 @@ func ParseHFLlamaConfig(data []byte, T int) (TransformerConfig, error) {
 		theta = RoPETheta
 	}
 	cfg := TransformerConfig{Vocab: c.Vocab, Dim: c.HiddenSize, Layers: c.Layers, Heads: c.Heads, KVHeads: kv, FFN: c.Intermediate, T: T,
-		RoPETheta: theta, Untied: c.TieEmbeddings != nil && !*c.TieEmbeddings}
+		RoPETheta: theta, Untied: c.TieEmbeddings != nil && !*c.TieEmbeddings, Norm: c.NormType, MLP: c.MLPType, Pos: c.PosType}.withDefaults()
+	act := "silu"
+	if cfg.MLP == MLPGELU {
+		act = HFGELUTanh
+	}
+	switch {
+	case cfg.Norm != NormRMS && cfg.Norm != NormLayer:
+		return bad("norm_type %q: want %s or %s", c.NormType, NormRMS, NormLayer)
+	case cfg.MLP != MLPSwiGLU && cfg.MLP != MLPGELU:
+		return bad("mlp_type %q: want %s or %s", c.MLPType, MLPSwiGLU, MLPGELU)
+	case cfg.Pos != PosRoPE && cfg.Pos != PosLearned:
+		return bad("position_embedding_type %q: want %s or %s", c.PosType, PosRoPE, PosLearned)
+	case len(c.Architectures) > 0 && !slices.Contains(c.Architectures, HFLlamaArch) && !slices.Contains(c.Architectures, HFDistillArch):
+		return bad("architectures %v: want %s (or %s, distill's for other options)", c.Architectures, HFLlamaArch, HFDistillArch)
+	case slices.Contains(c.Architectures, HFLlamaArch) && !cfg.Llama():
+		return bad("architectures %v with %s: a Llama has norm rmsnorm, mlp swiglu, pos rope", c.Architectures, cfg.Variant())
+	case c.AttentionBias || c.MLPBias:
+		return bad("attention_bias or mlp_bias set: distill's transformer has no biases")
+	case c.RoPEScaling != nil:
+		return bad("rope_scaling %v: not supported", c.RoPEScaling)
+	case c.HiddenAct != "" && c.HiddenAct != act && !(cfg.MLP == MLPGELU && c.HiddenAct == "gelu_new"):
+		return bad("hidden_act %q: want %s (mlp %s)", c.HiddenAct, act, cfg.MLP)
+	case cfg.Norm == NormRMS && c.RMSNormEps != 0 && c.RMSNormEps != RMSNormEps:
+		return bad("rms_norm_eps %g: distill's RMSNorm uses %g", c.RMSNormEps, RMSNormEps)
+	case cfg.Norm == NormLayer && c.LayerNormEps != 0 && c.LayerNormEps != LayerNormEps:
+		return bad("layer_norm_eps %g: distill's LayerNorm uses %g", c.LayerNormEps, LayerNormEps)
+	case c.Heads < 1 || c.HiddenSize%c.Heads != 0 || (c.HeadDim != 0 && c.HeadDim != c.HiddenSize/c.Heads):
+		return bad("head_dim %d with hidden_size %d and %d heads: want hidden_size / num_attention_heads", c.HeadDim, c.HiddenSize, c.Heads)
+	case c.MaxPositions > 0 && T > c.MaxPositions:
+		return bad("%d tokens per sequence, beyond max_position_embeddings %d", T, c.MaxPositions)
+	}
 	if err := cfg.check(); err != nil {
 		return TransformerConfig{}, err
 	}
@@ -116,20 +151,41 @@ func (t *Transformer) SetTensors(tensors []*Param) error {
 	return nil
 }
 
-// HFConfigJSON returns the Hugging Face config.json of the model: a
-// LlamaForCausalLM with its sizes, rms_norm_eps, rope_theta,
-// max_position_embeddings = T, tie_word_embeddings, no biases, float32;
-// bos and eos ids when ≥ 0.
+// HFConfigJSON returns the Hugging Face config.json of the model. A Llama
+// (Cfg.Llama) is a LlamaForCausalLM with its sizes, rms_norm_eps,
+// rope_theta, max_position_embeddings = T, tie_word_embeddings, no
+// biases, float32; bos and eos ids when ≥ 0. A model of other options is
+// written as architectures [HFDistillArch], model_type "distill_decoder",
+// which no Hugging Face class loads, with the same keys and norm_type,
+// mlp_type and position_embedding_type (the options); a LayerNorm model
+// has layer_norm_eps instead of rms_norm_eps, a GELU one hidden_act
+// gelu_pytorch_tanh, a learned-position one no rope_theta (its table has
+// max_position_embeddings = T rows).
 func (t *Transformer) HFConfigJSON(bos, eos int) ([]byte, error) {
 	c := t.Cfg
 	m := map[string]any{
-		"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
+		"architectures": []string{HFLlamaArch}, "model_type": "llama",
 		"hidden_size": c.Dim, "intermediate_size": c.FFN, "num_hidden_layers": c.Layers,
 		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "head_dim": c.HeadDim(),
 		"vocab_size": c.Vocab, "max_position_embeddings": c.T, "rms_norm_eps": RMSNormEps,
 		"rope_theta": c.RoPETheta, "rope_scaling": nil, "hidden_act": "silu",
 		"attention_bias": false, "attention_dropout": 0.0, "mlp_bias": false,
 		"initializer_range": 0.02, "tie_word_embeddings": !c.Untied, "torch_dtype": "float32",
+	}
+	if !c.Llama() {
+		m["architectures"], m["model_type"] = []string{HFDistillArch}, "distill_decoder"
+		m["norm_type"], m["mlp_type"], m["position_embedding_type"] = c.Norm, c.MLP, c.Pos
+		if c.Norm == NormLayer {
+			delete(m, "rms_norm_eps")
+			m["layer_norm_eps"] = LayerNormEps
+		}
+		if c.MLP == MLPGELU {
+			m["hidden_act"] = HFGELUTanh
+		}
+		if c.Pos == PosLearned {
+			delete(m, "rope_theta")
+			delete(m, "rope_scaling")
+		}
 	}
 	if bos >= 0 {
 		m["bos_token_id"] = bos
@@ -140,15 +196,21 @@ func (t *Transformer) HFConfigJSON(bos, eos int) ([]byte, error) {
 	return json.MarshalIndent(m, "", "  ")
 }
 
-// InitFromLayers copies into t, from the tensors of a Hugging Face Llama
-// checkpoint of the same width (ReadSafetensors), the embedding, the final
-// norm, the classifier when t is untied (lm_head.weight, or the embedding
-// of a tied source), and layer layers[i] of the source into t's layer i:
-// DistilBERT's initialization (Sanh et al. 2019, which takes every other
-// layer of BERT). len(layers) must be t's layer count; an index may repeat.
-// Shapes are checked, so a source of another width, head layout or
+// InitFromLayers copies into t, from the tensors of a Hugging Face
+// checkpoint of configuration src (ReadHFLlama) and the same width, the
+// embedding, the position table (its first T rows) when t has one, the
+// final norm, the classifier when t is untied (lm_head.weight, or the
+// embedding of a tied source), and layer layers[i] of the source into t's
+// layer i: DistilBERT's initialization (Sanh et al. 2019, which takes
+// every other layer of BERT). len(layers) must be t's layer count; an
+// index may repeat. A source of other options (norm, MLP, position
+// embedding; see TransformerConfig.Variant) is an error naming both;
+// shapes are checked, so a source of another width, head layout or
 // vocabulary is an error naming the tensor.
-func (t *Transformer) InitFromLayers(tensors []*Param, layers []int) error {
+func (t *Transformer) InitFromLayers(src TransformerConfig, tensors []*Param, layers []int) error {
+	if got, want := src.Variant(), t.Cfg.Variant(); got != want {
+		return fmt.Errorf("train: init from a teacher of %s into a student of %s: give the student the teacher's options", got, want)
+	}
 	if len(layers) != t.Cfg.Layers {
 		return fmt.Errorf("train: init from %d teacher layers %v into a student of %d layers: give one per student layer", len(layers), layers, t.Cfg.Layers)
 	}
@@ -157,21 +219,28 @@ func (t *Transformer) InitFromLayers(tensors []*Param, layers []int) error {
 		byName[p.Name] = p
 	}
 	cp := func(dst *Param, name string) error {
-		src, ok := byName[name]
+		p, ok := byName[name]
 		if !ok {
 			return fmt.Errorf("train: init: the teacher has no tensor %s", name)
 		}
-		if !slices.Equal(src.Shape, dst.Shape) {
-			return fmt.Errorf("train: init: teacher tensor %s has shape %v, the student's %s is %v", name, src.Shape, dst.Name, dst.Shape)
+		shape := p.Shape
+		if dst == t.Pos && len(shape) == 2 && shape[0] >= dst.Shape[0] {
+			shape = []int{dst.Shape[0], shape[1]} // the first T positions
 		}
-		copy(dst.Data, src.Data)
+		if !slices.Equal(shape, dst.Shape) {
+			return fmt.Errorf("train: init: teacher tensor %s has shape %v, the student's %s is %v", name, p.Shape, dst.Name, dst.Shape)
+		}
+		copy(dst.Data, p.Data)
 		return nil
 	}
-	if err := cp(t.Embed, t.Embed.Name); err != nil {
-		return err
+	top := append([]*Param{t.Embed}, t.Norm.Params()...)
+	if t.Pos != nil {
+		top = append(top, t.Pos)
 	}
-	if err := cp(t.Norm.Gamma, t.Norm.Gamma.Name); err != nil {
-		return err
+	for _, p := range top {
+		if err := cp(p, p.Name); err != nil {
+			return err
+		}
 	}
 	if t.Cfg.Untied {
 		name := "lm_head.weight"
@@ -184,8 +253,7 @@ func (t *Transformer) InitFromLayers(tensors []*Param, layers []int) error {
 	}
 	for i, l := range layers {
 		from, to := fmt.Sprintf("model.layers.%d.", l), fmt.Sprintf("model.layers.%d.", i)
-		b := t.Blocks[i]
-		for _, p := range []*Param{b.AttnNorm.Gamma, b.Wq, b.Wk, b.Wv, b.Wo, b.MLPNorm.Gamma, b.Wg, b.Wu, b.Wd} {
+		for _, p := range t.Blocks[i].params() {
 			if err := cp(p, from+strings.TrimPrefix(p.Name, to)); err != nil {
 				return err
 			}

@@ -148,7 +148,7 @@ func TestInitFromLayers(t *testing.T) {
 	scfg.Layers = 3
 	s, _ := NewTransformer(scfg)
 	NewParams(s.Params()...)
-	if err := s.InitFromLayers(tensors, []int{0, 2, 4}); err != nil {
+	if err := s.InitFromLayers(tcfg, tensors, []int{0, 2, 4}); err != nil {
 		t.Fatal(err)
 	}
 	// The teacher with only layers 0, 2, 4: the same tensors renamed.
@@ -182,10 +182,10 @@ func TestInitFromLayers(t *testing.T) {
 	narrow.Dim, narrow.Heads, narrow.KVHeads = 48, 6, 3
 	n, _ := NewTransformer(narrow)
 	NewParams(n.Params()...)
-	if err := n.InitFromLayers(tensors, []int{0, 2, 4}); err == nil || !strings.Contains(err.Error(), "model.embed_tokens.weight") {
+	if err := n.InitFromLayers(tcfg, tensors, []int{0, 2, 4}); err == nil || !strings.Contains(err.Error(), "model.embed_tokens.weight") {
 		t.Errorf("a narrower student: %v", err)
 	}
-	if err := s.InitFromLayers(tensors, []int{0, 2}); err == nil {
+	if err := s.InitFromLayers(tcfg, tensors, []int{0, 2}); err == nil {
 		t.Error("two layers for a 3-layer student accepted")
 	}
 	if got := UniformLayerMap(3, 5); !slices.Equal(got, []int{1, 3, 5}) {

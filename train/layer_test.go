@@ -103,6 +103,7 @@ func layerCases() []layerCase {
 			return a
 		}},
 		layerCase{name: "SwiGLU", make: func() Layer { return NewSwiGLU(5) }},
+		layerCase{name: "GELUTanh", make: func() Layer { return NewGELUTanh(5) }},
 		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
 		layerCase{name: "Standardize", make: func() Layer {
 			s := NewStandardize(4)

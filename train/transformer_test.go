@@ -4,32 +4,84 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/diff/fd"
 	"gonum.org/v1/gonum/floats/scalar"
 )
 
-// TestTransformerGradients checks the whole model's Backward against
-// central finite differences of f = Σ R ⊙ logits + Σ Rh ⊙ hidden states
-// (embeddings and the last block's output) on a tiny config (two
-// sequences, two layers, grouped-query attention), tied and untied: every
-// parameter value of every tensor. Weights are drawn at 0.3 so that the
-// attention and the gates are far from uniform.
-func TestTransformerGradients(t *testing.T) {
-	for _, untied := range []bool{false, true} {
-		cfg := TransformerConfig{Vocab: 11, Dim: 8, Layers: 2, Heads: 2, KVHeads: 1, FFN: 6, T: 4, Untied: untied}
-		m, err := NewTransformer(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		NewParams(m.Params()...)
-		rng := rand.New(rand.NewPCG(3, 3))
-		for _, p := range m.Params() {
-			for i := range p.Data {
-				p.Data[i] = float32(rng.NormFloat64() * 0.3)
+// gradientConfigs are the tiny configurations of the whole-model checks
+// (two sequences of 4, two layers, grouped-query attention: two query
+// heads on one KV head): Llama's, tied and untied, each of GPT-2's options
+// alone, and mixed ones.
+func gradientConfigs() []TransformerConfig {
+	base := TransformerConfig{Vocab: 11, Dim: 8, Layers: 2, Heads: 2, KVHeads: 1, FFN: 6, T: 4}
+	var cs []TransformerConfig
+	for _, o := range []struct {
+		untied         bool
+		norm, mlp, pos string
+	}{
+		{false, "", "", ""}, {true, "", "", ""},
+		{false, NormLayer, "", ""}, {false, "", MLPGELU, ""}, {false, "", "", PosLearned},
+		{true, NormLayer, MLPGELU, PosLearned}, {false, NormLayer, "", PosLearned}, {true, "", MLPGELU, PosLearned},
+	} {
+		c := base
+		c.Untied, c.Norm, c.MLP, c.Pos = o.untied, o.norm, o.mlp, o.pos
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// central5 is the fourth-order central difference
+//
+//	f'(x) ≈ (f(x−2h) − 8·f(x−h) + 8·f(x+h) − f(x+2h)) / 12h,
+//
+// truncation error h⁴·f⁽⁵⁾/30 (Abramowitz & Stegun §25.3): at the
+// whole model's curvature, fd.Central's h²·f”'/6 reaches the tolerance
+// at fdStep (float32 allows no smaller step), this does not.
+var central5 = fd.Formula{Stencil: []fd.Point{{Loc: -2, Coeff: 1.0 / 12}, {Loc: -1, Coeff: -8.0 / 12}, {Loc: 1, Coeff: 8.0 / 12}, {Loc: 2, Coeff: -1.0 / 12}},
+	Derivative: 1, Step: fdStep}
+
+// randomTransformer returns a Transformer of cfg with its weights drawn
+// from N(0, std²), its norms' gains from 1 + N(0, 0.3²) and LayerNorm's
+// biases from N(0, 0.3²): gains near 0 would leave the norms' outputs near
+// 0 and their curvature (1/σ) large.
+func randomTransformer(t testing.TB, cfg TransformerConfig, rng *rand.Rand, std float64) *Transformer {
+	t.Helper()
+	m, err := NewTransformer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	NewParams(m.Params()...)
+	for _, p := range m.Params() {
+		gain := len(p.Shape) == 1 && strings.HasSuffix(p.Name, ".weight")
+		for i := range p.Data {
+			switch {
+			case gain:
+				p.Data[i] = float32(1 + 0.3*rng.NormFloat64())
+			case len(p.Shape) == 1:
+				p.Data[i] = float32(0.3 * rng.NormFloat64())
+			default:
+				p.Data[i] = float32(std * rng.NormFloat64())
 			}
 		}
+	}
+	return m
+}
+
+// TestTransformerGradients checks the whole model's Backward against
+// central finite differences of f = Σ R ⊙ logits + Σ Rh ⊙ hidden states
+// (embeddings and the last block's output) on each of gradientConfigs:
+// every parameter value of every tensor. f weighs the logits of every
+// position, so each query's masked (future) scores are in the check too.
+// Weights are drawn at 0.3 so that the attention and the gates are far
+// from uniform (randomTransformer).
+func TestTransformerGradients(t *testing.T) {
+	for _, cfg := range gradientConfigs() {
+		untied, variant := cfg.Untied, cfg.Variant()
+		rng := rand.New(rand.NewPCG(3, 3))
+		m := randomTransformer(t, cfg, rng, 0.3)
 		ids := []int32{1, 4, 4, 9, 0, 10, 3, 7}
 		n := len(ids)
 		R := randMat(rng, n, cfg.Vocab, 1)
@@ -62,12 +114,12 @@ func TestTransformerGradients(t *testing.T) {
 				s := f()
 				copy(p.Data, old)
 				return s
-			}, f64(p.Data), &fd.Settings{Formula: fd.Central, Step: fdStep})
+			}, f64(p.Data), &fd.Settings{Formula: central5, Step: fdStep})
 			bad := 0
 			for i := range want {
 				if !scalar.EqualWithinAbsOrRel(float64(grad[i]), want[i], gradAbs, gradRel) {
 					if bad++; bad <= 3 {
-						t.Errorf("untied %v: d/d%s[%d] = %.6g, finite differences %.6g", untied, p.Name, i, grad[i], want[i])
+						t.Errorf("%s, untied %v: d/d%s[%d] = %.6g, finite differences %.6g", variant, untied, p.Name, i, grad[i], want[i])
 					}
 				}
 			}

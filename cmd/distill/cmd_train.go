@@ -58,17 +58,24 @@ digest, teacher sha256), metrics.jsonl and state.safetensors (optimizer state).
 sequence teacher's, extracted with --keep-input so the windows' token ids are
 cached): --layers N blocks of width --dim with --heads query heads and
 --kv-heads key/value heads (grouped-query), RoPE, RMSNorm, a SwiGLU MLP of
---ffn, a tied classifier (--untied for its own). The loss per token is the one
-above over the vocabulary (dense, top-k or sampled targets; --divergence kl,
-reverse-kl or jsd with --beta), with the next-token labels. --init-from DIR
-(a Hugging Face Llama directory: config.json, model.safetensors) with
---init-layers 0,2,4 starts from its embedding, final norm and those layers
-(DistilBERT's initialization); the sizes then default to its config. After
-every epoch it reports the held-out NLL (nats/token), perplexity, top-1
-agreement and KL(teacher || student) on --val and writes --out in the Hugging Face layout
-(model.safetensors, config.json). --feature hidden_states.J=L[:WEIGHT] pairs
-student block L with a cached teacher hidden state (extract --hidden), through
-a learned projection when the widths differ (TinyBERT's hidden-state loss).
+--ffn, a tied classifier (--untied for its own). GPT-2's choices are options,
+each on its own: --norm layernorm (gain and bias), --mlp gelu (up, GELU in its
+tanh form, down; no biases), --pos learned (a learned position embedding
+instead of RoPE). The loss per token is the one above over the vocabulary
+(dense, top-k or sampled targets; --divergence kl, reverse-kl or jsd with
+--beta), with the next-token labels. --init-from DIR (a Hugging Face Llama
+directory, or a --student transformer checkpoint: config.json,
+model.safetensors) with --init-layers 0,2,4 starts from its embedding, final
+norm and those layers (DistilBERT's initialization); the sizes, --norm, --mlp
+and --pos then default to its config, and other --norm, --mlp or --pos values
+are refused. After every epoch it reports the held-out NLL (nats/token),
+perplexity, top-1 agreement and KL(teacher || student) on --val and writes
+--out in the Hugging Face layout (model.safetensors, config.json: a
+LlamaForCausalLM with Llama's options, else architectures
+DistillDecoderForCausalLM, which Hugging Face does not load). --feature
+hidden_states.J=L[:WEIGHT] pairs student block L with a cached teacher hidden
+state (extract --hidden), through a learned projection when the widths differ
+(TinyBERT's hidden-state loss).
 Not yet for transformers: --resume, inputs read from the token dataset.
 
 --resume continues a stopped run from its last epoch (or starts one if --out
@@ -117,6 +124,7 @@ type trainOptions struct {
 	// --student transformer
 	Dim, Heads, KVHeads, FFN int
 	Untied                   bool
+	Norm, MLP, Pos           string
 	Divergence               string
 	Beta                     float64
 	InitFrom, InitLayers     string
@@ -129,10 +137,13 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp or transformer (a per-token cache)")
 	fs.StringVar(&o.Layers, "layers", "", "mlp: hidden layer widths, comma-separated, e.g. 800,800 (\"none\" for a linear student); transformer: the number of blocks")
 	fs.IntVar(&o.Dim, "dim", 0, "transformer: model width (default: --init-from's)")
-	fs.IntVar(&o.Heads, "heads", 0, "transformer: query heads, dividing --dim into an even head size (default: --init-from's)")
+	fs.IntVar(&o.Heads, "heads", 0, "transformer: query heads, dividing --dim (into an even head size with --pos rope) (default: --init-from's)")
 	fs.IntVar(&o.KVHeads, "kv-heads", 0, "transformer: key/value heads, dividing --heads (default: --heads, or --init-from's)")
-	fs.IntVar(&o.FFN, "ffn", 0, "transformer: SwiGLU hidden size (default: --init-from's)")
+	fs.IntVar(&o.FFN, "ffn", 0, "transformer: MLP hidden size (default: --init-from's)")
 	fs.BoolVar(&o.Untied, "untied", false, "transformer: a classifier of its own instead of the embedding")
+	fs.StringVar(&o.Norm, "norm", "", "transformer: rmsnorm (Llama) or layernorm (GPT-2's: gain and bias, eps 1e-5) (default: rmsnorm, or --init-from's)")
+	fs.StringVar(&o.MLP, "mlp", "", "transformer: swiglu (Llama's gate, up, down) or gelu (GPT-2's up, GELU in its tanh form, down; no biases) (default: swiglu, or --init-from's)")
+	fs.StringVar(&o.Pos, "pos", "", "transformer: rope (rotary, theta 10000) or learned (GPT-2's: a learned vector per window position added to the token embedding) (default: rope, or --init-from's)")
 	fs.StringVar(&o.Divergence, "divergence", "kl", "transformer: the divergence of the KD term: kl (teacher to student), reverse-kl or jsd")
 	fs.Float64Var(&o.Beta, "beta", 0.5, "transformer: JSD's beta, in (0, 1)")
 	fs.StringVar(&o.InitFrom, "init-from", "", "transformer: a Hugging Face Llama directory (config.json, model.safetensors) to start from")
@@ -214,8 +225,8 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	if err := checkFloat("--beta", o.Beta, 0, 1); err != nil {
 		return cfg, to, err
 	}
-	if o.Student != "transformer" && (o.Divergence != "kl" || o.InitFrom != "" || o.InitLayers != "" || o.Untied) {
-		return cfg, to, usageError("--divergence, --init-from, --init-layers and --untied are --student transformer flags")
+	if o.Student != "transformer" && (o.Divergence != "kl" || o.InitFrom != "" || o.InitLayers != "" || o.Untied || o.Norm != "" || o.MLP != "" || o.Pos != "") {
+		return cfg, to, usageError("--divergence, --init-from, --init-layers, --untied, --norm, --mlp and --pos are --student transformer flags")
 	}
 	var hidden []int
 	if o.Student == "mlp" {
@@ -427,13 +438,20 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 	case o.Resume:
 		return c, nil, usageError("--resume is not available for --student transformer yet")
 	case o.LayerNorm || o.Dropout != 0:
-		return c, nil, usageError("--layernorm and --dropout are mlp flags; a transformer student has RMSNorm and no dropout")
+		return c, nil, usageError("--layernorm and --dropout are mlp flags; a transformer student's norm is --norm, and it has no dropout")
 	}
 	layers, err := strconv.Atoi(strings.TrimSpace(o.Layers))
 	if o.Layers != "" && (err != nil || layers < 1 || layers > 1<<10) {
 		return c, nil, usageError("--layers %q: a transformer student takes the number of blocks, 1..%d", o.Layers, 1<<10)
 	}
-	c = train.TransformerConfig{Dim: o.Dim, Layers: layers, Heads: o.Heads, KVHeads: o.KVHeads, FFN: o.FFN, Untied: o.Untied}
+	c = train.TransformerConfig{Dim: o.Dim, Layers: layers, Heads: o.Heads, KVHeads: o.KVHeads, FFN: o.FFN, Untied: o.Untied, Norm: o.Norm, MLP: o.MLP, Pos: o.Pos}
+	for _, f := range []struct{ flag, v, a, b string }{
+		{"--norm", o.Norm, train.NormRMS, train.NormLayer}, {"--mlp", o.MLP, train.MLPSwiGLU, train.MLPGELU}, {"--pos", o.Pos, train.PosRoPE, train.PosLearned},
+	} {
+		if f.v != "" && f.v != f.a && f.v != f.b {
+			return c, nil, usageError("%s %q: want %s or %s", f.flag, f.v, f.a, f.b)
+		}
+	}
 	switch train.Divergence(o.Divergence) {
 	case train.ForwardKL, train.ReverseKL:
 	case train.JSD:
@@ -464,7 +482,18 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 		if c.Dim == 0 {
 			c.Dim, c.Heads, c.KVHeads, c.FFN = tc.Dim, tc.Heads, tc.KVHeads, tc.FFN
 		}
-		init = func(m *train.Transformer) error { return m.InitFromLayers(tensors, idx) }
+		for _, f := range []struct {
+			flag string
+			v    *string
+			from string
+		}{{"--norm", &c.Norm, tc.Norm}, {"--mlp", &c.MLP, tc.MLP}, {"--pos", &c.Pos, tc.Pos}} {
+			if *f.v == "" {
+				*f.v = f.from
+			} else if *f.v != f.from {
+				return c, nil, usageError("%s %s: --init-from %s has %s %s; a student initialized from it needs the same", f.flag, *f.v, o.InitFrom, f.flag, f.from)
+			}
+		}
+		init = func(m *train.Transformer) error { return m.InitFromLayers(tc, tensors, idx) }
 	} else if o.InitLayers != "" {
 		return c, nil, usageError("--init-layers needs --init-from")
 	}

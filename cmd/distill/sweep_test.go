@@ -254,6 +254,14 @@ var numeric = []struct {
 	{"data-text", "--threads", []string{"0"}}, {"data-text", "--max-doc-bytes", nil}, {"data-text", "--join-blocks", nil},
 }
 
+// choices lists flags of a few named values, each with a value the
+// template must refuse naming the flag: one that is no choice, or (gelu,
+// learned) one that contradicts the template's Llama --init-from.
+var choices = []struct{ tmpl, flag, bad string }{
+	{"train-transformer", "--norm", "batchnorm"}, {"train-transformer", "--mlp", "relu"}, {"train-transformer", "--pos", "alibi"},
+	{"train-transformer", "--mlp", "gelu"}, {"train-transformer", "--pos", "learned"},
+}
+
 // absurd is the value each numeric flag gets besides 0 and -1.
 func absurd(flag string) string {
 	switch flag {
@@ -324,6 +332,10 @@ func sweepCases() []sweepCase {
 			cs = append(cs, sweepCase{name: nf.tmpl + "/" + nf.flag + "=" + v, tmpl: byName[nf.tmpl], extra: []string{nf.flag + "=" + v},
 				ok: valid, mention: []string{nf.flag}})
 		}
+	}
+	for _, c := range choices {
+		cs = append(cs, sweepCase{name: c.tmpl + "/" + c.flag + "=" + c.bad, tmpl: byName[c.tmpl], extra: []string{c.flag + "=" + c.bad},
+			mention: []string{c.flag}})
 	}
 	cs = append(cs, extraCases()...)
 	for i := range cs {
