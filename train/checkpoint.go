@@ -295,7 +295,15 @@ func recoverDir(dir string) error {
 		}
 		return nil
 	}
+	return replaceable(dir)
+}
+
+// replaceable fails if dir exists and is neither empty nor a checkpoint.
+func replaceable(dir string) error {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)
 	}

@@ -89,7 +89,8 @@ func TestTrainLMDeterminismAndResume(t *testing.T) {
 // resume with other options, architecture or cache lists each difference
 // (not --threads); a resume of a finished run has nothing to do and
 // returns its model; damaged, foreign and incomplete checkpoints are
-// refused naming the problem; a cancelled run leaves its last epoch.
+// refused naming the problem, so is an Out of other files, before
+// training; a cancelled run leaves its last epoch.
 func TestTrainLMResumeErrors(t *testing.T) {
 	const T, V = 8, 16
 	data := writeLMCache(t, 64, T, V, formats.Config{}, 1)
@@ -110,17 +111,7 @@ func TestTrainLMResumeErrors(t *testing.T) {
 	wider := cfg
 	wider.FFN = 24
 	_, err = TrainLM(ctx, wider, other, &ro, nil)
-	if err == nil {
-		t.Fatal("resume with changed options: no error")
-	}
-	for _, want := range []string{"lr: 0.01 in the checkpoint, now 0.02", "temperature: 2 in the checkpoint, now 3", "student:", "training cache digest"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
-	}
-	if strings.Contains(err.Error(), "threads") {
-		t.Errorf("threads listed as a difference: %v", err)
-	}
+	wantResumeDiffs(t, err, "lr: 0.01 in the checkpoint, now 0.02", "temperature: 2 in the checkpoint, now 3", "student:", "training cache digest")
 	ro = o
 	ro.Resume = true
 	res, err := TrainLM(ctx, cfg, data, &ro, &LMHooks{OnEpoch: func(LMEpoch) error { t.Error("an epoch ran"); return nil }})
@@ -153,6 +144,15 @@ func TestTrainLMResumeErrors(t *testing.T) {
 	damage("no state", func(dir string) { os.Remove(filepath.Join(dir, StateFile)) })
 	damage("truncated record", func(dir string) { os.Truncate(filepath.Join(dir, TrainingFile), 10) })
 	damage("no record (a Hugging Face model)", func(dir string) { os.Remove(filepath.Join(dir, TrainingFile)) })
+
+	// A directory of other files is refused before any step.
+	plain := t.TempDir()
+	os.WriteFile(filepath.Join(plain, "notes.txt"), []byte("mine"), 0o644)
+	po := o
+	po.Out, po.OnStep = plain, func(Step) error { t.Error("a step ran"); return nil }
+	if _, err := TrainLM(ctx, cfg, data, &po, nil); err == nil || !strings.Contains(err.Error(), "is not a checkpoint") {
+		t.Errorf("--out of other files: %v", err)
+	}
 
 	// Cancelled in epoch 2: context.Canceled, epoch 1 checkpointed.
 	cctx, cancel := context.WithCancel(ctx)

@@ -397,7 +397,7 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 // the whole run (release drops it; a second run into Out fails here), and
 // reports whether to resume the checkpoint Out holds: with o.Resume and a
 // checkpoint. Out holding a checkpoint without o.Resume is an error, so
-// is o.Resume without Out.
+// are o.Resume without Out and an Out that holds other files.
 func claimOut(o *Options) (release func() error, resume bool, err error) {
 	if o.Out == "" {
 		if o.Resume {
@@ -409,8 +409,13 @@ func claimOut(o *Options) (release func() error, resume bool, err error) {
 		return nil, false, err
 	}
 	if Exists(o.Out) && !o.Resume {
+		err = fmt.Errorf("train: %s already holds a checkpoint; continue it with resume (--resume) or choose another --out", o.Out)
+	} else if !Exists(o.Out) {
+		err = replaceable(o.Out) // fail now, not after the first epoch
+	}
+	if err != nil {
 		release()
-		return nil, false, fmt.Errorf("train: %s already holds a checkpoint; continue it with resume (--resume) or choose another --out", o.Out)
+		return nil, false, err
 	}
 	return release, o.Resume && Exists(o.Out), nil
 }
