@@ -127,7 +127,65 @@ type Checkpoint struct {
 // replace a dir that exists and is neither empty nor a checkpoint. On
 // error it leaves no .NAME.tmp and dir as it was. It takes no lock: Train
 // holds one for its whole run.
-func WriteCheckpoint(dir string, c *Checkpoint) (err error) {
+func WriteCheckpoint(dir string, c *Checkpoint) error {
+	info := c.Info
+	info.Format, info.Version = checkpointFormat, checkpointVersion
+	var model, state, metrics bytes.Buffer
+	if err := WriteSafetensors(&model, c.Student.Tensors(), map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	for _, m := range info.Metrics {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("train: checkpoint: %w", err)
+		}
+		metrics.Write(b)
+		metrics.WriteByte('\n')
+	}
+	files := []dirFile{{ModelFile, model.Bytes()}, {MetricsFile, metrics.Bytes()}}
+	if c.State != nil {
+		if err := WriteSafetensors(&state, c.State, c.StateMeta); err != nil {
+			return err
+		}
+		files = append(files, dirFile{StateFile, state.Bytes()})
+	}
+	info.Files = digests(files)
+	cfg, err := jsonFile(ConfigFile, &info)
+	if err != nil {
+		return err
+	}
+	return writeDir(dir, append(files, cfg))
+}
+
+// dirFile is one file of a checkpoint directory.
+type dirFile struct {
+	name string
+	data []byte
+}
+
+// digests returns the size and sha256 of each file, by name.
+func digests(files []dirFile) map[string]FileDigest {
+	m := make(map[string]FileDigest, len(files))
+	for _, f := range files {
+		m[f.name] = fileDigest(f.data)
+	}
+	return m
+}
+
+// jsonFile returns the file name holding v as indented JSON.
+func jsonFile(name string, v any) (dirFile, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return dirFile{}, fmt.Errorf("train: checkpoint: %w", err)
+	}
+	return dirFile{name, append(b, '\n')}, nil
+}
+
+// writeDir replaces the directory dir atomically by one holding files
+// (see the layout above): staged in .NAME.tmp, each file synced, then
+// swapped in by renames. On error it leaves no .NAME.tmp and dir as it
+// was.
+func writeDir(dir string, files []dirFile) (err error) {
 	dir = filepath.Clean(dir)
 	tmp, old := siblings(dir)
 	if err := recoverDir(dir); err != nil {
@@ -148,45 +206,6 @@ func WriteCheckpoint(dir string, c *Checkpoint) (err error) {
 			os.RemoveAll(tmp) // best effort: the error at hand says more
 		}
 	}()
-	info := c.Info
-	info.Format, info.Version = checkpointFormat, checkpointVersion
-	var model, state, metrics bytes.Buffer
-	if err := WriteSafetensors(&model, c.Student.Tensors(), map[string]string{"format": "pt"}); err != nil {
-		return err
-	}
-	for _, m := range info.Metrics {
-		b, err := json.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("train: checkpoint: %w", err)
-		}
-		metrics.Write(b)
-		metrics.WriteByte('\n')
-	}
-	files := []struct {
-		name string
-		data []byte
-	}{{ModelFile, model.Bytes()}, {MetricsFile, metrics.Bytes()}}
-	if c.State != nil {
-		if err := WriteSafetensors(&state, c.State, c.StateMeta); err != nil {
-			return err
-		}
-		files = append(files, struct {
-			name string
-			data []byte
-		}{StateFile, state.Bytes()})
-	}
-	info.Files = make(map[string]FileDigest, len(files))
-	for _, f := range files {
-		info.Files[f.name] = fileDigest(f.data)
-	}
-	cfg, err := json.MarshalIndent(&info, "", "  ")
-	if err != nil {
-		return fmt.Errorf("train: checkpoint: %w", err)
-	}
-	files = append(files, struct {
-		name string
-		data []byte
-	}{ConfigFile, append(cfg, '\n')})
 	for _, f := range files {
 		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
 			return err
@@ -276,7 +295,15 @@ func recoverDir(dir string) error {
 		}
 		return nil
 	}
+	return replaceable(dir)
+}
+
+// replaceable fails if dir exists and is neither empty nor a checkpoint.
+func replaceable(dir string) error {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("train: checkpoint: %w", err)
 	}

@@ -128,14 +128,220 @@ type batch struct {
 	hidden [][]float32 // per feature pair, [n, D]
 }
 
-// loader streams batches from a Source. Per epoch it shuffles the order
-// of the units, reads them window by window (a few units, prefetched in
-// the background), shuffles the rows of each window and gathers them into
-// batches; batches continue across windows, so only the last batch of an
-// epoch may be short. If all units fit in the memory budget they are read
-// once and kept (the window is the whole source).
+// unitRows visits the rows of a Source in a bounded shuffle window, for
+// the MLP loader and for TrainLM. Per pass it shuffles the order of the
+// units, reads them window units at a time (prefetched in the background:
+// at most slots decoded units are held at once, the window and the next)
+// and visits the rows of each window in a shuffled order, so the rows of
+// different units mix. If all units fit in the memory budget they are
+// read once and kept (resident; the window is the whole source).
+type unitRows struct {
+	src      Source
+	window   int              // units per window
+	slots    int              // decoded units held at once
+	resident []*formats.Batch // the whole source, kept (nil when streaming)
+	// keep returns what to keep of a decoded unit (which is reused for
+	// the next) when resident; nil keeps each unit whole, decoded into a
+	// batch of its own.
+	keep  func(*formats.Batch) (*formats.Batch, error)
+	bufs  []*formats.Batch // the slots' decoded units when streaming, reused by every pass
+	pairs []uint64         // slot<<32 | row of the current window
+}
+
+// defaultWindowBytes bounds the decoded units a loader holds.
+const defaultWindowBytes = 256 << 20
+
+// newUnitRows sizes the window over src: windowUnits units if > 0, else
+// as many as fit in half of windowBytes (default defaultWindowBytes: the
+// window and the one prefetched), a unit estimated at rowBytes(cfg) per
+// row; the whole source, resident, if it fits in windowBytes.
+func newUnitRows(src Source, cfg formats.Config, windowUnits int, windowBytes int64) *unitRows {
+	u := &unitRows{src: src}
+	nu := src.NumBatches()
+	if windowBytes <= 0 {
+		windowBytes = defaultWindowBytes
+	}
+	unitBytes := max(rowBytes(cfg)*((src.NumRows()+int64(nu)-1)/int64(max(nu, 1))), 1)
+	switch {
+	case windowUnits > 0:
+		u.window, u.slots = windowUnits, 2*windowUnits
+	case int64(nu)*unitBytes <= windowBytes:
+		u.window, u.slots = nu, nu
+	default:
+		u.window = int(max(1, windowBytes/2/unitBytes))
+		u.slots = 2 * u.window
+	}
+	if u.window >= nu {
+		u.window, u.slots = nu, nu
+		u.resident = make([]*formats.Batch, 0, nu)
+	}
+	return u
+}
+
+// rowBytes is the decoded size of one cache row (of a per-token cache, one
+// window of Positions tokens).
+func rowBytes(cfg formats.Config) int64 {
+	P := int64(max(cfg.Positions, 1))
+	n := int64(8)
+	if cfg.HasLabel {
+		n += 8 * P
+	}
+	if k := int64(cfg.TopK); k > 0 {
+		n += P * (8*k + 4)
+		if cfg.Samples > 0 {
+			n += P * 4 * k
+		}
+	} else {
+		n += P * int64(4*cfg.Classes)
+	}
+	for _, t := range append(slices.Clone(cfg.Hidden), cfg.Inputs...) {
+		n += int64(4 * t.Size())
+	}
+	return n
+}
+
+// load reads every unit into u.resident (see unitRows.keep).
+func (u *unitRows) load(ctx context.Context) error {
+	var tmp formats.Batch
+	for len(u.resident) < u.src.NumBatches() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b := &tmp
+		if u.keep == nil {
+			b = new(formats.Batch)
+		}
+		if err := u.src.ReadBatch(len(u.resident), b); err != nil {
+			return err
+		}
+		if u.keep != nil {
+			var err error
+			if b, err = u.keep(b); err != nil {
+				return err
+			}
+		}
+		u.resident = append(u.resident, b)
+		// Collect the decoding garbage now: it is as large as the unit,
+		// and letting it pile up while the resident set grows would
+		// double the peak memory.
+		runtime.GC()
+	}
+	return nil
+}
+
+type loaded struct {
+	b   *formats.Batch
+	err error
+}
+
+// each calls fn(b, r) for every row r of every unit b of one pass over the
+// source: the units in an order shuffled with rng, the rows shuffled
+// within each window, or all in cache order if rng is nil. check, if not
+// nil, is called on every unit of a window before its rows. A resident
+// source is loaded on the first pass. b is valid during fn only.
+func (u *unitRows) each(ctx context.Context, rng *rand.Rand, check func(*formats.Batch) error, fn func(b *formats.Batch, r int) error) error {
+	nu := u.src.NumBatches()
+	order := make([]int, nu)
+	for i := range order {
+		order[i] = i
+	}
+	if rng != nil {
+		rng.Shuffle(nu, func(i, j int) { order[i], order[j] = order[j], order[i] })
+	}
+	if u.resident != nil {
+		if err := u.load(ctx); err != nil {
+			return err
+		}
+		win := make([]*formats.Batch, nu)
+		for i, k := range order {
+			win[i] = u.resident[k]
+		}
+		return u.window1(win, rng, check, fn)
+	}
+
+	// Streaming: a reader goroutine fills free slots in unit order.
+	stop := make(chan struct{})
+	free := make(chan *formats.Batch, u.slots)
+	ready := make(chan loaded, u.slots)
+	for len(u.bufs) < u.slots {
+		u.bufs = append(u.bufs, new(formats.Batch))
+	}
+	for _, b := range u.bufs {
+		free <- b
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, k := range order {
+			var b *formats.Batch
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			err := u.src.ReadBatch(k, b)
+			ready <- loaded{b, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	win := make([]*formats.Batch, 0, u.window)
+	for i := 0; i < nu; i += u.window {
+		win = win[:0]
+		for range min(u.window, nu-i) {
+			var ld loaded
+			select {
+			case ld = <-ready:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if ld.err != nil {
+				return ld.err
+			}
+			win = append(win, ld.b)
+		}
+		if err := u.window1(win, rng, check, fn); err != nil {
+			return err
+		}
+		for _, b := range win {
+			free <- b
+		}
+	}
+	return nil
+}
+
+// window1 calls fn for the rows of the units in win, shuffled if rng is
+// set, after check on every unit.
+func (u *unitRows) window1(win []*formats.Batch, rng *rand.Rand, check func(*formats.Batch) error, fn func(*formats.Batch, int) error) error {
+	u.pairs = u.pairs[:0]
+	for s, b := range win {
+		if check != nil {
+			if err := check(b); err != nil {
+				return err
+			}
+		}
+		for r := range b.Len() {
+			u.pairs = append(u.pairs, uint64(s)<<32|uint64(r))
+		}
+	}
+	if rng != nil {
+		rng.Shuffle(len(u.pairs), func(i, j int) { u.pairs[i], u.pairs[j] = u.pairs[j], u.pairs[i] })
+	}
+	for _, p := range u.pairs {
+		if err := fn(win[p>>32], int(p&0xffffffff)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loader streams batches from a Source: the rows of unitRows (a bounded
+// shuffle window over the units) gathered into batches that continue
+// across windows, so only the last batch of an epoch may be short.
 type loader struct {
-	src       Source
+	*unitRows
 	cfg       formats.Config
 	input     string
 	inSize    int
@@ -144,15 +350,8 @@ type loader struct {
 	labels    bool
 	teacher   bool
 	batchSize int
-	window    int // units per window
-	slots     int // decoded units held at once
-	resident  []*formats.Batch
 	out       batch
-	pairs     []uint64 // slot<<32 | row of the current window
 }
-
-// defaultWindowBytes bounds the decoded units a loader holds.
-const defaultWindowBytes = 256 << 20
 
 func newLoader(src Source, input string, hidden []string, labels, teacher bool, batchSize int, windowUnits int, windowBytes int64) (*loader, error) {
 	cfg := src.Config()
@@ -160,7 +359,7 @@ func newLoader(src Source, input string, hidden []string, labels, teacher bool, 
 	if err != nil {
 		return nil, err
 	}
-	l := &loader{src: src, cfg: cfg, input: spec.Name, inSize: spec.Size(), labels: labels, teacher: teacher, batchSize: batchSize}
+	l := &loader{cfg: cfg, input: spec.Name, inSize: spec.Size(), labels: labels, teacher: teacher, batchSize: batchSize}
 	for _, h := range hidden {
 		hs, err := hiddenSpec(cfg, h)
 		if err != nil {
@@ -172,24 +371,8 @@ func newLoader(src Source, input string, hidden []string, labels, teacher bool, 
 	if labels && !cfg.HasLabel {
 		return nil, errors.New("train: the cache has no labels")
 	}
-	nu := src.NumBatches()
-	if windowBytes <= 0 {
-		windowBytes = defaultWindowBytes
-	}
-	unitBytes := max(rowBytes(cfg)*((src.NumRows()+int64(nu)-1)/int64(max(nu, 1))), 1)
-	switch {
-	case windowUnits > 0:
-		l.window, l.slots = windowUnits, 2*windowUnits
-	case int64(nu)*unitBytes <= windowBytes:
-		l.window, l.slots = nu, nu
-	default:
-		l.window = int(max(1, windowBytes/2/unitBytes))
-		l.slots = 2 * l.window
-	}
-	if l.window >= nu {
-		l.window, l.slots = nu, nu
-		l.resident = make([]*formats.Batch, 0, nu)
-	}
+	l.unitRows = newUnitRows(src, cfg, windowUnits, windowBytes)
+	l.keep = l.trim
 	b := &l.out
 	b.rows = make([]int64, batchSize)
 	b.x = make([]float32, batchSize*l.inSize)
@@ -212,60 +395,29 @@ func newLoader(src Source, input string, hidden []string, labels, teacher bool, 
 	return l, nil
 }
 
-// rowBytes is the decoded size of one cache row.
-func rowBytes(cfg formats.Config) int64 {
-	n := int64(8)
-	if cfg.HasLabel {
-		n += 8
+// trim checks a decoded unit and returns a copy of the columns the loader
+// uses, in exactly sized slices (the resident units).
+func (l *loader) trim(tmp *formats.Batch) (*formats.Batch, error) {
+	if err := l.check(tmp); err != nil {
+		return nil, err
 	}
-	if cfg.TopK > 0 {
-		n += int64(8*cfg.TopK + 4)
-	} else {
-		n += int64(4 * cfg.Classes)
+	b := &formats.Batch{Rows: slices.Clone(tmp.Rows), Inputs: map[string][]float32{l.input: slices.Clone(tmp.Inputs[l.input])}}
+	if l.labels {
+		b.Labels = slices.Clone(tmp.Labels)
 	}
-	for _, t := range append(slices.Clone(cfg.Hidden), cfg.Inputs...) {
-		n += int64(4 * t.Size())
+	if l.teacher {
+		b.Logits, b.TopKIndex = slices.Clone(tmp.Logits), slices.Clone(tmp.TopKIndex)
+		b.TopKLogit, b.LogSumExp = slices.Clone(tmp.TopKLogit), slices.Clone(tmp.LogSumExp)
 	}
-	return n
-}
-
-// load reads every unit into l.resident, keeping only the columns the
-// loader uses, in exactly sized slices (decoding reuses one batch).
-func (l *loader) load(ctx context.Context) error {
-	var tmp formats.Batch
-	for len(l.resident) < l.src.NumBatches() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := l.src.ReadBatch(len(l.resident), &tmp); err != nil {
-			return err
-		}
-		if err := l.check(&tmp); err != nil {
-			return err
-		}
-		b := &formats.Batch{Rows: slices.Clone(tmp.Rows), Inputs: map[string][]float32{l.input: slices.Clone(tmp.Inputs[l.input])}}
-		if l.labels {
-			b.Labels = slices.Clone(tmp.Labels)
-		}
-		if l.teacher {
-			b.Logits, b.TopKIndex = slices.Clone(tmp.Logits), slices.Clone(tmp.TopKIndex)
-			b.TopKLogit, b.LogSumExp = slices.Clone(tmp.TopKLogit), slices.Clone(tmp.LogSumExp)
-		}
-		if len(l.hidden) > 0 {
-			b.Hidden = map[string][]float32{}
-			for _, h := range l.hidden {
-				if _, ok := b.Hidden[h]; !ok {
-					b.Hidden[h] = slices.Clone(tmp.Hidden[h])
-				}
+	if len(l.hidden) > 0 {
+		b.Hidden = map[string][]float32{}
+		for _, h := range l.hidden {
+			if _, ok := b.Hidden[h]; !ok {
+				b.Hidden[h] = slices.Clone(tmp.Hidden[h])
 			}
 		}
-		l.resident = append(l.resident, b)
-		// Collect the decoding garbage now: it is as large as the unit,
-		// and letting it pile up while the resident set grows would
-		// double the peak memory.
-		runtime.GC()
 	}
-	return nil
+	return b, nil
 }
 
 // moments returns the input standardization of mode over all rows: from
@@ -289,125 +441,29 @@ func (l *loader) moments(ctx context.Context, mode string) (mean, std []float32,
 	return mean, std, nil
 }
 
-type loaded struct {
-	b   *formats.Batch
-	err error
-}
-
 // run calls fn for every batch of one pass over the source: shuffled with
 // rng, or in cache order if rng is nil. The *batch is reused.
 func (l *loader) run(ctx context.Context, rng *rand.Rand, fn func(*batch) error) error {
-	nu := l.src.NumBatches()
-	order := make([]int, nu)
-	for i := range order {
-		order[i] = i
-	}
-	if rng != nil {
-		rng.Shuffle(nu, func(i, j int) { order[i], order[j] = order[j], order[i] })
-	}
-	l.out.n = 0
-	if l.resident != nil {
-		if err := l.load(ctx); err != nil {
-			return err
-		}
-		win := make([]*formats.Batch, nu)
-		for i, u := range order {
-			win[i] = l.resident[u]
-		}
-		if err := l.window1(ctx, win, rng, fn); err != nil {
-			return err
-		}
-		return l.flush(fn)
-	}
-
-	// Streaming: a reader goroutine fills free slots in unit order.
-	stop := make(chan struct{})
-	free := make(chan *formats.Batch, l.slots)
-	ready := make(chan loaded, l.slots)
-	for range l.slots {
-		free <- new(formats.Batch)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, u := range order {
-			var b *formats.Batch
-			select {
-			case b = <-free:
-			case <-stop:
-				return
-			}
-			err := l.src.ReadBatch(u, b)
-			ready <- loaded{b, err}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
-	win := make([]*formats.Batch, 0, l.window)
-	for i := 0; i < nu; i += l.window {
-		win = win[:0]
-		for range min(l.window, nu-i) {
-			var ld loaded
-			select {
-			case ld = <-ready:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if ld.err != nil {
-				return ld.err
-			}
-			win = append(win, ld.b)
-		}
-		if err := l.window1(ctx, win, rng, fn); err != nil {
-			return err
-		}
-		for _, b := range win {
-			free <- b
-		}
-	}
-	return l.flush(fn)
-}
-
-// window1 gathers the rows of the units in win, shuffled if rng is set,
-// into batches, calling fn for every full one.
-func (l *loader) window1(ctx context.Context, win []*formats.Batch, rng *rand.Rand, fn func(*batch) error) error {
-	l.pairs = l.pairs[:0]
-	for s, b := range win {
-		if err := l.check(b); err != nil {
-			return err
-		}
-		for r := range b.Len() {
-			l.pairs = append(l.pairs, uint64(s)<<32|uint64(r))
-		}
-	}
-	if rng != nil {
-		rng.Shuffle(len(l.pairs), func(i, j int) { l.pairs[i], l.pairs[j] = l.pairs[j], l.pairs[i] })
-	}
 	out := &l.out
-	for _, p := range l.pairs {
-		l.gather(out.n, win[p>>32], int(p&0xffffffff))
+	out.n = 0
+	err := l.each(ctx, rng, l.check, func(b *formats.Batch, r int) error {
+		l.gather(out.n, b, r)
 		out.n++
-		if out.n == l.batchSize {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := fn(out); err != nil {
-				return err
-			}
-			out.n = 0
+		if out.n < l.batchSize {
+			return nil
 		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := fn(out)
+		out.n = 0
+		return err
+	})
+	if err != nil || out.n == 0 {
+		return err
 	}
-	return nil
-}
-
-func (l *loader) flush(fn func(*batch) error) error {
-	if l.out.n == 0 {
-		return nil
-	}
-	err := fn(&l.out)
-	l.out.n = 0
+	err = fn(out)
+	out.n = 0
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -30,6 +31,13 @@ const datasetChunk = 4096
 // with --keep-input (given the same units). Config reports the inputs as
 // if they were cached, replacing any input.* columns the cache has.
 //
+// For a per-token cache (formats.Config.Positions T > 0, a sequence
+// teacher's) it reads the one input a transformer student takes, the
+// token ids (input.input_ids [T]), from the column of windows of T+1 ids
+// extract read (distill data text writes them): the first T of each, as
+// extract fed them; the teacher's other inputs (an attention mask, ...)
+// are not read.
+//
 // Memory stays bounded: the dataset is read unit by unit, at most
 // datasetChunk rows at a time. Reads are serialized (the dataset is not safe
 // for concurrent use).
@@ -40,6 +48,10 @@ type DatasetSource struct {
 	cfg    formats.Config
 	inputs []formats.DatasetInput
 	pre    formats.Preprocess
+	// window is T+1 for a per-token cache: its token ids are the first T
+	// of each window of T+1 in the dataset (distill data text), as
+	// extract fed them; 0 for a per-sample cache.
+	window int
 
 	mu  sync.Mutex
 	buf dataset.Batch
@@ -58,9 +70,6 @@ var _ Source = (*DatasetSource)(nil)
 // the dataset, so the recorded labels file (Options.Labels) is not used.
 // Close the DatasetSource before c.
 func NewDatasetSource(c *formats.Cache, path string) (*DatasetSource, error) {
-	if err := perSample(c.Config(), "cache"); err != nil {
-		return nil, err
-	}
 	rec := c.Manifest().Dataset
 	if len(rec.Inputs) == 0 {
 		return nil, ErrNoInput
@@ -71,6 +80,14 @@ func NewDatasetSource(c *formats.Cache, path string) (*DatasetSource, error) {
 		}
 	}
 	s := &DatasetSource{c: c, path: path, inputs: rec.Inputs}
+	if T := c.Config().Positions; T > 0 {
+		i := slices.IndexFunc(rec.Inputs, func(in formats.DatasetInput) bool { return in.Name == lmInput })
+		if i < 0 {
+			return nil, fmt.Errorf("train: the per-token cache's manifest records no %q input read from its dataset (it records %s); re-extract it with --keep-input",
+				lmInput, inputNames(rec.Inputs))
+		}
+		s.inputs, s.window = rec.Inputs[i:i+1], T+1
+	}
 	if rec.Preprocess != nil {
 		s.pre = *rec.Preprocess
 	}
@@ -148,6 +165,13 @@ func (s *DatasetSource) check(rec formats.Dataset) error {
 			return fmt.Errorf("train: dataset %s has no column %q for input %q (columns: %s)", file, in.Column, in.Name, strings.Join(names, ", "))
 		}
 		size := formats.TensorSpec{Shape: in.Shape}.Size()
+		if s.window > 0 {
+			if !slices.Equal(in.Shape, []int64{int64(s.window - 1)}) || col.Width() != s.window || !s.pre.IsZero() {
+				return fmt.Errorf("%w: dataset %s column %q has %d values per row and the manifest records input %q of shape %v (preprocessing %v); a cache of windows of %d tokens reads windows of %d token ids",
+					ErrDatasetMismatch, file, in.Column, col.Width(), in.Name, in.Shape, s.pre.Describe(), s.window-1, s.window)
+			}
+			continue
+		}
 		if col.Width() != size {
 			return fmt.Errorf("train: dataset %s column %q has %d values per row, input %q takes %d (shape %v)", file, in.Column, col.Width(), in.Name, size, in.Shape)
 		}
@@ -156,6 +180,15 @@ func (s *DatasetSource) check(rec formats.Dataset) error {
 		}
 	}
 	return nil
+}
+
+// inputNames lists the model inputs of a dataset recipe.
+func inputNames(ins []formats.DatasetInput) string {
+	names := make([]string, len(ins))
+	for i, in := range ins {
+		names[i] = fmt.Sprintf("%q", in.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // recipeText is the part of a dataset record that decides the inputs.
@@ -229,8 +262,16 @@ func (s *DatasetSource) ReadBatch(u int, dst *formats.Batch) error {
 		}
 		for _, in := range s.inputs {
 			v := dst.Inputs[in.Name]
+			col := s.buf.Cols[in.Column]
+			if W := s.window; W > 0 { // the first T of each window of T+1 ids
+				for r := range n {
+					v = append(v, col[r*W:(r+1)*W-1]...)
+				}
+				dst.Inputs[in.Name] = v
+				continue
+			}
 			off := len(v)
-			v = append(v, s.buf.Cols[in.Column]...)
+			v = append(v, col...)
 			s.pre.Apply(v[off:], n, formats.Channels(in.Shape))
 			dst.Inputs[in.Name] = v
 		}

@@ -20,7 +20,9 @@
 //   - Evaluation: Metrics, Evaluate.
 //   - Checkpoints: Checkpoint, CheckpointInfo, FileDigest, Provenance,
 //     WriteCheckpoint, Load, LoadFS, Exists, WriteSafetensors,
-//     ReadSafetensors, ErrCheckpoint, ErrLocked.
+//     ReadSafetensors, ErrCheckpoint, ErrLocked; a transformer student's
+//     (TrainLM): LMCheckpoint, LMCheckpointInfo, LoadLMCheckpoint,
+//     TrainingFile.
 //   - Threads: SetThreads, Threads.
 //
 // # Shapes and numerics
@@ -45,7 +47,8 @@
 //
 // # Data
 //
-// Train streams batches from a Source in bounded memory: each epoch it
+// Train (and TrainLM, whose rows are windows of tokens) streams batches
+// from a Source in bounded memory: each epoch it
 // shuffles the order of the cache's units (record batches), reads them a
 // window of a few units at a time (the next window prefetched by a
 // goroutine), shuffles the rows within the window and gathers them into
@@ -55,7 +58,8 @@
 // columns (extract --keep-input) or, for a cache extracted without them,
 // from the dataset its manifest names: NewDatasetSource reads the rows of
 // each cache unit from the dataset (checked by sha256) and preprocesses
-// them as extract fed them to the teacher.
+// them as extract fed them to the teacher (for a per-token cache: the
+// first T of each window of T+1 token ids).
 //
 // # Checkpoints
 //

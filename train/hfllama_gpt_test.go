@@ -13,7 +13,7 @@ import (
 
 // TestHFCheckpointOptions writes a Transformer of every option
 // combination (norm, MLP, position embedding; tied and untied) in the
-// Hugging Face layout (writeHF: config.json, model.safetensors) and reads
+// Hugging Face layout (writeLMCheckpoint: config.json, model.safetensors) and reads
 // it back with LoadHFLlama: the configuration round-trips and the logits
 // are the same, bit for bit. config.json says LlamaForCausalLM only for
 // Llama's options, and names the options otherwise.
@@ -27,7 +27,7 @@ func TestHFCheckpointOptions(t *testing.T) {
 					name := fmt.Sprintf("%s, untied %v", cfg.Variant(), untied)
 					m := randomTransformer(t, cfg, rand.New(rand.NewPCG(1, 2)), 0.5)
 					dir := filepath.Join(t.TempDir(), "ckpt")
-					if err := writeHF(dir, m); err != nil {
+					if err := writeLMCheckpoint(dir, m, nil, LMCheckpointInfo{}); err != nil {
 						t.Fatal(err)
 					}
 					js, err := os.ReadFile(filepath.Join(dir, "config.json"))

@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/distill-ml/distill/formats"
-	"github.com/distill-ml/distill/internal/atomicfile"
 )
 
 // LMEpoch is one epoch of TrainLM.
@@ -53,25 +50,46 @@ const lmInput = "input_ids"
 // row per window of T tokens, formats.Config.Positions): per token the
 // loss of KD (dense, top-k or sampled targets; Options.Temperature,
 // Alpha with the next-token labels), averaged over the batch's tokens,
-// AdamW (or SGD) with Options' schedule. Windows are shuffled per epoch:
-// the cache units in a random order, the windows within each unit too,
-// from Options.Seed, which also seeds the initialization (Transformer.Init,
-// then hooks.Init if set, e.g. InitFromLayers). Options.OnStep reports
-// every step (Rows and Total count windows). BatchSize counts windows (default 32). cfg.Vocab and
-// cfg.T may be 0 to take them from the cache. With Options.Out the model
-// is written there after every epoch in the Hugging Face layout
-// (model.safetensors and config.json, each atomically). With
-// Options.Val it reports the held-out NLL and agreement each epoch.
+// AdamW (or SGD) with Options' schedule. The windows' token ids are the
+// cache's input.input_ids column (extract --keep-input), or, for a cache
+// extracted without it, read from the token dataset its manifest names
+// (pass a DatasetSource: NewDatasetSource). Windows are shuffled per
+// epoch as for MLP students: the cache units in a random order, read
+// Options.ShuffleWindow units at a time (default: as many as fit in half
+// of Options.WindowBytes, 256 MiB, the other half prefetching the next;
+// the whole cache, read once and kept, if it fits), the windows of those
+// units shuffled together, so memory stays flat in the cache's size; all
+// from Options.Seed, which also seeds the initialization
+// (Transformer.Init, then hooks.Init if set, e.g. InitFromLayers).
+// Options.OnStep reports every step (Rows and Total count windows).
+// BatchSize counts windows (default 32). cfg.Vocab and cfg.T may be 0 to
+// take them from the cache. With Options.Val it reports the held-out NLL
+// and agreement each epoch.
+//
+// With Options.Out it writes a checkpoint directory there after every
+// epoch, replaced atomically (see TrainingFile): the model in the Hugging
+// Face layout (model.safetensors, config.json), the optimizer state
+// (state.safetensors) and the run's record (training.json). While it runs
+// it holds the lock of Out, as Train does; Out holding a checkpoint is an
+// error unless Options.Resume is set, which continues that run from its
+// last epoch — bit-identically to an uninterrupted run with the same
+// thread count — after checking that it was made with the same
+// architecture, options (Threads excepted) and caches (each difference
+// listed); without a checkpoint in Out it starts afresh, and a finished
+// run has nothing left to do (the result holds its model and epochs).
+// hooks.Init is not called on resume: the weights come from the
+// checkpoint. On cancellation of ctx it returns ctx.Err() (at the next
+// step); the last checkpoint stays.
 //
 // Options.Features pairs a student layer's output (Transformer.Hidden:
 // 0 the embeddings, l the l-th block's) with a cached teacher hidden
 // state of the same tokens ([T, D] per window, e.g. hidden_states.5):
 // FeatureLoss between them, through a learned projection when D is not
 // the student's width (TinyBERT's hidden-state loss; UniformLayerMap
-// gives its layer map). The projections are training-only and not saved.
+// gives its layer map). The projections are training-only: Out keeps
+// them in state.safetensors, for resuming, not in the model.
 //
-// Not yet: inputs read from the token dataset the cache names (extract
-// with --keep-input), resume, attention pairs.
+// Not yet: attention pairs.
 func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Options, hooks *LMHooks) (*LMResult, error) {
 	var o Options
 	if opts != nil {
@@ -84,12 +102,9 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 	if err != nil {
 		return nil, err
 	}
-	if o.Resume {
-		return nil, fmt.Errorf("train: transformer students do not resume yet")
-	}
 	SetThreads(o.Threads)
 	dcfg := data.Config()
-	if err := lmData(dcfg, "cache", o.Alpha); err != nil {
+	if err := lmData(data, "cache", o.Alpha); err != nil {
 		return nil, err
 	}
 	if cfg.T == 0 {
@@ -102,7 +117,7 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 		return nil, fmt.Errorf("train: the student takes %d tokens of a %d-token vocabulary, the cache holds windows of %d over %d", cfg.T, cfg.Vocab, dcfg.Positions, dcfg.Classes)
 	}
 	if o.Val != nil {
-		if err := lmData(o.Val.Config(), "validation cache", 1); err != nil {
+		if err := lmData(o.Val, "validation cache", 1); err != nil {
 			return nil, err
 		}
 		if v := o.Val.Config(); v.Positions != cfg.T || v.Classes != cfg.Vocab || !v.HasLabel {
@@ -114,11 +129,22 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 		return nil, err
 	}
 	ps := NewParams(m.Params()...)
+	release, resume, err := claimOut(&o)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var resumed *LMCheckpoint
+	if resume {
+		if resumed, err = LoadLMCheckpoint(o.Out); err != nil {
+			return nil, fmt.Errorf("train: resume: %w", err)
+		}
+	}
 	m.Init(rand.New(rand.NewPCG(o.Seed, 0x1a)))
 	if hooks == nil {
 		hooks = &LMHooks{}
 	}
-	if hooks.Init != nil {
+	if hooks.Init != nil && resumed == nil {
 		if err := hooks.Init(m); err != nil {
 			return nil, err
 		}
@@ -135,10 +161,25 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 	if r.opt, err = newOptimizer(&o, sets...); err != nil {
 		return nil, err
 	}
-	res := &LMResult{Model: m}
+	info := LMCheckpointInfo{Student: m.Cfg, Training: o, Cache: provenance(data)}
+	if o.Val != nil {
+		p := provenance(o.Val)
+		info.Val = &p
+	}
+	state := r.opt.State()
+	if heads != nil {
+		state = append(state, heads.List...)
+	}
+	if resumed != nil {
+		if err := r.restore(resumed, &info, state); err != nil {
+			return nil, err
+		}
+	}
+	res := &LMResult{Model: m, Epochs: slices.Clone(info.Epochs)}
+	r.units = newUnitRows(data, dcfg, o.ShuffleWindow, o.WindowBytes)
 	windows := data.NumRows()
 	stepsPerEpoch := (windows + int64(o.BatchSize) - 1) / int64(o.BatchSize)
-	for e := 1; e <= o.Epochs; e++ {
+	for e := info.Epoch + 1; e <= o.Epochs; e++ {
 		start := time.Now()
 		ep, err := r.epoch(ctx, data, e, stepsPerEpoch*int64(o.Epochs))
 		if err != nil {
@@ -154,8 +195,9 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 			ep.ValAgreement, ep.ValKL = vm.Agreement, vm.KL
 		}
 		res.Epochs = append(res.Epochs, ep)
+		info.Epoch, info.Step, info.Epochs = e, r.step, append(info.Epochs, ep)
 		if o.Out != "" {
-			if err := writeHF(o.Out, m); err != nil {
+			if err := writeLMCheckpoint(o.Out, m, state, info); err != nil {
 				return nil, err
 			}
 		}
@@ -169,14 +211,20 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 }
 
 // lmData checks that a cache can train a transformer student.
-func lmData(c formats.Config, what string, alpha float64) error {
+func lmData(src Source, what string, alpha float64) error {
+	c := src.Config()
 	if c.Positions == 0 {
 		return fmt.Errorf("train: the %s holds one score vector per row, not per token: a transformer student needs a per-token cache (a sequence teacher's)", what)
 	}
 	if !slices.ContainsFunc(c.Inputs, func(s formats.TensorSpec) bool {
 		return s.Name == lmInput && len(s.Shape) == 1 && s.Shape[0] == int64(c.Positions)
 	}) {
-		return fmt.Errorf("train: the %s has no %s%s column of %d token ids per window; extract it with --keep-input", what, formats.InputPrefix, lmInput, c.Positions)
+		if m, ok := src.(interface{ Manifest() formats.Manifest }); ok && len(m.Manifest().Dataset.Inputs) > 0 {
+			return fmt.Errorf("train: the %s has no %s%s column; read the token ids from its dataset %s (NewDatasetSource; distill train does)",
+				what, formats.InputPrefix, lmInput, m.Manifest().Dataset.Path)
+		}
+		return fmt.Errorf("train: the %s has no %s%s column of %d token ids per window, and records no dataset to read them from; extract it with --keep-input",
+			what, formats.InputPrefix, lmInput, c.Positions)
 	}
 	if alpha < 1 && !c.HasLabel {
 		return fmt.Errorf("train: alpha %v < 1 needs the next-token labels, and the %s has none", alpha, what)
@@ -189,6 +237,7 @@ type lmRun struct {
 	o     Options
 	m     *Transformer
 	opt   Optimizer
+	units *unitRows // the training cache's shuffle window
 	kd    KD
 	T, V  int
 	step  int64
@@ -364,12 +413,35 @@ func (r *lmRun) features(n int) float64 {
 	return total
 }
 
-// epoch runs one pass over data: units in a shuffled order, windows
-// shuffled within each unit, BatchSize windows per step.
+// restore loads checkpoint c into the run after checking that it was made
+// by the same run (info: this run's record, which takes c's epochs;
+// state: the optimizer's and projections' tensors).
+func (r *lmRun) restore(c *LMCheckpoint, info *LMCheckpointInfo, state []*Param) error {
+	diffs := resumeDiffs(c.Info.Student, info.Student, c.Info.Training, info.Training, c.Info.Cache, info.Cache, c.Info.Val, info.Val)
+	if err := resumeMismatch(diffs); err != nil {
+		return err
+	}
+	if err := assign(r.m.Params(), byName(c.Tensors), ModelFile, true); err != nil {
+		return err
+	}
+	if err := assign(state, byName(c.State), StateFile, true); err != nil {
+		return err
+	}
+	if e := c.Info.Epoch; e < 0 || e > r.o.Epochs || c.Info.Step < 0 || len(c.Info.Epochs) != e {
+		return fmt.Errorf("train: resume: %w: epoch %d, step %d, %d epochs of metrics", ErrCheckpoint, e, c.Info.Step, len(c.Info.Epochs))
+	}
+	r.opt.SetSteps(c.Info.Step)
+	r.step = c.Info.Step
+	info.Epoch, info.Step, info.Epochs = c.Info.Epoch, c.Info.Step, c.Info.Epochs
+	return nil
+}
+
+// epoch runs one pass over data (r.units: the cache units in a shuffled
+// order, the windows of ShuffleWindow units shuffled together),
+// BatchSize windows per step.
 func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LMEpoch, error) {
 	rng := rand.New(rand.NewPCG(r.o.Seed, shuffleStream(e)))
 	cfg := data.Config()
-	var b formats.Batch
 	var lossSum float64
 	var tokens int
 	var windows int64
@@ -377,6 +449,9 @@ func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LME
 	flush := func() error {
 		if len(r.ids) == 0 {
 			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		n := len(r.ids)
 		loss, err := r.train(total)
@@ -393,21 +468,15 @@ func (r *lmRun) epoch(ctx context.Context, data Source, e int, total int64) (LME
 		}
 		return nil
 	}
-	for _, u := range rng.Perm(data.NumBatches()) {
-		if err := ctx.Err(); err != nil {
-			return LMEpoch{}, err
+	err := r.units.each(ctx, rng, nil, func(b *formats.Batch, i int) error {
+		r.add(b, cfg, i)
+		if len(r.ids) < r.o.BatchSize*r.T {
+			return nil
 		}
-		if err := data.ReadBatch(u, &b); err != nil {
-			return LMEpoch{}, err
-		}
-		for _, i := range rng.Perm(b.Len()) {
-			r.add(&b, cfg, i)
-			if len(r.ids) == r.o.BatchSize*r.T {
-				if err := flush(); err != nil {
-					return LMEpoch{}, err
-				}
-			}
-		}
+		return flush()
+	})
+	if err != nil {
+		return LMEpoch{}, err
 	}
 	if err := flush(); err != nil {
 		return LMEpoch{}, err
@@ -453,28 +522,4 @@ func (r *lmRun) evaluate(ctx context.Context, val Source) (nll float64, m Metric
 		}
 	}
 	return nll / float64(max(n, 1)), e.result(), nil
-}
-
-// writeHF writes m to dir in the Hugging Face layout: model.safetensors
-// and config.json, each atomically.
-func writeHF(dir string, m *Transformer) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	js, err := m.HFConfigJSON(-1, -1)
-	if err != nil {
-		return err
-	}
-	f, err := atomicfile.Create(filepath.Join(dir, "model.safetensors"), 0o644)
-	if err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	if err := WriteSafetensors(f, m.Params(), map[string]string{"format": "pt"}); err != nil {
-		f.Abort()
-		return err
-	}
-	if err := f.Commit(); err != nil {
-		return fmt.Errorf("train: %w", err)
-	}
-	return atomicfile.WriteFile(filepath.Join(dir, "config.json"), append(js, '\n'), 0o644)
 }

@@ -331,23 +331,15 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 		t.info.Val = &p
 	}
 	var resumed *Checkpoint
-	if o.Resume && o.Out == "" {
-		return nil, fmt.Errorf("train: resume needs the checkpoint directory (Options.Out)")
+	release, resume, err := claimOut(&o)
+	if err != nil {
+		return nil, err
 	}
-	if o.Out != "" {
-		// Held until Train returns: a second run into Out fails here.
-		release, err := lockCheckpoint(o.Out)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-	}
-	if o.Resume && Exists(o.Out) {
+	defer release()
+	if resume {
 		if resumed, err = Load(o.Out); err != nil {
 			return nil, fmt.Errorf("train: resume: %w", err)
 		}
-	} else if o.Out != "" && Exists(o.Out) {
-		return nil, fmt.Errorf("train: %s already holds a checkpoint; continue it with resume (--resume) or choose another --out", o.Out)
 	}
 
 	if t.s, err = NewStudent(cfg, o.Seed); err != nil {
@@ -401,6 +393,33 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	return &Result{Student: t.s, Info: t.info}, nil
 }
 
+// claimOut takes the lock of the checkpoint directory o.Out, if set, for
+// the whole run (release drops it; a second run into Out fails here), and
+// reports whether to resume the checkpoint Out holds: with o.Resume and a
+// checkpoint. Out holding a checkpoint without o.Resume is an error, so
+// are o.Resume without Out and an Out that holds other files.
+func claimOut(o *Options) (release func() error, resume bool, err error) {
+	if o.Out == "" {
+		if o.Resume {
+			return nil, false, fmt.Errorf("train: resume needs the checkpoint directory (Options.Out)")
+		}
+		return func() error { return nil }, false, nil
+	}
+	if release, err = lockCheckpoint(o.Out); err != nil {
+		return nil, false, err
+	}
+	if Exists(o.Out) && !o.Resume {
+		err = fmt.Errorf("train: %s already holds a checkpoint; continue it with resume (--resume) or choose another --out", o.Out)
+	} else if !Exists(o.Out) {
+		err = replaceable(o.Out) // fail now, not after the first epoch
+	}
+	if err != nil {
+		release()
+		return nil, false, err
+	}
+	return release, o.Resume && Exists(o.Out), nil
+}
+
 // buildHeads creates the feature projections, initialized from the
 // stream of each pair.
 func (t *trainer) buildHeads(dcfg formats.Config) error {
@@ -424,37 +443,12 @@ const headStream = 0x68656164 << 8 // "head"
 // restore loads a checkpoint into the trainer after checking that it was
 // made by the same run.
 func (t *trainer) restore(c *Checkpoint) error {
-	var diffs []string
-	if a, b := jsonString(c.Info.Student), jsonString(t.s.Config); a != b {
-		diffs = append(diffs, fmt.Sprintf("student: %s in the checkpoint, now %s", a, b))
-	}
-	old, cur := c.Info.Training.recorded(), t.o.recorded()
-	keys := make([]string, 0, len(cur))
-	for k := range cur {
-		keys = append(keys, k)
-	}
-	for k := range old {
-		if _, ok := cur[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if old[k] != cur[k] {
-			diffs = append(diffs, fmt.Sprintf("%s: %s in the checkpoint, now %s", k, orNone(old[k]), orNone(cur[k])))
-		}
-	}
+	diffs := resumeDiffs(c.Info.Student, t.s.Config, c.Info.Training, t.o, c.Info.Cache, t.info.Cache, c.Info.Val, t.info.Val)
 	if c.Info.Input != t.info.Input {
 		diffs = append(diffs, fmt.Sprintf("input: %q in the checkpoint, now %q", c.Info.Input, t.info.Input))
 	}
-	if a, b := c.Info.Cache.Digest, t.info.Cache.Digest; a != b {
-		diffs = append(diffs, fmt.Sprintf("training cache digest: %s in the checkpoint, now %s", orNone(a), orNone(b)))
-	}
-	if a, b := digestOf(c.Info.Val), digestOf(t.info.Val); a != b {
-		diffs = append(diffs, fmt.Sprintf("validation cache digest: %s in the checkpoint, now %s", orNone(a), orNone(b)))
-	}
-	if len(diffs) > 0 {
-		return fmt.Errorf("train: resume: the options differ from the checkpoint's:\n  %s", strings.Join(diffs, "\n  "))
+	if err := resumeMismatch(diffs); err != nil {
+		return err
 	}
 	if err := assign(t.s.Tensors(), byName(c.Student.Tensors()), ModelFile, true); err != nil {
 		return err
@@ -472,6 +466,50 @@ func (t *trainer) restore(c *Checkpoint) error {
 	t.opt.SetSteps(c.Info.Step)
 	t.info.Epoch, t.info.Step, t.info.Metrics = c.Info.Epoch, c.Info.Step, c.Info.Metrics
 	return nil
+}
+
+// resumeDiffs lists how a run resuming a checkpoint differs from the run
+// that wrote it: the student architecture (compared as JSON), each
+// recorded option (Options.recorded: Threads may change) and the digests
+// of the training and validation caches, "NAME: OLD in the checkpoint,
+// now NEW" each.
+func resumeDiffs(oldStudent, student any, old, cur Options, oldCache, cache Provenance, oldVal, val *Provenance) []string {
+	var diffs []string
+	if a, b := jsonString(oldStudent), jsonString(student); a != b {
+		diffs = append(diffs, fmt.Sprintf("student: %s in the checkpoint, now %s", a, b))
+	}
+	was, now := old.recorded(), cur.recorded()
+	keys := make([]string, 0, len(now))
+	for k := range now {
+		keys = append(keys, k)
+	}
+	for k := range was {
+		if _, ok := now[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if was[k] != now[k] {
+			diffs = append(diffs, fmt.Sprintf("%s: %s in the checkpoint, now %s", k, orNone(was[k]), orNone(now[k])))
+		}
+	}
+	if a, b := oldCache.Digest, cache.Digest; a != b {
+		diffs = append(diffs, fmt.Sprintf("training cache digest: %s in the checkpoint, now %s", orNone(a), orNone(b)))
+	}
+	if a, b := digestOf(oldVal), digestOf(val); a != b {
+		diffs = append(diffs, fmt.Sprintf("validation cache digest: %s in the checkpoint, now %s", orNone(a), orNone(b)))
+	}
+	return diffs
+}
+
+// resumeMismatch is the error of a resume whose options differ from the
+// checkpoint's (resumeDiffs), or nil without differences.
+func resumeMismatch(diffs []string) error {
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("train: resume: the options differ from the checkpoint's:\n  %s", strings.Join(diffs, "\n  "))
 }
 
 func jsonString(v any) string { b, _ := json.Marshal(v); return string(b) }

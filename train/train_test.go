@@ -219,17 +219,7 @@ func TestResumeErrors(t *testing.T) {
 	ro := o
 	ro.Resume, ro.LR, ro.Temperature, ro.Threads = true, 0.01, 3, 2
 	_, err := Train(context.Background(), Config{Hidden: []int{9}}, other, &ro)
-	if err == nil {
-		t.Fatal("resume with changed options: no error")
-	}
-	for _, want := range []string{"lr: 0.001 in the checkpoint, now 0.01", "temperature: 2 in the checkpoint, now 3", "student:", "training cache digest"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
-		}
-	}
-	if strings.Contains(err.Error(), "threads") {
-		t.Errorf("threads listed as a difference: %v", err)
-	}
+	wantResumeDiffs(t, err, "lr: 0.001 in the checkpoint, now 0.01", "temperature: 2 in the checkpoint, now 3", "student:", "training cache digest")
 	// Resuming a finished run is a no-op that returns the student.
 	ro = o
 	ro.Resume = true
@@ -243,6 +233,23 @@ func TestResumeErrors(t *testing.T) {
 	}
 	if _, err := Train(context.Background(), cfg, data, &ro); !errors.Is(err, ErrCheckpoint) {
 		t.Errorf("corrupt checkpoint: %v", err)
+	}
+}
+
+// wantResumeDiffs checks that err, the error of a resume with changed
+// options and threads, lists each of want and not the thread count.
+func wantResumeDiffs(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("resume with changed options: no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), "threads") {
+		t.Errorf("threads listed as a difference: %v", err)
 	}
 }
 

@@ -55,33 +55,37 @@ model.safetensors (PyTorch names: fc1.weight [out,in], fc1.bias, ln1.weight,
 digest, teacher sha256), metrics.jsonl and state.safetensors (optimizer state).
 
 --student transformer trains a Llama-style decoder on a per-token cache (a
-sequence teacher's, extracted with --keep-input so the windows' token ids are
-cached): --layers N blocks of width --dim with --heads query heads and
---kv-heads key/value heads (grouped-query), RoPE, RMSNorm, a SwiGLU MLP of
---ffn, a tied classifier (--untied for its own). GPT-2's choices are options,
-each on its own: --norm layernorm (gain and bias), --mlp gelu (up, GELU in its
-tanh form, down; no biases), --pos learned (a learned position embedding
-instead of RoPE). The loss per token is the one above over the vocabulary
-(dense, top-k or sampled targets; --divergence kl, reverse-kl or jsd with
---beta), with the next-token labels. --init-from DIR (a Hugging Face Llama
-directory, or a --student transformer checkpoint: config.json,
-model.safetensors) with --init-layers 0,2,4 starts from its embedding, final
-norm and those layers (DistilBERT's initialization); the sizes, --norm, --mlp
-and --pos then default to its config, and other --norm, --mlp or --pos values
-are refused. After every epoch it reports the held-out NLL (nats/token),
-perplexity, top-1 agreement and KL(teacher || student) on --val and writes
---out in the Hugging Face layout (model.safetensors, config.json: a
-LlamaForCausalLM with Llama's options, else architectures
-DistillDecoderForCausalLM, which Hugging Face does not load). --feature
+sequence teacher's; the windows' token ids are the cached input.input_ids of
+extract --keep-input or, without them, read from the token dataset the
+manifest names, sha256-checked, --data if it moved): --layers N blocks of
+width --dim with --heads query heads and --kv-heads key/value heads
+(grouped-query), RoPE, RMSNorm, a SwiGLU MLP of --ffn, a tied classifier
+(--untied for its own). GPT-2's choices are options, each on its own: --norm
+layernorm (gain and bias), --mlp gelu (up, GELU in its tanh form, down; no
+biases), --pos learned (a learned position embedding instead of RoPE). The
+loss per token is the one above over the vocabulary (dense, top-k or sampled
+targets; --divergence kl, reverse-kl or jsd with --beta), with the next-token
+labels. --init-from DIR (a Hugging Face Llama directory, or a --student
+transformer checkpoint: config.json, model.safetensors) with --init-layers
+0,2,4 starts from its embedding, final norm and those layers (DistilBERT's
+initialization); the sizes, --norm, --mlp and --pos then default to its
+config, and other --norm, --mlp or --pos values are refused. After every
+epoch it reports the held-out NLL (nats/token), perplexity, top-1 agreement
+and KL(teacher || student) on --val and replaces --out atomically: the
+Hugging Face layout (model.safetensors, config.json: a LlamaForCausalLM with
+Llama's options, else architectures DistillDecoderForCausalLM, which Hugging
+Face does not load), state.safetensors (optimizer state) and training.json
+(architecture, options, metrics, cache digest). --feature
 hidden_states.J=L[:WEIGHT] pairs student block L with a cached teacher hidden
 state (extract --hidden), through a learned projection when the widths differ
-(TinyBERT's hidden-state loss).
-Not yet for transformers: --resume, inputs read from the token dataset.
+(TinyBERT's hidden-state loss). Windows are shuffled per epoch across
+--shuffle-window cache units, as rows are for an MLP.
 
---resume continues a stopped run from its last epoch (or starts one if --out
-holds no checkpoint yet, so a preempted job can rerun the same command); the
-options must be the same (--threads may change). With --threads 1 a resumed run is bit-identical
-to an uninterrupted one, and the same seed and threads give the same bytes.
+--resume continues a stopped run, MLP or transformer, from its last epoch (or
+starts one if --out holds no checkpoint yet, so a preempted job can rerun the
+same command); the options must be the same (--threads may change; the
+differences are listed). A resumed run is bit-identical to an uninterrupted
+one with the same threads, and the same seed and threads give the same bytes.
 Ctrl-C stops at the next batch, keeping the last epoch's checkpoint.
 
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
@@ -165,12 +169,12 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Schedule, "schedule", "constant", "learning-rate schedule after warmup: constant or cosine")
 	fs.Int64Var(&o.Warmup, "warmup", 0, "linear warmup steps")
 	fs.StringSliceVar(&o.Val, "val", nil, "held-out cache evaluated after every epoch")
-	fs.StringVar(&o.Data, "data", "", "the dataset of a --cache extracted without --keep-input, if it moved (default: the path in its manifest)")
+	fs.StringVar(&o.Data, "data", "", "the dataset (a token dataset for a per-token cache) of a --cache extracted without --keep-input, if it moved (default: the path in its manifest)")
 	fs.StringVar(&o.ValData, "val-data", "", "the dataset of a --val cache extracted without --keep-input, if it moved")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of initialization, shuffling and dropout")
 	fs.IntVar(&o.Threads, "threads", 0, "threads for matrix products and elementwise work (0 = all cores; at most 4 per core)")
 	fs.StringVar(&o.Input, "input", "", "cached input to train on, when the cache has several")
-	fs.IntVar(&o.ShuffleWindow, "shuffle-window", 0, "cache units shuffled together (0 = as many as fit in 256 MiB)")
+	fs.IntVar(&o.ShuffleWindow, "shuffle-window", 0, "cache units whose rows (transformer: windows) are shuffled together (0 = as many as fit in 256 MiB)")
 	fs.BoolVar(&o.Resume, "resume", false, "continue the run checkpointed in --out (start one if there is none)")
 }
 
@@ -330,59 +334,22 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	if o.Student == "transformer" {
 		return runTrainLM(ctx, stdout, stderr, o, to)
 	}
-	cache, err := formats.Open(o.Cache...)
-	if err != nil {
-		return err
-	}
-	defer cache.Close()
-	data, closeData, err := trainSource(stderr, cache, o.Data, "--data")
+	data, closeData, err := openTrainData(stderr, o, &to)
 	if err != nil {
 		return err
 	}
 	defer closeData()
-	if len(o.Val) > 0 {
-		vc, err := formats.Open(o.Val...)
-		if err != nil {
-			return fmt.Errorf("--val: %w", err)
-		}
-		defer vc.Close()
-		val, closeVal, err := trainSource(stderr, vc, o.ValData, "--val-data")
-		if err != nil {
-			return fmt.Errorf("--val: %w", err)
-		}
-		defer closeVal()
-		to.Val = val
-	} else if o.ValData != "" {
-		return usageError("--val-data needs --val")
-	}
-	rows := data.NumRows()
 	pr := progress.New(cmdErr, "train", "samples")
-	first, base := true, int64(0)
-	to.OnStep = func(s train.Step) error {
-		if first {
-			// Count from here: loading the data and a resumed run's
-			// earlier epochs are not part of the rate.
-			first, base = false, int64(s.Epoch-1)*rows
-			pr.Restart()
-		}
-		pr.Update(int64(s.Epoch-1)*rows+s.Rows-base, int64(to.Epochs)*rows-base)
-		return nil
-	}
+	to.OnStep = stepProgress(pr, data.NumRows(), to.Epochs)
 	to.OnEpoch = func(e train.Epoch) error {
 		pr.Println(epochLine(e, to.Epochs))
 		return nil
 	}
-	if o.Resume && !train.Exists(o.Out) {
-		fmt.Fprintf(stderr, "train: %s holds no checkpoint yet; starting from epoch 1\n", o.Out)
-	}
+	resumeNote(stderr, o)
 	res, err := train.Train(ctx, cfg, data, &to)
 	pr.Done()
-	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "train: interrupted; %s holds the last completed epoch. Resume with:\n  %s\n", o.Out, resumeCommand())
-		return fmt.Errorf("%w", context.Canceled)
-	}
 	if err != nil {
-		return err
+		return interrupted(stderr, o, err)
 	}
 	abs, _ := filepath.Abs(o.Out)
 	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", res.Info.Epoch, res.Info.Step, abs)
@@ -392,6 +359,85 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 		}
 	}
 	return nil
+}
+
+// openTrainData opens --cache, and --val into to.Val, as training
+// sources (trainSource: inputs from the dataset a cache names when it
+// holds none, --data and --val-data if it moved); the returned func
+// releases them.
+func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data train.Source, _ func(), err error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	cache, err := formats.Open(o.Cache...)
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, func() { cache.Close() })
+	data, closeData, err := trainSource(stderr, cache, o.Data, "--data")
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, closeData)
+	if len(o.Val) == 0 {
+		if o.ValData != "" {
+			return nil, nil, usageError("--val-data needs --val")
+		}
+		return data, closeAll, nil
+	}
+	vc, err := formats.Open(o.Val...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--val: %w", err)
+	}
+	closers = append(closers, func() { vc.Close() })
+	val, closeVal, err := trainSource(stderr, vc, o.ValData, "--val-data")
+	if err != nil {
+		return nil, nil, fmt.Errorf("--val: %w", err)
+	}
+	closers = append(closers, closeVal)
+	to.Val = val
+	return data, closeAll, nil
+}
+
+// stepProgress returns an OnStep that reports the progress of epochs
+// passes over rows rows (samples or windows) to pr, counting the rate
+// from the first step: loading the data and a resumed run's earlier
+// epochs are not part of it.
+func stepProgress(pr *progress.Reporter, rows int64, epochs int) func(train.Step) error {
+	first, base := true, int64(0)
+	return func(s train.Step) error {
+		if first {
+			first, base = false, int64(s.Epoch-1)*rows
+			pr.Restart()
+		}
+		pr.Update(int64(s.Epoch-1)*rows+s.Rows-base, int64(epochs)*rows-base)
+		return nil
+	}
+}
+
+// resumeNote says when --resume finds no checkpoint to continue.
+func resumeNote(stderr io.Writer, o trainOptions) {
+	if o.Resume && !train.Exists(o.Out) {
+		fmt.Fprintf(stderr, "train: %s holds no checkpoint yet; starting from epoch 1\n", o.Out)
+	}
+}
+
+// interrupted returns err, after printing the command that resumes the
+// run when err is a cancellation (Ctrl-C).
+func interrupted(stderr io.Writer, o trainOptions, err error) error {
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "train: interrupted; %s holds the last completed epoch. Resume with:\n  %s\n", o.Out, resumeCommand())
+		return fmt.Errorf("%w", context.Canceled)
+	}
+	return err
 }
 
 // trainSource returns the cache c as a training source when it holds its
@@ -434,10 +480,7 @@ func valSummary(v *train.Metrics) string {
 // left 0: from the cache) and its initialization hook.
 func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, func(*train.Transformer) error, error) {
 	var c train.TransformerConfig
-	switch {
-	case o.Resume:
-		return c, nil, usageError("--resume is not available for --student transformer yet")
-	case o.LayerNorm || o.Dropout != 0:
+	if o.LayerNorm || o.Dropout != 0 {
 		return c, nil, usageError("--layernorm and --dropout are mlp flags; a transformer student's norm is --norm, and it has no dropout")
 	}
 	layers, err := strconv.Atoi(strings.TrimSpace(o.Layers))
@@ -520,25 +563,13 @@ func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, t
 	if err != nil {
 		return err
 	}
-	cache, err := formats.Open(o.Cache...)
+	data, closeData, err := openTrainData(stderr, o, &to)
 	if err != nil {
 		return err
 	}
-	defer cache.Close()
-	if len(o.Val) > 0 {
-		vc, err := formats.Open(o.Val...)
-		if err != nil {
-			return fmt.Errorf("--val: %w", err)
-		}
-		defer vc.Close()
-		to.Val = vc
-	}
-	windows := cache.NumRows()
+	defer closeData()
 	pr := progress.New(cmdErr, "train", "windows")
-	to.OnStep = func(s train.Step) error {
-		pr.Update(int64(s.Epoch-1)*windows+s.Rows, int64(to.Epochs)*windows)
-		return nil
-	}
+	to.OnStep = stepProgress(pr, data.NumRows(), to.Epochs)
 	hooks := &train.LMHooks{Init: init, OnEpoch: func(e train.LMEpoch) error {
 		line := fmt.Sprintf("epoch %d/%d: loss %.4f", e.Epoch, to.Epochs, e.TrainLoss)
 		if to.Val != nil {
@@ -547,10 +578,11 @@ func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, t
 		pr.Println(line + fmt.Sprintf(", %.0f tokens/s", e.TokensPerSec))
 		return nil
 	}}
-	res, err := train.TrainLM(ctx, cfg, cache, &to, hooks)
+	resumeNote(stderr, o)
+	res, err := train.TrainLM(ctx, cfg, data, &to, hooks)
 	pr.Done()
 	if err != nil {
-		return err
+		return interrupted(stderr, o, err)
 	}
 	abs, _ := filepath.Abs(o.Out)
 	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", len(res.Epochs), res.Epochs[len(res.Epochs)-1].Step, abs)

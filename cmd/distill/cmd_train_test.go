@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
@@ -159,47 +156,14 @@ func TestTrainKillResume(t *testing.T) {
 		return []string{"train", "--cache", data, "--out", out, "--layers", "384,384", "--epochs", "6", "--batch", "16",
 			"--threads", "1", "--dropout", "0.1", "--feature", "h=2", "--resume"}
 	}
-	ref := filepath.Join(tmp, "ref.ckpt")
-	start := time.Now()
-	if out, err := distillCmd(args(ref)...).CombinedOutput(); err != nil {
-		t.Fatalf("uninterrupted run: %v\n%s", err, out)
-	}
-	full := time.Since(start)
-	got := filepath.Join(tmp, "killed.ckpt")
-	kills := 0
-	var epochs []int
-	for _, frac := range []float64{0.05, 0.3, 0.22, 0.45, 0.17, 0.6} {
-		if runKilledAfter(t, time.Duration(frac*float64(full)), args(got)...) {
-			kills++
+	files := []string{train.ModelFile, train.ConfigFile, train.MetricsFile, train.StateFile}
+	killResume(t, tmp, args, files, func(dir string) (int, error) {
+		c, err := train.Load(dir)
+		if err != nil {
+			return 0, err
 		}
-		if train.Exists(got) {
-			c, err := train.Load(got)
-			if err != nil {
-				t.Fatalf("checkpoint after kill %d unloadable: %v", kills, err)
-			}
-			epochs = append(epochs, c.Info.Epoch)
-		}
-	}
-	if out, err := distillCmd(args(got)...).CombinedOutput(); err != nil {
-		t.Fatalf("final resume: %v\n%s", err, out)
-	}
-	if kills == 0 {
-		t.Fatal("no run was killed; the test proves nothing")
-	}
-	for _, f := range []string{train.ModelFile, train.ConfigFile, train.MetricsFile, train.StateFile} {
-		a, _ := os.ReadFile(filepath.Join(ref, f))
-		b, _ := os.ReadFile(filepath.Join(got, f))
-		if len(a) == 0 || !bytes.Equal(a, b) {
-			t.Errorf("%s differs from the uninterrupted run's", f)
-		}
-	}
-	entries, _ := os.ReadDir(tmp)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			t.Errorf("left %s", e.Name())
-		}
-	}
-	t.Logf("uninterrupted run %v; killed %d times, at checkpoint epochs %v", full.Round(time.Millisecond), kills, epochs)
+		return c.Info.Epoch, nil
+	})
 }
 
 // TestTrainInterrupt sends SIGINT after the first checkpoint: exit 130, the
@@ -208,25 +172,7 @@ func TestTrainInterrupt(t *testing.T) {
 	tmp := t.TempDir()
 	data := trainTestCache(t, filepath.Join(tmp, "train"), 6000, 1, false)
 	out := filepath.Join(tmp, "s.ckpt")
-	cmd := distillCmd("train", "--cache", data, "--out", out, "--layers", "384,384", "--epochs", "50", "--batch", "16", "--threads", "1")
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !train.Exists(out) {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no checkpoint after 60 s:\n%s", buf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGINT)
-	cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted || !strings.Contains(buf.String(), "Resume with:") {
-		t.Fatalf("exit %d, want %d with a resume command:\n%s", code, exitInterrupted, buf.String())
-	}
+	interruptAfterCheckpoint(t, out, "train", "--cache", data, "--out", out, "--layers", "384,384", "--epochs", "50", "--batch", "16", "--threads", "1")
 	if c, err := train.Load(out); err != nil || c.Info.Epoch < 1 || c.Info.Epoch >= 50 {
 		t.Fatalf("checkpoint after Ctrl-C: %v", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,12 +14,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/distill-ml/distill/export"
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/fixtures"
+	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/lock"
 	"github.com/distill-ml/distill/internal/sharedtest"
@@ -86,6 +89,30 @@ var (
 	mkNaNTokenCache = func(t *testing.T, dir string) string {
 		return fixtures.WriteTokenCache(t, filepath.Join(dir, "nantokens"), 8, 8, 512, true)
 	}
+	// mkTokenData is a token dataset (distill data text), the same bytes
+	// every time; mkRecipeCache a per-token cache extracted from a copy of
+	// it without --keep-input, so training reads its ids from --data.
+	mkTokenData = func(t *testing.T, dir string) string {
+		return writeFile(t, filepath.Join(dir, "tokens.parquet"), tokenData(t))
+	}
+	mkRecipeCache = func(t *testing.T, dir string) string {
+		return fixtures.WriteTokenCacheOf(t, filepath.Join(dir, "recipe"), mkTokenData(t, filepath.Join(dir, "src")), false)
+	}
+	// mkLMCkpt is a checkpoint of distill train --student transformer.
+	mkLMCkpt = func(t *testing.T, dir string) string {
+		c, err := formats.Open(mkTokenCache(t, filepath.Join(dir, "src")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		out := filepath.Join(dir, "lm")
+		o := &train.Options{Epochs: 1, Alpha: 1, Threads: 1, Out: out}
+		if _, err := train.TrainLM(context.Background(), train.TransformerConfig{Dim: 8, Layers: 1, Heads: 2, KVHeads: 1, FFN: 8}, c, o, nil); err != nil {
+			t.Fatal(err)
+		}
+		os.RemoveAll(filepath.Join(dir, "src"))
+		return out
+	}
 	// mkHFDir is stories260K in the Hugging Face layout (--init-from).
 	mkHFDir = func(t *testing.T, dir string) string {
 		src := sharedtest.Dir(t, "teachers", "seq", "stories260K-hf")
@@ -100,6 +127,24 @@ var (
 		return run
 	}
 )
+
+var tokenDataOnce struct {
+	sync.Once
+	data []byte
+}
+
+// tokenData returns the bytes of one token dataset of 8 windows of 8+1
+// ids, made once (its metadata names its source text).
+func tokenData(t *testing.T) []byte {
+	tokenDataOnce.Do(func() {
+		p := fixtures.WriteTokenData(t, filepath.Join(t.TempDir(), "tokens.parquet"), 8, 8, 12)
+		tokenDataOnce.data, _ = os.ReadFile(p)
+	})
+	if len(tokenDataOnce.data) == 0 {
+		t.Fatal("no token dataset")
+	}
+	return tokenDataOnce.data
+}
 
 // Bad inputs, by kind; valid is the slot's valid maker (truncated copies
 // it) and other an artefact of another kind.
@@ -207,6 +252,8 @@ var (
 	slotTokens  = slot{"--cache", mkTokenCache, mkCkpt, mkNaNTokenCache, true}
 	slotTokVal  = slot{"--val", mkTokenCache, mkCache, nil, true}
 	slotInitHF  = slot{"--init-from", mkHFDir, mkCache, nil, false}
+	slotRecipe  = slot{"--cache", mkRecipeCache, mkCkpt, nil, true}
+	slotTokData = slot{"--data", mkTokenData, mkCache, nil, false}
 )
 
 var templates = []template{
@@ -214,6 +261,9 @@ var templates = []template{
 	{"train", []string{"train", "--cache", "{--cache}", "--val", "{--val}", "--out", "{OUT}", "--layers", "4", "--epochs", "1", "--threads", "1"}, []slot{slotCache, slotVal}, "--out", false, nil},
 	{"train-transformer", []string{"train", "--student", "transformer", "--cache", "{--cache}", "--val", "{--val}", "--init-from", "{--init-from}",
 		"--init-layers", "0", "--out", "{OUT}", "--epochs", "1", "--batch", "4", "--threads", "1"}, []slot{slotTokens, slotTokVal, slotInitHF}, "--out", false, nil},
+	// A transformer student whose token ids come from the dataset --data.
+	{"train-transformer-data", []string{"train", "--student", "transformer", "--cache", "{--cache}", "--data", "{--data}", "--out", "{OUT}",
+		"--layers", "1", "--dim", "8", "--heads", "2", "--ffn", "8", "--epochs", "1", "--batch", "4", "--threads", "1"}, []slot{slotRecipe, slotTokData}, "--out", false, nil},
 	{"export", []string{"export", "--student", "{--student}", "--out", "{OUT}", "--verify", "{--verify}"}, []slot{slotStudent, slotVerify}, "--out", true, nil},
 	{"eval", []string{"eval", "--model", "{--model}", "--data", "{--data}", "--teacher-cache", "{--teacher-cache}", "--bench-time", "0", "--out", "{OUT}"},
 		[]slot{slotModel, slotEvalDat, slotTCache}, "--out", true, nil},
@@ -246,6 +296,7 @@ var numeric = []struct {
 	{"train", "--shuffle-window", []string{"0"}}, {"train", "--seed", []string{"0", "99999999999"}},
 	{"train", "--dim", []string{"0"}}, {"train", "--heads", []string{"0"}}, {"train", "--kv-heads", []string{"0"}}, {"train", "--ffn", []string{"0"}},
 	{"train", "--beta", []string{"0"}},
+	{"train-transformer-data", "--threads", []string{"0"}}, // 0 succeeds: the valid inputs train
 	{"export", "--opset", nil}, {"export", "--verify-rows", nil},
 	{"eval", "--batch", nil}, {"eval", "--threads", []string{"0"}}, {"eval", "--bench-time", []string{"0"}},
 	{"eval", "--scale", nil}, {"eval", "--mean", nil}, {"eval", "--std", nil},
@@ -600,6 +651,38 @@ func extraCases() []sweepCase {
 		},
 	} {
 		cs = append(cs, sweepCase{name: "extract/--resume-into-" + name, tmpl: resume, outMaker: mk, mention: []string{"--out", "--resume"}})
+	}
+	// --resume of a transformer student into what is not its checkpoint,
+	// or a damaged one; a fresh run into a directory of other files.
+	trainLM := templates[2]
+	damaged := func(file string, damage func(t *testing.T, path string) string) maker {
+		return func(t *testing.T, dir string) string {
+			out := mkLMCkpt(t, dir)
+			damage(t, filepath.Join(out, file))
+			return out
+		}
+	}
+	plain := func(t *testing.T, dir string) string {
+		writeFile(t, filepath.Join(dir, "plain", "notes.txt"), []byte("mine"))
+		return filepath.Join(dir, "plain")
+	}
+	for name, c := range map[string]struct {
+		mk      maker
+		resume  bool
+		mention []string
+	}{
+		"--resume-into-a-checkpoint":      {mkCkpt, true, []string{"--out"}},
+		"--resume-damaged-state":          {damaged(train.StateFile, func(t *testing.T, p string) string { return truncate(t, p) }), true, []string{train.StateFile}},
+		"--resume-flipped-weights":        {damaged(train.ModelFile, flipLargest), true, []string{train.ModelFile}},
+		"--resume-damaged-training.json":  {damaged(train.TrainingFile, func(t *testing.T, p string) string { return truncate(t, p) }), true, []string{train.TrainingFile}},
+		"--resume-into-a-plain-directory": {plain, true, []string{"--out"}},
+		"--out-a-plain-directory":         {plain, false, []string{"--out"}},
+	} {
+		var extra []string
+		if c.resume {
+			extra = []string{"--resume"}
+		}
+		cs = append(cs, sweepCase{name: "train-transformer/" + name, tmpl: trainLM, outMaker: c.mk, extra: extra, mention: c.mention})
 	}
 	// A second writer: the output is being written by another process.
 	extractT := templates[0]
