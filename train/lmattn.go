@@ -37,14 +37,22 @@ func ParseAttentionPair(s string, layers int) (AttentionPair, error) {
 	if err != nil || l < 0 || l >= layers {
 		return AttentionPair{}, fmt.Errorf("train: attention pair %q: student block %q, want 0..%d (0-based, as attentions.J counts the teacher's)", s, layer, layers-1)
 	}
-	w := 1.0
-	if hasWeight {
-		w, err = strconv.ParseFloat(weight, 64)
-		if err != nil || !(w > 0) || w > 1e30 {
-			return AttentionPair{}, fmt.Errorf("train: attention pair %q: weight %q, want a positive number", s, weight)
-		}
+	w, ok := pairWeight(weight, hasWeight)
+	if !ok {
+		return AttentionPair{}, fmt.Errorf("train: attention pair %q: weight %q, want a positive number", s, weight)
 	}
 	return AttentionPair{Teacher: name, Layer: l, Weight: w}, nil
+}
+
+// pairWeight parses the WEIGHT of a distillation pair (--feature,
+// --attention): 1 when not given (has false), else a positive number up
+// to 1e30; ok is false for anything else.
+func pairWeight(weight string, has bool) (w float64, ok bool) {
+	if !has {
+		return 1, true
+	}
+	w, err := strconv.ParseFloat(weight, 64)
+	return w, err == nil && w > 0 && w <= 1e30
 }
 
 // resolveAttention fills the attention pairs' defaults (weight 1, KL when

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/distill-ml/distill/formats"
-	"gonum.org/v1/gonum/diff/fd"
-	"gonum.org/v1/gonum/floats/scalar"
 )
 
 // markovAttention is the teacher attention map of writeLMCache's windows,
@@ -101,28 +99,7 @@ func TestAttentionTermsGradient(t *testing.T) {
 			t.Fatalf("%s: attention terms %v, formula %v", f, l, want)
 		}
 		m.Backward(Mat{Rows: logits.Rows, Cols: logits.Cols, Data: make([]float32, len(logits.Data))}, nil)
-		var largest float64
-		for _, p := range m.Params() {
-			grad := append([]float32(nil), p.Grad...)
-			want := fd.Gradient(nil, func(v []float64) float64 {
-				old := append([]float32(nil), p.Data...)
-				for i := range p.Data {
-					p.Data[i] = float32(v[i])
-				}
-				s := fn()
-				copy(p.Data, old)
-				return s
-			}, f64(p.Data), &fd.Settings{Formula: fd.Central, Step: fdStep})
-			bad := 0
-			for i := range want {
-				largest = math.Max(largest, math.Abs(want[i]))
-				if !scalar.EqualWithinAbsOrRel(float64(grad[i]), want[i], gradAbs, gradRel) {
-					if bad++; bad <= 3 {
-						t.Errorf("%s: d/d%s[%d] = %.6g, finite differences %.6g", f, p.Name, i, grad[i], want[i])
-					}
-				}
-			}
-		}
+		largest := checkParamGradients(t, string(f), m.Params(), fn)
 		if largest < 20*gradAbs {
 			t.Errorf("%s: the largest gradient is %v: too small for the check to mean much", f, largest)
 		}

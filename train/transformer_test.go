@@ -1,11 +1,9 @@
 package train
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
-
-	"gonum.org/v1/gonum/diff/fd"
-	"gonum.org/v1/gonum/floats/scalar"
 )
 
 // TestTransformerGradients checks the whole model's Backward against
@@ -50,26 +48,7 @@ func TestTransformerGradients(t *testing.T) {
 		}
 		f()
 		m.Backward(Mat{Rows: n, Cols: cfg.Vocab, Data: append([]float32(nil), R.Data...)}, Rh)
-		for _, p := range m.Params() {
-			grad := append([]float32(nil), p.Grad...)
-			want := fd.Gradient(nil, func(v []float64) float64 {
-				old := append([]float32(nil), p.Data...)
-				for i := range p.Data {
-					p.Data[i] = float32(v[i])
-				}
-				s := f()
-				copy(p.Data, old)
-				return s
-			}, f64(p.Data), &fd.Settings{Formula: fd.Central, Step: fdStep})
-			bad := 0
-			for i := range want {
-				if !scalar.EqualWithinAbsOrRel(float64(grad[i]), want[i], gradAbs, gradRel) {
-					if bad++; bad <= 3 {
-						t.Errorf("untied %v: d/d%s[%d] = %.6g, finite differences %.6g", untied, p.Name, i, grad[i], want[i])
-					}
-				}
-			}
-		}
+		checkParamGradients(t, fmt.Sprintf("untied %v", untied), m.Params(), f)
 	}
 }
 

@@ -14,6 +14,27 @@ import (
 	"github.com/distill-ml/distill/train"
 )
 
+// storyWindows writes the token windows of the first 60,000 characters
+// of TinyStories (tok512, distill data text --seq-len 32, every 8th
+// window held out) to dir and returns the training and held-out files.
+func storyWindows(t *testing.T, seq, dir string) (data, val string) {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "text.txt")
+	if err := os.WriteFile(in, text[:60000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data, val = filepath.Join(dir, "train.parquet"), filepath.Join(dir, "val.parquet")
+	if code, _, stderr := runDistill("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "32", "--val-every", "8",
+		"--val-out", val, "--out", data, in); code != exitOK {
+		t.Fatalf("data text: exit %d\n%s", code, stderr)
+	}
+	return data, val
+}
+
 // epochAttention returns the attention terms of each epoch line in
 // stderr ("epoch E/N: loss L (attention A), ...").
 func epochAttention(t *testing.T, stderr string) []float64 {
@@ -80,20 +101,8 @@ func TestTrainTransformerAttentionCLI(t *testing.T) {
 	requireLib(t)
 	seq := sharedtest.Dir(t, "teachers", "seq")
 	dir := t.TempDir()
-	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := filepath.Join(dir, "text.txt")
-	if err := os.WriteFile(in, text[:60000], 0o644); err != nil {
-		t.Fatal(err)
-	}
 	const T = 32
-	data, val := filepath.Join(dir, "train.parquet"), filepath.Join(dir, "val.parquet")
-	if code, _, stderr := runDistill("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", strconv.Itoa(T), "--val-every", "8",
-		"--val-out", val, "--out", data, in); code != exitOK {
-		t.Fatalf("data text: exit %d\n%s", code, stderr)
-	}
+	data, val := storyWindows(t, seq, dir)
 	cache, valcache, plaincache := filepath.Join(dir, "cache"), filepath.Join(dir, "valcache"), filepath.Join(dir, "plaincache")
 	for _, d := range []struct {
 		data, out string
