@@ -468,6 +468,9 @@ func (p *plan) learnShapes() error {
 		t := outs[1+i]
 		p.hidden = append(p.hidden, formats.TensorSpec{Name: name, Shape: append([]int64(nil), t.Shape[1:]...), Dtype: dt})
 	}
+	if note := hiddenNote(p.hidden, int64(p.ds.Len()), p.runBatch); note != "" && p.o.Log != nil {
+		p.o.Log("%s", note)
+	}
 	return nil
 }
 

@@ -10,7 +10,9 @@
 //   - Students: Config, Student (an MLP), ParseLayer, ParseFeature,
 //     ParseActivation.
 //   - Losses: KD (softmax KL at temperature T plus cross-entropy, with the
-//     top-k "rest" bucket), FeatureLoss (MSE, Cosine), Targets.
+//     top-k "rest" bucket), FeatureLoss (MSE, Cosine), Targets;
+//     AttentionLoss (MiniLM's KL, TinyBERT's MSE) for TrainLM's
+//     AttentionPair (ParseAttentionPair).
 //   - Optimization: Optimizer, AdamWOptimizer, SGDOptimizer, ScheduleLR.
 //   - Data: Source (satisfied by *formats.Cache), DatasetSource
 //     (NewDatasetSource), ComputeMoments, Moments, ErrNoInput,

@@ -16,6 +16,9 @@ type LMEpoch struct {
 	Epoch     int     `json:"epoch"`
 	Step      int64   `json:"step"`
 	TrainLoss float64 `json:"train_loss"` // mean per-token loss over the epoch
+	// TrainAttention is the attention pairs' share of TrainLoss (their
+	// weighted terms, mean per token); 0 without pairs.
+	TrainAttention float64 `json:"train_attention,omitempty"`
 	// On the validation cache, when given: the student's mean next-token
 	// NLL (nats/token), its top-1 agreement with the teacher's most
 	// probable token and KL(teacher ‖ student) at T = 1, per token.
@@ -89,7 +92,12 @@ const lmInput = "input_ids"
 // gives its layer map). The projections are training-only: Out keeps
 // them in state.safetensors, for resuming, not in the model.
 //
-// Not yet: attention pairs.
+// Options.Attentions pairs a student block's attention probabilities
+// with a cached teacher attention map of the same windows ([heads, T, T]
+// per window, e.g. attentions.3): Options.AttentionLoss between them
+// (MiniLM's KL or TinyBERT's MSE; teacher heads averaged in groups onto
+// the student's, see AttentionLoss), its gradient given to the block's
+// Attention.DProbs.
 func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Options, hooks *LMHooks) (*LMResult, error) {
 	var o Options
 	if opts != nil {
@@ -154,6 +162,9 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 	if err != nil {
 		return nil, err
 	}
+	if err := r.at.setup(dcfg, o, m, cfg.T); err != nil {
+		return nil, err
+	}
 	sets := []*Params{ps}
 	if heads != nil {
 		sets = append(sets, heads)
@@ -186,6 +197,7 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 			return nil, err
 		}
 		ep.Seconds = time.Since(start).Seconds()
+		ep.TrainAttention = r.at.epochMean()
 		ep.TokensPerSec = float64(windows*int64(cfg.T)) / max(ep.Seconds, 1e-9)
 		if o.Val != nil {
 			var vm Metrics
@@ -253,6 +265,8 @@ type lmRun struct {
 	hid               [][]float32 // the batch's teacher hidden states
 	pred, dpred, dtap [][]float32
 	dHidden           []Mat
+
+	at lmAttention // attention pairs (Options.Attentions; lmattn.go)
 }
 
 // featureHeads checks the feature pairs against the cache and the model
@@ -308,6 +322,7 @@ func (r *lmRun) reset(cfg formats.Config) {
 	for j := range r.hid {
 		r.hid[j] = r.hid[j][:0]
 	}
+	r.at.reset()
 	if cfg.Samples == 0 {
 		t.SampleCount = nil // nil: not a sampled cache
 	} else if t.SampleCount == nil {
@@ -332,6 +347,7 @@ func (r *lmRun) add(b *formats.Batch, cfg formats.Config, i int) {
 			r.hid[j] = append(r.hid[j], h[i*w:(i+1)*w]...)
 		}
 	}
+	r.at.add(b, i, T)
 	if k := cfg.TopK; k == 0 {
 		r.tg.Logits = append(r.tg.Logits, b.Logits[i*T*r.V:(i+1)*T*r.V]...)
 	} else {
@@ -362,6 +378,11 @@ func (r *lmRun) train(total int64) (float64, error) {
 		return 0, err
 	}
 	loss += r.features(logits.Rows)
+	al, err := r.at.terms(r.m, logits.Rows/r.T, r.T)
+	if err != nil {
+		return 0, err
+	}
+	loss += al
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, fmt.Errorf("train: step %d: the loss is %v: NaN or infinite teacher targets in the batch (a cache extracted with --allow-nonfinite), or a learning rate too high", r.step+1, loss)
 	}

@@ -16,14 +16,16 @@ import (
 // V with probability 0.85, else uniform; the teacher's logits are the log
 // of those transition probabilities, the labels the tokens that came, and
 // the input ids are cached (as extract --keep-input does). cfg picks the
-// targets (TopK, Samples).
+// targets (TopK, Samples); its Hidden specs, if any, are [heads, T, T]
+// attention maps added beside hidden_states.1 (markovAttention).
 func writeLMCache(t *testing.T, windows, T, V int, cfg formats.Config, seed uint64) *formats.Cache {
 	t.Helper()
 	cfg.Classes, cfg.Positions, cfg.HasLabel = V, T, true
 	cfg.Inputs = []formats.TensorSpec{{Name: lmInput, Shape: []int64{int64(T)}}}
 	// The teacher's hidden state: a fixed 6-value code of the rule's next token.
 	const H = 6
-	cfg.Hidden = []formats.TensorSpec{{Name: "hidden_states.1", Shape: []int64{int64(T), H}}}
+	maps := cfg.Hidden
+	cfg.Hidden = append([]formats.TensorSpec{{Name: "hidden_states.1", Shape: []int64{int64(T), H}}}, maps...)
 	code := rand.New(rand.NewPCG(77, 77))
 	codes := make([]float32, V*H)
 	for i := range codes {
@@ -55,6 +57,9 @@ func writeLMCache(t *testing.T, windows, T, V int, cfg formats.Config, seed uint
 				b.Logits = append(b.Logits, float32(math.Log(p)))
 			}
 			cur = next
+		}
+		for _, m := range maps {
+			b.Hidden[m.Name] = append(b.Hidden[m.Name], markovAttention(int(m.Shape[0]), T)...)
 		}
 	}
 	return writeCache(t, dir, m, cfg, &formats.WriterOptions{Format: formats.FormatArrow, RowsPerBatch: 32}, b)

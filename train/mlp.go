@@ -266,12 +266,9 @@ func ParseFeature(s string, hidden int) (FeaturePair, error) {
 	if err != nil {
 		return FeaturePair{}, fmt.Errorf("train: feature %q: %w", s, err)
 	}
-	w := 1.0
-	if hasWeight {
-		w, err = strconv.ParseFloat(weight, 64)
-		if err != nil || !(w > 0) || w > 1e30 {
-			return FeaturePair{}, fmt.Errorf("train: feature %q: weight %q, want a positive number", s, weight)
-		}
+	w, ok := pairWeight(weight, hasWeight)
+	if !ok {
+		return FeaturePair{}, fmt.Errorf("train: feature %q: weight %q, want a positive number", s, weight)
 	}
 	return FeaturePair{Teacher: name, Layer: h, Weight: w}, nil
 }

@@ -48,6 +48,10 @@ type Options struct {
 	Beta        float64       `json:"beta,omitempty"`
 	Features    []FeaturePair `json:"features,omitempty"`
 	FeatureLoss FeatureLoss   `json:"feature_loss,omitempty"` // MSE (default) or Cosine
+	// Attentions are TrainLM's attention-distillation pairs, with
+	// AttentionLoss (KL, the default with pairs, or MSE).
+	Attentions    []AttentionPair `json:"attentions,omitempty"`
+	AttentionLoss AttentionLoss   `json:"attention_loss,omitempty"`
 
 	Seed    uint64 `json:"seed"`    // initialization, shuffling and dropout; default 0
 	Threads int    `json:"threads"` // see SetThreads; 0 means all cores
@@ -183,6 +187,9 @@ func (o Options) resolve() (Options, error) {
 			return bad("feature %s weight %v, want > 0", f.Teacher, f.Weight)
 		}
 	}
+	if err := resolveAttention(&o); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -278,6 +285,9 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	o, err := o.resolve()
 	if err != nil {
 		return nil, err
+	}
+	if len(o.Attentions) > 0 {
+		return nil, errors.New("train: attention pairs need a transformer student (TrainLM); an MLP has no attention")
 	}
 	SetThreads(o.Threads)
 	dcfg := data.Config()

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -8,7 +9,6 @@ import (
 	"testing"
 
 	"gonum.org/v1/gonum/diff/fd"
-	"gonum.org/v1/gonum/floats/scalar"
 )
 
 // gradientConfigs are the tiny configurations of the whole-model checks
@@ -104,26 +104,7 @@ func TestTransformerGradients(t *testing.T) {
 		}
 		f()
 		m.Backward(Mat{Rows: n, Cols: cfg.Vocab, Data: append([]float32(nil), R.Data...)}, Rh)
-		for _, p := range m.Params() {
-			grad := append([]float32(nil), p.Grad...)
-			want := fd.Gradient(nil, func(v []float64) float64 {
-				old := append([]float32(nil), p.Data...)
-				for i := range p.Data {
-					p.Data[i] = float32(v[i])
-				}
-				s := f()
-				copy(p.Data, old)
-				return s
-			}, f64(p.Data), &fd.Settings{Formula: central5, Step: fdStep})
-			bad := 0
-			for i := range want {
-				if !scalar.EqualWithinAbsOrRel(float64(grad[i]), want[i], gradAbs, gradRel) {
-					if bad++; bad <= 3 {
-						t.Errorf("%s, untied %v: d/d%s[%d] = %.6g, finite differences %.6g", variant, untied, p.Name, i, grad[i], want[i])
-					}
-				}
-			}
-		}
+		checkParamGradients(t, fmt.Sprintf("%s, untied %v", variant, untied), m.Params(), f)
 	}
 }
 

@@ -78,8 +78,19 @@ Face does not load), state.safetensors (optimizer state) and training.json
 (architecture, options, metrics, cache digest). --feature
 hidden_states.J=L[:WEIGHT] pairs student block L with a cached teacher hidden
 state (extract --hidden), through a learned projection when the widths differ
-(TinyBERT's hidden-state loss). Windows are shuffled per epoch across
---shuffle-window cache units, as rows are for an MLP.
+(TinyBERT's hidden-state loss); --layer-map uniform[:WEIGHT] adds one such pair for every block, TinyBERT's
+uniform map: block m of M learns hidden_states.(m*N/M), N the teacher's layers
+(from the cache's manifest). --attention attentions.J=B[:WEIGHT] (repeatable)
+adds the distance between student block B's attention probabilities (0-based,
+as attentions.J counts the teacher's blocks) and a cached teacher attention map
+(extract --hidden attentions.J), per query position over the causal entries:
+--attention-loss kl (MiniLM's KL(teacher || student), the default) or mse
+(TinyBERT's squared error, on probabilities). When the teacher has more heads,
+each student head learns the average of a group of consecutive teacher heads
+(8 onto 4: heads 2h and 2h+1); one head count must divide the other. The epoch
+line then shows the attention terms' share of the loss.
+Windows are shuffled per epoch across --shuffle-window cache units, as rows
+are for an MLP.
 
 --resume continues a stopped run, MLP or transformer, from its last epoch (or
 starts one if --out holds no checkpoint yet, so a preempted job can rerun the
@@ -132,6 +143,8 @@ type trainOptions struct {
 	Divergence               string
 	Beta                     float64
 	InitFrom, InitLayers     string
+	Attentions               []string
+	AttentionLoss, LayerMap  string
 }
 
 // AddFlags registers the flags on fs.
@@ -152,6 +165,9 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.Beta, "beta", 0.5, "transformer: JSD's beta, in (0, 1)")
 	fs.StringVar(&o.InitFrom, "init-from", "", "transformer: a Hugging Face Llama directory (config.json, model.safetensors) to start from")
 	fs.StringVar(&o.InitLayers, "init-layers", "", "transformer: the --init-from layers to copy, one per student block, e.g. 0,2,4")
+	fs.StringArrayVar(&o.Attentions, "attention", nil, "transformer: attention distillation pair TEACHER_ATTENTION=STUDENT_BLOCK[:WEIGHT], e.g. attentions.4=3 (blocks 0-based; repeatable)")
+	fs.StringVar(&o.AttentionLoss, "attention-loss", "kl", "transformer: attention loss: kl (MiniLM) or mse (TinyBERT)")
+	fs.StringVar(&o.LayerMap, "layer-map", "", "transformer: uniform[:WEIGHT] adds a --feature pair for every block, TinyBERT's uniform layer map")
 	fs.StringVar(&o.Activation, "activation", "relu", "hidden activation: relu, gelu (exact erf form) or tanh")
 	fs.Float64Var(&o.Dropout, "dropout", 0, "dropout probability after every hidden block")
 	fs.BoolVar(&o.LayerNorm, "layernorm", false, "LayerNorm in every hidden block, before the activation")
@@ -231,6 +247,9 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	}
 	if o.Student != "transformer" && (o.Divergence != "kl" || o.InitFrom != "" || o.InitLayers != "" || o.Untied || o.Norm != "" || o.MLP != "" || o.Pos != "") {
 		return cfg, to, usageError("--divergence, --init-from, --init-layers, --untied, --norm, --mlp and --pos are --student transformer flags")
+	}
+	if o.Student != "transformer" && (len(o.Attentions) > 0 || o.AttentionLoss != "kl" || o.LayerMap != "") {
+		return cfg, to, usageError("--attention, --attention-loss and --layer-map are --student transformer flags")
 	}
 	var hidden []int
 	if o.Student == "mlp" {
@@ -334,7 +353,7 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	if o.Student == "transformer" {
 		return runTrainLM(ctx, stdout, stderr, o, to)
 	}
-	data, closeData, err := openTrainData(stderr, o, &to)
+	data, _, closeData, err := openTrainData(stderr, o, &to)
 	if err != nil {
 		return err
 	}
@@ -363,9 +382,10 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 
 // openTrainData opens --cache, and --val into to.Val, as training
 // sources (trainSource: inputs from the dataset a cache names when it
-// holds none, --data and --val-data if it moved); the returned func
-// releases them.
-func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data train.Source, _ func(), err error) {
+// holds none, --data and --val-data if it moved), and returns the
+// training source, the --cache it reads (its manifest names the teacher's
+// outputs) and a func that releases them.
+func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data train.Source, _ *formats.Cache, _ func(), err error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -379,32 +399,32 @@ func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data tr
 	}()
 	cache, err := formats.Open(o.Cache...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	closers = append(closers, func() { cache.Close() })
 	data, closeData, err := trainSource(stderr, cache, o.Data, "--data")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	closers = append(closers, closeData)
 	if len(o.Val) == 0 {
 		if o.ValData != "" {
-			return nil, nil, usageError("--val-data needs --val")
+			return nil, nil, nil, usageError("--val-data needs --val")
 		}
-		return data, closeAll, nil
+		return data, cache, closeAll, nil
 	}
 	vc, err := formats.Open(o.Val...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--val: %w", err)
+		return nil, nil, nil, fmt.Errorf("--val: %w", err)
 	}
 	closers = append(closers, func() { vc.Close() })
 	val, closeVal, err := trainSource(stderr, vc, o.ValData, "--val-data")
 	if err != nil {
-		return nil, nil, fmt.Errorf("--val: %w", err)
+		return nil, nil, nil, fmt.Errorf("--val: %w", err)
 	}
 	closers = append(closers, closeVal)
 	to.Val = val
-	return data, closeAll, nil
+	return data, cache, closeAll, nil
 }
 
 // stepProgress returns an OnStep that reports the progress of epochs
@@ -553,6 +573,12 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 		}
 		to.Features = append(to.Features, p)
 	}
+	if _, _, err := parseLayerMap(o.LayerMap); err != nil { // its pairs need the cache: runTrainLM
+		return c, nil, err
+	}
+	if err := o.attentionOptions(to, c.Layers); err != nil {
+		return c, nil, err
+	}
 	to.Divergence, to.Beta = train.Divergence(o.Divergence), o.Beta
 	return c, init, nil
 }
@@ -563,15 +589,21 @@ func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, t
 	if err != nil {
 		return err
 	}
-	data, closeData, err := openTrainData(stderr, o, &to)
+	data, cache, closeData, err := openTrainData(stderr, o, &to)
 	if err != nil {
 		return err
 	}
 	defer closeData()
+	if err := o.uniformFeatures(&to, cache.Manifest(), cache.Config().Hidden, cfg.Layers); err != nil {
+		return err
+	}
 	pr := progress.New(cmdErr, "train", "windows")
 	to.OnStep = stepProgress(pr, data.NumRows(), to.Epochs)
 	hooks := &train.LMHooks{Init: init, OnEpoch: func(e train.LMEpoch) error {
 		line := fmt.Sprintf("epoch %d/%d: loss %.4f", e.Epoch, to.Epochs, e.TrainLoss)
+		if len(to.Attentions) > 0 {
+			line += fmt.Sprintf(" (attention %.4f)", e.TrainAttention)
+		}
 		if to.Val != nil {
 			line += fmt.Sprintf(", val NLL %.4f (perplexity %.2f), agreement %.2f%%, KL %.4f", e.ValNLL, math.Exp(e.ValNLL), 100*e.ValAgreement, e.ValKL)
 		}
@@ -586,5 +618,89 @@ func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, t
 	}
 	abs, _ := filepath.Abs(o.Out)
 	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", len(res.Epochs), res.Epochs[len(res.Epochs)-1].Step, abs)
+	return nil
+}
+
+// attentionOptions parses --attention and --attention-loss into to, for
+// a student of layers blocks.
+func (o *trainOptions) attentionOptions(to *train.Options, layers int) error {
+	al, err := train.ParseAttentionLoss(o.AttentionLoss)
+	if err != nil || o.AttentionLoss == "" {
+		return usageError("--attention-loss %q: want kl or mse", o.AttentionLoss)
+	}
+	if len(o.Attentions) == 0 && al != train.AttentionLossKL {
+		return usageError("--attention-loss %s needs --attention pairs", al)
+	}
+	for _, a := range o.Attentions {
+		p, err := train.ParseAttentionPair(a, layers)
+		if err != nil {
+			return usageError("--attention: %v", strings.TrimPrefix(err.Error(), "train: "))
+		}
+		to.Attentions = append(to.Attentions, p)
+	}
+	if len(to.Attentions) > 0 {
+		to.AttentionLoss = al
+	}
+	return nil
+}
+
+// parseLayerMap parses --layer-map: "" (none) or uniform[:WEIGHT], and
+// returns whether it is on and the pairs' weight.
+func parseLayerMap(s string) (on bool, weight float64, err error) {
+	if s == "" {
+		return false, 0, nil
+	}
+	name, w, hasWeight := strings.Cut(s, ":")
+	weight = 1
+	if hasWeight {
+		weight, err = strconv.ParseFloat(w, 64)
+	}
+	if name != "uniform" || err != nil || !(weight > 0) || weight > 1e30 {
+		return false, 0, usageError("--layer-map %q: want uniform or uniform:WEIGHT with a positive weight", s)
+	}
+	return true, weight, nil
+}
+
+// uniformFeatures adds the hidden-state pairs of --layer-map uniform to
+// to: student block m of layers learns the teacher's hidden_states.J,
+// J = m·N/layers (train.UniformLayerMap), N the teacher's layers, the
+// highest J of its hidden_states.J outputs in the cache's manifest m.
+// Every such hidden state must be cached (hidden lists those that are).
+func (o *trainOptions) uniformFeatures(to *train.Options, m formats.Manifest, hidden []formats.TensorSpec, layers int) error {
+	on, weight, err := parseLayerMap(o.LayerMap)
+	if !on || err != nil {
+		return err
+	}
+	N := 0
+	for _, out := range m.Teacher.Outputs {
+		if j, err := strconv.Atoi(strings.TrimPrefix(out.Name, "hidden_states.")); err == nil && strings.HasPrefix(out.Name, "hidden_states.") {
+			N = max(N, j)
+		}
+	}
+	if N == 0 {
+		return fmt.Errorf("--layer-map uniform: the cache's manifest lists no hidden_states.J outputs of the teacher %s to count its layers by; pair layers with --feature instead", m.Teacher.File)
+	}
+	cached := map[string]bool{}
+	for _, h := range hidden {
+		cached[h.Name] = true
+	}
+	var need, missing []string
+	for i, j := range train.UniformLayerMap(layers, N) {
+		name := fmt.Sprintf("hidden_states.%d", j)
+		need = append(need, name)
+		if !cached[name] {
+			missing = append(missing, name)
+		}
+		for _, f := range to.Features {
+			if f.Teacher == name && f.Layer == i+1 {
+				return usageError("--feature %s=%d is one of --layer-map uniform's pairs already", name, i+1)
+			}
+		}
+		to.Features = append(to.Features, train.FeaturePair{Teacher: name, Layer: i + 1, Weight: weight})
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--layer-map uniform pairs student blocks 1..%d with the teacher's %s (of its %d layers), and the cache lacks %s: extract with --hidden %s",
+			layers, strings.Join(need, ", "), N, strings.Join(missing, ", "), strings.Join(need, ","))
+	}
 	return nil
 }

@@ -22,19 +22,7 @@ func TestTrainTransformerCLI(t *testing.T) {
 	requireLib(t)
 	seq := sharedtest.Dir(t, "teachers", "seq")
 	dir := t.TempDir()
-	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := filepath.Join(dir, "text.txt")
-	if err := os.WriteFile(in, text[:60000], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data, val := filepath.Join(dir, "train.parquet"), filepath.Join(dir, "val.parquet")
-	if code, _, stderr := runDistill("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "32", "--val-every", "8",
-		"--val-out", val, "--out", data, in); code != exitOK {
-		t.Fatalf("data text: exit %d\n%s", code, stderr)
-	}
+	data, val := storyWindows(t, seq, dir)
 	teacher := filepath.Join(seq, "stories260K.onnx")
 	for _, d := range []struct{ data, out string }{{data, "cache"}, {val, "valcache"}} {
 		if code, _, stderr := runDistill("extract", "--teacher", teacher, "--data", d.data, "--out", filepath.Join(dir, d.out),

@@ -86,6 +86,14 @@ var (
 	mkTokenCache = func(t *testing.T, dir string) string {
 		return fixtures.WriteTokenCache(t, filepath.Join(dir, "tokens"), 8, 8, 512, false)
 	}
+	// mkAttnTokenCache is a token cache with teacher tensors for
+	// --attention and --layer-map: attentions.0 fits the --init-from
+	// student's 8 heads, attentions.1 has 6 (which do not divide them),
+	// hidden_states.1 is no attention map (and --layer-map's pair).
+	mkAttnTokenCache = func(t *testing.T, dir string) string {
+		return fixtures.WriteTokenCacheMaps(t, filepath.Join(dir, "attn"), 8, 8, 512, []formats.TensorSpec{
+			{Name: "attentions.0", Shape: []int64{8, 8, 8}}, {Name: "attentions.1", Shape: []int64{6, 8, 8}}, {Name: "hidden_states.1", Shape: []int64{8, 64}}})
+	}
 	mkNaNTokenCache = func(t *testing.T, dir string) string {
 		return fixtures.WriteTokenCache(t, filepath.Join(dir, "nantokens"), 8, 8, 512, true)
 	}
@@ -684,9 +692,39 @@ func extraCases() []sweepCase {
 		}
 		cs = append(cs, sweepCase{name: "train-transformer/" + name, tmpl: trainLM, outMaker: c.mk, extra: extra, mention: c.mention})
 	}
+	// Attention pairs and --layer-map (--student transformer flags).
+	trainT := templates[1]
+	attn := template{name: "train-attention", args: []string{"train", "--student", "transformer", "--cache", "{--cache}", "--init-from", "{--init-from}",
+		"--init-layers", "0", "--out", "{OUT}", "--epochs", "1", "--batch", "4", "--threads", "1"},
+		slots: []slot{{"--cache", mkAttnTokenCache, mkCkpt, nil, true}, slotInitHF}}
+	for _, c := range []struct {
+		name    string
+		tmpl    template
+		extra   []string
+		ok      bool
+		mention []string
+	}{
+		{"kl", attn, []string{"--attention", "attentions.0=0"}, true, nil},
+		{"mse", attn, []string{"--attention", "attentions.0=0:2", "--attention-loss", "mse"}, true, nil},
+		{"two-pairs-one-block", attn, []string{"--attention", "attentions.0=0", "--attention", "attentions.0=0:0.5"}, true, nil},
+		{"layer-map", attn, []string{"--layer-map", "uniform:0.5"}, true, nil},
+		{"not-cached", attn, []string{"--attention", "attentions.9=0"}, false, []string{"attentions.9"}},
+		{"block-out-of-range", attn, []string{"--attention", "attentions.0=1"}, false, []string{"--attention"}},
+		{"heads-do-not-divide", attn, []string{"--attention", "attentions.1=0"}, false, []string{"6 heads"}},
+		{"not-an-attention-map", attn, []string{"--attention", "hidden_states.1=0"}, false, []string{"hidden_states.1"}},
+		{"no-block", attn, []string{"--attention", "attentions.0"}, false, []string{"--attention"}},
+		{"bad-weight", attn, []string{"--attention", "attentions.0=0:-1"}, false, []string{"--attention"}},
+		{"bad-loss", attn, []string{"--attention", "attentions.0=0", "--attention-loss", "js"}, false, []string{"--attention-loss"}},
+		{"loss-without-pairs", attn, []string{"--attention-loss", "mse"}, false, []string{"--attention-loss"}},
+		{"bad-layer-map", attn, []string{"--layer-map", "every"}, false, []string{"--layer-map"}},
+		{"layer-map-zero-weight", attn, []string{"--layer-map", "uniform:0"}, false, []string{"--layer-map"}},
+		{"layer-map-no-hidden-outputs", templates[2], []string{"--layer-map", "uniform"}, false, []string{"--layer-map"}},
+		{"mlp", trainT, []string{"--attention", "attentions.0=0"}, false, []string{"--attention"}},
+	} {
+		cs = append(cs, sweepCase{name: c.tmpl.name + "/attention-" + c.name, tmpl: c.tmpl, extra: c.extra, ok: c.ok, mention: c.mention})
+	}
 	// A second writer: the output is being written by another process.
 	extractT := templates[0]
-	trainT := templates[1]
 	cs = append(cs,
 		sweepCase{name: "extract/--out-being-written", tmpl: resume, outMaker: mkCache, mention: []string{"another distill process"},
 			hold: func(t *testing.T, out string) func() error {
