@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -187,12 +186,7 @@ func TestInspectNPYDirRefuses(t *testing.T) {
 // python3-torch; without it the test skips, except under CI.
 func TestInspectNPYDirPeer(t *testing.T) {
 	peers := sharedtest.Dir(t, "peers")
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3-torch is required in CI (.ci/run installs it): %v", err)
-		}
-		t.Skipf("python3-torch not installed: %v", err)
-	}
+	sharedtest.RequirePyTorch(t)
 	if testing.Short() {
 		t.Skip("starts PyTorch")
 	}
@@ -207,7 +201,7 @@ func TestInspectNPYDirPeer(t *testing.T) {
 			t.Fatalf("inspect %s: exit %d\n%s", split, code, errOut)
 		}
 	}
-	cmd := exec.Command("/usr/bin/python3", filepath.Join(peers, "torch_seq_kd_train.py"), "--data-dir", out, "--targets", "topk",
+	cmd := exec.Command(sharedtest.Python, filepath.Join(peers, "torch_seq_kd_train.py"), "--data-dir", out, "--targets", "topk",
 		"--dim", "8", "--layers", "1", "--heads", "2", "--kv-heads", "1", "--ffn", "16", "--vocab", fmt.Sprint(V), "--seq-len", fmt.Sprint(T),
 		"--epochs", "1", "--batch", "4", "--threads", "1", "--alpha", "0.9", "--T", "1")
 	msg, err := cmd.CombinedOutput()
