@@ -491,12 +491,7 @@ func TestExtractSequenceResume(t *testing.T) {
 func TestSequenceAgainstPyTorch(t *testing.T) {
 	rt := requireRuntime(t)
 	seq := sharedtest.Dir(t, "teachers", "seq")
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3-torch is required in CI (.ci/run installs it): %v", err)
-		}
-		t.Skipf("python3-torch not installed: %v", err)
-	}
+	sharedtest.RequirePyTorch(t)
 	if testing.Short() {
 		t.Skip("runs PyTorch over 40 KB of text")
 	}

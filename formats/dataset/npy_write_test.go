@@ -69,3 +69,38 @@ func TestWriteNPY(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteNPYInt32 writes an int32 array and reads it back: the header
+// says '<i4' and the reader sees an Int32 column with the same values.
+func TestWriteNPYInt32(t *testing.T) {
+	data := []int32{0, 1, -1, 511, 1 << 24, -(1 << 31), 7, 8, 9, 10, 11, 12}
+	path := filepath.Join(t.TempDir(), "ids.npy")
+	if err := WriteNPYFile(path, []int{3, 4}, data); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hlen := int(raw[8]) | int(raw[9])<<8; !bytes.Contains(raw[:10+hlen], []byte("'descr': '<i4'")) || len(raw) != 10+hlen+4*len(data) {
+		t.Fatalf("header %q, %d bytes", raw[:10+hlen], len(raw))
+	}
+	ds, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Close()
+	cols := ds.Columns()
+	if len(cols) != 1 || cols[0].DType != Int32 || !slices.Equal(cols[0].Shape, []int{4}) {
+		t.Fatalf("read as %+v", cols)
+	}
+	var rb Batch
+	if err := ds.Read(0, 3, &rb); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range rb.Cols[cols[0].Name] {
+		if v != float32(data[i]) {
+			t.Errorf("value %d = %v, want %d", i, v, data[i])
+		}
+	}
+}
