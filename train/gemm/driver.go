@@ -128,6 +128,7 @@ func grid(kn *kernel, p *problem, threads int) (tm, tn int) {
 type buffers struct {
 	a, b []float32
 	tile []float32
+	tt   []float32 // a tile transposed, for mergeT
 }
 
 var pool = sync.Pool{New: func() any { return new(buffers) }}
@@ -156,7 +157,8 @@ func serial(kn *kernel, p *problem, i0, m, j0, n int) {
 	buf.a = grow(buf.a, roundUp(mc, mr)*kc)
 	buf.b = grow(buf.b, roundUp(nc, nr)*kc)
 	buf.tile = grow(buf.tile, mr*nr)
-	ap, bp, tile := buf.a, buf.b, buf.tile
+	buf.tt = grow(buf.tt, mr*nr)
+	ap, bp, tile, tt := buf.a, buf.b, buf.tile, buf.tt
 	c, ldc := p.c, p.ldc
 
 	for jc := 0; jc < n; jc += nc {
@@ -179,7 +181,7 @@ func serial(kn *kernel, p *problem, i0, m, j0, n int) {
 						rows := min(mr, mcb-ir)
 						if p.transC {
 							kn.fn(kcb, aPanel, bPanel, &tile[0], nr, 1, 0)
-							mergeT(c[(j0+jc+jr)*ldc+i0+ic+ir:], ldc, tile, nr, rows, cols, p.alpha, beta)
+							mergeT(c[(j0+jc+jr)*ldc+i0+ic+ir:], ldc, tile, nr, rows, cols, p.alpha, beta, tt)
 							continue
 						}
 						ci := (i0+ic+ir)*ldc + j0 + jc + jr
@@ -214,20 +216,12 @@ func merge(c []float32, ldc int, t []float32, ldt, rows, cols int, alpha, beta f
 	}
 }
 
-// mergeT is merge into Cᵀ: c[j*ldc + i] = alpha*t[i*ldt + j] + beta*c[j*ldc + i].
-func mergeT(c []float32, ldc int, t []float32, ldt, rows, cols int, alpha, beta float32) {
-	for j := range cols {
-		dst := c[j*ldc : j*ldc+rows]
-		if beta == 0 {
-			for i := range dst {
-				dst[i] = alpha * t[i*ldt+j]
-			}
-			continue
-		}
-		for i := range dst {
-			dst[i] = alpha*t[i*ldt+j] + beta*dst[i]
-		}
-	}
+// mergeT is merge into Cᵀ: c[j*ldc + i] = alpha*t[i*ldt + j] + beta*c[j*ldc + i],
+// by transposing the tile into tt (cols×rows, with the assembly 8- and
+// 4-row transposes) and merging its rows, which are contiguous in C.
+func mergeT(c []float32, ldc int, t []float32, ldt, rows, cols int, alpha, beta float32, tt []float32) {
+	transpose(tt, rows, t, ldt, rows, cols)
+	merge(c, ldc, tt, rows, cols, rows, alpha, beta)
 }
 
 // balance returns the block size for n items in blocks of at most limit:

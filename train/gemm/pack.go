@@ -14,10 +14,10 @@ func packA(dst []float32, mr int, p *problem, i0, mc, p0, kc int) {
 		row0 := i0 + r*mr
 		if p.aTrans {
 			// op(A)[i][q] = a[q*lda + i]: mr contiguous values per q.
-			if rows == 12 && mr == 12 { // the AVX-512 tile: inline 48-byte moves, not a memmove call per q
-				for q := range kc {
-					*(*[12]float32)(panel[q*12:]) = [12]float32(a[(p0+q)*lda+row0:])
-				}
+			if hasTranspose && rows == 12 && mr == 12 { // the AVX-512 tile, in assembly, not a memmove call per q
+				src := a[p0*lda+row0:]
+				_, _ = src[(kc-1)*lda+11], panel[kc*12-1]
+				copyRows12(&panel[0], &src[0], lda, kc)
 				continue
 			}
 			for q := range kc {
@@ -58,12 +58,10 @@ func packB(dst []float32, nr int, p *problem, p0, kc, j0, nc int) {
 				copyRows(&panel[0], &src[0], ldb, kc, nr/8)
 				continue
 			}
-			if cols == 16 && nr == 32 { // a half panel (48 = 32 + 16 columns): inline moves
-				for q := range kc {
-					d := panel[q*32:]
-					*(*[16]float32)(d) = [16]float32(b[(p0+q)*ldb+col0:])
-					*(*[16]float32)(d[16:]) = [16]float32{}
-				}
+			if hasTranspose && cols == 16 && nr == 32 { // a half panel (48 = 32 + 16 columns), in assembly
+				src := b[p0*ldb+col0:]
+				_, _ = src[(kc-1)*ldb+15], panel[kc*32-1]
+				copyRowsHalf32(&panel[0], &src[0], ldb, kc)
 				continue
 			}
 			for q := range kc {

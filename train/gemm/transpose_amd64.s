@@ -157,3 +157,54 @@ chunk:
 	JNZ row
 	VZEROUPPER
 	RET
+
+// func copyRows12(dst *float32, src *float32, lds int, rows int)
+//
+// dst[r*12 + j] = src[r*lds + j] for r < rows and j < 12: the rows of a
+// transposed A slice into an AVX-512 micro-panel (mr = 12); rows is
+// positive. Needs AVX.
+TEXT ·copyRows12(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), BX
+	SHLQ $2, BX
+	MOVQ rows+24(FP), CX
+
+row12:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), X1
+	VMOVUPS Y0, (DI)
+	VMOVUPS X1, 32(DI)
+	ADDQ $48, DI
+	ADDQ BX, SI
+	DECQ CX
+	JNZ row12
+	VZEROUPPER
+	RET
+
+// func copyRowsHalf32(dst *float32, src *float32, lds int, rows int)
+//
+// dst[r*32 + j] = src[r*lds + j] for j < 16 and 0 for 16 ≤ j < 32, r <
+// rows: 16 columns of B into a 32-wide micro-panel, zero-padded; rows is
+// positive. Needs AVX.
+TEXT ·copyRowsHalf32(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), BX
+	SHLQ $2, BX
+	MOVQ rows+24(FP), CX
+	VXORPS Y2, Y2, Y2
+
+rowh:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y2, 96(DI)
+	ADDQ $128, DI
+	ADDQ BX, SI
+	DECQ CX
+	JNZ rowh
+	VZEROUPPER
+	RET
