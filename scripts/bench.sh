@@ -27,7 +27,10 @@
 # BENCH_EVAL_ROUNDS (3), BENCH_EVAL_THREADS (1), BENCH_FORMATS_COUNT (3),
 # BENCH_EXTRACT_N (5), BENCH_SEQ_N (5), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4),
 # BENCH_LM_REPS (transformer repetitions, 2), BENCH_LM_EPOCHS (3), BENCH_LM_ALPHA (0.9),
-# BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text), PEER_DIR, BENCH_MD.
+# BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text),
+# BENCH_LM_WAIT (the transformer peer's OpenMP wait policies, spin,passive;
+# passive alone on a machine loaded beyond its cores, where a spinning peer
+# runs 10x slower and takes an hour), PEER_DIR, BENCH_MD.
 # BENCH_ONLY=SECTION[,SECTION...] runs only those sections (extract, train,
 # formats, export, quality, seq, transformer; export and quality run together) and
 # writes $BENCH_OUT/BENCHMARKS-partial.md instead of BENCHMARKS.md
@@ -67,6 +70,12 @@ LM_EPOCHS=${BENCH_LM_EPOCHS:-3}
 LM_ALPHA=${BENCH_LM_ALPHA:-0.9}
 LM_T=${BENCH_LM_T:-1}
 LM_WARMUP=${BENCH_LM_WARMUP:-20}
+LM_WAITS=${BENCH_LM_WAIT:-spin,passive}
+LM_WAITS=${LM_WAITS//,/ }
+for x in $LM_WAITS; do
+  [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: BENCH_LM_WAIT: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
+done
+[ -n "$LM_WAITS" ] || { echo "bench: BENCH_LM_WAIT is empty; want spin, passive or both" >&2; exit 2; }
 PEER_DIR=${PEER_DIR:-$root/../shared/peers}
 TEACHER=fixtures/teacher/mnist_cnn.onnx
 D=bin/distill
@@ -246,8 +255,8 @@ who_env() {
 # peer_py RUN WHO SCRIPT ARGS...: runs the peer script as WHO, its output
 # in logs/RUN.log and its SUMMARY JSON in runs/RUN.json
 peer_py() {
-  local t=$1 script=$3; shift 3
-  who_env "$2"
+  local t=$1 who=$2 script=$3; shift 3
+  who_env "$who"
   "${who_env[@]}" /usr/bin/python3 "$PEER_DIR/$script" "$@" \
     >"$OUT/logs/$t.log" 2>&1 || { tail -20 "$OUT/logs/$t.log" >&2; die "peer run $t failed"; }
   sed -n 's/^SUMMARY //p' "$OUT/logs/$t.log" >"$OUT/runs/$t.json"
@@ -733,7 +742,9 @@ done
 LM_LOAD0=$(loadavg)
 for r in $(seq 1 "$LM_REPS"); do
   tag=lm-r$r
-  if [ $((r % 2)) = 1 ]; then order="spin distill passive"; else order="passive distill spin"; fi
+  # the peer's policies around distill, in reverse order every other repetition
+  ws=($LM_WAITS)
+  if [ $((r % 2)) = 1 ]; then order="${ws[0]} distill ${ws[*]:1}"; else order="${ws[-1]} distill ${ws[*]:0:${#ws[@]}-1}"; fi
   for who in $order; do
     l=$(load1)
     if [ $who = distill ]; then
@@ -756,7 +767,13 @@ LM_LOAD1=$(loadavg)
 {
   lm_d() { cat "$OUT/runs/distill-lm-r$1.sps"; }
   lm_p() { pj "peer-$2-lm-r$1" .tokens_per_s; }
-  lm_best() { awk -v x="$(lm_p "$1" spin)" -v y="$(lm_p "$1" passive)" 'BEGIN { print (x > y ? x : y) }'; }
+  lm_best() { for w in $LM_WAITS; do lm_p "$1" $w; done | sort -g | tail -1; }
+  lm_ran() { [[ " $LM_WAITS " == *" $1 "* ]]; }
+  # lm_col WAIT EXPR: the median over the repetitions of EXPR (a shell
+  # snippet of $r and $w), or "not run" for a policy BENCH_LM_WAIT left out
+  lm_col() { if lm_ran "$1"; then for r in $reps; do w=$1; eval "$2"; echo; done | median; else echo "not run"; fi; }
+  fx() { if [ "$1" = "not run" ]; then echo "$1"; else echo "$(f "$1" "${2:-0}")${3:-}"; fi; }
+  w1=${LM_WAITS%% *}
   reps=$(seq 1 "$LM_REPS")
   P=$(lm_params) FL=$(lm_flops)
   if [ "$LM_EPOCHS" -gt 1 ]; then ep="the median of epochs 2..$LM_EPOCHS of a run"; else ep="the one epoch of a run"; fi
@@ -772,8 +789,8 @@ LM_LOAD1=$(loadavg)
   echo "(ids, float32 logits, logsumexp). Loss α = $LM_ALPHA, T = $LM_T (KL over the 32 cached ids and one rest"
   echo "bucket, exact at T = 1, plus the next-token cross-entropy), batch $LM_BATCH windows × $LM_SEQ tokens, AdamW"
   echo "lr $LM_LR, $LM_WARMUP warm-up steps then cosine to 0, weight decay 0, $LM_EPOCHS epochs, seed $SEED, $THREADS threads."
-  echo "The peer is the fair one of section 2 (OpenBLAS-openmp, tcmalloc preloaded, the faster of the two"
-  echo "wait policies of each repetition). tokens/s is the training loop only on both sides, $ep, then"
+  echo "The peer is the fair one of section 2 (OpenBLAS-openmp, tcmalloc preloaded, the faster of its"
+  echo "wait policies of each repetition: $LM_WAITS). tokens/s is the training loop only on both sides, $ep, then"
   echo "the median over $LM_REPS interleaved repetitions; ratios are medians of the per-repetition ratios."
   echo "distill's loop also reads and decodes its cache (Parquet, float16) every epoch, the peer's holds its"
   echo "arrays in memory. Peak RSS: the peer's getrusage, distill's GNU time. Load average before: $LM_LOAD0;"
@@ -785,20 +802,18 @@ LM_LOAD1=$(loadavg)
   echo "query on average (D = $LM_DIM, D_kv = $((LM_KV * LM_DIM / LM_HEADS)), F = $LM_FFN, V = $LM_VOCAB, L = $LM_LAYERS, T = $LM_SEQ); norms, RoPE, softmax and the loss are not counted."
   echo
   if [ $LM_OK = 1 ]; then
-    pparams=$(pj peer-spin-lm-r1 .params)
-    ps=$(for r in $reps; do lm_p $r spin; done | median)
-    pp=$(for r in $reps; do lm_p $r passive; done | median)
+    pparams=$(pj peer-$w1-lm-r1 .params)
+    ps=$(lm_col spin 'lm_p $r $w') pp=$(lm_col passive 'lm_p $r $w')
     pb=$(for r in $reps; do lm_best $r; done | median)
     d=$(for r in $reps; do lm_d $r; done | median)
-    rs=$(for r in $reps; do div "$(lm_d $r)" "$(lm_p $r spin)"; echo; done | median)
-    rp=$(for r in $reps; do div "$(lm_d $r)" "$(lm_p $r passive)"; echo; done | median)
+    rs=$(lm_col spin 'div "$(lm_d $r)" "$(lm_p $r $w)"') rp=$(lm_col passive 'div "$(lm_d $r)" "$(lm_p $r $w)"')
     rb=$(for r in $reps; do div "$(lm_d $r)" "$(lm_best $r)"; echo; done | median)
-    prss=$(for r in $reps; do pj peer-spin-lm-r$r .peak_rss_mib; pj peer-passive-lm-r$r .peak_rss_mib; done | median)
+    prss=$(for r in $reps; do for w in $LM_WAITS; do pj peer-$w-lm-r$r .peak_rss_mib; done; done | median)
     drss=$(for r in $reps; do cat "$OUT/runs/distill-lm-r$r.rss"; done | median)
     echo "$rb $(gflops "$d") $(gflops "$pb")" >"$OUT/runs/lm-ratio"
     echo "| student | params (peer / distill's formula) | peer tokens/s, default wait | peer tokens/s, PASSIVE | distill tokens/s | ratio distill / peer default | ratio distill / peer PASSIVE | **ratio distill / faster peer** | GFLOP/s faster peer / distill | peak RSS peer / distill |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
-    echo "| dim $LM_DIM, $LM_LAYERS layers, $LM_HEADS/$LM_KV heads, SwiGLU $LM_FFN | $(f "$pparams") / $(f "$P") | $(f "$ps") | $(f "$pp") | $(f "$d") | $(f "$rs" 2)× | $(f "$rp" 2)× | **$(f "$rb" 2)×** | $(f "$(gflops "$pb")" 1) / $(f "$(gflops "$d")" 1) | $(f "$prss") / $(mib "$drss") MiB |"
+    echo "| dim $LM_DIM, $LM_LAYERS layers, $LM_HEADS/$LM_KV heads, SwiGLU $LM_FFN | $(f "$pparams") / $(f "$P") | $(fx "$ps") | $(fx "$pp") | $(f "$d") | $(fx "$rs" 2 ×) | $(fx "$rp" 2 ×) | **$(f "$rb" 2)×** | $(f "$(gflops "$pb")" 1) / $(f "$(gflops "$d")" 1) | $(f "$prss") / $(mib "$drss") MiB |"
   else
     echo "**The PyTorch peer was not run: $LM_WHY.** distill's numbers alone:"
     echo
@@ -821,7 +836,8 @@ LM_LOAD1=$(loadavg)
   dj=$OUT/runs/distill-lm-r1.json
   echo "| distill | $(f "$(jq .val_nll "$dj")" 4) | $(f "$(jq .val_ppl "$dj")" 2) | $(f "$(jq .val_agree "$dj")" 2) % | $(f "$(jq .val_kl "$dj")" 4) | $(f "$(jq .train_loss "$dj")" 4) |"
   if [ $LM_OK = 1 ]; then
-    echo "| PyTorch peer | $(f "$(pj peer-spin-lm-r1 .val_nll)" 4) | $(f "$(pj peer-spin-lm-r1 .val_ppl)" 2) | $(f "$(pj peer-spin-lm-r1 '.val_agree * 100')" 2) % | $(f "$(pj peer-spin-lm-r1 .val_kl_buckets)" 4) | $(f "$(pj peer-spin-lm-r1 .train_loss)" 4) |"
+    pq=peer-$w1-lm-r1
+    echo "| PyTorch peer | $(f "$(pj $pq .val_nll)" 4) | $(f "$(pj $pq .val_ppl)" 2) | $(f "$(pj $pq '.val_agree * 100')" 2) % | $(f "$(pj $pq .val_kl_buckets)" 4) | $(f "$(pj $pq .train_loss)" 4) |"
   fi
   if [ "$LM_TEXT" = "$SEQ_DIR/tinystories_val.txt" ]; then
     echo "| *reference, not measured here:* the teacher stories260K on the 151 held-out windows of \`seq_targets.py\` (the same cut of this text) | *1.578* | *4.85* | – | – | – |"
@@ -837,7 +853,9 @@ LM_LOAD1=$(loadavg)
     if [ $LM_OK = 1 ]; then
       i=0
       for w in spin passive; do
-        pc[$i]="$(pj peer-$w-$t '.per_epoch[].tokens_per_s' | while read -r x; do echo "$(f "$x") ($(f "$(gflops "$x")" 1))"; done | paste -sd/ - | sed 's|/| / |g') (load $(cat "$OUT/runs/$w-$t.load"))"
+        if lm_ran $w; then
+          pc[$i]="$(pj peer-$w-$t '.per_epoch[].tokens_per_s' | while read -r x; do echo "$(f "$x") ($(f "$(gflops "$x")" 1))"; done | paste -sd/ - | sed 's|/| / |g') (load $(cat "$OUT/runs/$w-$t.load"))"
+        fi
         i=$((i + 1))
       done
     fi
@@ -853,7 +871,7 @@ LOAD_END=$(loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
 step "writing $MD (bench took ${ELAPSED}s; load average $LOAD_END)"
 torch_line="not run: $PEER_WHY"
-for j in "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json" "$OUT/runs/peer-spin-lm-r1.json"; do
+for j in "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json" "$OUT/runs/peer-"{spin,passive}"-lm-r1.json"; do
   if [ $PEER_OK = 1 ] && [ -s "$j" ]; then
     torch_line=$(jq -r '"torch " + .torch + " (Debian python3-torch), BLAS " + .blas + ", " + .env' "$j")
     torch_line+=", tcmalloc ${PEER_TCMALLOC_VERSION:-?} preloaded (the fair peer)"
