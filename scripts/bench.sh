@@ -700,7 +700,7 @@ lm_distill_run() { # TAG
     $D train --student transformer --cache "$OUT/lm-cache-train" --val "$OUT/lm-cache-val" --out "$OUT/runs/$1.lm" \
     --layers $LM_LAYERS --dim $LM_DIM --heads $LM_HEADS --kv-heads $LM_KV --ffn $LM_FFN \
     --alpha "$LM_ALPHA" --temperature "$LM_T" --epochs "$LM_EPOCHS" --batch $LM_BATCH --lr $LM_LR \
-    --schedule cosine --warmup "$LM_WARMUP" --optimizer adamw --weight-decay 0 --threads $THREADS --seed $SEED
+    --schedule cosine --warmup "$LM_WARMUP" --optimizer adamw --adam-beta2 0.95 --weight-decay 0 --threads $THREADS --seed $SEED
   # "epoch 3/3: loss 2.8, val NLL 4.1188 (perplexity 61.49), agreement 13.81%, KL 2.6666, 14012 tokens/s"
   sed -nE 's|^epoch [0-9]+/[0-9]+: .*, ([0-9.]+) tokens/s$|\1|p' "$OUT/logs/$t.log" >"$OUT/runs/$t.tps"
   steady <"$OUT/runs/$t.tps" >"$OUT/runs/$t.sps" || die "no epoch lines in $OUT/logs/$t.log"
@@ -788,7 +788,7 @@ LM_LOAD1=$(loadavg)
   echo "the peer reads the same caches, exported by \`distill inspect --npy-dir\` in \`seq_targets.py\`'s layout"
   echo "(ids, float32 logits, logsumexp). Loss α = $LM_ALPHA, T = $LM_T (KL over the 32 cached ids and one rest"
   echo "bucket, exact at T = 1, plus the next-token cross-entropy), batch $LM_BATCH windows × $LM_SEQ tokens, AdamW"
-  echo "lr $LM_LR, $LM_WARMUP warm-up steps then cosine to 0, weight decay 0, $LM_EPOCHS epochs, seed $SEED, $THREADS threads."
+  echo "lr $LM_LR with betas 0.9 and 0.95 on both sides (\`--adam-beta2 0.95\`, the peer's), $LM_WARMUP warm-up steps then cosine to 0, weight decay 0, $LM_EPOCHS epochs, seed $SEED, $THREADS threads."
   echo "The peer is the fair one of section 2 (OpenBLAS-openmp, tcmalloc preloaded, the faster of its"
   echo "wait policies of each repetition: $LM_WAITS). tokens/s is the training loop only on both sides, $ep, then"
   echo "the median over $LM_REPS interleaved repetitions; ratios are medians of the per-repetition ratios."

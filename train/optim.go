@@ -188,7 +188,11 @@ func (o *SGDOptimizer) State() []*Param {
 func newOptimizer(o *Options, sets ...*Params) (Optimizer, error) {
 	switch o.Optimizer {
 	case AdamW:
-		return NewAdamW(o.WeightDecay, sets...), nil
+		a := NewAdamW(o.WeightDecay, sets...)
+		if o.AdamBeta2 != 0 {
+			a.Beta2 = o.AdamBeta2
+		}
+		return a, nil
 	case SGD:
 		return NewSGD(o.Momentum, o.WeightDecay, sets...), nil
 	}

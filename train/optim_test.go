@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/floats/scalar"
@@ -86,5 +87,33 @@ func TestScheduleLR(t *testing.T) {
 		if got := ScheduleLR(c.sched, 1, c.step, c.total, c.warmup); !scalar.EqualWithinAbs(got, c.want, 1e-12) {
 			t.Errorf("%s step %d/%d warmup %d: %v, want %v", c.sched, c.step, c.total, c.warmup, got, c.want)
 		}
+	}
+}
+
+// TestAdamBeta2Option: Options.AdamBeta2 sets AdamW's β₂ (0: 0.999), which
+// changes the second step's update, and resolve refuses 1.
+func TestAdamBeta2Option(t *testing.T) {
+	step := func(beta2 float64) []float32 {
+		p := &Param{Name: "w", Shape: []int{3}}
+		ps := NewParams(p)
+		copy(p.Data, []float32{1, -2, 3})
+		opt, err := newOptimizer(&Options{Optimizer: AdamW, AdamBeta2: beta2}, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := opt.(*AdamWOptimizer); beta2 != 0 && a.Beta2 != beta2 || beta2 == 0 && a.Beta2 != 0.999 {
+			t.Fatalf("AdamBeta2 %v: β₂ %v", beta2, a.Beta2)
+		}
+		for _, g := range [][]float32{{1, 1, 1}, {0.1, -3, 2}} {
+			copy(p.Grad, g)
+			opt.Step(0.1)
+		}
+		return append([]float32(nil), p.Data...)
+	}
+	if a, b := step(0), step(0.95); slices.Equal(a, b) {
+		t.Fatalf("β₂ 0.95 gave the default's weights %v", a)
+	}
+	if _, err := (Options{AdamBeta2: 1}).resolve(); err == nil {
+		t.Fatal("AdamBeta2 1 accepted")
 	}
 }

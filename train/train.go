@@ -35,8 +35,12 @@ type Options struct {
 	Optimizer   string  `json:"optimizer"`    // AdamW (default) or SGD
 	Momentum    float64 `json:"momentum"`     // SGD momentum; default 0
 	WeightDecay float64 `json:"weight_decay"` // AdamW decoupled decay, SGD L2; default 0
-	Schedule    string  `json:"schedule"`     // ScheduleConstant (default) or ScheduleCosine
-	Warmup      int64   `json:"warmup"`       // linear warmup steps; default 0
+	// AdamBeta2 is AdamW's β₂ (the second-moment decay); 0 means
+	// torch's default 0.999. Small-data language-model recipes (and the
+	// PyTorch peer torch_seq_kd_train.py) use 0.95.
+	AdamBeta2 float64 `json:"adam_beta2,omitempty"`
+	Schedule  string  `json:"schedule"` // ScheduleConstant (default) or ScheduleCosine
+	Warmup    int64   `json:"warmup"`   // linear warmup steps; default 0
 
 	Temperature float64 `json:"temperature"` // T > 0; default 1
 	// Alpha weights the KL term: L = α·T²·KL + (1−α)·CE. 0 (the zero
@@ -170,6 +174,8 @@ func (o Options) resolve() (Options, error) {
 		return bad("alpha %v not in [0, 1]", o.Alpha)
 	case !(o.WeightDecay >= 0) || !(o.Momentum >= 0 && o.Momentum < 1):
 		return bad("weight decay %v, momentum %v", o.WeightDecay, o.Momentum)
+	case !(o.AdamBeta2 >= 0 && o.AdamBeta2 < 1):
+		return bad("AdamW beta2 %v, want 0 < β₂ < 1 (0: the default 0.999)", o.AdamBeta2)
 	case o.Warmup < 0 || o.ShuffleWindow < 0 || o.WindowBytes < 0:
 		return bad("warmup %d, shuffle window %d, window bytes %d", o.Warmup, o.ShuffleWindow, o.WindowBytes)
 	}

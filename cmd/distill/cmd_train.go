@@ -129,6 +129,7 @@ type trainOptions struct {
 	LR                     float64
 	Optimizer              string
 	Momentum, WeightDecay  float64
+	AdamBeta2              float64
 	Schedule               string
 	Warmup                 int64
 	Seed                   uint64
@@ -182,6 +183,7 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Optimizer, "optimizer", "adamw", "optimizer: adamw or sgd")
 	fs.Float64Var(&o.Momentum, "momentum", 0.9, "SGD momentum, 0..0.999")
 	fs.Float64Var(&o.WeightDecay, "weight-decay", 0, "weight decay, 0..10 (AdamW: decoupled; SGD: L2)")
+	fs.Float64Var(&o.AdamBeta2, "adam-beta2", 0.999, "AdamW's beta2, the second-moment decay, 0.5..0.9999 (language-model recipes use 0.95)")
 	fs.StringVar(&o.Schedule, "schedule", "constant", "learning-rate schedule after warmup: constant or cosine")
 	fs.Int64Var(&o.Warmup, "warmup", 0, "linear warmup steps")
 	fs.StringSliceVar(&o.Val, "val", nil, "held-out cache evaluated after every epoch")
@@ -274,6 +276,7 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 		{"--lr", o.LR, 0, 10},
 		{"--momentum", o.Momentum, 0, 0.999},
 		{"--weight-decay", o.WeightDecay, 0, 10},
+		{"--adam-beta2", o.AdamBeta2, 0.5, 0.9999},
 	} {
 		if err := checkFloat(f.name, f.v, f.lo, f.hi); err != nil {
 			return cfg, to, err
@@ -326,11 +329,15 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	}
 	cfg = train.Config{Type: o.Student, Hidden: hidden, Activation: act, Dropout: o.Dropout, LayerNorm: o.LayerNorm}
 	to = train.Options{Epochs: o.Epochs, BatchSize: o.Batch, LR: o.LR, Optimizer: o.Optimizer, WeightDecay: o.WeightDecay,
-		Schedule: o.Schedule, Warmup: o.Warmup, Temperature: o.Temperature, Alpha: o.Alpha, FeatureLoss: fl,
+		AdamBeta2: adamBeta2(o.AdamBeta2),
+		Schedule:  o.Schedule, Warmup: o.Warmup, Temperature: o.Temperature, Alpha: o.Alpha, FeatureLoss: fl,
 		Seed: o.Seed, Threads: o.Threads, Input: o.Input, ShuffleWindow: o.ShuffleWindow, Out: o.Out, Resume: o.Resume,
 		Standardize: o.Standardize}
 	if o.Optimizer == train.SGD {
 		to.Momentum = o.Momentum
+		if to.AdamBeta2 != 0 {
+			return cfg, to, usageError("--adam-beta2 is an adamw flag (--optimizer sgd)")
+		}
 	}
 	for _, f := range o.Features {
 		if o.Student == "transformer" {
@@ -703,4 +710,13 @@ func (o *trainOptions) uniformFeatures(to *train.Options, m formats.Manifest, hi
 			layers, strings.Join(need, ", "), N, strings.Join(missing, ", "), strings.Join(need, ","))
 	}
 	return nil
+}
+
+// adamBeta2 returns train.Options.AdamBeta2 for --adam-beta2: 0 (the
+// default, not recorded in checkpoints) for torch's 0.999.
+func adamBeta2(b float64) float64 {
+	if b == 0.999 {
+		return 0
+	}
+	return b
 }

@@ -77,6 +77,8 @@ func TestTrainTransformerCLI(t *testing.T) {
 		{[]string{"--out", filepath.Join(dir, "x6"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--divergence", "bogus"}, "--divergence"},
 		{[]string{"--out", filepath.Join(dir, "x7"), "--layers", "two", "--dim", "32", "--heads", "4", "--ffn", "64"}, "--layers"},
 		{[]string{"--out", filepath.Join(dir, "x8"), "--init-layers", "0"}, "--init-layers needs --init-from"},
+		{[]string{"--out", filepath.Join(dir, "x9"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--adam-beta2", "1"}, "--adam-beta2"},
+		{[]string{"--out", filepath.Join(dir, "x10"), "--layers", "2", "--dim", "32", "--heads", "4", "--ffn", "64", "--optimizer", "sgd", "--adam-beta2", "0.95"}, "--adam-beta2"},
 	} {
 		if code, _, stderr := runDistill(append(common, tc.args...)...); code != exitUsage || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%v: exit %d, want %d naming %s:\n%s", tc.args, code, exitUsage, tc.want, stderr)
