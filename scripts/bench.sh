@@ -827,7 +827,7 @@ LM_LOAD1=$(loadavg)
   echo "model on each side whatever the wait policy): next-token NLL (nats/token) and perplexity, top-1"
   echo "agreement with the teacher's most probable token, KL(teacher ‖ student) at T = 1 over the k+1 buckets."
   echo "The runs differ in what is not speed: initialization (distill's own; the peer's N(0, 0.02)), the"
-  echo "shuffling, AdamW's β₂ (distill 0.999, the peer 0.95), and RoPE's pairing (the peer rotates adjacent"
+  echo "shuffling and RoPE's pairing (the peer rotates adjacent"
   echo "pairs as llama2.c, distill rotates halves as Hugging Face's \`rotate_half\`: a permutation of each"
   echo "head's dimensions, the same work, which changes nothing about speed)."
   echo
