@@ -133,6 +133,9 @@ type KD struct {
 	workers []*KD
 	losses  []float64
 	errs    []error
+	call    kdCall
+	self    *KD              // the KD parts was bound to
+	parts   func(lo, hi int) // self.lossParts
 }
 
 // Divergence names the D of KD's α·T²·D(p ‖ q) term.
@@ -215,24 +218,11 @@ func (k *KD) divergence(q, p []float64, topK bool, pRest, qRest float64) (float6
 // loss is NaN or ±Inf when inputs are not finite (callers check).
 func (k *KD) Loss(grad, s Mat, t *Targets, rowLoss []float64) (float64, error) {
 	n := s.Rows
-	parts := min(par().n, n*s.Cols/kdGrain)
-	if parts <= 1 {
-		var sum float64
-		for r := range n {
-			l, err := k.rowLoss(grad, s, r, t)
-			if err != nil {
-				return 0, err
-			}
-			if rowLoss != nil {
-				rowLoss[r] = l
-			}
-			sum += l
-		}
-		return sum / float64(max(n, 1)), nil
-	}
 	// Rows split into parts contiguous ranges, each with a KD of its own
 	// (the scratch); the losses are summed in row order afterwards, so
-	// the result is the serial one, bit for bit.
+	// the result does not depend on the split. One part (a small batch)
+	// runs on the calling goroutine.
+	parts := max(1, min(par().n, n*s.Cols/kdGrain))
 	for len(k.workers) < parts {
 		k.workers = append(k.workers, &KD{})
 	}
@@ -242,20 +232,12 @@ func (k *KD) Loss(grad, s Mat, t *Targets, rowLoss []float64) (float64, error) {
 	}
 	errs := k.errs[:parts]
 	clear(errs)
-	par().run(parts, 1, func(lo, hi int) {
-		for c := lo; c < hi; c++ {
-			w := k.workers[c]
-			w.Temperature, w.Alpha, w.Divergence, w.Beta = k.Temperature, k.Alpha, k.Divergence, k.Beta
-			for r := c * n / parts; r < (c+1)*n/parts; r++ {
-				l, err := w.rowLoss(grad, s, r, t)
-				if err != nil {
-					errs[c] = err
-					break
-				}
-				k.losses[r] = l
-			}
-		}
-	})
+	k.call = kdCall{grad: grad, s: s, t: t, parts: parts}
+	if k.self != k { // bound once per KD (and again in a copy), so a step allocates nothing
+		k.self, k.parts = k, k.lossParts
+	}
+	par().run(parts, 1, k.parts)
+	k.call = kdCall{}
 	for _, err := range errs { // the first failing row's error, as serially
 		if err != nil {
 			return 0, err
@@ -269,6 +251,30 @@ func (k *KD) Loss(grad, s Mat, t *Targets, rowLoss []float64) (float64, error) {
 		sum += l
 	}
 	return sum / float64(max(n, 1)), nil
+}
+
+// lossParts computes the row losses of parts [lo, hi) of Loss's call.
+func (k *KD) lossParts(lo, hi int) {
+	c, n := &k.call, k.call.s.Rows
+	for part := lo; part < hi; part++ {
+		w := k.workers[part]
+		w.Temperature, w.Alpha, w.Divergence, w.Beta = k.Temperature, k.Alpha, k.Divergence, k.Beta
+		for r := part * n / c.parts; r < (part+1)*n/c.parts; r++ {
+			l, err := w.rowLoss(c.grad, c.s, r, c.t)
+			if err != nil {
+				k.errs[part] = err
+				break
+			}
+			k.losses[r] = l
+		}
+	}
+}
+
+// kdCall holds the arguments of a Loss call for lossParts.
+type kdCall struct {
+	grad, s Mat
+	t       *Targets
+	parts   int
 }
 
 // kdGrain is the number of scores (rows × classes) below which Loss does
