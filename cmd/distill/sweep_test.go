@@ -303,7 +303,7 @@ var numeric = []struct {
 	{"train", "--weight-decay", []string{"0"}}, {"train", "--warmup", []string{"0"}}, {"train", "--threads", []string{"0"}},
 	{"train", "--shuffle-window", []string{"0"}}, {"train", "--seed", []string{"0", "99999999999"}},
 	{"train", "--dim", []string{"0"}}, {"train", "--heads", []string{"0"}}, {"train", "--kv-heads", []string{"0"}}, {"train", "--ffn", []string{"0"}},
-	{"train", "--beta", []string{"0"}},
+	{"train", "--beta", []string{"0"}}, {"train", "--adam-beta2", nil},
 	{"train-transformer-data", "--threads", []string{"0"}}, // 0 succeeds: the valid inputs train
 	{"export", "--opset", nil}, {"export", "--verify-rows", nil},
 	{"eval", "--batch", nil}, {"eval", "--threads", []string{"0"}}, {"eval", "--bench-time", []string{"0"}},
@@ -326,7 +326,7 @@ func absurd(flag string) string {
 	switch flag {
 	case "--bench-time":
 		return "100000h"
-	case "--scale", "--mean", "--std", "--lr", "--temperature", "--alpha", "--dropout", "--momentum", "--weight-decay", "--sample-temperature", "--beta":
+	case "--scale", "--mean", "--std", "--lr", "--temperature", "--alpha", "--dropout", "--momentum", "--weight-decay", "--sample-temperature", "--beta", "--adam-beta2":
 		return "1e300"
 	}
 	return "99999999999"
