@@ -32,6 +32,16 @@ type RoPE struct {
 	Theta             float64
 
 	cos, sin []float32 // [T][HeadDim/2]
+
+	rot   ropeCall         // the arguments of rotateBlock's call, for rows
+	rowFn func(lo, hi int) // r.rows, bound once so a call allocates nothing
+}
+
+// ropeCall holds a rotateBlock call's arguments.
+type ropeCall struct {
+	dst, x        []float32
+	stride, heads int
+	sign          float32
 }
 
 // NewRoPE returns the rotary embedding of T positions for heads of
@@ -42,6 +52,7 @@ func NewRoPE(T, heads, headDim int, theta float64) *RoPE {
 	}
 	h := headDim / 2
 	r := &RoPE{T: T, Heads: heads, HeadDim: headDim, Theta: theta, cos: make([]float32, T*h), sin: make([]float32, T*h)}
+	r.rowFn = r.rows
 	for p := range T {
 		for i := range h {
 			a := float64(p) * math.Pow(theta, -2*float64(i)/float64(headDim))
@@ -85,21 +96,26 @@ func (r *RoPE) rotate(dst, x Mat, sign float32) {
 // sign·a into dst; dst may be x. Attention uses it on the q and k blocks
 // of its fused rows.
 func (r *RoPE) rotateBlock(dst, x []float32, rows, stride, heads int, sign float32) {
-	h := r.HeadDim / 2
-	par().run(rows, max(1, 4096/(heads*r.HeadDim)), func(lo, hi int) {
-		for row := lo; row < hi; row++ {
-			p := row % r.T
-			cs, sn := r.cos[p*h:(p+1)*h], r.sin[p*h:(p+1)*h]
-			for hd := range heads {
-				o := row*stride + hd*r.HeadDim
-				a, b := x[o:o+h], x[o+h:o+2*h]
-				ya, yb := dst[o:o+h], dst[o+h:o+2*h]
-				for i := range h {
-					c, s := cs[i], sign*sn[i]
-					u, v := a[i], b[i]
-					ya[i], yb[i] = u*c-v*s, v*c+u*s
-				}
+	r.rot = ropeCall{dst: dst, x: x, stride: stride, heads: heads, sign: sign}
+	par().run(rows, max(1, 4096/(heads*r.HeadDim)), r.rowFn)
+	r.rot = ropeCall{}
+}
+
+// rows rotates rows [lo, hi) of rotateBlock's call.
+func (r *RoPE) rows(lo, hi int) {
+	h, c := r.HeadDim/2, &r.rot
+	for row := lo; row < hi; row++ {
+		p := row % r.T
+		cs, sn := r.cos[p*h:(p+1)*h], r.sin[p*h:(p+1)*h]
+		for hd := range c.heads {
+			o := row*c.stride + hd*r.HeadDim
+			a, b := c.x[o:o+h], c.x[o+h:o+2*h]
+			ya, yb := c.dst[o:o+h], c.dst[o+h:o+2*h]
+			for i := range h {
+				cv, sv := cs[i], c.sign*sn[i]
+				u, v := a[i], b[i]
+				ya[i], yb[i] = u*cv-v*sv, v*cv+u*sv
 			}
 		}
-	})
+	}
 }

@@ -120,3 +120,14 @@ func TestRMSNormGainGradientChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestRoPEAllocs: rotating a batch, split over threads, allocates nothing.
+func TestRoPEAllocs(t *testing.T) {
+	defer SetThreads(Threads())
+	SetThreads(2)
+	r := NewRoPE(64, 4, 12, RoPETheta)
+	x := randMat(rand.New(rand.NewPCG(1, 1)), 8*64, r.InSize(), 1)
+	if allocs := testing.AllocsPerRun(10, func() { r.rotateBlock(x.Data, x.Data, x.Rows, r.InSize(), 4, 1) }); allocs != 0 {
+		t.Errorf("%v allocations per rotation", allocs)
+	}
+}
