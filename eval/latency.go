@@ -23,25 +23,15 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // per-run and per-sample p50 and p99 (nearest rank) and the throughput
 // batch / p50. An error from run stops it.
 func BenchLatency(run func() error, batch int, budget time.Duration, minRuns int) (Latency, error) {
-	for range 2 {
-		if err := run(); err != nil {
-			return Latency{}, err
-		}
-	}
-	var d []time.Duration
-	start := time.Now()
-	for {
+	d, err := timeRuns(budget, minRuns, 2, func(record func(time.Duration)) error {
 		t0 := time.Now()
-		if err := run(); err != nil {
-			return Latency{}, err
-		}
-		d = append(d, time.Since(t0))
-		el := time.Since(start)
-		if el >= budget && len(d) >= minRuns || el >= 10*budget && len(d) >= 5 {
-			break
-		}
+		err := run()
+		record(time.Since(t0))
+		return err
+	})
+	if err != nil {
+		return Latency{}, err
 	}
-	slices.Sort(d)
 	ms := func(x time.Duration) float64 { return x.Seconds() * 1e3 }
 	p50, p99 := percentile(d, 50), percentile(d, 99)
 	l := Latency{
@@ -54,4 +44,32 @@ func BenchLatency(run func() error, batch int, budget time.Duration, minRuns int
 		Throughput: float64(batch) / p50.Seconds(),
 	}
 	return l, nil
+}
+
+// timeRuns makes warm runs of run untimed, then runs it until budget has
+// passed and it recorded at least minTimes durations (but stopping at
+// 10×budget with at least 5), and returns the durations recorded, sorted.
+// A run records the durations of the calls it times (one or several). An
+// error from run stops it.
+func timeRuns(budget time.Duration, minTimes, warm int, run func(record func(time.Duration)) error) ([]time.Duration, error) {
+	var d []time.Duration
+	discard := func(time.Duration) {}
+	for range warm {
+		if err := run(discard); err != nil {
+			return nil, err
+		}
+	}
+	record := func(x time.Duration) { d = append(d, x) }
+	start := time.Now()
+	for {
+		if err := run(record); err != nil {
+			return nil, err
+		}
+		el := time.Since(start)
+		if el >= budget && len(d) >= minTimes || el >= 10*budget && len(d) >= 5 {
+			break
+		}
+	}
+	slices.Sort(d)
+	return d, nil
 }

@@ -130,8 +130,9 @@ func (a *Accumulator) Fill(res *Result) {
 // predicts nothing and so is an error; a label outside [0, C) is an error
 // too, counted in OutOfRange and left out of the confusion matrix.
 type Accuracy struct {
+	classes               int
 	rows, correct         int64
-	confusion             [][]int64 // [label][prediction]
+	confusion             [][]int64 // [label][prediction]; nil for NewTokenAccuracy
 	classRows, classRight []int64
 	// OutOfRange counts the labels outside [0, C); FirstBad is the first
 	// of them and FirstBadRow its row id.
@@ -140,12 +141,17 @@ type Accuracy struct {
 
 // NewAccuracy returns the Accuracy metric of a model with classes classes.
 func NewAccuracy(classes int) *Accuracy {
-	m := &Accuracy{confusion: make([][]int64, classes), classRows: make([]int64, classes), classRight: make([]int64, classes)}
+	m := &Accuracy{classes: classes, confusion: make([][]int64, classes), classRows: make([]int64, classes), classRight: make([]int64, classes)}
 	for i := range m.confusion {
 		m.confusion[i] = make([]int64, classes)
 	}
 	return m
 }
+
+// NewTokenAccuracy returns the Accuracy metric of a language model's next
+// token over a vocabulary of classes: top-1 accuracy and the labels out of
+// range, without the confusion matrix and per-class table (V² counts).
+func NewTokenAccuracy(classes int) *Accuracy { return &Accuracy{classes: classes} }
 
 // Add implements Metric.
 func (m *Accuracy) Add(p *Position) {
@@ -154,31 +160,41 @@ func (m *Accuracy) Add(p *Position) {
 		return
 	}
 	y := p.Label
-	if y < 0 || y >= int64(len(m.confusion)) {
+	if y < 0 || y >= int64(m.classes) {
 		if m.OutOfRange == 0 {
 			m.FirstBad, m.FirstBadRow = y, p.Row
 		}
 		m.OutOfRange++
 		return
 	}
+	right := p.Pred == int(y)
+	if right {
+		m.correct++
+	}
+	if m.confusion == nil {
+		return
+	}
 	m.classRows[y]++
 	if p.Pred >= 0 {
 		m.confusion[y][p.Pred]++
 	}
-	if p.Pred == int(y) {
-		m.correct++
+	if right {
 		m.classRight[y]++
 	}
 }
 
 // Fill implements Metric: Accuracy = correct / positions, Errors, the
-// confusion matrix, PerClass and LabelsOutOfRange.
+// confusion matrix and PerClass (not for NewTokenAccuracy), and
+// LabelsOutOfRange.
 func (m *Accuracy) Fill(res *Result) {
 	acc := float64(m.correct) / float64(m.rows)
 	errs := m.rows - m.correct
 	res.Accuracy, res.Errors = &acc, &errs
 	res.Confusion = m.confusion
 	res.LabelsOutOfRange = m.OutOfRange
+	if m.confusion == nil {
+		return
+	}
 	res.PerClass = res.PerClass[:0]
 	for c := range m.confusion {
 		pc := Class{Class: c, Rows: m.classRows[c], Correct: m.classRight[c]}

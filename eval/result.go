@@ -33,6 +33,16 @@ type Result struct {
 	ECEReference string   `json:"ece_reference,omitempty"`
 	ECEBins      int      `json:"ece_bins,omitempty"`
 
+	// A language model's evaluation (RunLM): Rows are windows, Classes the
+	// vocabulary, and Accuracy, Errors, Agreement, KL, ECE and NonFinite
+	// count next-token positions; Tokens is the positions scored against
+	// their next token, NLL their mean −log q(next token) in nats and
+	// Perplexity exp(NLL). LM describes the model and its token latencies.
+	Tokens     int64    `json:"tokens,omitempty"`
+	NLL        *float64 `json:"nll,omitempty"`
+	Perplexity *float64 `json:"perplexity,omitempty"`
+	LM         *LMInfo  `json:"lm,omitempty"`
+
 	NonFinite        int64 `json:"nonfinite_rows"`      // rows with NaN/Inf scores: counted as errors
 	LabelsOutOfRange int64 `json:"labels_out_of_range"` // labels outside [0, classes): counted as errors
 
@@ -117,11 +127,16 @@ func DescribeStudent(c train.Config) string {
 // DataInfo describes the evaluation data.
 type DataInfo struct {
 	Path          string   `json:"path"`
-	Kind          string   `json:"kind"` // "cache" or "dataset"
+	Kind          string   `json:"kind"` // "cache", "dataset" or "tokens" (a token dataset)
 	Rows          int64    `json:"rows"`
 	Column        string   `json:"column"`
 	Digest        string   `json:"digest,omitempty"` // a cache's manifest digest
 	Preprocessing []string `json:"preprocessing,omitempty"`
+	// Split is the token dataset's windows evaluated: "val", "train" or
+	// "all"; TokensFrom the token dataset a per-token cache's ids were
+	// read from (when it has no input.input_ids column).
+	Split      string `json:"split,omitempty"`
+	TokensFrom string `json:"tokens_from,omitempty"`
 }
 
 // TeacherInfo describes the teacher scores compared against.
@@ -130,8 +145,12 @@ type TeacherInfo struct {
 	File      string `json:"file,omitempty"`
 	SHA256    string `json:"sha256,omitempty"`
 	ScoreKind string `json:"score_kind,omitempty"`
-	Rows      int64  `json:"rows"`    // rows in the teacher cache
-	Matched   int64  `json:"matched"` // data rows it has scores for
+	// TopK and Samples are the cache's top-k and draws per position
+	// (formats.Config), absent for dense scores.
+	TopK    int   `json:"top_k,omitempty"`
+	Samples int   `json:"samples,omitempty"`
+	Rows    int64 `json:"rows"`    // rows in the teacher cache
+	Matched int64 `json:"matched"` // data rows it has scores for
 }
 
 // Class is one class's accuracy against the labels.

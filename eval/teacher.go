@@ -18,7 +18,11 @@ type TeacherScores struct {
 	TopIdx           []int32   // N×k class ids, descending by score
 	TopVal           []float32 // N×k scores
 	LSE              []float32 // N values: log Σ_c exp(score_c)
-	Present          []bool    // nil = every row has teacher scores
+	// Count, for a sampled cache (formats.Config.Samples), holds the draws
+	// of each TopIdx id; a slot with count 0 is padding (it repeats the
+	// last drawn id) and is skipped. nil for a top-k or dense teacher.
+	Count   []int32
+	Present []bool // nil = every row has teacher scores
 }
 
 // Has reports whether row r has teacher scores.
@@ -42,8 +46,12 @@ func (t *TeacherScores) Top1(r int) int {
 // over the k cached classes plus one bucket holding the rest of the mass,
 // p_rest = 1 − Σ_j p_j and q_rest = Σ_{c not cached} q_c, which is the KL
 // of those k+1 buckets (exact for them; the teacher's split of the rest is
-// unknown). Terms with p = 0 contribute 0. Teacher scores holding NaN or
-// +Inf give NaN: such a row has no KL.
+// unknown). A sampled teacher is treated the same way over its distinct
+// drawn ids (their exact probabilities, from the cached scores and the
+// log-sum-exp over all C) and the rest: a lower bound of the full KL, as
+// for top-k, not the importance-weighted estimate training uses (train's
+// KD, "Sampled teachers"). Terms with p = 0 contribute 0. Teacher scores
+// holding NaN or +Inf give NaN: such a row has no KL.
 func (t *TeacherScores) KL(r int, logq []float64) float64 {
 	var kl float64
 	if t.TopK == 0 {
@@ -62,8 +70,15 @@ func (t *TeacherScores) KL(r int, logq []float64) float64 {
 	}
 	k := t.TopK
 	idx, val, lse := t.TopIdx[r*k:(r+1)*k], t.TopVal[r*k:(r+1)*k], float64(t.LSE[r])
+	var cnt []int32
+	if t.Count != nil {
+		cnt = t.Count[r*k : (r+1)*k]
+	}
 	var pIn, qIn float64
 	for j, c := range idx {
+		if cnt != nil && cnt[j] == 0 {
+			continue // padding: the last drawn id again
+		}
 		lp := float64(val[j]) - lse
 		if math.IsNaN(lp) || math.IsInf(lp, 0) {
 			return math.NaN()
@@ -89,12 +104,16 @@ func (t *TeacherScores) KL(r int, logq []float64) float64 {
 	return kl
 }
 
-// batchTeacher sets dst to the teacher scores of rows lo..hi of a cache
-// batch b (of a cache with classes and topK), sharing b's slices.
+// batchTeacher sets dst to the teacher scores of rows (positions, for a
+// per-token cache) lo..hi of a cache batch b (of a cache with classes and
+// topK; sampled when b has sample counts), sharing b's slices.
 func batchTeacher(dst *TeacherScores, b *formats.Batch, lo, hi, classes, topK int) {
 	*dst = TeacherScores{N: hi - lo, Classes: classes, TopK: topK}
 	if k := topK; k > 0 {
 		dst.TopIdx, dst.TopVal, dst.LSE = b.TopKIndex[lo*k:hi*k], b.TopKLogit[lo*k:hi*k], b.LogSumExp[lo:hi]
+		if len(b.SampleCount) > 0 {
+			dst.Count = b.SampleCount[lo*k : hi*k]
+		}
 	} else {
 		dst.Logits = b.Logits[lo*classes : hi*classes]
 	}
@@ -146,8 +165,9 @@ func LoadTeacherTable(path string) (*TeacherTable, error) {
 
 // cacheTeacherInfo describes the teacher of cache c at path.
 func cacheTeacherInfo(path string, c *formats.Cache) TeacherInfo {
-	m := c.Manifest()
-	return TeacherInfo{Path: path, File: m.Teacher.File, SHA256: m.Teacher.SHA256, ScoreKind: string(m.ScoreKind), Rows: c.NumRows()}
+	m, cfg := c.Manifest(), c.Config()
+	return TeacherInfo{Path: path, File: m.Teacher.File, SHA256: m.Teacher.SHA256, ScoreKind: string(m.ScoreKind),
+		TopK: cfg.TopK, Samples: cfg.Samples, Rows: c.NumRows()}
 }
 
 // Gather fills dst with the teacher's scores of rows (Present[i] false for

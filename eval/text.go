@@ -13,6 +13,9 @@ import (
 // confusion matrix (for at most 20 classes; see the JSON beyond). Metrics
 // a result lacks print as "-" with the reason.
 func (r *Result) WriteText(out io.Writer) error {
+	if r.LM != nil {
+		return r.writeLMText(out)
+	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	pct := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
 	kind := r.Model.Kind
@@ -106,4 +109,72 @@ func (r *Result) WriteText(out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// writeLMText prints a language model's result: NLL and perplexity,
+// next-token accuracy, agreement and KL per token, ECE, size and the
+// token latencies.
+func (r *Result) writeLMText(out io.Writer) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	pct := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
+	kind := r.Model.Kind
+	if t := r.Model.Training; t != nil {
+		kind += ", " + t.Label()
+	}
+	fmt.Fprintf(w, "model\t%s (%s) %s\n", r.Name, kind, r.Model.Path)
+	if r.Model.Architecture != "" {
+		fmt.Fprintf(w, "architecture\t%s\n", r.Model.Architecture)
+	}
+	split := ""
+	if r.Data.Split != "" && r.Data.Split != "all" {
+		split = ", " + r.Data.Split + " windows"
+	}
+	fmt.Fprintf(w, "data\t%s (%s%s): %d windows of %d tokens, %s positions, vocabulary %d\n",
+		r.Data.Path, r.Data.Kind, split, r.Rows, r.LM.SeqLen, human.Digits(r.Tokens), r.Classes)
+	if r.NLL != nil {
+		fmt.Fprintf(w, "NLL\t%.4f\tnats per token against the next tokens\n", *r.NLL)
+		fmt.Fprintf(w, "perplexity\t%.3f\n", *r.Perplexity)
+	}
+	if r.Accuracy != nil {
+		fmt.Fprintf(w, "next-token accuracy\t%s\ttop-1\n", pct(*r.Accuracy))
+	}
+	if r.Teacher != nil && r.Agreement != nil {
+		fmt.Fprintf(w, "agreement\t%s\ttop-1 with the teacher per token (%s)\n", pct(*r.Agreement), r.Teacher.Path)
+		if r.KL != nil {
+			fmt.Fprintf(w, "KL(teacher‖model)\t%.4g\tnats per token at T=1%s\n", *r.KL, klBuckets(r.Teacher))
+		}
+	} else {
+		fmt.Fprintf(w, "agreement\t-\tno teacher scores (--data a per-token cache, or --teacher-cache)\n")
+	}
+	if r.ECE != nil {
+		fmt.Fprintf(w, "ECE\t%.4f\t%d bins, against the next tokens\n", *r.ECE, r.ECEBins)
+	}
+	if r.NonFinite > 0 {
+		fmt.Fprintf(w, "non-finite\t%d positions\tNaN/Inf logits, counted as errors\n", r.NonFinite)
+	}
+	fmt.Fprintf(w, "params\t%s\n", human.Digits(r.Model.Params))
+	fmt.Fprintf(w, "file\t%s\t%s\n", human.Bytes(r.Model.FileBytes), r.Model.File)
+	cache := "KV cache"
+	if !r.LM.KVCache {
+		cache = "no KV cache: every call re-runs the prefix"
+	}
+	if p := r.LM.Prefill; p != nil {
+		fmt.Fprintf(w, "prefill\t%.0f tokens/s\tbatch 1 × %d tokens, p50 %.4g ms, p99 %.4g ms, %d calls\n", p.TokensPerSec, p.Tokens, p.P50, p.P99, p.Calls)
+	}
+	for _, l := range r.LM.Decode {
+		fmt.Fprintf(w, "decode batch %d\t%.0f tokens/s\tp50 %.4g ms, p99 %.4g ms per step, %d steps after %d tokens, %d calls (%s)\n",
+			l.Batch, l.TokensPerSec, l.P50, l.P99, l.Steps, l.Past, l.Calls, cache)
+	}
+	return w.Flush()
+}
+
+// klBuckets says over what the KL against teacher t runs.
+func klBuckets(t *TeacherInfo) string {
+	switch {
+	case t.Samples > 0:
+		return fmt.Sprintf(", over the ids drawn (%d draws) + the rest: a lower bound", t.Samples)
+	case t.TopK > 0:
+		return fmt.Sprintf(", over the top %d + the rest: a lower bound", t.TopK)
+	}
+	return ""
 }
