@@ -459,6 +459,13 @@ func TestRunLMCache(t *testing.T) {
 					t.Errorf("keep input %v, via --teacher-cache %v: tokens read from %q", tc.keep, viaTeacher, res.Data.TokensFrom)
 				}
 			}
+			// The first 5 windows (--rows), across the cache's units of 4.
+			res := runLM(t, m, cache, "", &eval.LMDataOptions{Rows: 5}, &eval.LMOptions{Options: eval.Options{Batch: 3}})
+			w = lmWant{}
+			for i, x := range win[:5] {
+				w.add(m, x[:T], x[1:], teach[rows[i]])
+			}
+			w.check(t, res)
 		})
 	}
 }
