@@ -124,6 +124,27 @@ func DescribeStudent(c train.Config) string {
 	return s
 }
 
+// DescribeTransformer is a one-line architecture, e.g. "transformer dim
+// 48, 4 layers, 4 heads (2 KV), ffn 128 swiglu, rmsnorm, rope, vocab 512".
+func DescribeTransformer(c train.TransformerConfig) string {
+	kv := ""
+	if c.KVHeads > 0 && c.KVHeads != c.Heads {
+		kv = fmt.Sprintf(" (%d KV)", c.KVHeads)
+	}
+	or := func(v, d string) string {
+		if v == "" {
+			return d
+		}
+		return v
+	}
+	s := fmt.Sprintf("transformer dim %d, %d layers, %d heads%s, ffn %d %s, %s, %s, vocab %d",
+		c.Dim, c.Layers, c.Heads, kv, c.FFN, or(c.MLP, train.MLPSwiGLU), or(c.Norm, train.NormRMS), or(c.Pos, train.PosRoPE), c.Vocab)
+	if c.Untied {
+		s += ", untied head"
+	}
+	return s
+}
+
 // DataInfo describes the evaluation data.
 type DataInfo struct {
 	Path          string   `json:"path"`

@@ -67,6 +67,7 @@ Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
 			var o evalOptions
 			o.AddFlags(fs)
 			return func(ctx context.Context, args []string) error {
+				o.changed = fs.Changed
 				if len(args) != 0 {
 					return usageError("unexpected arguments %q", args)
 				}
@@ -96,9 +97,14 @@ type evalOptions struct {
 	Lib                       string
 	Scale, Mean, Std, Reshape string
 	Dataset                   dataset.Options
+	// Language models.
+	DecodeSteps, DecodePrompt, Rows int
+	DecodeBatch                     []int
+	Split                           string
 
-	pre     extract.Preprocess // parsed --scale, --mean, --std
-	reshape []int64            // parsed --reshape
+	pre     extract.Preprocess     // parsed --scale, --mean, --std
+	reshape []int64                // parsed --reshape
+	changed func(flag string) bool // whether the flag (without "--") was given
 }
 
 // AddFlags registers the flags on fs.
@@ -125,6 +131,11 @@ func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Dataset.Labels, "labels", "", "separate labels file for .npy or idx data (default for idx: the sibling labels file)")
 	fs.StringSliceVar(&o.Dataset.Features, "features", nil, "scalar dataset columns combined, in order, into one input column")
 	fs.StringVar(&o.Dataset.FeatureName, "feature-name", "", `name of that combined column (default "input")`)
+	fs.IntVar(&o.DecodeSteps, "decode-steps", eval.DefaultDecodeSteps, "language models: single-token steps per timed decoding run (1..65536)")
+	fs.IntVar(&o.DecodePrompt, "decode-prompt", eval.DefaultDecodePrompt, "language models: tokens fed before the timed decoding steps (1..65536)")
+	fs.IntSliceVar(&o.DecodeBatch, "decode-batch", eval.DefaultDecodeBatch, "language models: batch sizes decoding is timed at (1..4096 each)")
+	fs.IntVar(&o.Rows, "rows", 0, "language models: evaluate the first N windows only (0 = all)")
+	fs.StringVar(&o.Split, "split", "", "language models: a token dataset's windows: val, train or all (default: val if it marks some, else all)")
 }
 
 // parse checks the flags and parses the preprocessing.
@@ -143,6 +154,9 @@ func (o *evalOptions) parse() error {
 	}
 	if o.BenchTime < 0 || o.BenchTime > maxBenchTime {
 		return usageError("--bench-time %v: want 0 (skip) to %v", o.BenchTime, maxBenchTime)
+	}
+	if err := o.checkLMOptions(); err != nil {
+		return err
 	}
 	if o.Report && o.Out == "" {
 		return usageError("--report needs --out (the report covers the run directory of --out)")
@@ -183,6 +197,19 @@ func evalRunDir(out string) string {
 // runEval opens o.Model, o.Data and the teacher and evaluates with
 // eval.Run, printing progress and warnings to stderr.
 func runEval(ctx context.Context, o evalOptions) (*eval.Result, error) {
+	if o.changed == nil {
+		o.changed = func(string) bool { return false }
+	}
+	kind, err := lmKind(o.Model)
+	if err != nil {
+		return nil, fmt.Errorf("--model: %w", err)
+	}
+	if err := checkLMFlags(o, kind != ""); err != nil {
+		return nil, err
+	}
+	if kind != "" {
+		return runLMEval(ctx, o, kind)
+	}
 	model, err := openEvalModel(o)
 	if err != nil {
 		return nil, err
