@@ -24,8 +24,8 @@ import (
 func init() {
 	register(&command{
 		Name:      "eval",
-		UsageLine: "--model M.onnx|student.ckpt --data D [--teacher-cache C] [--json] [--out FILE.json] [flags]",
-		Short:     "measure a model: accuracy, agreement with the teacher, calibration, confusion, latency, size",
+		UsageLine: "--model M.onnx|student.ckpt|LM --data D [--teacher-cache C] [--json] [--out FILE.json] [flags]",
+		Short:     "measure a model: accuracy or perplexity, agreement with the teacher, calibration, latency, size",
 		Long: `Evaluate a model on labelled data and print its accuracy, test errors,
 top-1 agreement and KL(teacher || model) at T = 1 with the teacher, expected
 calibration error (15 equal-width bins), per-class accuracy, the reliability
@@ -57,6 +57,35 @@ ONNX initializers and Constant tensors (int64 shape constants excluded), a
 checkpoint's model.safetensors tensors (including the input
 standardization, as its ONNX export stores it). The file size is the .onnx
 file or the checkpoint's model.safetensors.
+
+Language models. An ONNX model with an int64 input_ids [batch, seq] input
+and a logits [batch, seq, vocab] output (a decoder with past_key_values.*
+inputs runs with its KV cache, a full-sequence one is re-run over the
+prefix), or a folder holding model.onnx (distill export), is evaluated as a
+language model. A transformer checkpoint directory (training.json) or a
+Hugging Face Llama directory is recognised too, but this build cannot run
+one yet: export it and evaluate the .onnx. --data is then a token dataset
+(distill data text: windows of T+1 ids, the first T fed, the last T the
+next-token labels; with a "val" column --split picks val (the default),
+train or all windows), or a per-token cache (distill extract over one),
+whose labels and teacher scores are used, its ids read from its
+input.input_ids column or from the token dataset its manifest names.
+--data TOKENS --teacher-cache CACHE evaluates the cache's windows with
+their ids read from TOKENS. Each window is fed whole from an empty past,
+--batch windows per call (default 8 for a language model), --rows bounds
+the windows. It reports, per next-token position: the mean negative
+log-likelihood of the true next token (nats/token) and the perplexity
+exp(NLL), next-token top-1 accuracy, top-1 agreement and KL(teacher ||
+model) at T = 1 with the teacher (a dense cache exactly; a top-k cache
+over the k + 1 buckets; a sampled cache over the distinct drawn ids + 1
+bucket, a lower bound), ECE (15 bins) against the next tokens; then the
+prefill throughput (one call over a whole window at batch 1, tokens/s
+from the p50 call) and cached decoding at each --decode-batch (default
+1,16): a prompt of --decode-prompt tokens, then --decode-steps
+single-token calls, only those timed (tokens/s = batch / p50 step), the
+tokens taken from the first windows; each for --bench-time (at least 10
+prefill calls, 2 runs of decoding). The parameters and file size are the
+.onnx file's.
 
 --out writes the JSON (what --json prints) to a file atomically; distill
 report reads RUN_DIR/eval/*.json, and --report writes that report for the
@@ -110,14 +139,14 @@ type evalOptions struct {
 // AddFlags registers the flags on fs.
 func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Model, "model", "", "model to evaluate: an .onnx file or a student checkpoint directory (required)")
-	fs.StringVar(&o.Data, "data", "", "cache directory with an input column, or a dataset file (required)")
+	fs.StringVar(&o.Data, "data", "", "cache directory with an input column, or a dataset file; a language model: a token dataset or a per-token cache (required)")
 	fs.StringVar(&o.TeacherCache, "teacher-cache", "", "cache of the teacher's scores for the same rows (default: --data's scores when it is a cache)")
 	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
 	fs.StringVar(&o.Out, "out", "", "also write the JSON to this file (atomically), e.g. RUN/eval/student.json")
 	fs.BoolVar(&o.Report, "report", false, "after --out, write the HTML report of its run directory (see distill report)")
 	fs.StringVar(&o.Name, "name", "", "the model's name in outputs and reports (default: the file name without extension)")
 	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the student's matrix products (0 = all cores; at most 4 per core)")
-	fs.IntVar(&o.Batch, "batch", 256, "rows per model run (1..1048576), and the large batch of the latency measurement")
+	fs.IntVar(&o.Batch, "batch", 256, "rows per model run (1..1048576), and the large batch of the latency measurement; a language model: windows per call (default 8)")
 	fs.DurationVar(&o.BenchTime, "bench-time", time.Second, "time spent measuring latency at each batch size (0 = skip; at most 10m)")
 	fs.StringVar(&o.Input, "input", "", "data input column to feed (default: the one named like the model's input, or the only one)")
 	fs.StringVar(&o.Output, "output", "", "ONNX: the tensor holding the class scores (default: chosen as extract does)")

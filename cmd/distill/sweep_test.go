@@ -97,6 +97,11 @@ var (
 	mkNaNTokenCache = func(t *testing.T, dir string) string {
 		return fixtures.WriteTokenCache(t, filepath.Join(dir, "nantokens"), 8, 8, 512, true)
 	}
+	// mkLMONNX is stories260K's decoder with past, a language model for
+	// distill eval.
+	mkLMONNX = func(t *testing.T, dir string) string {
+		return copyFile(t, sharedtest.Dir(t, "teachers", "seq", "stories260K-kv.onnx"), filepath.Join(dir, "lm.onnx"))
+	}
 	// mkTokenData is a token dataset (distill data text), the same bytes
 	// every time; mkRecipeCache a per-token cache extracted from a copy of
 	// it without --keep-input, so training reads its ids from --data.
@@ -262,6 +267,8 @@ var (
 	slotInitHF  = slot{"--init-from", mkHFDir, mkCache, nil, false}
 	slotRecipe  = slot{"--cache", mkRecipeCache, mkCkpt, nil, true}
 	slotTokData = slot{"--data", mkTokenData, mkCache, nil, false}
+	slotLM      = slot{"--model", mkLMONNX, mkCache, nil, false}
+	slotLMData  = slot{"--data", mkTokenCache, mkCkpt, nil, true}
 )
 
 var templates = []template{
@@ -275,6 +282,9 @@ var templates = []template{
 	{"export", []string{"export", "--student", "{--student}", "--out", "{OUT}", "--verify", "{--verify}"}, []slot{slotStudent, slotVerify}, "--out", true, nil},
 	{"eval", []string{"eval", "--model", "{--model}", "--data", "{--data}", "--teacher-cache", "{--teacher-cache}", "--bench-time", "0", "--out", "{OUT}"},
 		[]slot{slotModel, slotEvalDat, slotTCache}, "--out", true, nil},
+	// A language model on a per-token cache.
+	{"eval-lm", []string{"eval", "--model", "{--model}", "--data", "{--data}", "--bench-time", "0", "--threads", "1", "--out", "{OUT}"},
+		[]slot{slotLM, slotLMData}, "--out", true, nil},
 	{"inspect", []string{"inspect", "{CACHE}", "--logits-npy", "{OUT}"}, []slot{slotInspect}, "--logits-npy", false, nil},
 	{"report", []string{"report", "{RUN_DIR}", "--out", "{OUT}"}, []slot{slotRun}, "--out", false,
 		[]string{"--out-inside-RUN_DIR", "RUN_DIR=truncated"}},
@@ -308,6 +318,8 @@ var numeric = []struct {
 	{"export", "--opset", nil}, {"export", "--verify-rows", nil},
 	{"eval", "--batch", nil}, {"eval", "--threads", []string{"0"}}, {"eval", "--bench-time", []string{"0"}},
 	{"eval", "--scale", nil}, {"eval", "--mean", nil}, {"eval", "--std", nil},
+	{"eval-lm", "--batch", nil}, {"eval-lm", "--decode-steps", nil}, {"eval-lm", "--decode-prompt", nil}, {"eval-lm", "--decode-batch", nil},
+	{"eval-lm", "--rows", []string{"0", "99999999999"}}, // more windows than the data has: all of them
 	{"inspect", "--rows", []string{"0"}},
 	{"data-text", "--seq-len", nil}, {"data-text", "--stride", []string{"0"}}, {"data-text", "--val-every", []string{"0"}},
 	{"data-text", "--threads", []string{"0"}}, {"data-text", "--max-doc-bytes", nil}, {"data-text", "--join-blocks", nil},
@@ -319,6 +331,7 @@ var numeric = []struct {
 var choices = []struct{ tmpl, flag, bad string }{
 	{"train-transformer", "--norm", "batchnorm"}, {"train-transformer", "--mlp", "relu"}, {"train-transformer", "--pos", "alibi"},
 	{"train-transformer", "--mlp", "gelu"}, {"train-transformer", "--pos", "learned"},
+	{"eval-lm", "--split", "test"},
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.

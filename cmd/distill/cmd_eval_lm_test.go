@@ -1,0 +1,144 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/sharedtest"
+	"github.com/distill-ml/distill/lm"
+)
+
+// cacheNLL is the mean −log softmax(teacher logits)[label] of a dense
+// per-token cache, in float64 (the teacher's own NLL on its windows), and
+// its positions.
+func cacheNLL(t *testing.T, dir string) (nll float64, tokens int64) {
+	t.Helper()
+	return cacheNLLRows(t, dir, -1)
+}
+
+// TestEvalLanguageModel evaluates stories260K through the command line on
+// TinyStories windows: against its own dense cache (agreement 1, KL 0,
+// the cache's NLL), and the KV-cache export of the same weights on the
+// token dataset with that cache as --teacher-cache (the same figures)
+// with the prefill and decode latencies.
+func TestEvalLanguageModel(t *testing.T) {
+	requireLib(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
+	tmp := t.TempDir()
+	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stories := filepath.Join(tmp, "stories.txt")
+	if err := os.WriteFile(stories, text[:12000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tokens, cache := filepath.Join(tmp, "tokens.parquet"), filepath.Join(tmp, "cache")
+	mustRun := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runDistill(args...)
+		if code != 0 {
+			t.Fatalf("distill %q: exit %d\n%s", args, code, errOut)
+		}
+		return out
+	}
+	mustRun("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "48", "--join-blocks", "4", "--out", tokens, stories)
+	full, kv := filepath.Join(seq, "stories260K.onnx"), filepath.Join(seq, "stories260K-kv.onnx")
+	mustRun("extract", "--teacher", full, "--data", tokens, "--out", cache, "--threads", "1")
+	want, n := cacheNLL(t, cache)
+
+	out := filepath.Join(tmp, "run", "eval", "teacher.json")
+	res := runEvalJSON(t, "--model", full, "--data", cache, "--threads", "1", "--bench-time", "0", "--out", out)
+	if res.Tokens != n || res.NLL == nil || math.Abs(*res.NLL-want) > 1e-5 || math.Abs(*res.Perplexity-math.Exp(want)) > 1e-4 {
+		t.Errorf("teacher on its cache: %d tokens, NLL %v; the cache's: %d tokens, %.6f", res.Tokens, res.NLL, n, want)
+	}
+	if res.Agreement == nil || *res.Agreement != 1 || res.KL == nil || *res.KL > 1e-6 || res.Teacher.Matched != n {
+		t.Errorf("teacher against its own scores: agreement %v, KL %v, %v", res.Agreement, res.KL, res.Teacher)
+	}
+	if res.LM == nil || res.LM.Kind != lm.KindONNXFull || res.LM.SeqLen != 48 || res.LM.Vocab != 512 || res.Classes != 512 ||
+		res.Model.Params != 264171 || res.LM.Prefill != nil || res.Data.Kind != "cache" {
+		t.Errorf("result: %+v, lm %+v", res, res.LM)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("--out: %v", err)
+	}
+
+	res = runEvalJSON(t, "--model", kv, "--data", tokens, "--teacher-cache", cache, "--threads", "1", "--bench-time", "1ms",
+		"--decode-batch", "1,3", "--decode-steps", "5", "--decode-prompt", "4", "--batch", "3", "--rows", "4")
+	wantKV, _ := cacheNLLRows(t, cache, 4)
+	if res.Rows != 4 || res.Tokens != 4*48 || math.Abs(*res.NLL-wantKV) > 1e-4 || *res.Agreement < 0.99 || *res.KL > 1e-4 {
+		t.Errorf("KV model, 4 windows: %d windows, %d tokens, NLL %v (cache %.6f), agreement %v, KL %v", res.Rows, res.Tokens, *res.NLL, wantKV, *res.Agreement, *res.KL)
+	}
+	if l := res.LM; l.Kind != lm.KindONNXCache || !l.KVCache || l.Prefill == nil || l.Prefill.Tokens != 48 || len(l.Decode) != 2 ||
+		l.Decode[1].Batch != 3 || l.Decode[1].Steps != 5 || l.Decode[1].Past != 4 || !(l.Decode[1].TokensPerSec > 0) || l.MaxPositions != 512 || l.BOS != 1 {
+		t.Errorf("KV model's lm info %+v", l)
+	}
+
+	// The token dataset alone: the same windows, the same NLL, no teacher.
+	res = runEvalJSON(t, "--model", kv, "--data", tokens, "--threads", "1", "--bench-time", "0", "--rows", "4")
+	if res.Tokens != 4*48 || math.Abs(*res.NLL-wantKV) > 1e-4 || res.Agreement != nil || res.Data.Kind != "tokens" || res.Data.Split != "all" {
+		t.Errorf("KV model on the token dataset: %d tokens, NLL %v (cache %.6f), agreement %v, data %+v", res.Tokens, *res.NLL, wantKV, res.Agreement, res.Data)
+	}
+	code, text2, errOut := runDistill("eval", "--model", kv, "--data", tokens, "--threads", "1", "--bench-time", "0", "--rows", "2")
+	for _, s := range []string{"perplexity", "2 windows of 48 tokens", "next-token accuracy", "onnx-kv"} {
+		if code != 0 || !strings.Contains(text2, s) {
+			t.Errorf("text output lacks %q (exit %d):\n%s%s", s, code, text2, errOut)
+		}
+	}
+	// Flags of the other kind of model are usage errors.
+	for _, tc := range []struct{ model, data, flag string }{
+		{kv, tokens, "--scale=0.5"}, {kv, tokens, "--input=x"},
+		{"../../fixtures/tiny/mlp_logits.onnx", "../../fixtures/tiny/x4.npy", "--decode-steps=3"},
+		{"../../fixtures/tiny/mlp_logits.onnx", "../../fixtures/tiny/x4.npy", "--split=val"},
+	} {
+		code, _, errOut := runDistill("eval", "--model", tc.model, "--data", tc.data, "--bench-time", "0", tc.flag)
+		if name, _, _ := strings.Cut(tc.flag, "="); code != 2 || !strings.Contains(errOut, name+" applies to") {
+			t.Errorf("%s: exit %d\n%s", tc.flag, code, errOut)
+		}
+	}
+	// A per-sample dataset for a language model.
+	if code, _, errOut := runDistill("eval", "--model", kv, "--data", "../../fixtures/tiny/x4.npy", "--bench-time", "0"); code != 1 || !strings.Contains(errOut, "distill data text") {
+		t.Errorf("a language model on a .npy: exit %d\n%s", code, errOut)
+	}
+}
+
+// cacheNLLRows is cacheNLL over the first rows windows of the cache (all
+// for rows < 0).
+func cacheNLLRows(t *testing.T, dir string, rows int) (float64, int64) {
+	t.Helper()
+	c, err := formats.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := c.Config()
+	V, T := cfg.Classes, cfg.Positions
+	var sum float64
+	var n int64
+	for b, err := range c.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for q, y := range b.Labels {
+			if rows >= 0 && n == int64(rows*T) {
+				break
+			}
+			s := b.Logits[q*V : (q+1)*V]
+			mx := math.Inf(-1)
+			for _, v := range s {
+				mx = max(mx, float64(v))
+			}
+			var z float64
+			for _, v := range s {
+				z += math.Exp(float64(v) - mx)
+			}
+			sum += mx + math.Log(z) - float64(s[y])
+			n++
+		}
+	}
+	return sum / float64(n), n
+}
