@@ -36,63 +36,112 @@ type Checkpoint struct {
 
 // Load finds the checkpoints (*.ckpt directories at any depth, skipping
 // dot directories and skip) and eval outputs (eval/*.json) of runDir.
-// Files that do not parse are reported in warnings and left out.
+// Files that do not parse are reported in warnings and left out. LoadRun
+// finds language-model runs too.
 func Load(runDir, skip string) (ckpts []Checkpoint, evals []*eval.Result, warnings []string, err error) {
-	st, err := os.Stat(runDir)
+	r, err := LoadRun(runDir, skip)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if !st.IsDir() {
-		return nil, nil, nil, fmt.Errorf("%s is not a directory", runDir)
+	return r.Ckpts, r.Evals, r.Warnings, nil
+}
+
+// Run is what a run directory holds (LoadRun).
+type Run struct {
+	Ckpts    []Checkpoint   // *.ckpt directories of distill train (MLP students)
+	LMCkpts  []LMCheckpoint // directories holding training.json (transformer students)
+	Evals    []*eval.Result // eval/*.json
+	Samples  []SampleFile   // *.jsonl files of distill generate --out
+	Warnings []string       // files that did not parse, left out
+}
+
+// LoadRun finds in runDir, at any depth (skipping dot directories and
+// skip): MLP checkpoints (*.ckpt directories), transformer checkpoints
+// (directories holding training.json, whatever their name), the eval
+// outputs (eval/*.json) and generated samples (*.jsonl files whose
+// objects have the fields prompt, text, ids and seed; other JSONL files
+// are not samples and are passed over). Files that do not parse are
+// reported in Warnings and left out. It reads no weights.
+func LoadRun(runDir, skip string) (*Run, error) {
+	st, err := os.Stat(runDir)
+	if err != nil {
+		return nil, err
 	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", runDir)
+	}
+	r := &Run{}
 	err = filepath.WalkDir(runDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() || path == runDir {
+		if path == runDir {
+			return nil
+		}
+		rel, _ := filepath.Rel(runDir, path)
+		if !d.IsDir() {
+			if strings.HasSuffix(d.Name(), ".jsonl") {
+				f, ok, err := loadSamples(path)
+				switch {
+				case err != nil:
+					r.Warnings = append(r.Warnings, fmt.Sprintf("%s: %v", rel, err))
+				case ok:
+					f.Path, f.Name = rel, strings.TrimSuffix(filepath.ToSlash(rel), ".jsonl")
+					r.Samples = append(r.Samples, f)
+				}
+			}
 			return nil
 		}
 		if strings.HasPrefix(d.Name(), ".") || filepath.Clean(path) == filepath.Clean(skip) {
 			return filepath.SkipDir
 		}
+		if _, err := os.Stat(filepath.Join(path, train.TrainingFile)); err == nil {
+			c, err := loadLMCheckpoint(path)
+			if err != nil {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("%s: %v", rel, err))
+				return filepath.SkipDir
+			}
+			c.Path, c.Name = rel, strings.TrimSuffix(filepath.ToSlash(rel), ".ckpt")
+			r.LMCkpts = append(r.LMCkpts, c)
+			return filepath.SkipDir
+		}
 		if !strings.HasSuffix(d.Name(), ".ckpt") {
 			return nil
 		}
-		rel, _ := filepath.Rel(runDir, path)
 		c, err := loadCheckpoint(path)
 		if err != nil {
-			warnings = append(warnings, fmt.Sprintf("%s: %v", rel, err))
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: %v", rel, err))
 			return filepath.SkipDir
 		}
 		c.Path = rel
 		c.Name = strings.TrimSuffix(filepath.ToSlash(rel), ".ckpt")
-		ckpts = append(ckpts, c)
+		r.Ckpts = append(r.Ckpts, c)
 		return filepath.SkipDir
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	files, err := filepath.Glob(filepath.Join(runDir, "eval", "*.json"))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	slices.Sort(files)
 	for _, f := range files {
-		var r eval.Result
+		var res eval.Result
 		data, err := os.ReadFile(f)
 		if err == nil {
-			err = json.Unmarshal(data, &r)
+			err = json.Unmarshal(data, &res)
 		}
-		if err == nil && (r.Name == "" || r.Model.Kind == "") {
+		if err == nil && (res.Name == "" || res.Model.Kind == "") {
 			err = errors.New("not a distill eval output (no name or model)")
 		}
 		if err != nil {
-			warnings = append(warnings, fmt.Sprintf("%s: %v", f, err))
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: %v", f, err))
 			continue
 		}
-		evals = append(evals, &r)
+		r.Evals = append(r.Evals, &res)
 	}
-	return ckpts, evals, warnings, nil
+	return r, nil
 }
 
 // loadCheckpoint reads a checkpoint's config.json, and its metrics.jsonl
@@ -159,6 +208,59 @@ type reportPage struct {
 	Reliability         []reportImage
 	Confusion           []reportImage
 	PerClass            *reportImage
+	// Language models.
+	LM          *lmTable
+	LMCkpts     []lmCkptRow
+	LMCurves    []reportImage
+	SampleFiles []string
+	Samples     []sampleRow
+}
+
+// curveMetric is one metric drawn per epoch: its chart title, y label
+// and value of an epoch's record E (NaN when the epoch lacks it).
+type curveMetric[E any] struct {
+	title, ylabel string
+	value         func(E) float64
+}
+
+// curvesImage draws every metric per epoch for every series (epochs[i]
+// the records of series i), one chart each, side by side with one legend,
+// saved as base.png by save; nil when no series has any value.
+func curvesImage[E any](save func(base string, w, h float64, lg *plot.Legend, labels []string, plots ...*plot.Plot) (reportImage, error),
+	base string, series []curveSeries, epochs [][]E, metrics []curveMetric[E]) (*reportImage, error) {
+	var plots []*plot.Plot
+	var titles, labels []string
+	for _, s := range series {
+		labels = append(labels, s.label)
+	}
+	for _, m := range metrics {
+		for i := range series {
+			series[i].values = series[i].values[:0]
+			for _, e := range epochs[i] {
+				series[i].values = append(series[i].values, m.value(e))
+			}
+		}
+		p, err := curveChart(m.title, m.ylabel, series)
+		if err != nil {
+			return nil, err
+		}
+		if p != nil { // nil: no checkpoint has this metric (no --val)
+			plots, titles = append(plots, p), append(titles, m.title)
+		}
+	}
+	if len(plots) == 0 {
+		return nil, nil
+	}
+	lg, err := curveLegend(series)
+	if err != nil {
+		return nil, err
+	}
+	img, err := save(base, curveW, curveH, &lg, labels, plots...)
+	if err != nil {
+		return nil, err
+	}
+	img.Alt = strings.Join(titles, ", ") + " per epoch"
+	return &img, nil
 }
 
 // Chart sizes in inches, without legends (the PNGs have chartDPI pixels
@@ -190,18 +292,19 @@ func Write(runDir string, o *Options) (index string, warnings []string, err erro
 	if out == "" {
 		out = filepath.Join(runDir, "report")
 	}
-	ckpts, evals, warnings, err := Load(runDir, out)
+	run, err := LoadRun(runDir, out)
 	if err != nil {
 		return "", nil, err
 	}
-	index, err = write(runDir, out, opts.ToolVersion, ckpts, evals, warnings)
-	return index, warnings, err
+	index, err = write(runDir, out, opts.ToolVersion, run)
+	return index, run.Warnings, err
 }
 
-// write renders the page of ckpts and evals into out.
-func write(runDir, out, tool string, ckpts []Checkpoint, evals []*eval.Result, warnings []string) (string, error) {
-	if len(ckpts) == 0 && len(evals) == 0 {
-		return "", fmt.Errorf("%s holds no *.ckpt checkpoints and no eval/*.json eval outputs (distill eval --out %s)",
+// write renders the page of run into out.
+func write(runDir, out, tool string, run *Run) (string, error) {
+	ckpts, evals, warnings := run.Ckpts, run.Evals, run.Warnings
+	if len(ckpts) == 0 && len(evals) == 0 && len(run.LMCkpts) == 0 && len(run.Samples) == 0 {
+		return "", fmt.Errorf("%s holds no *.ckpt checkpoints, no transformer checkpoints (training.json), no eval/*.json eval outputs (distill eval --out %s) and no generated samples (*.jsonl)",
 			runDir, filepath.Join(runDir, "eval", "NAME.json"))
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -223,6 +326,9 @@ func write(runDir, out, tool string, ckpts []Checkpoint, evals []*eval.Result, w
 
 	var batches, datasets []string
 	for _, r := range evals {
+		if r.LM != nil {
+			continue // the language models' table
+		}
 		page.Models = append(page.Models, modelRow(r))
 		for _, l := range r.Latency {
 			if b := fmt.Sprint(l.Batch); l.Batch > 1 && !slices.Contains(batches, b) {
@@ -240,22 +346,16 @@ func write(runDir, out, tool string, ckpts []Checkpoint, evals []*eval.Result, w
 			page.Ckpts = append(page.Ckpts, ckptRow(c))
 		}
 		var series []curveSeries
-		var labels []string
+		var epochs [][]train.EpochMetrics
 		for _, c := range ckpts {
 			s := curveSeries{label: c.Name + " (" + eval.TrainingOf(c.Info.Training.Alpha, c.Info.Training.Temperature, c.Info.Epoch).Label() + ")",
 				dashed: c.Info.Training.Alpha == 0}
 			for _, e := range c.Metrics {
 				s.epochs = append(s.epochs, e.Epoch)
 			}
-			series = append(series, s)
-			labels = append(labels, s.label)
+			series, epochs = append(series, s), append(epochs, c.Metrics)
 		}
-		var plots []*plot.Plot
-		var titles []string
-		for _, m := range []struct {
-			title, ylabel string
-			value         func(train.EpochMetrics) float64
-		}{
+		img, err := curvesImage(save, "curves", series, epochs, []curveMetric[train.EpochMetrics]{
 			{"train loss", "mean loss per row", func(e train.EpochMetrics) float64 { return e.TrainLoss }},
 			{"validation accuracy", "accuracy", func(e train.EpochMetrics) float64 {
 				if e.Val == nil || e.Val.Accuracy == nil {
@@ -269,33 +369,35 @@ func write(runDir, out, tool string, ckpts []Checkpoint, evals []*eval.Result, w
 				}
 				return e.Val.Agreement
 			}},
-		} {
-			for i, c := range ckpts {
-				series[i].values = series[i].values[:0]
-				for _, e := range c.Metrics {
-					series[i].values = append(series[i].values, m.value(e))
-				}
-			}
-			p, err := curveChart(m.title, m.ylabel, series)
-			if err != nil {
-				return "", err
-			}
-			if p != nil { // nil: no checkpoint has this metric (no --val)
-				plots, titles = append(plots, p), append(titles, m.title)
-			}
+		})
+		if err != nil {
+			return "", err
 		}
-		if len(plots) > 0 {
-			lg, err := curveLegend(series)
-			if err != nil {
-				return "", err
-			}
-			img, err := save("curves", curveW, curveH, &lg, labels, plots...)
-			if err != nil {
-				return "", err
-			}
-			img.Alt = strings.Join(titles, ", ") + " per epoch"
-			page.Curves = append(page.Curves, img)
+		if img != nil {
+			page.Curves = append(page.Curves, *img)
 		}
+	}
+	if len(run.LMCkpts) > 0 {
+		var epochs [][]train.LMEpoch
+		for _, c := range run.LMCkpts {
+			page.LMCkpts = append(page.LMCkpts, lmCheckpointRow(c))
+			epochs = append(epochs, c.Info.Epochs)
+		}
+		series, metrics := lmCurves(run.LMCkpts)
+		img, err := curvesImage(save, "lm-curves", series, epochs, metrics)
+		if err != nil {
+			return "", err
+		}
+		if img != nil {
+			page.LMCurves = append(page.LMCurves, *img)
+		}
+	}
+	page.LM = newLMTable(evals)
+	if len(run.Samples) > 0 {
+		for _, f := range run.Samples {
+			page.SampleFiles = append(page.SampleFiles, f.Name)
+		}
+		page.Samples = samplesTable(run.Samples)
 	}
 
 	var withClasses []*eval.Result
@@ -312,6 +414,9 @@ func write(runDir, out, tool string, ckpts []Checkpoint, evals []*eval.Result, w
 			}
 			img.Alt = "reliability diagram of " + r.Name
 			img.Caption = fmt.Sprintf("%s: %d rows, accuracy against the %s", r.Name, r.Rows, r.ECEReference)
+			if r.LM != nil {
+				img.Caption = fmt.Sprintf("%s: %s next-token positions, accuracy against the next tokens", r.Name, human.Digits(r.Tokens))
+			}
 			page.Reliability = append(page.Reliability, img)
 		}
 		if len(r.Confusion) > 0 {
@@ -376,7 +481,7 @@ func write(runDir, out, tool string, ckpts []Checkpoint, evals []*eval.Result, w
 }
 
 // chartName matches the names of the charts runReport writes.
-var chartName = regexp.MustCompile(`^(curves|per-class|reliability-.+|confusion-.+)$`)
+var chartName = regexp.MustCompile(`^(curves|lm-curves|per-class|reliability-.+|confusion-.+)$`)
 
 // uniqueSlug turns s into a file name stem of [a-z0-9._-], distinct from
 // the ones in used.
@@ -477,6 +582,7 @@ th { background: #f4f4f4; } td:first-child, th:first-child, td.l { text-align: l
 figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .note { font-size: 0.85em; color: #555; } .warn { color: #a40; }
+td.sample { white-space: pre-wrap; vertical-align: top; max-width: 30em; font-size: 0.9em; }
 </style>
 </head>
 <body>
@@ -491,6 +597,33 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 {{range .Models}}<tr><td title="evaluated on {{.Data}}">{{.Name}}</td><td class="l">{{.Kind}}</td><td class="l">{{.Training}}</td><td>{{.Accuracy}}</td><td>{{.Errors}}</td><td>{{.Agreement}}</td><td>{{.KL}}</td><td>{{.ECE}}</td><td>{{.Params}}</td><td>{{.FileSize}}</td><td>{{.LatencyBatch1}}</td><td>{{.LatencyLarge}}</td><td>{{.Rate}}</td></tr>
 {{end}}</table>
 <p class="note">From eval/*.json, on {{.Datasets}}. Agreement is top-1 agreement with the teacher and KL is at temperature 1, in nats per row; ECE uses 15 equal-width confidence bins. Parameters count stored weight values. Latency is wall time per run divided by the batch size (p50 over the timed runs, single process, --threads as given to eval).</p>
+{{- end}}
+{{- with .LM}}
+<h2>Language models: size and speed</h2>
+<table id="lm-models">
+<tr><th>model</th><th>kind</th><th>training</th><th>perplexity</th><th>NLL</th><th>next-token accuracy</th><th>agreement</th><th>KL</th><th>ECE</th><th>params</th><th>file size</th><th>prefill<br>tokens/s</th>{{range .Batches}}<th>decode tokens/s<br>batch {{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr><td title="evaluated on {{.Data}}">{{.Name}}</td><td class="l">{{.Kind}}</td><td class="l">{{.Training}}</td><td>{{.Perplexity}}</td><td>{{.NLL}}</td><td>{{.Accuracy}}</td><td>{{.Agreement}}</td><td>{{.KL}}</td><td>{{.ECE}}</td><td>{{.Params}}</td><td>{{.FileSize}}</td><td>{{.Prefill}}</td>{{range .Decode}}<td>{{.}}</td>{{end}}</tr>
+{{end}}</table>
+<p class="note">From eval/*.json, on {{.Datasets}}. Per next-token position: NLL of the true next token in nats and perplexity exp(NLL), top-1 accuracy, top-1 agreement with the teacher and KL(teacher ‖ model) at temperature 1 (over the cached buckets for a top-k or sampled cache), ECE over 15 bins against the next tokens. Prefill: one call over a whole window at batch 1; decode: single-token calls after a prompt (with the KV cache when the model has one); tokens/s from the p50 call.</p>
+{{- end}}
+{{- if .LMCkpts}}
+<h2>Language-model training</h2>
+<table id="lm-checkpoints">
+<tr><th>checkpoint</th><th>training</th><th>architecture</th><th>epochs</th><th>last train loss</th><th>held-out perplexity</th><th>held-out agreement</th><th>held-out KL</th></tr>
+{{range .LMCkpts}}<tr><td>{{.Name}}</td><td class="l">{{.Method}}</td><td class="l">{{.Architecture}}</td><td>{{.Epochs}}</td><td>{{.Loss}}</td><td>{{.Perplexity}}</td><td>{{.Agreement}}</td><td>{{.KL}}</td></tr>
+{{end}}</table>
+<div class="charts">
+{{range .LMCurves}}<figure><img src="{{.File}}" alt="{{.Alt}}" width="{{.Width}}"></figure>
+{{end}}</div>
+<p class="note">From each checkpoint's training.json. Solid: distilled (alpha &gt; 0); dashed: trained on the next tokens only (alpha 0). Held-out figures are per token on the --val cache after every epoch.</p>
+{{- end}}
+{{- if .Samples}}
+<h2>Generated samples</h2>
+<table id="samples">
+<tr><th>prompt</th>{{range .SampleFiles}}<th>{{.}}</th>{{end}}</tr>
+{{range .Samples}}<tr><td class="l sample">{{.Prompt}}</td>{{range .Texts}}<td class="l sample">{{.}}</td>{{end}}</tr>
+{{end}}</table>
+<p class="note">The first sample of each prompt in each *.jsonl file of distill generate --out, side by side (at most 600 characters each).</p>
 {{- end}}
 {{- if .Ckpts}}
 <h2>Training</h2>
@@ -525,25 +658,53 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 </html>
 `))
 
-// WriteTable prints the eval outputs of runDir as one text table: the
-// same rows as the report's size and speed table, models without training
-// provenance (the teacher) first.
+// WriteTable prints the eval outputs of runDir as text tables: the same
+// rows as the report's size and speed tables, models without training
+// provenance (the teacher) first; the classifiers' table, then, when
+// there are language models, theirs.
 func WriteTable(w io.Writer, runDir string) error {
 	_, evals, _, err := Load(runDir, filepath.Join(runDir, "report"))
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "model\ttraining\taccuracy\terrors\tagreement\tparams\tfile\tms/sample b=1\tms/sample b=large\t")
-	rows := make([]reportModelRow, len(evals))
-	for i, r := range evals {
-		rows[i] = modelRow(r)
+	var rows []reportModelRow
+	for _, r := range evals {
+		if r.LM == nil {
+			rows = append(rows, modelRow(r))
+		}
 	}
-	// Models without training provenance (the teacher) first.
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Training == "–" && rows[j].Training != "–" })
-	for _, row := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.Name, row.Training, row.Accuracy, row.Errors,
-			row.Agreement, row.Params, row.FileSize, row.LatencyBatch1, row.LatencyLarge)
+	lmt := newLMTable(evals)
+	teacherFirst := func(a, b string) bool { return a == "–" && b != "–" }
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if len(rows) > 0 || lmt == nil {
+		fmt.Fprintln(tw, "model\ttraining\taccuracy\terrors\tagreement\tparams\tfile\tms/sample b=1\tms/sample b=large\t")
+		sort.SliceStable(rows, func(i, j int) bool { return teacherFirst(rows[i].Training, rows[j].Training) })
+		for _, row := range rows {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.Name, row.Training, row.Accuracy, row.Errors,
+				row.Agreement, row.Params, row.FileSize, row.LatencyBatch1, row.LatencyLarge)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if lmt == nil {
+		return nil
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w)
+	}
+	head := "model\ttraining\tperplexity\tagreement\tKL\tparams\tfile\tprefill tok/s\t"
+	for _, b := range lmt.Batches {
+		head += fmt.Sprintf("decode tok/s b=%d\t", b)
+	}
+	fmt.Fprintln(tw, head)
+	sort.SliceStable(lmt.Rows, func(i, j int) bool { return teacherFirst(lmt.Rows[i].Training, lmt.Rows[j].Training) })
+	for _, row := range lmt.Rows {
+		line := strings.Join([]string{row.Name, row.Training, row.Perplexity, row.Agreement, row.KL, row.Params, row.FileSize, row.Prefill}, "\t") + "\t"
+		for _, d := range row.Decode {
+			line += d + "\t"
+		}
+		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
 }

@@ -177,7 +177,7 @@ func TestWriteErrors(t *testing.T) {
 	file := filepath.Join(empty, "f")
 	os.WriteFile(file, nil, 0o644)
 	for dir, want := range map[string]string{
-		empty:                           "no *.ckpt checkpoints and no eval/*.json",
+		empty:                           "no *.ckpt checkpoints, no transformer checkpoints (training.json), no eval/*.json",
 		filepath.Join(empty, "missing"): "no such file",
 		file:                            "is not a directory",
 	} {

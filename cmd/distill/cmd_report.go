@@ -71,14 +71,20 @@ func writeReport(runDir, out string) (string, error) {
 		dir = filepath.Join(runDir, "report")
 	}
 	// The files the report reads must stay outside what it writes.
-	ckpts, _, _, err := report.Load(runDir, dir)
+	run, err := report.LoadRun(runDir, dir)
 	if err != nil {
 		return "", err
 	}
 	evals, _ := filepath.Glob(filepath.Join(runDir, "eval", "*.json"))
 	var inputs []guard.Path
-	for _, c := range ckpts {
+	for _, c := range run.Ckpts {
 		inputs = append(inputs, guard.Path{Flag: "RUN_DIR checkpoint", Path: filepath.Join(runDir, c.Path)})
+	}
+	for _, c := range run.LMCkpts {
+		inputs = append(inputs, guard.Path{Flag: "RUN_DIR checkpoint", Path: filepath.Join(runDir, c.Path)})
+	}
+	for _, f := range run.Samples {
+		inputs = append(inputs, guard.Path{Flag: "RUN_DIR samples", Path: filepath.Join(runDir, f.Path)})
 	}
 	for _, e := range evals {
 		inputs = append(inputs, guard.Path{Flag: "RUN_DIR eval output", Path: e})

@@ -107,7 +107,7 @@ func TestReportErrors(t *testing.T) {
 	}{
 		{[]string{"report"}, exitUsage, "want one run directory"},
 		{[]string{"report", empty, "extra"}, exitUsage, "want one run directory"},
-		{[]string{"report", empty}, exitFailure, "no *.ckpt checkpoints and no eval/*.json"},
+		{[]string{"report", empty}, exitFailure, "no *.ckpt checkpoints, no transformer checkpoints (training.json), no eval/*.json"},
 		{[]string{"report", filepath.Join(empty, "missing")}, exitFailure, "no such file"},
 	} {
 		code, _, stderr := runDistill(tc.args...)
