@@ -18,108 +18,6 @@ import (
 	"github.com/distill-ml/distill/lm"
 )
 
-// bigram is a fake lm.Model: the logits after token x at position p are
-// table[x] + 0.05·p·(c mod 3), so they depend on the token fed and its
-// position and nothing else; a KV-cache model trivially. Step checks the
-// shapes of what it is fed, the all-ones mask and the positions a
-// session from an empty past must have.
-type bigram struct {
-	V, maxPos      int
-	table          [][]float32
-	open, started  int
-	maxPast, calls int
-	// nan, when set, makes the logits of token nan NaN.
-	nan int
-}
-
-func newBigram(V int) *bigram {
-	m := &bigram{V: V, maxPos: 64, nan: -1}
-	for x := range V {
-		row := make([]float32, V)
-		for c := range row {
-			row[c] = float32(math.Sin(float64(3*x+5*c+1))) * 2
-		}
-		m.table = append(m.table, row)
-	}
-	return m
-}
-
-// logit is the model's formula, in float64.
-func (m *bigram) logit(x, pos, c int) float64 {
-	return float64(float32(float64(m.table[x][c]) + 0.05*float64(pos)*float64(c%3)))
-}
-
-func (m *bigram) Info() lm.Info {
-	return lm.Info{Kind: lm.KindONNXCache, Path: "bigram.onnx", Vocab: m.V, MaxPositions: m.maxPos, KVCache: true, Params: int64(m.V * m.V), Bytes: 1234, BOS: 1, EOS: 2, SHA256: "ab"}
-}
-
-func (m *bigram) Start(batch int) (lm.Session, error) {
-	m.open++
-	m.started++
-	return &bigramSession{m: m, B: batch}, nil
-}
-
-func (m *bigram) Close() error { return nil }
-
-type bigramSession struct {
-	m      *bigram
-	B, pos int
-	out    []float32
-	closed bool
-}
-
-func (s *bigramSession) Step(ids []int64, n int, mask, pos []int64) ([]float32, error) {
-	m := s.m
-	if s.closed {
-		return nil, errors.New("step after close")
-	}
-	if len(ids) != s.B*n || len(mask) != s.B*(s.pos+n) || len(pos) != s.B*n {
-		return nil, fmt.Errorf("batch %d, %d new after %d: %d ids, %d mask, %d pos", s.B, n, s.pos, len(ids), len(mask), len(pos))
-	}
-	if s.pos+n > m.maxPos {
-		return nil, fmt.Errorf("past %d + %d new > %d positions", s.pos, n, m.maxPos)
-	}
-	for _, v := range mask {
-		if v != 1 {
-			return nil, errors.New("a mask with padding")
-		}
-	}
-	s.out = s.out[:0]
-	for b := range s.B {
-		for t := range n {
-			if p := pos[b*n+t]; p != int64(s.pos+t) {
-				return nil, fmt.Errorf("row %d token %d: position %d, want %d", b, t, p, s.pos+t)
-			}
-			x := int(ids[b*n+t])
-			if x < 0 || x >= m.V {
-				return nil, fmt.Errorf("id %d", x)
-			}
-			for c := range m.V {
-				v := float32(m.logit(x, s.pos+t, c))
-				if x == m.nan {
-					v = float32(math.NaN())
-				}
-				s.out = append(s.out, v)
-			}
-		}
-	}
-	s.pos += n
-	m.maxPast = max(m.maxPast, s.pos)
-	m.calls++
-	return s.out, nil
-}
-
-func (s *bigramSession) Past() int { return s.pos }
-
-func (s *bigramSession) Close() error {
-	if s.closed {
-		return errors.New("closed twice")
-	}
-	s.closed = true
-	s.m.open--
-	return nil
-}
-
 // lmWant is a float64 evaluation of the formulas over windows.
 type lmWant struct {
 	tokens                 int64
@@ -139,13 +37,13 @@ type teacherPos struct {
 	p    []float64 // dense [V], or per id
 }
 
-func (w *lmWant) add(m *bigram, ids []int64, labels []int64, teach []teacherPos) {
+func (w *lmWant) add(m *fixtures.Bigram, ids []int64, labels []int64, teach []teacherPos) {
 	T := len(ids)
 	for t := range T {
 		logq := make([]float64, m.V)
 		mx, arg := math.Inf(-1), 0
 		for c := range m.V {
-			logq[c] = m.logit(int(ids[t]), t, c)
+			logq[c] = m.Logit(int(ids[t]), t, c)
 			if logq[c] > mx {
 				mx, arg = logq[c], c
 			}
@@ -339,7 +237,7 @@ func runLM(t *testing.T, m lm.Model, data, teacherCache string, do *eval.LMDataO
 func TestRunLMTokens(t *testing.T) {
 	const n, T, V = 11, 12, 7
 	data := fixtures.WriteTokenData(t, filepath.Join(t.TempDir(), "tokens.parquet"), n, T, V)
-	m := newBigram(V)
+	m := fixtures.NewBigram(V)
 	var done []int64
 	res := runLM(t, m, data, "", nil, &eval.LMOptions{Options: eval.Options{Name: "bi", Batch: 4, ToolVersion: "test",
 		Progress: func(d, total int64) {
@@ -362,8 +260,8 @@ func TestRunLMTokens(t *testing.T) {
 	if !slices.Equal(done, []int64{4, 8, 11}) {
 		t.Errorf("progress %v", done)
 	}
-	if m.open != 0 || m.started != 3 {
-		t.Errorf("%d sessions open, %d started; want 0 and 3 (windows in batches of 4)", m.open, m.started)
+	if m.Open != 0 || m.Started != 3 {
+		t.Errorf("%d sessions open, %d started; want 0 and 3 (windows in batches of 4)", m.Open, m.Started)
 	}
 	var sb strings.Builder
 	if err := res.WriteText(&sb); err != nil {
@@ -394,7 +292,7 @@ func TestRunLMSplit(t *testing.T) {
 	if len(val) != n {
 		t.Fatalf("%d val marks for %d windows", len(val), n)
 	}
-	m := newBigram(V)
+	m := fixtures.NewBigram(V)
 	for _, split := range []string{"", "val", "train", "all"} {
 		res := runLM(t, m, data, "", &eval.LMDataOptions{Split: split}, &eval.LMOptions{Options: eval.Options{Batch: 2}})
 		var w lmWant
@@ -426,7 +324,7 @@ func TestRunLMCache(t *testing.T) {
 	tmp := t.TempDir()
 	data := fixtures.WriteTokenData(t, filepath.Join(tmp, "tokens.parquet"), n, T, V)
 	rows, win, _ := windows(t, data)
-	m := newBigram(V)
+	m := fixtures.NewBigram(V)
 	for _, tc := range []struct {
 		name    string
 		keep    bool
@@ -473,7 +371,7 @@ func TestRunLMCache(t *testing.T) {
 func TestRunLMLatency(t *testing.T) {
 	const n, T, V = 3, 10, 5
 	data := fixtures.WriteTokenData(t, filepath.Join(t.TempDir(), "tokens.parquet"), n, T, V)
-	m := newBigram(V)
+	m := fixtures.NewBigram(V)
 	res := runLM(t, m, data, "", nil, &eval.LMOptions{Options: eval.Options{Batch: 2, BenchTime: time.Millisecond},
 		DecodePrompt: 5, DecodeSteps: 7, DecodeBatch: []int{1, 4}})
 	p := res.LM.Prefill
@@ -491,8 +389,8 @@ func TestRunLMLatency(t *testing.T) {
 			t.Errorf("decode batch %d: %+v", b, l)
 		}
 	}
-	if m.maxPast != 12 || m.open != 0 {
-		t.Errorf("longest past %d (want prompt 5 + 7 steps = 12), %d sessions open", m.maxPast, m.open)
+	if m.MaxPast != 12 || m.Open != 0 {
+		t.Errorf("longest past %d (want prompt 5 + 7 steps = 12), %d sessions open", m.MaxPast, m.Open)
 	}
 	var sb strings.Builder
 	if err := res.WriteText(&sb); err != nil {
@@ -505,7 +403,7 @@ func TestRunLMLatency(t *testing.T) {
 	}
 
 	// Too long a decoding run for the model's positions.
-	m.maxPos = 11
+	m.MaxPos = 11
 	d, err := eval.OpenLMData(data, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -515,7 +413,7 @@ func TestRunLMLatency(t *testing.T) {
 	if !errors.Is(err, eval.ErrOption) || !strings.Contains(err.Error(), "--decode-steps 7") {
 		t.Errorf("prompt 5 + 7 steps on 11 positions: %v", err)
 	}
-	m.maxPos = 9 // windows of 10
+	m.MaxPos = 9 // windows of 10
 	if _, err = eval.RunLM(context.Background(), m, d, nil); err == nil || !strings.Contains(err.Error(), "--seq-len") {
 		t.Errorf("windows of 10 on 9 positions: %v", err)
 	}
@@ -531,12 +429,12 @@ func TestRunLMErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if _, err := eval.RunLM(context.Background(), newBigram(V+1), d, nil); err == nil || !strings.Contains(err.Error(), "tokenizer") {
+	if _, err := eval.RunLM(context.Background(), fixtures.NewBigram(V+1), d, nil); err == nil || !strings.Contains(err.Error(), "tokenizer") {
 		t.Errorf("vocabulary 6 on data of 5: %v", err)
 	}
 	// NaN logits: counted, out of the NLL, a warning.
-	m := newBigram(V)
-	m.nan = 0
+	m := fixtures.NewBigram(V)
+	m.NaN = 0
 	var warned []string
 	res := runLM(t, m, data, "", nil, &eval.LMOptions{Options: eval.Options{Warn: func(s string) { warned = append(warned, s) }}})
 	_, win, _ := windows(t, data)
