@@ -17,6 +17,12 @@
 //   - Metrics: Position, Metric, Accumulator; Accuracy, Agreement,
 //     Calibration, ClassifierMetrics; ECEBins.
 //   - Running: Options, Run; BenchLatency.
+//   - Language models: RunLM over an lm.Model (ONNX through lm/onnxlm,
+//     opened by the command; eval itself stays cgo-free), LMOptions;
+//     LMData (OpenLMData: a token dataset, or a per-token cache with its
+//     teacher scores), LMDataOptions, LMChunk; NLL, NewTokenAccuracy,
+//     LMMetrics; BenchPrefill, BenchDecode; LMInfo, TokenLatency;
+//     DescribeTransformer.
 //   - Export parity: Runner, Parity, ParityResult, ParityBatch.
 //   - Results: Result (its JSON form; WriteText for people) and its parts (ModelInfo, Training, DataInfo,
 //     TeacherInfo, Class, Bin, Latency); TrainingOf, DescribeStudent.
@@ -40,7 +46,10 @@
 // or ±Inf predict nothing: they count as errors and disagreements and stay
 // out of the KL and the calibration. A per-token evaluation adds its own
 // Metric — a negative log-likelihood sums −LogQ[Label] — and runs the same
-// loop; no second framework.
+// loop; no second framework (RunLM: NLL, NewTokenAccuracy without the
+// V×V confusion matrix, Agreement, Calibration against the next tokens).
+// A sampled teacher's KL runs over its distinct drawn ids and the rest
+// bucket, as a top-k one's (TeacherScores.Count marks the padding).
 //
 // # Results
 //
