@@ -185,20 +185,7 @@ func cacheTeacher(t *testing.T, dir string) map[int64][]teacherPos {
 				var tp teacherPos
 				if k == 0 {
 					s := b.Logits[q*V : (q+1)*V]
-					tp.p = make([]float64, V)
-					mx := math.Inf(-1)
-					for c, v := range s {
-						if float64(v) > mx {
-							mx, tp.top1 = float64(v), c
-						}
-					}
-					var z float64
-					for _, v := range s {
-						z += math.Exp(float64(v) - mx)
-					}
-					for c, v := range s {
-						tp.p[c] = math.Exp(float64(v)-mx) / z
-					}
+					tp.p, tp.top1 = fixtures.Softmax(s), fixtures.Argmax(s)
 				} else {
 					best := math.Inf(-1)
 					for j := q * k; j < (q+1)*k; j++ {

@@ -17,15 +17,7 @@ func (r *Result) WriteText(out io.Writer) error {
 		return r.writeLMText(out)
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	pct := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
-	kind := r.Model.Kind
-	if t := r.Model.Training; t != nil {
-		kind += ", " + t.Label()
-	}
-	fmt.Fprintf(w, "model\t%s (%s) %s\n", r.Name, kind, r.Model.Path)
-	if r.Model.Architecture != "" {
-		fmt.Fprintf(w, "architecture\t%s\n", r.Model.Architecture)
-	}
+	r.writeModel(w)
 	fmt.Fprintf(w, "data\t%s (%s, column %q %s): %d rows, %d classes\n", r.Data.Path, r.Data.Kind, r.Data.Column, human.Shape(r.Model.InputShape), r.Rows, r.Classes)
 	if r.Accuracy != nil {
 		fmt.Fprintf(w, "accuracy\t%s\t%d errors\n", pct(*r.Accuracy), *r.Errors)
@@ -111,12 +103,12 @@ func (r *Result) WriteText(out io.Writer) error {
 	return nil
 }
 
-// writeLMText prints a language model's result: NLL and perplexity,
-// next-token accuracy, agreement and KL per token, ECE, size and the
-// token latencies.
-func (r *Result) writeLMText(out io.Writer) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	pct := func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
+// pct formats a fraction as a percentage.
+func pct(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) }
+
+// writeModel prints the model line (name, kind, training, path) and the
+// architecture.
+func (r *Result) writeModel(w io.Writer) {
 	kind := r.Model.Kind
 	if t := r.Model.Training; t != nil {
 		kind += ", " + t.Label()
@@ -125,6 +117,14 @@ func (r *Result) writeLMText(out io.Writer) error {
 	if r.Model.Architecture != "" {
 		fmt.Fprintf(w, "architecture\t%s\n", r.Model.Architecture)
 	}
+}
+
+// writeLMText prints a language model's result: NLL and perplexity,
+// next-token accuracy, agreement and KL per token, ECE, size and the
+// token latencies.
+func (r *Result) writeLMText(out io.Writer) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	r.writeModel(w)
 	split := ""
 	if r.Data.Split != "" && r.Data.Split != "all" {
 		split = ", " + r.Data.Split + " windows"

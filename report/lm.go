@@ -160,18 +160,6 @@ func newLMTable(evals []*eval.Result) *lmTable {
 
 // lmRow formats a language model's result for the table.
 func lmRow(r *eval.Result, batches []int) lmModelRow {
-	pct := func(v *float64) string {
-		if v == nil {
-			return "–"
-		}
-		return fmt.Sprintf("%.2f%%", 100**v)
-	}
-	num := func(v *float64, f string) string {
-		if v == nil {
-			return "–"
-		}
-		return fmt.Sprintf(f, *v)
-	}
 	rate := func(v float64) string { return human.Digits(int64(math.Round(v))) }
 	row := lmModelRow{Name: r.Name, Kind: r.LM.Kind, Training: "–", Data: r.Data.Path,
 		Perplexity: num(r.Perplexity, "%.3f"), NLL: num(r.NLL, "%.4f"), Accuracy: pct(r.Accuracy), Agreement: pct(r.Agreement),

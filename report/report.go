@@ -507,19 +507,23 @@ func uniqueSlug(s string, used map[string]bool) string {
 	return slug
 }
 
+// pct formats a fraction as a percentage, "–" when absent.
+func pct(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f%%", 100**v)
+}
+
+// num formats a number with the verb f, "–" when absent.
+func num(v *float64, f string) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf(f, *v)
+}
+
 func modelRow(r *eval.Result) reportModelRow {
-	pct := func(v *float64) string {
-		if v == nil {
-			return "–"
-		}
-		return fmt.Sprintf("%.2f%%", 100**v)
-	}
-	num := func(v *float64, f string) string {
-		if v == nil {
-			return "–"
-		}
-		return fmt.Sprintf(f, *v)
-	}
 	row := reportModelRow{
 		Name: r.Name, Kind: r.Model.Kind, Training: "–", Data: r.Data.Path,
 		Accuracy: pct(r.Accuracy), Agreement: pct(r.Agreement), KL: num(r.KL, "%.4f"), ECE: num(r.ECE, "%.4f"),
