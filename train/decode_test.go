@@ -309,8 +309,8 @@ func TestDecoderStories260K(t *testing.T) {
 	}
 	for _, batch := range []int{1, 3} {
 		ids := greedyStories(t, batch, 200)
-		if got := tok.Decode(ids, true); got != storiesGreedy {
-			t.Errorf("batch %d: greedy text\n%q\nwant\n%q", batch, got, storiesGreedy)
+		if got := tok.Decode(ids, true); got != sharedtest.StoriesGreedy {
+			t.Errorf("batch %d: greedy text\n%q\nwant\n%q", batch, got, sharedtest.StoriesGreedy)
 		}
 	}
 }

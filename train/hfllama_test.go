@@ -14,11 +14,6 @@ import (
 	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
-// storiesGreedy is llama2.c test_all.py's expected output of greedy
-// decoding stories260K for 200 tokens from BOS (as in
-// formats/tokenizer's test).
-const storiesGreedy = sharedtest.StoriesGreedy
-
 // TestTransformerStories260K loads the real stories260K teacher in the
 // Hugging Face layout (../shared/teachers/seq/stories260K-hf: config.json,
 // model.safetensors; q/k rows ordered for rotate_half) into a Transformer
@@ -34,7 +29,7 @@ func TestTransformerStories260K(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := tok.Encode(storiesGreedy, true)
+	ids, err := tok.Encode(sharedtest.StoriesGreedy, true)
 	if err != nil || len(ids) != 201 {
 		t.Fatalf("golden text: %d ids, %v", len(ids), err)
 	}
