@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/train"
 )
@@ -23,8 +22,8 @@ import (
 //     beside model.safetensors and config.json; train.LoadLMCheckpoint,
 //     which checks every file's sha256). MaxPositions is the training
 //     sequence length T. BOS and EOS are those the token dataset behind the
-//     training cache records (its tokenizer's), when the cache's manifest
-//     and that dataset are still where training.json says; else -1.
+//     training cache records (its tokenizer's), when training.json names
+//     it (cache.dataset) and it is still there; else -1.
 //   - a Hugging Face Llama directory (config.json and model.safetensors,
 //     no training.json; train.LoadHFLlama), e.g. stories260K-hf.
 //     MaxPositions is config.json's max_position_embeddings, BOS and EOS
@@ -61,7 +60,7 @@ func OpenCheckpoint(dir string, threads int) (Model, error) {
 		}
 		d := c.Info.Files[train.ModelFile]
 		info.Bytes, info.SHA256 = d.Bytes, d.SHA256
-		info.BOS, info.EOS = provenanceTokens(c.Info.Cache.Path)
+		info.BOS, info.EOS = provenanceTokens(c.Info.Cache.Dataset)
 	} else {
 		if m, err = openHF(dir, &info); err != nil {
 			return nil, err
@@ -125,18 +124,14 @@ func tokenID(v any) int {
 	return -1
 }
 
-// provenanceTokens returns the BOS and EOS ids the token dataset behind
-// the cache at path records, or -1 for each it cannot find.
-func provenanceTokens(cache string) (bos, eos int) {
+// provenanceTokens returns the BOS and EOS ids the token dataset at path
+// (the training cache's source) records, or -1 for each it cannot find.
+func provenanceTokens(path string) (bos, eos int) {
 	bos, eos = -1, -1
-	if cache == "" {
+	if path == "" {
 		return
 	}
-	man, err := formats.ReadManifest(cache)
-	if err != nil {
-		return
-	}
-	meta, err := dataset.ReadTokensMeta(man.Dataset.Path)
+	meta, err := dataset.ReadTokensMeta(path)
 	if err != nil {
 		return
 	}

@@ -101,7 +101,7 @@ func Generate(ctx context.Context, m Model, prompts [][]int64, o *GenerateOption
 		return fmt.Errorf("lm: pad id %d outside the model's %d-token vocabulary", o.Pad, info.Vocab)
 	}
 	for i, p := range prompts {
-		if err := checkPrompt(p, info); err != nil {
+		if err := CheckPrompt(p, info); err != nil {
 			return fmt.Errorf("prompt %d: %w", i+1, err)
 		}
 	}
@@ -115,8 +115,9 @@ func Generate(ctx context.Context, m Model, prompts [][]int64, o *GenerateOption
 	return nil
 }
 
-// checkPrompt refuses a prompt the model cannot continue.
-func checkPrompt(p []int64, info Info) error {
+// CheckPrompt refuses a prompt the model of info cannot continue: empty,
+// an id outside its vocabulary, or no room left in its context.
+func CheckPrompt(p []int64, info Info) error {
 	if len(p) == 0 {
 		return errors.New("lm: an empty prompt (start it with the BOS id at least)")
 	}

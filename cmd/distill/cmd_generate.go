@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats/dataset"
@@ -248,6 +249,9 @@ func (o *generateOptions) readPrompts() ([]string, error) {
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	for line := 1; sc.Scan(); line++ {
 		text := strings.TrimSuffix(sc.Text(), "\r")
+		if !utf8.ValidString(text) || strings.ContainsRune(text, 0) {
+			return nil, fmt.Errorf("--prompts %s:%d: not UTF-8 text (a binary file?); give a text file of prompts, one per line", o.Prompts, line)
+		}
 		if strings.TrimSpace(text) == "" {
 			continue
 		}
@@ -346,6 +350,9 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 			for j, id := range ids {
 				p.ids[j] = int64(id)
 			}
+			if err := lm.CheckPrompt(p.ids, info); err != nil {
+				return fmt.Errorf("prompt %d: %w", i+1, err)
+			}
 			prompts = append(prompts, p)
 		}
 	}
@@ -358,20 +365,30 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 		}
 	}
 
+	// The JSONL file is created with the first sample, so that a run that
+	// fails before any leaves none.
 	var jsonl *os.File
-	if o.Out != "" {
+	openJSONL := func() error {
+		if jsonl != nil {
+			return nil
+		}
 		if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err != nil {
 			return err
 		}
-		if jsonl, err = os.Create(o.Out); err != nil {
+		f, err := os.Create(o.Out)
+		if err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
-		defer func() {
+		jsonl = f
+		return nil
+	}
+	defer func() {
+		if jsonl != nil {
 			if cerr := jsonl.Close(); err == nil && cerr != nil {
 				err = fmt.Errorf("--out: %w", cerr)
 			}
-		}()
-	}
+		}
+	}()
 	var tw *dataset.TokenWriter
 	if o.Tokens != "" {
 		if err := os.MkdirAll(filepath.Dir(o.Tokens), 0o755); err != nil {
@@ -394,7 +411,7 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 		defer tw.Abort()
 	}
 	var stdout io.Writer
-	if jsonl == nil && tw == nil {
+	if o.Out == "" && tw == nil {
 		stdout = cmdOut
 	}
 	summary := cmdOut
@@ -424,7 +441,10 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 			if head := tok.Decode(toInts(p.ids), true); strings.HasPrefix(full, head) {
 				text = full[len(head):]
 			}
-			if jsonl != nil {
+			if o.Out != "" {
+				if err := openJSONL(); err != nil {
+					return err
+				}
 				line, err := json.Marshal(genRecord{Index: s.Index, Seed: s.Seed, Prompt: p.text, Text: text, PromptIDs: p.ids, IDs: s.IDs, Stop: s.Stop,
 					Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, Model: info.SHA256})
 				if err != nil {
@@ -465,6 +485,9 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 	rate := float64(tokens) / max(el.Seconds(), 1e-9)
 	fmt.Fprintf(summary, "generated %s samples of %s (%s tokens) with %s (%s) in %.1fs: %s tokens/s\n",
 		human.Digits(int64(done)), human.Digits(int64(len(all))), human.Digits(tokens), o.Model, info.Kind, el.Seconds(), human.Digits(int64(rate)))
+	if o.Out != "" && jsonl == nil && done == 0 {
+		fmt.Fprintf(cmdErr, "distill generate: no sample finished: %s not written\n", o.Out)
+	}
 	if jsonl != nil {
 		if err := jsonl.Sync(); err != nil {
 			return fmt.Errorf("--out: %w", err)
