@@ -45,7 +45,8 @@ model's. Prompts are encoded with the tokenizer's special tokens (BOS for
 llama2.c). --prompt may be repeated; --prompts FILE reads one prompt per
 line (blank lines skipped), or, for a .jsonl or .json file, one JSON
 object per line with the prompt in its string field "prompt" (prompts with
-newlines). Each prompt gets --samples samples.
+newlines). Each prompt gets --samples samples (at most 1,048,576 samples
+per run).
 
 Tokens are drawn as Hugging Face's generate does: --temperature 0 is
 greedy (argmax), otherwise softmax(logits / T) restricted to the --top-k
@@ -107,7 +108,7 @@ Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
 const (
 	maxGenBatch   = 4096
 	maxGenNew     = 1 << 20
-	maxGenSamples = 1 << 24
+	maxGenSamples = 1 << 20 // samples per run, all prompts together
 	maxGenTemp    = 100
 )
 
@@ -139,7 +140,7 @@ func (o *generateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Tokenizer, "tokenizer", "", "the model's tokenizer: tokenizer.bin, vocab.json or tokenizer.json (required)")
 	fs.StringArrayVar(&o.Prompt, "prompt", nil, "a prompt to continue (repeatable)")
 	fs.StringVar(&o.Prompts, "prompts", "", "a file of prompts: one per line, or JSON lines with a \"prompt\" field (.jsonl, .json)")
-	fs.IntVar(&o.Samples, "samples", 1, fmt.Sprintf("samples per prompt, or from BOS without prompts (1..%d)", maxGenSamples))
+	fs.IntVar(&o.Samples, "samples", 1, fmt.Sprintf("samples per prompt, or from BOS without prompts (1..%d in all)", maxGenSamples))
 	fs.IntVar(&o.MaxNew, "max-new", 256, fmt.Sprintf("most tokens generated per sample (1..%d)", maxGenNew))
 	fs.Float64Var(&o.Temperature, "temperature", 1, fmt.Sprintf("softmax temperature, 0 = greedy (0..%d)", maxGenTemp))
 	fs.IntVar(&o.TopK, "top-k", 0, "sample among the K most likely tokens only (0 = all)")
@@ -336,7 +337,7 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 		if bos < 0 {
 			return usageError("neither the tokenizer nor the model has a BOS token to start from: give --prompt")
 		}
-		texts, prompts = []string{""}, []genPrompt{{"", []int64{int64(bos)}}}
+		prompts = []genPrompt{{"", []int64{int64(bos)}}}
 	} else {
 		for i, text := range texts {
 			ids, err := tok.Encode(text, true)
@@ -355,6 +356,9 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 			}
 			prompts = append(prompts, p)
 		}
+	}
+	if n := len(prompts) * o.Samples; n > maxGenSamples {
+		return usageError("%d prompts × --samples %d = %d samples: at most %d per run; split the prompts", len(prompts), o.Samples, n, maxGenSamples)
 	}
 	var all []genPrompt
 	var ids [][]int64
