@@ -60,6 +60,10 @@ type Decoder struct {
 // prefill's scores take decodeBlock × keys values per row and KV head.
 const decodeBlock = 64
 
+// attnGrainWork is about the multiply-adds of attention worth a thread of
+// their own.
+const attnGrainWork = 1 << 15
+
 // NewDecoder returns a decoder of m for batch rows with nothing fed yet.
 func NewDecoder(m *Transformer, batch int) (*Decoder, error) {
 	if batch < 1 {
@@ -164,7 +168,10 @@ func (d *Decoder) Step(ids []int64, s int, mask, pos []int64) ([]float32, error)
 		}
 		d.layer = l
 		d.sc = grow(d.sc, B*c.KVHeads*scoreRows(s, c.Heads/c.KVHeads)*total)
-		par().run(B*c.KVHeads, 1, d.attnFn)
+		// Tasks of little work (a few cached keys) run on one thread: a
+		// hand-off to another costs more than they do.
+		work := s * total * hd * 2 * (c.Heads / c.KVHeads)
+		par().run(B*c.KVHeads, max(1, attnGrainWork/max(work, 1)), d.attnFn)
 		copy(d.mid.Data, d.h.Data[:n*D])
 		sgemm(blas.NoTrans, blas.Trans, n, D, qw, 1, d.ctx.Data, qw, b.Wo.Data, qw, 1, d.mid.Data, D)
 		d.mlpNorm[l].Forward(d.mm, d.mid)
