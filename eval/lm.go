@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"time"
 
 	"github.com/distill-ml/distill/lm"
+	"github.com/distill-ml/distill/train"
 )
 
 // LMInfo describes a language model and how it was measured: the model's
@@ -154,6 +156,9 @@ func RunLM(ctx context.Context, m lm.Model, d *LMData, o *LMOptions) (*Result, e
 		Model: ModelInfo{Path: info.Path, Kind: info.Kind, File: info.Path, FileBytes: info.Bytes, SHA256: info.SHA256, Params: info.Params, ScoreKind: "logits"},
 		LM:    &LMInfo{Kind: info.Kind, KVCache: info.KVCache, Vocab: V, MaxPositions: info.MaxPositions, BOS: info.BOS, EOS: info.EOS, SeqLen: T}}
 	res.Model.InputShape = []int64{int64(T)}
+	if info.Kind == lm.KindCheckpoint {
+		res.Model.File = filepath.Join(info.Path, train.ModelFile)
+	}
 	if ti, c, ok := d.Teacher(); ok {
 		if c != V {
 			return nil, fmt.Errorf("the model %s predicts %d tokens but the teacher cache %s holds scores over %d", info.Path, V, ti.Path, c)

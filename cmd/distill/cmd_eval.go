@@ -62,9 +62,11 @@ Language models. An ONNX model with an int64 input_ids [batch, seq] input
 and a logits [batch, seq, vocab] output (a decoder with past_key_values.*
 inputs runs with its KV cache, a full-sequence one is re-run over the
 prefix), or a folder holding model.onnx (distill export), is evaluated as a
-language model. A transformer checkpoint directory (training.json) or a
-Hugging Face Llama directory is recognised too, but this build cannot run
-one yet: export it and evaluate the .onnx. --data is then a token dataset
+language model, and so is a transformer checkpoint directory (distill
+train --student transformer: training.json) or a Hugging Face Llama
+directory (config.json with a model_type, model.safetensors), run by the Go
+forward pass with a KV cache (--threads its matrix products' threads). Its
+--data is a token dataset
 (distill data text: windows of T+1 ids, the first T fed, the last T the
 next-token labels; with a "val" column --split picks val (the default),
 train or all windows), or a per-token cache (distill extract over one),
@@ -85,7 +87,7 @@ from the p50 call) and cached decoding at each --decode-batch (default
 single-token calls, only those timed (tokens/s = batch / p50 step), the
 tokens taken from the first windows; each for --bench-time (at least 10
 prefill calls, 2 runs of decoding). The parameters and file size are the
-.onnx file's.
+.onnx file's, or a checkpoint's model.safetensors.
 
 --out writes the JSON (what --json prints) to a file atomically; distill
 report reads RUN_DIR/eval/*.json, and --report writes that report for the

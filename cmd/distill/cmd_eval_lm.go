@@ -78,13 +78,6 @@ func lmKind(path string) (string, error) {
 	return "", nil
 }
 
-// openCheckpointLM opens a transformer checkpoint or a Hugging Face Llama
-// directory as an lm.Model run by the Go forward pass on threads
-// goroutines.
-var openCheckpointLM = func(path string, threads int) (lm.Model, error) {
-	return nil, fmt.Errorf("--model %s: this build cannot run a transformer checkpoint as a language model yet; export it (distill export) and evaluate the .onnx", path)
-}
-
 // classifierOnly are the flags of distill eval that apply to classifiers
 // only, and lmOnly those that apply to language models only.
 var (
@@ -118,7 +111,7 @@ func runLMEval(ctx context.Context, o evalOptions, kind string) (*eval.Result, e
 	if kind == lmONNX {
 		m, err = onnxlm.Open(o.Model, &onnxlm.Options{Lib: o.Lib, Threads: o.Threads})
 	} else {
-		m, err = openCheckpointLM(o.Model, o.Threads)
+		m, err = lm.OpenCheckpoint(o.Model, o.Threads) // the Go forward with a KV cache
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--model: %w", err)

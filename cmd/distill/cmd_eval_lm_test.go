@@ -11,6 +11,7 @@ import (
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/sharedtest"
 	"github.com/distill-ml/distill/lm"
+	"github.com/distill-ml/distill/train"
 )
 
 // cacheNLL is the mean −log softmax(teacher logits)[label] of a dense
@@ -84,6 +85,34 @@ func TestEvalLanguageModel(t *testing.T) {
 	if res.Tokens != 4*48 || math.Abs(*res.NLL-wantKV) > 1e-4 || res.Agreement != nil || res.Data.Kind != "tokens" || res.Data.Split != "all" {
 		t.Errorf("KV model on the token dataset: %d tokens, NLL %v (cache %.6f), agreement %v, data %+v", res.Tokens, *res.NLL, wantKV, res.Agreement, res.Data)
 	}
+	// The same weights as a Hugging Face directory, through the Go forward
+	// pass with its KV cache.
+	res = runEvalJSON(t, "--model", filepath.Join(seq, "stories260K-hf"), "--data", cache, "--threads", "1", "--bench-time", "1ms",
+		"--decode-batch", "2", "--decode-steps", "3", "--rows", "4")
+	if res.Tokens != 4*48 || math.Abs(*res.NLL-wantKV) > 1e-4 || *res.KL > 1e-4 || res.LM.Kind != lm.KindCheckpoint || !res.LM.KVCache ||
+		len(res.LM.Decode) != 1 || res.Model.Params != 260032 {
+		t.Errorf("the HF directory: %d tokens, NLL %v (ONNX's %.6f), KL %v, lm %+v, %d params", res.Tokens, *res.NLL, wantKV, *res.KL, res.LM, res.Model.Params)
+	}
+	// A student trained by distill train --student transformer: its
+	// held-out NLL, agreement and KL in training.json (train's Forward over
+	// the windows) equal eval's (the KV-cache decoder).
+	ckpt := filepath.Join(tmp, "student")
+	mustRun("train", "--student", "transformer", "--cache", cache, "--val", cache, "--dim", "16", "--layers", "1", "--heads", "2", "--kv-heads", "1",
+		"--ffn", "16", "--epochs", "1", "--batch", "4", "--threads", "1", "--out", ckpt)
+	res = runEvalJSON(t, "--model", ckpt, "--data", cache, "--threads", "1", "--bench-time", "0")
+	info, err := train.LoadLMCheckpoint(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := info.Info.Epochs[0]
+	if math.Abs(*res.NLL-ep.ValNLL) > 1e-4 || math.Abs(*res.Agreement-ep.ValAgreement) > 1e-3 || math.Abs(*res.KL-ep.ValKL) > 1e-4 {
+		t.Errorf("student: eval NLL %v agreement %v KL %v, training.json %v %v %v", *res.NLL, *res.Agreement, *res.KL, ep.ValNLL, ep.ValAgreement, ep.ValKL)
+	}
+	if res.Model.Kind != lm.KindCheckpoint || res.Model.Training == nil || res.Model.Training.Epochs != 1 ||
+		!strings.HasPrefix(res.Model.Architecture, "transformer dim 16, 1 layers, 2 heads (1 KV)") || res.Model.File != filepath.Join(ckpt, "model.safetensors") {
+		t.Errorf("student model info %+v", res.Model)
+	}
+
 	code, text2, errOut := runDistill("eval", "--model", kv, "--data", tokens, "--threads", "1", "--bench-time", "0", "--rows", "2")
 	for _, s := range []string{"perplexity", "2 windows of 48 tokens", "next-token accuracy", "onnx-kv"} {
 		if code != 0 || !strings.Contains(text2, s) {
