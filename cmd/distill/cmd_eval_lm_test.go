@@ -96,7 +96,7 @@ func TestEvalLanguageModel(t *testing.T) {
 	// A student trained by distill train --student transformer: its
 	// held-out NLL, agreement and KL in training.json (train's Forward over
 	// the windows) equal eval's (the KV-cache decoder).
-	ckpt := filepath.Join(tmp, "student")
+	ckpt := filepath.Join(tmp, "run", "student-lm") // in the run directory the report reads
 	mustRun("train", "--student", "transformer", "--cache", cache, "--val", cache, "--dim", "16", "--layers", "1", "--heads", "2", "--kv-heads", "1",
 		"--ffn", "16", "--epochs", "1", "--batch", "4", "--threads", "1", "--out", ckpt)
 	res = runEvalJSON(t, "--model", ckpt, "--data", cache, "--threads", "1", "--bench-time", "0")
@@ -111,6 +111,30 @@ func TestEvalLanguageModel(t *testing.T) {
 	if res.Model.Kind != lm.KindCheckpoint || res.Model.Training == nil || res.Model.Training.Epochs != 1 ||
 		!strings.HasPrefix(res.Model.Architecture, "transformer dim 16, 1 layers, 2 heads (1 KV)") || res.Model.File != filepath.Join(ckpt, "model.safetensors") {
 		t.Errorf("student model info %+v", res.Model)
+	}
+
+	// A run directory: the teacher's and the student's eval outputs and
+	// samples (distill generate --out), then distill report.
+	run := filepath.Join(tmp, "run")
+	for _, m := range []struct{ name, model string }{{"teacher", filepath.Join(seq, "stories260K-hf")}, {"student", ckpt}} {
+		mustRun("eval", "--model", m.model, "--data", cache, "--threads", "1", "--bench-time", "1ms", "--decode-steps", "3", "--rows", "2",
+			"--name", m.name, "--out", filepath.Join(run, "eval", m.name+".json"))
+		mustRun("generate", "--model", m.model, "--tokenizer", filepath.Join(seq, "tok512.bin"), "--prompt", "Once upon a time",
+			"--max-new", "12", "--temperature", "0", "--threads", "1", "--out", filepath.Join(run, m.name+".jsonl"))
+	}
+	table := mustRun("report", run, "--table")
+	page, err := os.ReadFile(filepath.Join(run, "report", "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Language models: size and speed", "Language-model training", "Generated samples",
+		"<th>teacher</th>", "<th>student</th>", "Once upon a time", "decode tokens/s<br>batch 16", "<td>student-lm</td>", "lm-curves.png"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if !strings.Contains(table, "decode tok/s b=1") || !strings.Contains(table, "teacher") || !strings.Contains(table, "student") {
+		t.Errorf("report --table:\n%s", table)
 	}
 
 	code, text2, errOut := runDistill("eval", "--model", kv, "--data", tokens, "--threads", "1", "--bench-time", "0", "--rows", "2")
