@@ -122,7 +122,7 @@ func TestWriteLanguageModels(t *testing.T) {
 	want := []string{"Language models: size and speed", "Language-model training", "Generated samples",
 		"decode tokens/s<br>batch 1", "decode tokens/s<br>batch 4", "decode tokens/s<br>batch 16",
 		"<td>lm-kd</td>", "<td>lm-hard</td>", "hard labels", "transformer dim 8, 1 layers, 2 heads (1 KV)",
-		"<th>teacher</th>", "<th>student</th>", "(from BOS)", "Once upon", "Lily &lt;b&gt;played&lt;/b&gt; in the park.", "…",
+		`<th class="l">teacher</th>`, `<th class="l">student</th>`, "(from BOS)", "Once upon", "Lily &lt;b&gt;played&lt;/b&gt; in the park.", "…",
 		"Skipped: broken.jsonl"}
 	for _, e := range evals {
 		want = append(want, fmt.Sprintf("<td>%.3f</td>", *e.Perplexity), fmt.Sprintf("<td>%.4f</td>", *e.NLL),

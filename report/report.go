@@ -581,7 +581,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { padding: 0.3em 0.6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
 td { white-space: nowrap; } th { vertical-align: bottom; }
-th { background: #f4f4f4; } td:first-child, th:first-child, td.l { text-align: left; }
+th { background: #f4f4f4; } td:first-child, th:first-child, td.l, th.l { text-align: left; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -624,7 +624,7 @@ td.sample { white-space: pre-wrap; vertical-align: top; max-width: 30em; font-si
 {{- if .Samples}}
 <h2>Generated samples</h2>
 <table id="samples">
-<tr><th>prompt</th>{{range .SampleFiles}}<th>{{.}}</th>{{end}}</tr>
+<tr><th>prompt</th>{{range .SampleFiles}}<th class="l">{{.}}</th>{{end}}</tr>
 {{range .Samples}}<tr><td class="l sample">{{.Prompt}}</td>{{range .Texts}}<td class="l sample">{{.}}</td>{{end}}</tr>
 {{end}}</table>
 <p class="note">The first sample of each prompt in each *.jsonl file of distill generate --out, side by side (at most 600 characters each).</p>

@@ -128,7 +128,7 @@ func TestEvalLanguageModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Language models: size and speed", "Language-model training", "Generated samples",
-		"<th>teacher</th>", "<th>student</th>", "Once upon a time", "decode tokens/s<br>batch 16", "<td>student-lm</td>", "lm-curves.png"} {
+		`<th class="l">teacher</th>`, `<th class="l">student</th>`, "Once upon a time", "decode tokens/s<br>batch 16", "<td>student-lm</td>", "lm-curves.png"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("report lacks %q", want)
 		}
