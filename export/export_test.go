@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/distill-ml/distill/formats"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/distill-ml/distill/formats"
 
 	"github.com/distill-ml/distill/internal/onnxpb"
 	"github.com/distill-ml/distill/train"

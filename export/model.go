@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -227,16 +226,7 @@ func metadata(c *train.Checkpoint, o Options) []*onnxpb.StringStringEntryProto {
 			kv[MetaMetrics] = string(b)
 		}
 	}
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	props := make([]*onnxpb.StringStringEntryProto, len(keys))
-	for i, k := range keys {
-		props[i] = &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(kv[k])}
-	}
-	return props
+	return sortedProps(kv)
 }
 
 // builder emits the ops of student layers into a graph.
