@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/distill-ml/distill/export"
+	"github.com/distill-ml/distill/internal/onnxpb"
 	ort "github.com/yalue/onnxruntime_go"
+	"google.golang.org/protobuf/proto"
 )
 
 // ortDecoder runs an ONNX decoder with past (the layout export.MarshalLM
@@ -155,4 +157,14 @@ func ortFull(t testing.TB, model []byte, ids []int64, B, S int) []float32 {
 	}
 	defer out[0].Destroy()
 	return append([]float32(nil), out[0].(*ort.Tensor[float32]).GetData()...)
+}
+
+// nodeCount returns the number of nodes of an ONNX model.
+func nodeCount(t testing.TB, model []byte) int {
+	t.Helper()
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(model, &m); err != nil {
+		t.Fatal(err)
+	}
+	return len(m.GetGraph().GetNode())
 }
