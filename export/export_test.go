@@ -425,20 +425,7 @@ func checkerScript(t *testing.T) string {
 // checker's ONNX (1.12: opset ≤ 17, IR ≤ 8) knows. Without python3's onnx
 // module the test fails under CI and is skipped elsewhere.
 func TestONNXChecker(t *testing.T) {
-	script := checkerScript(t)
-	missing := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the ONNX checker is required in CI: %s", msg)
-		}
-		t.Skipf("SKIPPING the ONNX checker: %s", msg)
-	}
-	if _, err := os.Stat(script); err != nil {
-		missing("%v", err)
-	}
-	if out, err := exec.Command("/usr/bin/python3", "-c", "import onnx").CombinedOutput(); err != nil {
-		missing("/usr/bin/python3 cannot import onnx (apt-get install python3-onnx): %v %s", err, out)
-	}
+	script := requireChecker(t)
 	dir := t.TempDir()
 	var files []string
 	extra := []variant{
@@ -457,6 +444,33 @@ func TestONNXChecker(t *testing.T) {
 		}
 		files = append(files, p)
 	}
+	runChecker(t, script, files)
+}
+
+// requireChecker returns the path of peers/onnx_check.py, or skips the
+// test (fails it under CI) when it or python3's onnx is missing.
+func requireChecker(t *testing.T) string {
+	t.Helper()
+	script := checkerScript(t)
+	missing := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the ONNX checker is required in CI: %s", msg)
+		}
+		t.Skipf("SKIPPING the ONNX checker: %s", msg)
+	}
+	if _, err := os.Stat(script); err != nil {
+		missing("%v", err)
+	}
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import onnx").CombinedOutput(); err != nil {
+		missing("/usr/bin/python3 cannot import onnx (apt-get install python3-onnx): %v %s", err, out)
+	}
+	return script
+}
+
+// runChecker runs the checker script over files; every one must pass.
+func runChecker(t *testing.T, script string, files []string) {
+	t.Helper()
 	out, err := exec.Command("/usr/bin/python3", append([]string{script}, files...)...).CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {

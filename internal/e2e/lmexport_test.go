@@ -340,3 +340,50 @@ func TestLMExportLeftPadding(t *testing.T) {
 		})
 	}
 }
+
+// TestLMExportOpsets runs the forms the graph takes at other opsets (13:
+// the oldest, LayerNormalization written out; 18: ReduceMean's axes an
+// input; 20 and 23: the Gelu op) through onnxruntime: the no-cache model
+// over 2 sequences of T and the KV model's prefill of 40 tokens plus 8
+// cached steps, against train's Forward within TolF32.
+func TestLMExportOpsets(t *testing.T) {
+	requireRuntime(t)
+	for ci, lc := range lmConfigs[:2] {
+		m := randomLM(t, lc.cfg, uint64(30+ci))
+		c, V := m.Cfg, m.Cfg.Vocab
+		for _, opset := range []int{13, 18, 20, 23} {
+			t.Run(fmt.Sprintf("%s/opset%d", lc.name, opset), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(uint64(opset), 1))
+				ids := make([]int32, 2*c.T)
+				ids64 := make([]int64, len(ids))
+				for i := range ids {
+					ids[i] = int32(rng.IntN(V))
+					ids64[i] = int64(ids[i])
+				}
+				want := goLogits(m, ids)
+				full, err := export.MarshalLM(m, nil, &export.LMOptions{Options: export.Options{Opset: opset}, NoCache: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var p parity
+				p.add(ortFull(t, full, ids64, 2, c.T), want)
+				kv, err := export.MarshalLM(m, nil, &export.LMOptions{Options: export.Options{Opset: opset}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := newORTDecoder(t, kv, c.Layers, c.KVHeads, c.HeadDim(), V)
+				d.start(1)
+				const prompt = 40
+				mask := make([]int64, prompt)
+				for i := range mask {
+					mask[i] = 1
+				}
+				p.add(d.step(ids64[:prompt], prompt, mask, lm.Positions(mask, 1, prompt)), want[:prompt*V])
+				for i := prompt; i < prompt+8; i++ {
+					p.add(d.step(ids64[i:i+1], 1, []int64{1}, []int64{int64(i)}), want[i*V:(i+1)*V])
+				}
+				p.check(t, "no-cache and KV vs Forward", export.TolF32)
+			})
+		}
+	}
+}
