@@ -652,3 +652,31 @@ func (m *Model) Penultimate(scores string) string {
 	}
 	return ""
 }
+
+// ParamCount counts the values of a model's weights: its initializers and
+// Constant tensors, except int64 ones (shapes, axes, indices).
+func ParamCount(mp *onnxpb.ModelProto) int64 {
+	count := func(t *onnxpb.TensorProto) int64 {
+		if t == nil || t.GetDataType() == int32(onnxpb.TensorProto_INT64) {
+			return 0
+		}
+		n := int64(1)
+		for _, d := range t.GetDims() {
+			n *= d
+		}
+		return n
+	}
+	var n int64
+	g := mp.GetGraph()
+	for _, t := range g.GetInitializer() {
+		n += count(t)
+	}
+	for _, node := range g.GetNode() {
+		if node.GetOpType() == "Constant" {
+			for _, a := range node.GetAttribute() {
+				n += count(a.GetT())
+			}
+		}
+	}
+	return n
+}

@@ -14,15 +14,6 @@ import (
 	"github.com/distill-ml/distill/internal/sharedtest"
 )
 
-// storiesGreedy is llama2.c test_all.py's expected output of greedy
-// decoding stories260K for 200 tokens from BOS (as in
-// formats/tokenizer's test).
-const storiesGreedy = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. " +
-	"One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, " +
-	`"Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with ` +
-	`your ball, but I can't find it."` + "\nLily was sad and didn't know what to do. She said, \"I'm sorry, Lily. " +
-	"I didn't know what to do.\"\nLily didn't want to help her mom, so she"
-
 // TestTransformerStories260K loads the real stories260K teacher in the
 // Hugging Face layout (../shared/teachers/seq/stories260K-hf: config.json,
 // model.safetensors; q/k rows ordered for rotate_half) into a Transformer
@@ -38,7 +29,7 @@ func TestTransformerStories260K(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := tok.Encode(storiesGreedy, true)
+	ids, err := tok.Encode(sharedtest.StoriesGreedy, true)
 	if err != nil || len(ids) != 201 {
 		t.Fatalf("golden text: %d ids, %v", len(ids), err)
 	}

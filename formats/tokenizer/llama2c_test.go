@@ -68,14 +68,6 @@ func runcEncode(t *Llama2c, text string, bos bool) []int {
 	return ids
 }
 
-// expectedGreedy is llama2.c test_all.py's expected output of
-// `run stories260K.bin -z tok512.bin -t 0.0 -n 200` (peers/seq_targets.py).
-const expectedGreedy = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. " +
-	"One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, " +
-	`"Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with ` +
-	`your ball, but I can't find it."` + "\nLily was sad and didn't know what to do. She said, \"I'm sorry, Lily. " +
-	"I didn't know what to do.\"\nLily didn't want to help her mom, so she"
-
 func TestLlama2c(t *testing.T) {
 	tok := loadTok512(t)
 	if tok.VocabSize() != 512 {
@@ -84,7 +76,7 @@ func TestLlama2c(t *testing.T) {
 	if bos, _ := tok.Special("bos"); bos != 1 || tok.Piece(1) != "\n<s>\n" {
 		t.Errorf("BOS %d = %q", bos, tok.Piece(1))
 	}
-	ids, err := tok.Encode(expectedGreedy, true)
+	ids, err := tok.Encode(sharedtest.StoriesGreedy, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +85,10 @@ func TestLlama2c(t *testing.T) {
 	if len(ids) != 201 || ids[0] != 1 {
 		t.Errorf("the greedy text encodes to %d ids (first %d), want BOS + 200", len(ids), ids[0])
 	}
-	if got := tok.Decode(ids, true); got != expectedGreedy {
-		t.Errorf("decode(encode) differs:\n%q\n%q", got, expectedGreedy)
+	if got := tok.Decode(ids, true); got != sharedtest.StoriesGreedy {
+		t.Errorf("decode(encode) differs:\n%q\n%q", got, sharedtest.StoriesGreedy)
 	}
-	if want := runcEncode(tok, expectedGreedy, true); !slices.Equal(ids, want) {
+	if want := runcEncode(tok, sharedtest.StoriesGreedy, true); !slices.Equal(ids, want) {
 		t.Errorf("heap merge differs from run.c's loop:\n%v\n%v", ids, want)
 	}
 	// Byte fallback: a character with no piece becomes its UTF-8 bytes + 3,

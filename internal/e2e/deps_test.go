@@ -30,6 +30,11 @@ var forbidden = map[string][]string{
 	// model.
 	module + "/report/...": {module + "/extract", module + "/export", module + "/eval/onnxmodel",
 		"github.com/yalue/onnxruntime_go", "github.com/spf13/pflag"},
+	// lm runs language models one call at a time; its core (the contract,
+	// checkpoints through the Go forward, sampling) has no onnxruntime in
+	// it: that is lm/onnxlm, which runs ONNX files through extract.
+	module + "/lm":              {module + "/extract", module + "/export", module + "/eval", module + "/report", "github.com/yalue/onnxruntime_go", "github.com/spf13/pflag"},
+	module + "/lm/onnxlm":       {module + "/export", module + "/eval", module + "/report", "github.com/spf13/pflag"},
 	module + "/internal/onnxpb": {module + "/"},
 }
 
@@ -50,7 +55,7 @@ var stdOnly = []string{module + "/internal/atomicfile", module + "/internal/huma
 
 // noCgo packages link no cgo outside the standard library (the standard
 // library's own, such as net's resolver, is a build setting).
-var noCgo = []string{module + "/eval", module + "/report/...", module + "/train/...", module + "/formats/...", module + "/export/..."}
+var noCgo = []string{module + "/eval", module + "/lm", module + "/report/...", module + "/train/...", module + "/formats/...", module + "/export/..."}
 
 // covers reports whether the policy key covers package path.
 func covers(key, path string) bool {
