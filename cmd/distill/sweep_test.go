@@ -262,6 +262,10 @@ var (
 	slotInitHF  = slot{"--init-from", mkHFDir, mkCache, nil, false}
 	slotRecipe  = slot{"--cache", mkRecipeCache, mkCkpt, nil, true}
 	slotTokData = slot{"--data", mkTokenData, mkCache, nil, false}
+	// export of a transformer checkpoint: its tokenizer and the token
+	// windows --verify runs.
+	slotLMStudent = slot{"--student", mkLMCkpt, mkCkpt, nil, true}
+	slotLMVerify  = slot{"--verify", mkTokenData, mkCkpt, nil, false}
 )
 
 var templates = []template{
@@ -273,6 +277,8 @@ var templates = []template{
 	{"train-transformer-data", []string{"train", "--student", "transformer", "--cache", "{--cache}", "--data", "{--data}", "--out", "{OUT}",
 		"--layers", "1", "--dim", "8", "--heads", "2", "--ffn", "8", "--epochs", "1", "--batch", "4", "--threads", "1"}, []slot{slotRecipe, slotTokData}, "--out", false, nil},
 	{"export", []string{"export", "--student", "{--student}", "--out", "{OUT}", "--verify", "{--verify}"}, []slot{slotStudent, slotVerify}, "--out", true, nil},
+	{"export-transformer", []string{"export", "--student", "{--student}", "--tokenizer", "{--tokenizer}", "--out", "{OUT}", "--verify", "{--verify}"},
+		[]slot{slotLMStudent, slotTok, slotLMVerify}, "--out", true, nil},
 	{"eval", []string{"eval", "--model", "{--model}", "--data", "{--data}", "--teacher-cache", "{--teacher-cache}", "--bench-time", "0", "--out", "{OUT}"},
 		[]slot{slotModel, slotEvalDat, slotTCache}, "--out", true, nil},
 	{"inspect", []string{"inspect", "{CACHE}", "--logits-npy", "{OUT}"}, []slot{slotInspect}, "--logits-npy", false, nil},
@@ -306,6 +312,7 @@ var numeric = []struct {
 	{"train", "--beta", []string{"0"}}, {"train", "--adam-beta2", nil},
 	{"train-transformer-data", "--threads", []string{"0"}}, // 0 succeeds: the valid inputs train
 	{"export", "--opset", nil}, {"export", "--verify-rows", nil},
+	{"export-transformer", "--opset", nil}, {"export-transformer", "--verify-rows", nil},
 	{"eval", "--batch", nil}, {"eval", "--threads", []string{"0"}}, {"eval", "--bench-time", []string{"0"}},
 	{"eval", "--scale", nil}, {"eval", "--mean", nil}, {"eval", "--std", nil},
 	{"inspect", "--rows", []string{"0"}},
