@@ -119,7 +119,7 @@ func TransformerOf(c *train.LMCheckpoint) (*train.Transformer, error) {
 // the rotate_half matrix, and 1/√HeadDim is folded into the queries' C
 // and S. Per layer (RMSNorm, SwiGLU, RoPE):
 //
-//	a  = x / Sqrt(ReduceMean(x·x) + ε) · γ
+//	a  = x / Sqrt(ReduceMean(Pow(x, 2)) + ε) · γ
 //	q  = rope(MatMul(a[:,None,None], Wq))           [B, KV, G, S, hd]
 //	k  = rope(MatMul(a[:,None], Wk)), v = MatMul(a[:,None], Wv)   [B, KV, S, hd]
 //	present = Concat(past, k|v, axis 2)
@@ -310,7 +310,9 @@ func buildLM(m *train.Transformer, info *train.LMCheckpointInfo, o LMOptions) (*
 			k = b.op(attn, "Concat", fmt.Sprintf(PresentKeyNames, l), []string{fmt.Sprintf(PastKeyNames, l), k}, attrInt("axis", 2))
 			v = b.op(attn, "Concat", fmt.Sprintf(PresentValueNames, l), []string{fmt.Sprintf(PastValueNames, l), v}, attrInt("axis", 2))
 		}
-		kt := b.unsqueeze(attn, b.op(attn, "Transpose", "", []string{k}, attrInts("perm", 0, 1, 3, 2)), 2) // [B, KV, 1, hd, total]
+		// [B, KV, 1, hd, total]: a Transpose right before the MatMul, which
+		// onnxruntime fuses into it (FusedMatMul, transB).
+		kt := b.op(attn, "Transpose", "", []string{b.unsqueeze(attn, k, 2)}, attrInts("perm", 0, 1, 2, 4, 3))
 		s := b.op(attn, "MatMul", "", []string{q, kt})                                                     // [B, KV, G, S, total]
 		s = b.op(attn, "Add", "", []string{s, bias})
 		s = b.op(attn, "Softmax", "", []string{s}, attrInt("axis", -1))

@@ -150,14 +150,15 @@ func (b *lmBuilder) weight(mt matrix) (string, error) {
 // norm emits the normalization n of x [.., D] (RMSNorm or LayerNorm, gains
 // and biases float32 in every format):
 //
-//	RMSNorm:   x / Sqrt(ReduceMean(x·x) + ε) · γ
+//	RMSNorm:   x / Sqrt(ReduceMean(Pow(x, 2)) + ε) · γ   the pattern onnxruntime fuses into one
+//	                                                     SimplifiedLayerNormalization
 //	LayerNorm: LayerNormalization(x, γ, β, axis −1, ε) (opset ≥ 17; below,
 //	           builder.layerNorm's primitive form)
 func (b *lmBuilder) norm(scope, x string, n train.Normalizer) (string, error) {
 	switch n := n.(type) {
 	case *train.RMSNorm:
 		g := b.float32s(n.Gamma.Name, []int64{int64(n.Size)}, n.Gamma.Data)
-		sq := b.op(scope, "Mul", "", []string{x, x})
+		sq := b.op(scope, "Pow", "", []string{x, b.constant("two", 2)})
 		ms := b.reduceMean(scope, sq)
 		ms = b.op(scope, "Add", "", []string{ms, b.constant("rms_eps", train.RMSNormEps)})
 		rms := b.op(scope, "Sqrt", "", []string{ms})

@@ -97,7 +97,33 @@ func TestLMExportStories260K(t *testing.T) {
 		vsGo.add(la[i], want[i*storiesV:(i+1)*storiesV])
 	}
 	vsGo.check(t, "200 cached steps: our export vs train's Forward", export.TolF32)
-	t.Logf("our export: %d bytes, %d nodes; stories260K-kv.onnx: %d bytes", len(ours), nodeCount(t, ours), len(theirs))
+	t.Logf("our export: %d bytes, %d nodes; stories260K-kv.onnx: %d bytes, %d nodes", len(ours), nodeCount(t, ours), len(theirs), nodeCount(t, theirs))
+
+	// f16 and int8: the same 200 steps (fed their own greedy tokens)
+	// against train's Forward over the tokens they fed.
+	for _, f := range lmFormats[1:] {
+		model, err := export.MarshalLM(m, nil, &export.LMOptions{Options: f.opts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, logits := greedy(newORTDecoder(t, model, storiesLayers, storiesKV, storiesHD, storiesV), steps)
+		for i, id := range ids {
+			seq[i] = int32(id)
+		}
+		want := goLogits(m, seq)
+		var p parity
+		for i := range logits {
+			p.add(logits[i], want[i*storiesV:(i+1)*storiesV])
+		}
+		same := 0
+		for i := range ids {
+			if ids[i] == idsA[i] {
+				same++
+			}
+		}
+		t.Logf("%s: %d bytes, %d nodes; greedy ids equal to f32's: %d/%d", f.name, len(model), nodeCount(t, model), same, len(ids))
+		p.check(t, f.name+": 200 cached steps vs train's Forward", f.tol)
+	}
 }
 
 // BenchmarkLMDecode measures greedy decoding of 256 new tokens from BOS
