@@ -107,24 +107,31 @@ func TestGolden(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			data, _ := marshal(t, v)
-			var got bytes.Buffer
-			if err := Dump(&got, data); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join("testdata", v.name+".txt")
-			if *update {
-				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./export -run TestGolden -update)", err)
-			}
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Errorf("graph of %s differs from %s (-update to accept):\n%s", v.name, path, got.String())
-			}
+			golden(t, v.name, data)
 		})
+	}
+}
+
+// golden compares the Dump of model with testdata/NAME.txt (-update
+// rewrites it).
+func golden(t *testing.T, name string, model []byte) {
+	t.Helper()
+	var got bytes.Buffer
+	if err := Dump(&got, model); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name+".txt")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./export -run Golden -update)", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("graph of %s differs from %s (-update to accept):\n%s", name, path, got.String())
 	}
 }
 

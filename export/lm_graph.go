@@ -28,15 +28,19 @@ func (b *lmBuilder) int64s(name string, dims []int64, v []int64) string {
 	return b.init(name, onnxpb.TensorProto_INT64, dims, raw)
 }
 
-// axes returns a shared 1-D INT64 constant holding v (axes of Unsqueeze
-// and ReduceSum, a Reshape's shape, Range's bounds as [1]-shaped values
-// are not used: Range takes scalars, see scalarInt).
+// axes returns a shared 1-D INT64 constant holding v, named after it
+// (const/axes_1_2): the axes of Unsqueeze, ReduceSum and (opset ≥ 18)
+// ReduceMean.
 func (b *lmBuilder) axes(v ...int64) string {
 	key := fmt.Sprint("axes", v)
 	if n, ok := b.ints[key]; ok {
 		return n
 	}
-	n := b.int64s("const/axes", []int64{int64(len(v))}, v)
+	name := "const/axes"
+	for _, a := range v {
+		name += fmt.Sprintf("_%d", a)
+	}
+	n := b.int64s(name, []int64{int64(len(v))}, v)
 	b.ints[key] = n
 	return n
 }
@@ -171,20 +175,24 @@ func (b *lmBuilder) norm(scope, x string, n train.Normalizer) (string, error) {
 }
 
 // geluTanh emits ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (train.GELUTanh):
-// the Gelu op with approximate "tanh" from opset 20, else in primitive ops.
+// the Gelu op with approximate "tanh" from opset 20, else in primitive ops
+// arranged as onnxruntime's FastGeluFusion matches them (its first
+// formula), so that it runs as one FastGelu:
+//
+//	u = (√(2/π)·x)·(1 + (0.044715·x)·x),  y = (0.5·x)·(1 + tanh u)
 func (b *lmBuilder) geluTanh(scope, x string) string {
 	if b.opset >= 20 {
 		return b.op(scope, "Gelu", "", []string{x}, attrString("approximate", "tanh"))
 	}
-	x2 := b.op(scope, "Mul", "", []string{x, x})
-	t := b.op(scope, "Mul", "", []string{x2, b.constant("gelu_c", 0.044715)})
-	t = b.op(scope, "Add", "", []string{t, b.constant("one", 1)})
-	t = b.op(scope, "Mul", "", []string{x, t})
-	t = b.op(scope, "Mul", "", []string{t, b.constant("sqrt_2_over_pi", float32(math.Sqrt(2/math.Pi)))})
-	t = b.op(scope, "Tanh", "", []string{t})
-	t = b.op(scope, "Add", "", []string{t, b.constant("one", 1)})
-	t = b.op(scope, "Mul", "", []string{x, t})
-	return b.op(scope, "Mul", "", []string{t, b.constant("half", 0.5)})
+	one := b.constant("one", 1)
+	a := b.op(scope, "Mul", "", []string{x, b.constant("gelu_c", 0.044715)})
+	a = b.op(scope, "Mul", "", []string{a, x})
+	a = b.op(scope, "Add", "", []string{a, one})
+	k := b.op(scope, "Mul", "", []string{x, b.constant("sqrt_2_over_pi", float32(math.Sqrt(2/math.Pi)))})
+	t := b.op(scope, "Tanh", "", []string{b.op(scope, "Mul", "", []string{k, a})})
+	t = b.op(scope, "Add", "", []string{t, one})
+	h := b.op(scope, "Mul", "", []string{x, b.constant("half", 0.5)})
+	return b.op(scope, "Mul", "", []string{h, t})
 }
 
 // ropeTables returns the Hugging Face RoPE tables [T, HeadDim] of the

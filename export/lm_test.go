@@ -71,6 +71,18 @@ func marshalLM(t testing.TB, v lmVariant) []byte {
 	return data
 }
 
+// TestLMGolden keeps the graphs of a one-layer GQA Llama as a decoder with
+// past and of a GPT-2-like model (LayerNorm, GELU, learned positions,
+// untied) without cache readable in testdata, so a change of the graph
+// shows in review.
+func TestLMGolden(t *testing.T) {
+	small := llamaGQA
+	small.Layers, small.Vocab, small.T = 1, 10, 4
+	for _, v := range []lmVariant{{"lm_llama_kv", small, LMOptions{}}, {"lm_gpt2_nocache_int8", gpt2Like, LMOptions{NoCache: true, Options: Options{Quantize: Int8}}}} {
+		t.Run(v.name, func(t *testing.T) { golden(t, v.name, marshalLM(t, v)) })
+	}
+}
+
 // TestLMChecker runs the official ONNX checker (full_check: shape
 // inference too) over every language-model variant the checker's ONNX
 // (opset ≤ 17) knows.
