@@ -47,9 +47,9 @@ type LMOptions struct {
 	// instead of the decoder with past.
 	NoCache bool
 	// BOS and EOS are the tokenizer's begin- and end-of-sequence ids,
-	// recorded in the metadata and the configs; −1 when unknown (a
-	// tokenizer without one). The zero value means id 0.
-	BOS, EOS int
+	// recorded in the metadata and the configs; nil when unknown (a
+	// tokenizer without one).
+	BOS, EOS *int
 	// Tokenizer and TokenizerSHA256 name the tokenizer file (its base
 	// name) and its sha256 for the metadata; WriteLMDir sets them from the
 	// file it copies.
@@ -432,11 +432,11 @@ func lmMetadata(m *train.Transformer, info *train.LMCheckpointInfo, o LMOptions)
 		kv["past_key_names"], kv["past_value_names"] = PastKeyNames, PastValueNames
 		kv["present_key_names"], kv["present_value_names"] = PresentKeyNames, PresentValueNames
 	}
-	if o.BOS >= 0 {
-		kv["bos_token_id"] = itoa(o.BOS)
+	if o.BOS != nil {
+		kv["bos_token_id"] = itoa(*o.BOS)
 	}
-	if o.EOS >= 0 {
-		kv["eos_token_id"] = itoa(o.EOS)
+	if o.EOS != nil {
+		kv["eos_token_id"] = itoa(*o.EOS)
 	}
 	if o.Tokenizer != "" {
 		kv["tokenizer"], kv["tokenizer_sha256"] = o.Tokenizer, o.TokenizerSHA256

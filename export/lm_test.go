@@ -59,11 +59,13 @@ var lmVariants = []lmVariant{
 	{"rms_gelu_rope_mqa_untied", train.TransformerConfig{Vocab: 30, Dim: 16, Layers: 1, Heads: 4, KVHeads: 1, FFN: 8, T: 8, Untied: true, MLP: train.MLPGELU}, LMOptions{}},
 }
 
+func ptr(v int) *int { return &v }
+
 func marshalLM(t testing.TB, v lmVariant) []byte {
 	t.Helper()
 	o := v.opts
 	o.ToolVersion = "test"
-	o.BOS, o.EOS = 1, 2
+	o.BOS, o.EOS = ptr(1), ptr(2)
 	data, err := MarshalLM(testLM(t, v.cfg), nil, &o)
 	if err != nil {
 		t.Fatalf("%s: %v", v.name, err)
@@ -158,7 +160,7 @@ func TestLMMetadata(t *testing.T) {
 	info := &train.LMCheckpointInfo{Student: m.Cfg, Training: train.Options{Temperature: 2, Alpha: 0.5}, Epoch: 3, Step: 42,
 		Cache: train.Provenance{Digest: "sha256:cafe", TeacherSHA256: "beef"}, Epochs: []train.LMEpoch{{Epoch: 3, Step: 42, TrainLoss: 1.5, ValNLL: 2.25}}}
 	for _, noCache := range []bool{false, true} {
-		data, err := MarshalLM(m, info, &LMOptions{Options: Options{ToolVersion: "v9", Quantize: Int8}, NoCache: noCache, BOS: 1, EOS: -1, Tokenizer: "tok.bin", TokenizerSHA256: "abc"})
+		data, err := MarshalLM(m, info, &LMOptions{Options: Options{ToolVersion: "v9", Quantize: Int8}, NoCache: noCache, BOS: ptr(1), Tokenizer: "tok.bin", TokenizerSHA256: "abc"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +197,7 @@ func TestLMMetadata(t *testing.T) {
 			}
 		}
 		if _, ok := got["eos_token_id"]; ok {
-			t.Error("eos_token_id recorded for EOS −1")
+			t.Error("eos_token_id recorded for an unknown EOS")
 		}
 		if !strings.Contains(got[MetaStudent], `"Heads":4`) {
 			t.Errorf("%s = %s", MetaStudent, got[MetaStudent])

@@ -34,7 +34,7 @@ const (
 //	TOKENIZER          a copy of the tokenizer file under its own name (tokenizer.json, tok512.bin, ...)
 //
 // tokenizerPath may be "" (no tokenizer copied; BOS and EOS then come from
-// opts). With one, its "bos" and "eos" special ids set BOS and EOS (−1
+// opts). With one, its "bos" and "eos" special ids set BOS and EOS (nil
 // when it has none) and its name and sha256 go into the metadata. The
 // folder appears atomically, as a checkpoint does: staged in .NAME.tmp,
 // then renamed into place, an earlier export at dir replaced only once the
@@ -71,7 +71,7 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 	if err != nil {
 		return err
 	}
-	cfg, err := m.HFConfigJSON(o.BOS, o.EOS)
+	cfg, err := m.HFConfigJSON(idOr(o.BOS), idOr(o.EOS))
 	if err != nil {
 		return err
 	}
@@ -86,12 +86,20 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 	return writeDir(dir, files)
 }
 
-// special returns the tokenizer's id of role, −1 if it has none.
-func special(t tokenizer.Tokenizer, role string) int {
+// special returns the tokenizer's id of role, nil if it has none.
+func special(t tokenizer.Tokenizer, role string) *int {
 	if id, ok := t.Special(role); ok {
-		return id
+		return &id
 	}
-	return -1
+	return nil
+}
+
+// idOr returns *id, or −1 (none) for nil, as HFConfigJSON takes it.
+func idOr(id *int) int {
+	if id == nil {
+		return -1
+	}
+	return *id
 }
 
 // genAIConfig returns the onnxruntime-genai genai_config.json of the
@@ -108,7 +116,7 @@ func genAIConfig(c train.TransformerConfig, o LMOptions) ([]byte, error) {
 	type obj = map[string]any
 	g := obj{
 		"model": obj{
-			"bos_token_id": o.BOS, "eos_token_id": o.EOS, "pad_token_id": 0,
+			"bos_token_id": idOr(o.BOS), "eos_token_id": idOr(o.EOS), "pad_token_id": 0,
 			"context_length": c.T, "type": typ, "vocab_size": c.Vocab,
 			"decoder": obj{
 				"session_options": obj{"log_id": "onnxruntime-genai", "provider_options": []any{}},

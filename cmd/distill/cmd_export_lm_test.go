@@ -87,7 +87,7 @@ func TestExportTransformerCLI(t *testing.T) {
 		}
 		info := m.Info()
 		m.Close()
-		if info.BOS != 1 || info.EOS != 2 || info.Vocab != 512 || info.KVCache == (tc.name == "nocache_f16") {
+		if info.BOS != 1 || info.EOS != 2 || info.Vocab != 512 || info.MaxPositions != 32 || info.KVCache == (tc.name == "nocache_f16") {
 			t.Errorf("%s: onnxlm reads %+v", tc.name, info)
 		}
 	}
@@ -147,14 +147,14 @@ func TestVerifyLMCatchesMismatch(t *testing.T) {
 		m.Init(rand.New(rand.NewPCG(seed, 1)))
 		for _, p := range m.Params() {
 			for i := range p.Data {
-				p.Data[i] *= 10
+				p.Data[i] *= 5
 			}
 		}
 		return m
 	}
 	a, b := mk(1), mk(2)
 	out := filepath.Join(t.TempDir(), "a")
-	if err := export.WriteLMDir(out, a, nil, "", &export.LMOptions{BOS: -1, EOS: -1}); err != nil {
+	if err := export.WriteLMDir(out, a, nil, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	model, err := onnxlm.Open(out, nil)

@@ -29,7 +29,8 @@ func storiesExports(t testing.TB) (ours, theirs []byte, m *train.Transformer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours, err = export.MarshalLM(m, nil, &export.LMOptions{BOS: storiesBOS, EOS: 2})
+	bos, eos := storiesBOS, 2
+	ours, err = export.MarshalLM(m, nil, &export.LMOptions{BOS: &bos, EOS: &eos})
 	if err != nil {
 		t.Fatal(err)
 	}
