@@ -1,7 +1,6 @@
 package export
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -313,7 +312,7 @@ func buildLM(m *train.Transformer, info *train.LMCheckpointInfo, o LMOptions) (*
 		// [B, KV, 1, hd, total]: a Transpose right before the MatMul, which
 		// onnxruntime fuses into it (FusedMatMul, transB).
 		kt := b.op(attn, "Transpose", "", []string{b.unsqueeze(attn, k, 2)}, attrInts("perm", 0, 1, 2, 4, 3))
-		s := b.op(attn, "MatMul", "", []string{q, kt})                                                     // [B, KV, G, S, total]
+		s := b.op(attn, "MatMul", "", []string{q, kt}) // [B, KV, G, S, total]
 		s = b.op(attn, "Add", "", []string{s, bias})
 		s = b.op(attn, "Softmax", "", []string{s}, attrInt("axis", -1))
 		ctx := b.op(attn, "MatMul", "", []string{s, b.unsqueeze(attn, v, 2)}) // [B, KV, G, S, hd]
@@ -365,18 +364,7 @@ func buildLM(m *train.Transformer, info *train.LMCheckpointInfo, o LMOptions) (*
 	}
 	b.op("lm_head", "MatMul", LogitsName, []string{hn, head})
 
-	mp := &onnxpb.ModelProto{
-		IrVersion:       proto.Int64(IRVersion(o.Opset)),
-		OpsetImport:     []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(int64(o.Opset))}},
-		ProducerName:    proto.String(producerName),
-		ProducerVersion: proto.String(o.ToolVersion),
-		DocString:       proto.String(describeLM(c, o)),
-		Graph: &onnxpb.GraphProto{
-			Name: proto.String("student"), Node: b.nodes, Initializer: b.inits, Input: inputs, Output: outputs,
-		},
-		MetadataProps: lmMetadata(m, info, o),
-	}
-	return mp, nil
+	return b.model(o.Options, describeLM(c, o), inputs, outputs, lmMetadata(m, info, o)), nil
 }
 
 // describeLM is the doc_string, e.g. "distill transformer: llama, 2 layers,
@@ -408,7 +396,6 @@ func lmMetadata(m *train.Transformer, info *train.LMCheckpointInfo, o LMOptions)
 	c := m.Cfg
 	itoa := strconv.Itoa
 	kv := map[string]string{
-		MetaToolVersion: o.ToolVersion, MetaDtype: o.Dtype, MetaQuantize: o.Quantize,
 		MetaModelType: "llama", "num_hidden_layers": itoa(c.Layers), "num_attention_heads": itoa(c.Heads),
 		"num_key_value_heads": itoa(c.KVHeads), "head_dim": itoa(c.HeadDim()), "hidden_size": itoa(c.Dim),
 		"intermediate_size": itoa(c.FFN), "vocab_size": itoa(c.Vocab), "max_position_embeddings": itoa(c.T),
@@ -441,31 +428,13 @@ func lmMetadata(m *train.Transformer, info *train.LMCheckpointInfo, o LMOptions)
 	if o.Tokenizer != "" {
 		kv["tokenizer"], kv["tokenizer_sha256"] = o.Tokenizer, o.TokenizerSHA256
 	}
-	if o.Quantize == "" {
-		kv[MetaQuantize] = "none"
-	}
-	if js, err := json.Marshal(c); err == nil {
-		kv[MetaStudent] = string(js)
-	}
+	exportMeta(kv, o.Options, c)
 	if info != nil {
-		kv[MetaTemperature] = strconv.FormatFloat(info.Training.Temperature, 'g', -1, 64)
-		kv[MetaAlpha] = strconv.FormatFloat(info.Training.Alpha, 'g', -1, 64)
-		kv[MetaEpochs] = itoa(info.Epoch)
-		kv[MetaSteps] = strconv.FormatInt(info.Step, 10)
-		if info.Cache.TeacherSHA256 != "" {
-			kv[MetaTeacherSHA256] = info.Cache.TeacherSHA256
-		}
-		if info.Cache.Digest != "" {
-			kv[MetaCacheDigest] = info.Cache.Digest
-		}
-		if info.Val != nil && info.Val.Digest != "" {
-			kv[MetaValDigest] = info.Val.Digest
-		}
+		var last any
 		if len(info.Epochs) > 0 {
-			if js, err := json.Marshal(info.Epochs[len(info.Epochs)-1]); err == nil {
-				kv[MetaMetrics] = string(js)
-			}
+			last = info.Epochs[len(info.Epochs)-1]
 		}
+		trainingMeta(kv, info.Training, info.Epoch, info.Step, info.Cache, info.Val, last)
 	}
 	return sortedProps(kv)
 }

@@ -192,10 +192,7 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 	}
 	c, err := train.Load(o.Student)
 	if err != nil {
-		if errors.Is(err, train.ErrCheckpoint) && strings.Contains(err.Error(), "this build reads") {
-			return fmt.Errorf("%w (written by a newer distill? export it with that version)", err)
-		}
-		return err
+		return newerHint(err)
 	}
 	if o.Verify != "" {
 		// The cache and onnxruntime are checked before the model is
@@ -248,6 +245,15 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 		return fmt.Errorf("--verify: max |Δlogit| %.3g exceeds the tolerance %.3g", res.MaxDiff, res.Tolerance)
 	}
 	return nil
+}
+
+// newerHint adds to a checkpoint's loading error, when its format is
+// newer than this build's, that a newer distill wrote it.
+func newerHint(err error) error {
+	if errors.Is(err, train.ErrCheckpoint) && strings.Contains(err.Error(), "this build reads") {
+		return fmt.Errorf("%w (written by a newer distill? export it with that version)", err)
+	}
+	return err
 }
 
 // studentInputShape is the student's per-sample input shape.

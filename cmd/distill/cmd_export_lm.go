@@ -86,10 +86,7 @@ func runExportLM(ctx context.Context, stdout io.Writer, o exportOptions) error {
 	}
 	ck, err := train.LoadLMCheckpoint(o.Student)
 	if err != nil {
-		if errors.Is(err, train.ErrCheckpoint) && strings.Contains(err.Error(), "this build reads") {
-			return fmt.Errorf("%w (written by a newer distill? export it with that version)", err)
-		}
-		return err
+		return newerHint(err)
 	}
 	m, err := export.TransformerOf(ck)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/distill-ml/distill/export"
+	"github.com/distill-ml/distill/fixtures"
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/lm"
 	"github.com/distill-ml/distill/train"
@@ -110,15 +111,7 @@ func cmpRows(got, want []float32) (diff, maxAbs float64) {
 	return diff, maxAbs
 }
 
-func argmax(x []float32) int64 {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return int64(best)
-}
+func argmax(x []float32) int64 { return int64(fixtures.Argmax(x)) }
 
 // parity accumulates the worst |Δlogit| of a comparison and its bound.
 type parity struct {

@@ -33,17 +33,8 @@ func newORTDecoder(t testing.TB, model []byte, layers, kvHeads, headDim, vocab i
 		in = append(in, fmt.Sprintf(export.PastKeyNames, l), fmt.Sprintf(export.PastValueNames, l))
 		out = append(out, fmt.Sprintf(export.PresentKeyNames, l), fmt.Sprintf(export.PresentValueNames, l))
 	}
-	so, err := ort.NewSessionOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
+	so := oneThread(t)
 	defer so.Destroy()
-	if err := so.SetIntraOpNumThreads(1); err != nil {
-		t.Fatal(err)
-	}
-	if err := so.SetInterOpNumThreads(1); err != nil {
-		t.Fatal(err)
-	}
 	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(model, in, out, so)
 	if err != nil {
 		t.Fatalf("onnxruntime cannot load the model: %v", err)
@@ -130,17 +121,28 @@ func (d *ortDecoder) close() {
 	}
 }
 
-// ortFull runs a full-sequence model input_ids [B, S] → logits [B, S, V].
-func ortFull(t testing.TB, model []byte, ids []int64, B, S int) []float32 {
+// oneThread returns session options of one intra-op and one inter-op
+// thread.
+func oneThread(t testing.TB) *ort.SessionOptions {
 	t.Helper()
 	so, err := ort.NewSessionOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer so.Destroy()
 	if err := so.SetIntraOpNumThreads(1); err != nil {
 		t.Fatal(err)
 	}
+	if err := so.SetInterOpNumThreads(1); err != nil {
+		t.Fatal(err)
+	}
+	return so
+}
+
+// ortFull runs a full-sequence model input_ids [B, S] → logits [B, S, V].
+func ortFull(t testing.TB, model []byte, ids []int64, B, S int) []float32 {
+	t.Helper()
+	so := oneThread(t)
+	defer so.Destroy()
 	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(model, []string{export.InputIDsName}, []string{export.LogitsName}, so)
 	if err != nil {
 		t.Fatalf("onnxruntime cannot load the model: %v", err)

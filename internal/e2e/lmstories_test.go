@@ -88,15 +88,7 @@ func TestLMExportStories260K(t *testing.T) {
 	}
 	vsTheirs.check(t, "200 cached steps: our export vs stories260K-kv.onnx", 1e-4)
 
-	seq := make([]int32, storiesT)
-	for i, id := range idsA {
-		seq[i] = int32(id)
-	}
-	want := goLogits(m, seq)
-	var vsGo parity
-	for i := range la {
-		vsGo.add(la[i], want[i*storiesV:(i+1)*storiesV])
-	}
+	vsGo := vsForward(m, idsA, la)
 	vsGo.check(t, "200 cached steps: our export vs train's Forward", export.TolF32)
 	t.Logf("our export: %d bytes, %d nodes; stories260K-kv.onnx: %d bytes, %d nodes", len(ours), nodeCount(t, ours), len(theirs), nodeCount(t, theirs))
 
@@ -108,14 +100,7 @@ func TestLMExportStories260K(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids, logits := greedy(newORTDecoder(t, model, storiesLayers, storiesKV, storiesHD, storiesV), steps)
-		for i, id := range ids {
-			seq[i] = int32(id)
-		}
-		want := goLogits(m, seq)
-		var p parity
-		for i := range logits {
-			p.add(logits[i], want[i*storiesV:(i+1)*storiesV])
-		}
+		p := vsForward(m, ids, logits)
 		same := 0
 		for i := range ids {
 			if ids[i] == idsA[i] {
@@ -125,6 +110,21 @@ func TestLMExportStories260K(t *testing.T) {
 		t.Logf("%s: %d bytes, %d nodes; greedy ids equal to f32's: %d/%d", f.name, len(model), nodeCount(t, model), same, len(ids))
 		p.check(t, f.name+": 200 cached steps vs train's Forward", f.tol)
 	}
+}
+
+// vsForward compares the logits of greedy's calls with train's Forward over
+// the ids they fed (padded to T).
+func vsForward(m *train.Transformer, ids []int64, logits [][]float32) parity {
+	seq := make([]int32, storiesT)
+	for i, id := range ids {
+		seq[i] = int32(id)
+	}
+	want := goLogits(m, seq)
+	var p parity
+	for i := range logits {
+		p.add(logits[i], want[i*storiesV:(i+1)*storiesV])
+	}
+	return p
 }
 
 // BenchmarkLMDecode measures greedy decoding of 256 new tokens from BOS
