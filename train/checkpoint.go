@@ -74,6 +74,9 @@ type Provenance struct {
 	Rows          int64  `json:"rows"`
 	Classes       int    `json:"classes"`
 	TopK          int    `json:"top_k"`
+	// Dataset is the cache's source dataset file (formats.Dataset.Path),
+	// where a token dataset records its tokenizer.
+	Dataset string `json:"dataset,omitempty"`
 }
 
 // CheckpointInfo is config.json.

@@ -103,19 +103,26 @@ func (r *RoPE) rotateBlock(dst, x []float32, rows, stride, heads int, sign float
 
 // rows rotates rows [lo, hi) of rotateBlock's call.
 func (r *RoPE) rows(lo, hi int) {
-	h, c := r.HeadDim/2, &r.rot
+	c := &r.rot
 	for row := lo; row < hi; row++ {
 		p := row % r.T
-		cs, sn := r.cos[p*h:(p+1)*h], r.sin[p*h:(p+1)*h]
-		for hd := range c.heads {
-			o := row*c.stride + hd*r.HeadDim
-			a, b := c.x[o:o+h], c.x[o+h:o+2*h]
-			ya, yb := c.dst[o:o+h], c.dst[o+h:o+2*h]
-			for i := range h {
-				cv, sv := cs[i], c.sign*sn[i]
-				u, v := a[i], b[i]
-				ya[i], yb[i] = u*cv-v*sv, v*cv+u*sv
-			}
+		r.rotateRow(c.dst, c.x, row*c.stride, c.heads, p, c.sign)
+	}
+}
+
+// rotateRow rotates heads heads of HeadDim values from x[o:] into dst[o:]
+// (dst may be x) by sign times the angles of position p.
+func (r *RoPE) rotateRow(dst, x []float32, o, heads, p int, sign float32) {
+	h := r.HeadDim / 2
+	cs, sn := r.cos[p*h:(p+1)*h], r.sin[p*h:(p+1)*h]
+	for hd := range heads {
+		o := o + hd*r.HeadDim
+		a, b := x[o:o+h], x[o+h:o+2*h]
+		ya, yb := dst[o:o+h], dst[o+h:o+2*h]
+		for i := range h {
+			cv, sv := cs[i], sign*sn[i]
+			u, v := a[i], b[i]
+			ya[i], yb[i] = u*cv-v*sv, v*cv+u*sv
 		}
 	}
 }

@@ -221,7 +221,7 @@ func provenance(src Source) Provenance {
 		Manifest() formats.Manifest
 	}); ok {
 		m := c.Manifest()
-		p.Digest, p.TeacherSHA256, p.ScoreKind = c.Digest(), m.Teacher.SHA256, string(m.ScoreKind)
+		p.Digest, p.TeacherSHA256, p.ScoreKind, p.Dataset = c.Digest(), m.Teacher.SHA256, string(m.ScoreKind), m.Dataset.Path
 	}
 	if c, ok := src.(interface{ Dir() string }); ok {
 		p.Path = c.Dir()

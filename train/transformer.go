@@ -293,18 +293,12 @@ func (t *Transformer) Forward(dst Mat, ids []int32) {
 		b.a, b.qkv, b.ctx, b.mid = mat(b.a, n, D), mat(b.qkv, n, W), mat(b.ctx, n, qw), mat(b.mid, n, D)
 		b.m, b.s = mat(b.m, n, D), mat(b.s, n, F)
 		b.AttnNorm.Forward(b.a, h)
-		if w, _, ok := contiguous(b.Wq, b.Wk, b.Wv); ok { // one product, A packed once
-			sgemm(blas.NoTrans, blas.Trans, n, W, D, 1, b.a.Data, D, w, D, 0, b.qkv.Data, W)
-		} else {
-			sgemm(blas.NoTrans, blas.Trans, n, qw, D, 1, b.a.Data, D, b.Wq.Data, D, 0, b.qkv.Data, W)
-			sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wk.Data, D, 0, b.qkv.Data[qw:], W)
-			sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, b.a.Data, D, b.Wv.Data, D, 0, b.qkv.Data[qw+kw:], W)
-		}
+		b.qkvForward(b.qkv.Data, b.a.Data, n, D, qw, kw)
 		b.Attn.Forward(b.ctx, b.qkv)
 		copy(b.mid.Data, h.Data[:n*D])
 		sgemm(blas.NoTrans, blas.Trans, n, D, qw, 1, b.ctx.Data, qw, b.Wo.Data, qw, 1, b.mid.Data, D)
 		b.MLPNorm.Forward(b.m, b.mid)
-		b.mlpForward(n, D, F)
+		b.gu = b.mlpForward(b.s, b.gu, b.m, b.GLU, b.Act, n, D, F)
 		out := t.hs[l+1]
 		copy(out.Data, b.mid.Data[:n*D])
 		sgemm(blas.NoTrans, blas.Trans, n, D, F, 1, b.s.Data, F, b.Wd.Data, F, 1, out.Data, D)
@@ -421,24 +415,40 @@ func contiguous(ps ...*Param) (data, grad []float32, ok bool) {
 	return set.Data[off : off+n], set.Grad[off : off+n], true
 }
 
-// mlpForward computes the MLP's hidden activations s [n, F] from its
-// normalized input m [n, D]: SwiGLU of gu = m·[W_g; W_u]ᵀ [n, 2F], or
-// GELUTanh of gu = m·W_uᵀ [n, F].
-func (b *Block) mlpForward(n, D, F int) {
-	if b.GLU == nil {
-		b.gu = mat(b.gu, n, F)
-		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wu.Data, D, 0, b.gu.Data, F)
-		b.Act.Forward(b.s, b.gu)
+// qkvForward computes the fused projection [q|k|v] = a·[W_q; W_k; W_v]ᵀ
+// [n, qw + 2·kw] into dst from the normalized input a [n, D].
+func (b *Block) qkvForward(dst, a []float32, n, D, qw, kw int) {
+	W := qw + 2*kw
+	if w, _, ok := contiguous(b.Wq, b.Wk, b.Wv); ok { // one product, A packed once
+		sgemm(blas.NoTrans, blas.Trans, n, W, D, 1, a, D, w, D, 0, dst, W)
 		return
 	}
-	b.gu = mat(b.gu, n, 2*F)
-	if w, _, ok := contiguous(b.Wg, b.Wu); ok { // one product, m packed once
-		sgemm(blas.NoTrans, blas.Trans, n, 2*F, D, 1, b.m.Data, D, w, D, 0, b.gu.Data, 2*F)
-	} else {
-		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wg.Data, D, 0, b.gu.Data, 2*F)
-		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, b.m.Data, D, b.Wu.Data, D, 0, b.gu.Data[F:], 2*F)
+	sgemm(blas.NoTrans, blas.Trans, n, qw, D, 1, a, D, b.Wq.Data, D, 0, dst, W)
+	sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, a, D, b.Wk.Data, D, 0, dst[qw:], W)
+	sgemm(blas.NoTrans, blas.Trans, n, kw, D, 1, a, D, b.Wv.Data, D, 0, dst[qw+kw:], W)
+}
+
+// mlpForward computes the MLP's hidden activations s [n, F] from its
+// normalized input m [n, D]: SwiGLU (glu) of gu = m·[W_g; W_u]ᵀ [n, 2F],
+// or GELUTanh (act) of gu = m·W_uᵀ [n, F]. It returns gu, resized from
+// the storage given. Forward passes the block's own layers, the Decoder
+// its own (so that decoding leaves what Backward reads alone).
+func (b *Block) mlpForward(s, gu, m Mat, glu *SwiGLU, act *GELUTanh, n, D, F int) Mat {
+	if glu == nil {
+		gu = mat(gu, n, F)
+		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, m.Data, D, b.Wu.Data, D, 0, gu.Data, F)
+		act.Forward(s, gu)
+		return gu
 	}
-	b.GLU.Forward(b.s, b.gu)
+	gu = mat(gu, n, 2*F)
+	if w, _, ok := contiguous(b.Wg, b.Wu); ok { // one product, m packed once
+		sgemm(blas.NoTrans, blas.Trans, n, 2*F, D, 1, m.Data, D, w, D, 0, gu.Data, 2*F)
+	} else {
+		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, m.Data, D, b.Wg.Data, D, 0, gu.Data, 2*F)
+		sgemm(blas.NoTrans, blas.Trans, n, F, D, 1, m.Data, D, b.Wu.Data, D, 0, gu.Data[F:], 2*F)
+	}
+	glu.Forward(s, gu)
+	return gu
 }
 
 // mlpBackward is mlpForward's backward: from ds [n, F] it computes the

@@ -12,11 +12,12 @@
 //	distill inspect CACHE [CACHE...] [--rows N] [--verify] [--json]
 //	distill tensors TEACHER.onnx
 //	distill data    (mnist --split train|test --out FILE | text --tokenizer TOK --seq-len T --out FILE INPUT... | info FILE)
+//	distill generate --model M --tokenizer TOK [--prompt TEXT | --prompts FILE] [--out FILE.jsonl] [--tokens FILE --seq-len T]
 //	distill version
 //
 // 'distill COMMAND --help' prints a command's flags. The work is done by
-// the packages extract, train, export, eval (with eval/onnxmodel) and
-// report; this command holds the flags, their validation, the
+// the packages extract, train, export, eval (with eval/onnxmodel), lm
+// (with lm/onnxlm) and report; this command holds the flags, their validation, the
 // orchestration and the printing, one file per command (cmd_NAME.go).
 //
 // Environment: DISTILL_GEMM=avx512|avx2|generic forces the matrix-product

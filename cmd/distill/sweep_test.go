@@ -129,6 +129,11 @@ var (
 		}
 		return filepath.Join(dir, "hf")
 	}
+	// mkPrompts is a JSON-lines prompts file for generate (short prompts:
+	// the mkLMCkpt student has 8 positions).
+	mkPrompts = func(t *testing.T, dir string) string {
+		return writeFile(t, filepath.Join(dir, "prompts.jsonl"), []byte("{\"prompt\": \"Once upon\"}\n{\"prompt\": \"Lily\"}\n"))
+	}
 	mkRun = func(t *testing.T, dir string) string {
 		run := filepath.Join(dir, "run")
 		fixtures.WriteStudent(t, filepath.Join(run, "kd.ckpt"), 0.5, nil)
@@ -262,6 +267,8 @@ var (
 	slotInitHF  = slot{"--init-from", mkHFDir, mkCache, nil, false}
 	slotRecipe  = slot{"--cache", mkRecipeCache, mkCkpt, nil, true}
 	slotTokData = slot{"--data", mkTokenData, mkCache, nil, false}
+	slotLM      = slot{"--model", mkLMCkpt, mkCache, nil, true}
+	slotPrompts = slot{"--prompts", mkPrompts, mkCache, nil, false}
 	// export of a transformer checkpoint: its tokenizer and the token
 	// windows --verify runs.
 	slotLMStudent = slot{"--student", mkLMCkpt, mkCkpt, nil, true}
@@ -291,6 +298,10 @@ var templates = []template{
 	{"data-text-val", []string{"data", "text", "--tokenizer", "{--tokenizer}", "--seq-len", "4", "--val-every", "2", "--val-out", "{OUT}", "--out", "main.parquet", "{INPUT}"},
 		[]slot{slotTok, slotText}, "--val-out", false, []string{"INPUT=truncated"}},
 	{"inspect-tokenizer", []string{"inspect", "{CACHE}", "--tokenizer", "{--tokenizer}"}, []slot{slotInspect, slotTok}, "", false, nil},
+	{"generate", []string{"generate", "--model", "{--model}", "--tokenizer", "{--tokenizer}", "--samples", "2", "--max-new", "4", "--threads", "1", "--out", "{OUT}"},
+		[]slot{slotLM, slotTok}, "--out", false, nil},
+	{"generate-tokens", []string{"generate", "--model", "{--model}", "--tokenizer", "{--tokenizer}", "--prompts", "{--prompts}", "--max-new", "4",
+		"--threads", "1", "--tokens", "{OUT}", "--seq-len", "4"}, []slot{slotLM, slotTok, slotPrompts}, "--tokens", false, nil},
 }
 
 // numeric lists each command's numeric flags with the values that are
@@ -318,6 +329,9 @@ var numeric = []struct {
 	{"inspect", "--rows", []string{"0"}},
 	{"data-text", "--seq-len", nil}, {"data-text", "--stride", []string{"0"}}, {"data-text", "--val-every", []string{"0"}},
 	{"data-text", "--threads", []string{"0"}}, {"data-text", "--max-doc-bytes", nil}, {"data-text", "--join-blocks", nil},
+	{"generate", "--samples", nil}, {"generate", "--max-new", nil}, {"generate", "--temperature", []string{"0"}}, {"generate", "--top-k", []string{"0"}},
+	{"generate", "--top-p", nil}, {"generate", "--seed", []string{"0", "99999999999"}}, {"generate", "--batch", nil},
+	{"generate", "--eos", []string{"0", "-1"}}, {"generate", "--threads", []string{"0"}}, {"generate-tokens", "--seq-len", nil},
 }
 
 // choices lists flags of a few named values, each with a value the

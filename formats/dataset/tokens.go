@@ -264,36 +264,16 @@ func WriteTokensFile(ctx context.Context, out string, inputs []string, tok token
 	if len(inputs) == 0 {
 		return nil, fmt.Errorf("%w: no input files", ErrShortCorpus)
 	}
-	vocab := tok.VocabSize()
-	if vocab <= 0 || int64(vocab) > math.MaxInt32+1 {
-		return nil, fmt.Errorf("%w: tokenizer %s has %d ids; int32 input_ids hold at most 2^31", ErrUnsupported, info.Path, vocab)
-	}
-	meta := &TokensMeta{
-		Version: TokensVersion, Tool: c.Tool, Part: "all", Tokenizer: info, VocabSize: vocab,
-		SeqLen: c.SeqLen, Window: c.window, Stride: c.Stride, Split: c.Split, JoinBlocks: c.JoinBlocks, TextField: c.TextField,
-		EOS: c.EOS, ValEvery: c.ValEvery, Val: "none",
-	}
+	var bos, eos *int
 	if id, ok := tok.Special("bos"); ok {
-		meta.BOSID = &id
+		bos = &id
 	}
 	if id, ok := tok.Special("eos"); ok {
-		meta.EOSID = &id
+		eos = &id
 	}
-	if c.EOS && meta.EOSID == nil {
-		return nil, fmt.Errorf("%w: the %s tokenizer %s has no eos token to append", ErrUnsupported, info.Kind, info.Path)
-	}
-	switch {
-	case c.ValOut != "":
-		meta.Val, meta.Part = "file", "train"
-	case c.ValEvery > 0:
-		meta.Val = "column"
-	}
-	if c.ValOut != "" {
-		a, errA := filepath.Abs(out)
-		b, errB := filepath.Abs(c.ValOut)
-		if errA == nil && errB == nil && a == b {
-			return nil, fmt.Errorf("dataset: the validation file %s is also the output", c.ValOut)
-		}
+	meta, err := newTokensMeta(out, &c, tok.VocabSize(), bos, eos, info)
+	if err != nil {
+		return nil, err
 	}
 	var total int64
 	for _, in := range inputs {
@@ -311,47 +291,167 @@ func WriteTokensFile(ctx context.Context, out string, inputs []string, tok token
 		meta.Inputs = append(meta.Inputs, TokensInput{Path: in, Format: format, Bytes: st.Size()})
 		total += st.Size()
 	}
-
-	w, err := newTokenWriter(out, c.Format, c.SeqLen, meta.Val == "column", c.rows, c.Allocator)
+	tw, err := openTokenWriter(out, c, meta)
 	if err != nil {
 		return nil, err
 	}
-	defer w.abort()
-	var val *tokenWriter
+	defer tw.Abort()
+	if err := runTokens(ctx, &c, inputs, tok, meta, total, &tw.windows); err != nil {
+		return nil, err
+	}
+	if meta.Documents == 0 {
+		return nil, fmt.Errorf("%w: no text in %s (empty documents skipped: %d)", ErrShortCorpus, inputList(inputs), meta.EmptyDocuments)
+	}
+	if tw.windows.n == 0 {
+		return nil, fmt.Errorf("%w: %d tokens in %s, fewer than one window of %d (sequence length %d + 1)", ErrShortCorpus, meta.Tokens, inputList(inputs), c.window, c.SeqLen)
+	}
+	return tw.Commit()
+}
+
+// newTokensMeta checks the options of a token dataset of vocab ids with
+// those bos and eos ids (nil: none) written to out, and returns its
+// metadata without inputs or counts.
+func newTokensMeta(out string, c *tokensConfig, vocab int, bos, eos *int, info tokenizer.Info) (*TokensMeta, error) {
+	if vocab <= 0 || int64(vocab) > math.MaxInt32+1 {
+		return nil, fmt.Errorf("%w: tokenizer %s has %d ids; int32 input_ids hold at most 2^31", ErrUnsupported, info.Path, vocab)
+	}
+	meta := &TokensMeta{
+		Version: TokensVersion, Tool: c.Tool, Part: "all", Tokenizer: info, VocabSize: vocab, BOSID: bos, EOSID: eos,
+		SeqLen: c.SeqLen, Window: c.window, Stride: c.Stride, Split: c.Split, JoinBlocks: c.JoinBlocks, TextField: c.TextField,
+		EOS: c.EOS, ValEvery: c.ValEvery, Val: "none",
+	}
+	if c.EOS && meta.EOSID == nil {
+		return nil, fmt.Errorf("%w: the %s tokenizer %s has no eos token to append", ErrUnsupported, info.Kind, info.Path)
+	}
+	switch {
+	case c.ValOut != "":
+		meta.Val, meta.Part = "file", "train"
+	case c.ValEvery > 0:
+		meta.Val = "column"
+	}
 	if c.ValOut != "" {
-		if val, err = newTokenWriter(c.ValOut, c.ValFormat, c.SeqLen, false, c.rows, c.Allocator); err != nil {
+		a, errA := filepath.Abs(out)
+		b, errB := filepath.Abs(c.ValOut)
+		if errA == nil && errB == nil && a == b {
+			return nil, fmt.Errorf("dataset: the validation file %s is also the output", c.ValOut)
+		}
+	}
+	return meta, nil
+}
+
+// TokenWriter writes a token dataset from documents given as token ids
+// (generated text, say), in WriteTokensFile's layout: the documents are
+// packed into one stream, cut into windows of SeqLen+1 ids every Stride,
+// validation windows split off by ValEvery and ValOut, the final partial
+// window dropped, and the TokensMeta recorded (Inputs are the caller's to
+// fill through Meta). The files appear at Commit, atomically; until then,
+// and after Abort, there is none.
+type TokenWriter struct {
+	c       tokensConfig
+	meta    *TokensMeta
+	w, val  *tokenWriter
+	windows windower
+	eos     int32 // appended after each document when EOS is set, else -1
+}
+
+// NewTokenWriter starts the token dataset out (and opts.ValOut) of the
+// documents of a tokenizer of vocab ids described by info, with those bos
+// and eos ids (nil: none; opts.EOS needs eos). opts is read as by
+// WriteTokensFile; its TextOptions are recorded, not used.
+func NewTokenWriter(out string, vocab int, bos, eos *int, info tokenizer.Info, opts *TokensOptions) (*TokenWriter, error) {
+	c, err := opts.config()
+	if err != nil {
+		return nil, err
+	}
+	meta, err := newTokensMeta(out, &c, vocab, bos, eos, info)
+	if err != nil {
+		return nil, err
+	}
+	return openTokenWriter(out, c, meta)
+}
+
+// openTokenWriter creates the temporary files of out (and c.ValOut).
+func openTokenWriter(out string, c tokensConfig, meta *TokensMeta) (*TokenWriter, error) {
+	t := &TokenWriter{c: c, meta: meta, eos: -1}
+	if c.EOS {
+		t.eos = int32(*meta.EOSID)
+	}
+	var err error
+	if t.w, err = newTokenWriter(out, c.Format, c.SeqLen, meta.Val == "column", c.rows, c.Allocator); err != nil {
+		return nil, err
+	}
+	if c.ValOut != "" {
+		if t.val, err = newTokenWriter(c.ValOut, c.ValFormat, c.SeqLen, false, c.rows, c.Allocator); err != nil {
+			t.w.abort()
 			return nil, err
 		}
-		defer val.abort()
 	}
-	windows := windower{size: c.window, stride: c.Stride, emit: func(win []int32, i int64) error {
+	t.windows = windower{size: c.window, stride: c.Stride, emit: func(win []int32, i int64) error {
 		isVal := c.ValEvery > 0 && (i+1)%int64(c.ValEvery) == 0
 		if isVal {
 			meta.Windows.Val++
 		} else {
 			meta.Windows.Train++
 		}
-		if isVal && val != nil {
-			return val.add(win, false)
+		if isVal && t.val != nil {
+			return t.val.add(win, false)
 		}
-		return w.add(win, isVal)
+		return t.w.add(win, isVal)
 	}}
-	if err := runTokens(ctx, &c, inputs, tok, meta, total, &windows); err != nil {
-		return nil, err
+	return t, nil
+}
+
+// Add appends one document's ids (BOS first if the tokenizer's documents
+// start with it), then EOS when opts.EOS is set and they do not end with
+// it. An empty document is counted and skipped; an id outside the
+// vocabulary is an error.
+func (t *TokenWriter) Add(ids []int32) error {
+	if len(ids) == 0 {
+		t.meta.EmptyDocuments++
+		return nil
 	}
-	if meta.Documents == 0 {
-		return nil, fmt.Errorf("%w: no text in %s (empty documents skipped: %d)", ErrShortCorpus, inputList(inputs), meta.EmptyDocuments)
+	for _, id := range ids {
+		if id < 0 || int(id) >= t.meta.VocabSize {
+			return fmt.Errorf("dataset: token id %d outside the vocabulary of %d", id, t.meta.VocabSize)
+		}
 	}
-	if windows.n == 0 {
-		return nil, fmt.Errorf("%w: %d tokens in %s, fewer than one window of %d (sequence length %d + 1)", ErrShortCorpus, meta.Tokens, inputList(inputs), c.window, c.SeqLen)
+	n := int64(len(ids))
+	if err := t.windows.push(ids); err != nil {
+		return err
 	}
-	meta.DroppedTokens = meta.Tokens - windows.end
+	if t.eos >= 0 && ids[len(ids)-1] != t.eos {
+		if err := t.windows.push([]int32{t.eos}); err != nil {
+			return err
+		}
+		n++
+	}
+	t.meta.Documents++
+	t.meta.Tokens += n
+	return nil
+}
+
+// Meta returns the metadata so far; the caller may fill its Inputs before
+// Commit.
+func (t *TokenWriter) Meta() *TokensMeta { return t.meta }
+
+// Windows returns the number of windows completed so far.
+func (t *TokenWriter) Windows() int64 { return t.windows.n }
+
+// Commit writes the metadata, finishes the files and renames them into
+// place, and returns the metadata. Fewer tokens than one window is an
+// error wrapping ErrShortCorpus, and nothing is written.
+func (t *TokenWriter) Commit() (*TokensMeta, error) {
+	meta := t.meta
+	if t.windows.n == 0 {
+		return nil, fmt.Errorf("%w: %d tokens in %d documents, fewer than one window of %d (sequence length %d + 1)", ErrShortCorpus, meta.Tokens, meta.Documents, t.c.window, t.c.SeqLen)
+	}
+	meta.DroppedTokens = meta.Tokens - t.windows.end
 	js, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
 	}
 	var valJS []byte
-	if val != nil {
+	if t.val != nil {
 		vm := *meta
 		vm.Part = "val"
 		if valJS, err = json.Marshal(&vm); err != nil {
@@ -360,21 +460,29 @@ func WriteTokensFile(ctx context.Context, out string, inputs []string, tok token
 	}
 	// Finish both before committing either, so that a failure leaves
 	// neither file.
-	if err := w.finish(string(js)); err != nil {
+	if err := t.w.finish(string(js)); err != nil {
 		return nil, err
 	}
-	if val != nil {
-		if err := val.finish(string(valJS)); err != nil {
+	if t.val != nil {
+		if err := t.val.finish(string(valJS)); err != nil {
 			return nil, err
 		}
-		if err := val.commit(); err != nil {
+		if err := t.val.commit(); err != nil {
 			return nil, err
 		}
 	}
-	if err := w.commit(); err != nil {
+	if err := t.w.commit(); err != nil {
 		return nil, err
 	}
 	return meta, nil
+}
+
+// Abort removes the temporary files, unless Commit succeeded.
+func (t *TokenWriter) Abort() {
+	t.w.abort()
+	if t.val != nil {
+		t.val.abort()
+	}
 }
 
 // inputList names the inputs for a message.

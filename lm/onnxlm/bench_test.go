@@ -48,8 +48,8 @@ func decodeTime(b *testing.B, m lm.Model, batch, steps int) time.Duration {
 // in $DISTILL_BENCH_DECODE (NAME=PATH,NAME=PATH; default the stories260K
 // decoder with past), BOS then $DISTILL_BENCH_DECODE_STEPS − 1 steps (127),
 // the models interleaved in each of b.N rounds; the medians are reported as
-// NAME-bB-tok/s. make bench compares an exported student against its
-// teacher with it.
+// NAME-bB-tok/s, with each model's NAME-params and NAME-bytes (lm.Info).
+// make bench compares an exported student against its teacher with it.
 func BenchmarkDecode(b *testing.B) {
 	spec := os.Getenv("DISTILL_BENCH_DECODE")
 	if spec == "" {
@@ -100,6 +100,8 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	b.StopTimer()
 	for _, e := range models {
+		b.ReportMetric(float64(e.m.Info().Params), e.name+"-params")
+		b.ReportMetric(float64(e.m.Info().Bytes), e.name+"-bytes")
 		for _, bs := range batches {
 			ts := times[fmt.Sprintf("%s-b%d", e.name, bs)]
 			slices.SortFunc(ts, cmp.Compare)
