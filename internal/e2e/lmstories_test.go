@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distill-ml/distill/export"
+	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/sharedtest"
 	"github.com/distill-ml/distill/train"
 )
@@ -61,11 +62,13 @@ func greedy(d *ortDecoder, steps int) ([]int64, [][]float32) {
 // the Hugging Face layout, so q and k in rotate_half order) as a decoder
 // with past and decodes 200 greedy tokens from BOS with it and with the
 // third-party stories260K-kv.onnx (llama2.c's adjacent-pair RoPE, its own
-// graph): the 201 ids must be equal and every call's logits within
-// 1e-4 × max(1, |logit|) (two float32 implementations of the same model:
-// the seq README measured the third-party file within 3.1e-5 of PyTorch).
-// Our calls must also match train's Forward over the decoded sequence
-// within TolF32.
+// graph): the 201 ids must be equal, their text llama2.c's golden one
+// (sharedtest.StoriesGreedy), and every call's logits within 1e-4 ×
+// max(1, |logit|) (two float32 implementations of the same model: the seq
+// README measured the third-party file within 3.1e-5 of PyTorch). Our
+// calls must also match train's Forward over the decoded sequence within
+// TolF32. The f16 and int8 exports, fed their own greedy tokens, must
+// match Forward within TolF16 and TolInt8.
 func TestLMExportStories260K(t *testing.T) {
 	requireRuntime(t)
 	ours, theirs, m := storiesExports(t)
@@ -83,6 +86,17 @@ func TestLMExportStories260K(t *testing.T) {
 	t.Logf("greedy from BOS: %d/%d ids equal", same, len(idsA))
 	if same != len(idsA) {
 		t.Fatalf("ours %v\ntheirs %v", idsA, idsB)
+	}
+	tok, _, err := tokenizer.Load(filepath.Join(sharedtest.Dir(t, "teachers", "seq"), "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int, len(idsA))
+	for i, id := range idsA {
+		ids[i] = int(id)
+	}
+	if got := tok.Decode(ids, true); got != sharedtest.StoriesGreedy {
+		t.Errorf("greedy text of our export:\n%q\nwant llama2.c's:\n%q", got, sharedtest.StoriesGreedy)
 	}
 	var vsTheirs parity
 	for i := range la {
