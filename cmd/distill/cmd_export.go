@@ -68,14 +68,15 @@ ending in .onnx is a usage error):
                      checked), or given with --tokenizer FILE
 For a transformer --dtype f16 stores every weight matrix as float16;
 --quantize int8 is weight-only (int8 per output channel, dequantized in the
-graph and computed in float32 by any runtime; about a quarter of the size);
-norms stay float32. Opsets 13..23; --probs is refused. --verify DATA (a
-token dataset of distill data text, or a cache extracted from one) runs the
-first --verify-rows windows (default 4 for a transformer, at most 256)
-through the exported folder in onnxruntime as a generator would, a prefill
-of half the model's positions then up to 64 cached greedy steps, compares
-every call's logits with the Go forward and fails beyond the same
-tolerances.
+graph and computed in float32 by any runtime; stories260K's shape shrinks to
+a third, as RoPE tables, norms and scales stay float32). Opsets 13..23;
+--probs is refused. --verify DATA (a token dataset of distill data text, or
+a cache extracted from one) runs the first --verify-rows windows (default 4
+for a transformer, at most 256) through the exported folder in onnxruntime
+as a generator would: a prefill of half the model's positions, then up to
+64 greedy steps of one token (cached, or the prefix re-run with
+--no-cache). It compares every call's logits with the Go forward and fails
+beyond the same tolerances.
 
 Exit codes: 0 success, 1 failure (or verification beyond tolerance), 2 usage error, 130 interrupted.`,
 		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
@@ -111,12 +112,12 @@ type exportOptions struct {
 // AddFlags registers the flags on fs.
 func (o *exportOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Student, "student", "", "checkpoint directory from distill train (required)")
-	fs.StringVar(&o.Out, "out", "", "ONNX file to write (required)")
-	fs.IntVar(&o.Opset, "opset", export.DefaultOpset, fmt.Sprintf("ONNX opset, %d..%d (the IR version follows)", export.MinOpset, export.MaxOpset))
+	fs.StringVar(&o.Out, "out", "", "ONNX file to write, or for a transformer the folder (required)")
+	fs.IntVar(&o.Opset, "opset", export.DefaultOpset, fmt.Sprintf("ONNX opset, %d..%d (a transformer %d..%d; the IR version follows)", export.MinOpset, export.MaxOpset, export.MinLMOpset, export.MaxOpset))
 	fs.StringVar(&o.Dtype, "dtype", "f32", "weight storage: f32 or f16")
-	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic)")
+	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic; weight-only for a transformer)")
 	fs.BoolVar(&o.Probs, "probs", false, `add the output "probs" = softmax(logits)`)
-	fs.StringVar(&o.Verify, "verify", "", "cache whose input rows check the exported model against the Go student")
+	fs.StringVar(&o.Verify, "verify", "", "cache whose input rows check the exported model against the Go student (a transformer: a token dataset, or a cache extracted from one)")
 	fs.IntVar(&o.VerifyRows, "verify-rows", 1000, fmt.Sprintf("rows of --verify to run, 1..%d (a transformer's windows: default %d, at most %d)", maxVerifyRows, lmVerifyRows, maxLMVerifyRows))
 	fs.BoolVar(&o.NoCache, "no-cache", false, "transformer: write the full-sequence model input_ids -> logits instead of the decoder with past")
 	fs.StringVar(&o.Tokenizer, "tokenizer", "", "transformer: tokenizer file to copy into the folder (default: the one the training data was made with)")
