@@ -200,7 +200,10 @@ func writeDir(dir string, files []dirEntry) (err error) {
 		}
 		return fmt.Errorf("export: %w", err)
 	}
-	return os.RemoveAll(old)
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("export: the new export is in place, but the previous one is left at %s: %w", old, err)
+	}
+	return nil
 }
 
 // replaceableExport returns nil if dir does not exist, is empty, or is an
