@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/distill-ml/distill/export"
 	"github.com/distill-ml/distill/internal/sharedtest"
+	"github.com/distill-ml/distill/lm"
 	"github.com/distill-ml/distill/lm/onnxlm"
 	"github.com/distill-ml/distill/train"
 )
@@ -42,8 +44,9 @@ func trainTinyLM(t *testing.T, dir string, extra ...string) (ckpt, data, cache s
 // line and exports it: as the decoder with past (the tokenizer found
 // through the checkpoint's cache and token dataset), with --no-cache and
 // f16, and int8; each --verify runs prefill and cached decoding through
-// onnxruntime against the Go forward and passes. The folder holds what
-// the help says; bad flags are usage errors naming the fix; a checkpoint
+// onnxruntime against the Go forward and passes; the KV export generates
+// the checkpoint's greedy tokens (a left-padded batch). The folder holds
+// what the help says; bad flags are usage errors naming the fix; a checkpoint
 // whose cache is gone needs --tokenizer.
 func TestExportTransformerCLI(t *testing.T) {
 	requireLib(t)
@@ -90,6 +93,33 @@ func TestExportTransformerCLI(t *testing.T) {
 		if info.BOS != 1 || info.EOS != 2 || info.Vocab != 512 || info.MaxPositions != 32 || info.KVCache == (tc.name == "nocache_f16") {
 			t.Errorf("%s: onnxlm reads %+v", tc.name, info)
 		}
+	}
+
+	// The export generates what the checkpoint generates (lm.OpenCheckpoint,
+	// the Go decoder): greedy, a left-padded batch of 3 prompts.
+	prompts := [][]int64{{1, 400, 300}, {1}, {1, 260, 261, 262, 263, 264}}
+	gen := func(m lm.Model) [][]int64 {
+		defer m.Close()
+		out := make([][]int64, len(prompts))
+		err := lm.Generate(context.Background(), m, prompts, &lm.GenerateOptions{MaxNew: 20, Batch: 3, Stop: []int64{},
+			OnSample: func(s lm.Sample) error { out[s.Index] = s.IDs; return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	ck, err := lm.OpenCheckpoint(ckpt, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ox, err := onnxlm.Open(filepath.Join(dir, "out", "kv"), &onnxlm.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := gen(ck), gen(ox)
+	t.Logf("greedy continuations: %v", a)
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("greedy from the checkpoint %v, from the export %v", a, b)
 	}
 
 	for _, tc := range []struct {
