@@ -44,8 +44,8 @@ func trainTinyLM(t *testing.T, dir string, extra ...string) (ckpt, data, cache s
 // line and exports it: as the decoder with past (the tokenizer found
 // through the checkpoint's cache and token dataset), with --no-cache and
 // f16, and int8; each --verify runs prefill and cached decoding through
-// onnxruntime against the Go forward and passes; the KV export generates
-// the checkpoint's greedy tokens (a left-padded batch). The folder holds
+// onnxruntime against the Go forward and passes; the KV export samples
+// the checkpoint's tokens (a left-padded batch, the same seeds). The folder holds
 // what the help says; bad flags are usage errors naming the fix; a checkpoint
 // whose cache is gone needs --tokenizer.
 func TestExportTransformerCLI(t *testing.T) {
@@ -96,12 +96,14 @@ func TestExportTransformerCLI(t *testing.T) {
 	}
 
 	// The export generates what the checkpoint generates (lm.OpenCheckpoint,
-	// the Go decoder): greedy, a left-padded batch of 3 prompts.
+	// the Go decoder): a left-padded batch of 3 prompts, sampled at
+	// temperature 1 with the same seeds (logits within 1e-5 draw the same
+	// tokens but for a draw within that of a boundary).
 	prompts := [][]int64{{1, 400, 300}, {1}, {1, 260, 261, 262, 263, 264}}
 	gen := func(m lm.Model) [][]int64 {
 		defer m.Close()
 		out := make([][]int64, len(prompts))
-		err := lm.Generate(context.Background(), m, prompts, &lm.GenerateOptions{MaxNew: 20, Batch: 3, Stop: []int64{},
+		err := lm.Generate(context.Background(), m, prompts, &lm.GenerateOptions{Sampling: lm.Sampling{Temperature: 1}, Seed: 3, MaxNew: 20, Batch: 3, Stop: []int64{},
 			OnSample: func(s lm.Sample) error { out[s.Index] = s.IDs; return nil }})
 		if err != nil {
 			t.Fatal(err)
@@ -117,9 +119,9 @@ func TestExportTransformerCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := gen(ck), gen(ox)
-	t.Logf("greedy continuations: %v", a)
+	t.Logf("sampled continuations: %v", a)
 	if fmt.Sprint(a) != fmt.Sprint(b) {
-		t.Errorf("greedy from the checkpoint %v, from the export %v", a, b)
+		t.Errorf("sampled from the checkpoint %v, from the export %v", a, b)
 	}
 
 	for _, tc := range []struct {
