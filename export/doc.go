@@ -1,11 +1,18 @@
 // Package export writes a trained student (a train.Checkpoint) as a
 // standard ONNX model that drops in where the teacher ran: the same input
-// name and per-sample shape, a symbolic batch axis, float32 logits out.
+// name and per-sample shape, a symbolic batch axis, float32 logits out;
+// and a transformer (train.Transformer, a train.LMCheckpoint) as a
+// decoder with past or a full-sequence language model (MarshalLM,
+// WriteLMDir).
 //
 // # Sections
 //
 //   - Writing: Write, WriteFile (atomic), Marshal; Options (Opset, Dtype,
 //     Quantize, Probs, ToolVersion), IRVersion.
+//   - Language models: MarshalLM, WriteLMDir (a folder: model.onnx,
+//     config.json, genai_config.json, the tokenizer), FindTokenizer,
+//     TransformerOf; LMOptions, MinLMOpset; the input and output names
+//     (InputIDsName, PastKeyNames, ...).
 //   - Inspecting: Dump, a readable node listing.
 //   - Quantization: QuantizeWeights, WeightZeroPoint.
 //   - Names: LogitsName, ProbsName, BatchDim, Meta* metadata keys.

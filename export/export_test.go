@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/distill-ml/distill/formats"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/distill-ml/distill/formats"
 
 	"github.com/distill-ml/distill/internal/onnxpb"
 	"github.com/distill-ml/distill/train"
@@ -106,24 +107,31 @@ func TestGolden(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			data, _ := marshal(t, v)
-			var got bytes.Buffer
-			if err := Dump(&got, data); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join("testdata", v.name+".txt")
-			if *update {
-				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./export -run TestGolden -update)", err)
-			}
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Errorf("graph of %s differs from %s (-update to accept):\n%s", v.name, path, got.String())
-			}
+			golden(t, v.name, data)
 		})
+	}
+}
+
+// golden compares the Dump of model with testdata/NAME.txt (-update
+// rewrites it).
+func golden(t *testing.T, name string, model []byte) {
+	t.Helper()
+	var got bytes.Buffer
+	if err := Dump(&got, model); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name+".txt")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./export -run Golden -update)", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("graph of %s differs from %s (-update to accept):\n%s", name, path, got.String())
 	}
 }
 
@@ -424,20 +432,7 @@ func checkerScript(t *testing.T) string {
 // checker's ONNX (1.12: opset ≤ 17, IR ≤ 8) knows. Without python3's onnx
 // module the test fails under CI and is skipped elsewhere.
 func TestONNXChecker(t *testing.T) {
-	script := checkerScript(t)
-	missing := func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the ONNX checker is required in CI: %s", msg)
-		}
-		t.Skipf("SKIPPING the ONNX checker: %s", msg)
-	}
-	if _, err := os.Stat(script); err != nil {
-		missing("%v", err)
-	}
-	if out, err := exec.Command("/usr/bin/python3", "-c", "import onnx").CombinedOutput(); err != nil {
-		missing("/usr/bin/python3 cannot import onnx (apt-get install python3-onnx): %v %s", err, out)
-	}
+	script := requireChecker(t)
 	dir := t.TempDir()
 	var files []string
 	extra := []variant{
@@ -456,6 +451,33 @@ func TestONNXChecker(t *testing.T) {
 		}
 		files = append(files, p)
 	}
+	runChecker(t, script, files)
+}
+
+// requireChecker returns the path of peers/onnx_check.py, or skips the
+// test (fails it under CI) when it or python3's onnx is missing.
+func requireChecker(t *testing.T) string {
+	t.Helper()
+	script := checkerScript(t)
+	missing := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the ONNX checker is required in CI: %s", msg)
+		}
+		t.Skipf("SKIPPING the ONNX checker: %s", msg)
+	}
+	if _, err := os.Stat(script); err != nil {
+		missing("%v", err)
+	}
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import onnx").CombinedOutput(); err != nil {
+		missing("/usr/bin/python3 cannot import onnx (apt-get install python3-onnx): %v %s", err, out)
+	}
+	return script
+}
+
+// runChecker runs the checker script over files; every one must pass.
+func runChecker(t *testing.T, script string, files []string) {
+	t.Helper()
 	out, err := exec.Command("/usr/bin/python3", append([]string{script}, files...)...).CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {

@@ -3,8 +3,9 @@ package export
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/distill-ml/distill/formats"
 	"math"
+
+	"github.com/distill-ml/distill/formats"
 
 	"github.com/distill-ml/distill/internal/onnxpb"
 	"google.golang.org/protobuf/proto"

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -149,22 +148,24 @@ func build(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 	for _, d := range shape {
 		inDims = append(inDims, int64(d))
 	}
-	m := &onnxpb.ModelProto{
+	inputs := []*onnxpb.ValueInfoProto{valueInfo(input, onnxpb.TensorProto_FLOAT, inDims)}
+	return b.model(o, describe(cfg, o), inputs, outputs, metadata(c, o)), nil
+}
+
+// model returns the ModelProto of the graph g with its inputs, outputs,
+// doc string and metadata, at o's opset and its IR version.
+func (g *graph) model(o Options, doc string, inputs, outputs []*onnxpb.ValueInfoProto, meta []*onnxpb.StringStringEntryProto) *onnxpb.ModelProto {
+	return &onnxpb.ModelProto{
 		IrVersion:       proto.Int64(IRVersion(o.Opset)),
 		OpsetImport:     []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(int64(o.Opset))}},
 		ProducerName:    proto.String(producerName),
 		ProducerVersion: proto.String(o.ToolVersion),
-		DocString:       proto.String(describe(cfg, o)),
+		DocString:       proto.String(doc),
 		Graph: &onnxpb.GraphProto{
-			Name:        proto.String("student"),
-			Node:        b.nodes,
-			Initializer: b.inits,
-			Input:       []*onnxpb.ValueInfoProto{valueInfo(input, onnxpb.TensorProto_FLOAT, inDims)},
-			Output:      outputs,
+			Name: proto.String("student"), Node: g.nodes, Initializer: g.inits, Input: inputs, Output: outputs,
 		},
-		MetadataProps: metadata(c, o),
+		MetadataProps: meta,
 	}
-	return m, nil
 }
 
 // describe is the model's doc_string, e.g. "distill student: mlp 784→32→32→10, relu, layernorm; weights f32".
@@ -195,48 +196,54 @@ func describe(cfg train.Config, o Options) string {
 // metadata returns the provenance entries, sorted by key.
 func metadata(c *train.Checkpoint, o Options) []*onnxpb.StringStringEntryProto {
 	info := c.Info
-	kv := map[string]string{
-		MetaToolVersion: o.ToolVersion,
-		MetaDtype:       o.Dtype,
-		MetaQuantize:    o.Quantize,
-		MetaTemperature: strconv.FormatFloat(info.Training.Temperature, 'g', -1, 64),
-		MetaAlpha:       strconv.FormatFloat(info.Training.Alpha, 'g', -1, 64),
-		MetaEpochs:      strconv.Itoa(info.Epoch),
-		MetaSteps:       strconv.FormatInt(info.Step, 10),
+	kv := map[string]string{}
+	var last any
+	if len(info.Metrics) > 0 {
+		last = info.Metrics[len(info.Metrics)-1]
 	}
-	if o.Quantize == "" {
-		kv[MetaQuantize] = "none"
-	}
-	if b, err := json.Marshal(c.Student.Config); err == nil {
-		kv[MetaStudent] = string(b)
-	}
+	exportMeta(kv, o, c.Student.Config)
+	trainingMeta(kv, info.Training, info.Epoch, info.Step, info.Cache, info.Val, last)
 	if info.Input != "" {
 		kv[MetaInput] = info.Input
 	}
-	if info.Cache.TeacherSHA256 != "" {
-		kv[MetaTeacherSHA256] = info.Cache.TeacherSHA256
+	return sortedProps(kv)
+}
+
+// exportMeta sets the entries of kv about the export: the tool version,
+// dtype, quantization and the student's config as JSON.
+func exportMeta(kv map[string]string, o Options, student any) {
+	kv[MetaToolVersion], kv[MetaDtype], kv[MetaQuantize] = o.ToolVersion, o.Dtype, o.Quantize
+	if o.Quantize == "" {
+		kv[MetaQuantize] = "none"
 	}
-	if info.Cache.Digest != "" {
-		kv[MetaCacheDigest] = info.Cache.Digest
+	if b, err := json.Marshal(student); err == nil {
+		kv[MetaStudent] = string(b)
 	}
-	if info.Val != nil && info.Val.Digest != "" {
-		kv[MetaValDigest] = info.Val.Digest
+}
+
+// trainingMeta sets the Meta* provenance entries of kv from a checkpoint's
+// record: the training options' T and α, epochs and steps, the cache's
+// teacher sha256 and digests, and the last epoch's metrics (last, nil for
+// none).
+func trainingMeta(kv map[string]string, training train.Options, epoch int, step int64, cache train.Provenance, val *train.Provenance, last any) {
+	kv[MetaTemperature] = strconv.FormatFloat(training.Temperature, 'g', -1, 64)
+	kv[MetaAlpha] = strconv.FormatFloat(training.Alpha, 'g', -1, 64)
+	kv[MetaEpochs] = strconv.Itoa(epoch)
+	kv[MetaSteps] = strconv.FormatInt(step, 10)
+	if cache.TeacherSHA256 != "" {
+		kv[MetaTeacherSHA256] = cache.TeacherSHA256
 	}
-	if len(info.Metrics) > 0 {
-		if b, err := json.Marshal(info.Metrics[len(info.Metrics)-1]); err == nil {
+	if cache.Digest != "" {
+		kv[MetaCacheDigest] = cache.Digest
+	}
+	if val != nil && val.Digest != "" {
+		kv[MetaValDigest] = val.Digest
+	}
+	if last != nil {
+		if b, err := json.Marshal(last); err == nil {
 			kv[MetaMetrics] = string(b)
 		}
 	}
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	props := make([]*onnxpb.StringStringEntryProto, len(keys))
-	for i, k := range keys {
-		props[i] = &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(kv[k])}
-	}
-	return props
 }
 
 // builder emits the ops of student layers into a graph.

@@ -227,6 +227,15 @@ func (c *Cache) Config() Config { return c.cfg }
 // index); for an unsharded cache, the cache's manifest.
 func (c *Cache) Manifest() Manifest { return c.shards[0].m }
 
+// Dir returns the directory of the first shard (lowest shard index), as
+// an absolute path when it can be made one: where Manifest was read.
+func (c *Cache) Dir() string {
+	if abs, err := filepath.Abs(c.shards[0].dir); err == nil {
+		return abs
+	}
+	return c.shards[0].dir
+}
+
 // Manifests returns the manifest of every shard directory opened, in shard
 // index order.
 func (c *Cache) Manifests() []Manifest {

@@ -67,7 +67,7 @@ const (
 
 // Provenance identifies the cache a student was trained or evaluated on.
 type Provenance struct {
-	Path          string `json:"path,omitempty"`
+	Path          string `json:"path,omitempty"`           // the cache directory (its first shard's), absolute; distill export finds the tokenizer through it
 	Digest        string `json:"digest"`                   // formats.Cache.Digest
 	TeacherSHA256 string `json:"teacher_sha256,omitempty"` // formats.Manifest.Teacher.SHA256
 	ScoreKind     string `json:"score_kind,omitempty"`

@@ -223,6 +223,9 @@ func provenance(src Source) Provenance {
 		m := c.Manifest()
 		p.Digest, p.TeacherSHA256, p.ScoreKind, p.Dataset = c.Digest(), m.Teacher.SHA256, string(m.ScoreKind), m.Dataset.Path
 	}
+	if c, ok := src.(interface{ Dir() string }); ok {
+		p.Path = c.Dir()
+	}
 	return p
 }
 

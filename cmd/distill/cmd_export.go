@@ -21,8 +21,8 @@ import (
 func init() {
 	register(&command{
 		Name:      "export",
-		UsageLine: "--student student.ckpt --out student.onnx [flags]",
-		Short:     "write a trained student as an ONNX model, optionally f16 or int8, and verify it",
+		UsageLine: "--student student.ckpt --out student.onnx [flags]  |  --student lm.ckpt --out DIR [flags]",
+		Short:     "write a trained student (an MLP or a transformer) as an ONNX model, optionally f16 or int8, and verify it",
 		Long: `Write the student of a checkpoint (from distill train) as a standard ONNX model
 that drops in where the teacher ran: the input has the teacher's name and
 per-sample shape with a dynamic batch axis N, the output is "logits" [N,C]
@@ -48,6 +48,36 @@ max(1, largest |logit|). For int8 the result of a row depends on the other
 rows of its batch (the quantization range of the hidden layers); --verify
 runs batches of 256. A model that fails verification is still written.
 
+A transformer checkpoint (distill train --student transformer; it holds
+training.json) is exported as a folder --out DIR, which appears atomically
+(an earlier export there is replaced, any other directory refused; an --out
+ending in .onnx is a usage error):
+  model.onnx         a decoder with past in the Hugging Face Optimum /
+                     onnxruntime-genai layout: inputs input_ids,
+                     attention_mask, position_ids [batch, seq] (int64) and
+                     past_key_values.{i}.key|value [batch, kv_heads, past,
+                     head_dim] (keys after RoPE; a past of length 0 starts a
+                     sequence); outputs logits [batch, seq, vocab] and
+                     present.{i}.key|value. With --no-cache: the plain form
+                     input_ids [batch, seq] -> logits [batch, seq, vocab].
+  config.json        the Hugging Face config, with bos/eos_token_id
+  genai_config.json  the onnxruntime-genai config (not with --no-cache)
+  the tokenizer      copied from the file the training data was made with:
+                     found through the checkpoint's training cache, its
+                     token dataset and the tokenizer recorded there (sha256
+                     checked), or given with --tokenizer FILE
+For a transformer --dtype f16 stores every weight matrix as float16;
+--quantize int8 is weight-only (int8 per output channel, dequantized in the
+graph and computed in float32 by any runtime; stories260K's shape shrinks to
+a third, as RoPE tables, norms and scales stay float32). Opsets 13..23;
+--probs is refused. --verify DATA (a token dataset of distill data text, or
+a cache extracted from one) runs the first --verify-rows windows (default 4
+for a transformer, at most 256) through the exported folder in onnxruntime
+as a generator would: a prefill of half the model's positions, then up to
+64 greedy steps of one token (cached, or the prefix re-run with
+--no-cache). It compares every call's logits with the Go forward and fails
+beyond the same tolerances.
+
 Exit codes: 0 success, 1 failure (or verification beyond tolerance), 2 usage error, 130 interrupted.`,
 		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
 			var o exportOptions
@@ -56,6 +86,7 @@ Exit codes: 0 success, 1 failure (or verification beyond tolerance), 2 usage err
 				if len(args) != 0 {
 					return usageError("unexpected arguments %q", args)
 				}
+				o.verifyRowsSet = fs.Changed("verify-rows")
 				return runExport(ctx, cmdOut, o)
 			}
 		},
@@ -72,18 +103,24 @@ type exportOptions struct {
 	Verify       string
 	VerifyRows   int
 	OrtLib       string
+	// A transformer's:
+	NoCache       bool
+	Tokenizer     string
+	verifyRowsSet bool // --verify-rows was given
 }
 
 // AddFlags registers the flags on fs.
 func (o *exportOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Student, "student", "", "checkpoint directory from distill train (required)")
-	fs.StringVar(&o.Out, "out", "", "ONNX file to write (required)")
-	fs.IntVar(&o.Opset, "opset", export.DefaultOpset, fmt.Sprintf("ONNX opset, %d..%d (the IR version follows)", export.MinOpset, export.MaxOpset))
+	fs.StringVar(&o.Out, "out", "", "ONNX file to write, or for a transformer the folder (required)")
+	fs.IntVar(&o.Opset, "opset", export.DefaultOpset, fmt.Sprintf("ONNX opset, %d..%d (a transformer %d..%d; the IR version follows)", export.MinOpset, export.MaxOpset, export.MinLMOpset, export.MaxOpset))
 	fs.StringVar(&o.Dtype, "dtype", "f32", "weight storage: f32 or f16")
-	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic)")
+	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic; weight-only for a transformer)")
 	fs.BoolVar(&o.Probs, "probs", false, `add the output "probs" = softmax(logits)`)
-	fs.StringVar(&o.Verify, "verify", "", "cache whose input rows check the exported model against the Go student")
-	fs.IntVar(&o.VerifyRows, "verify-rows", 1000, fmt.Sprintf("rows of --verify to run, 1..%d", maxVerifyRows))
+	fs.StringVar(&o.Verify, "verify", "", "cache whose input rows check the exported model against the Go student (a transformer: a token dataset, or a cache extracted from one)")
+	fs.IntVar(&o.VerifyRows, "verify-rows", 1000, fmt.Sprintf("rows of --verify to run, 1..%d (a transformer's windows: default %d, at most %d)", maxVerifyRows, lmVerifyRows, maxLMVerifyRows))
+	fs.BoolVar(&o.NoCache, "no-cache", false, "transformer: write the full-sequence model input_ids -> logits instead of the decoder with past")
+	fs.StringVar(&o.Tokenizer, "tokenizer", "", "transformer: tokenizer file to copy into the folder (default: the one the training data was made with)")
 	fs.StringVar(&o.OrtLib, "ort-lib", "", "onnxruntime shared library for --verify (default: $ONNXRUNTIME_SHARED_LIBRARY_PATH, then the project cache from make setup)")
 }
 
@@ -102,6 +139,33 @@ func (o *exportOptions) options() (export.Options, error) {
 	if o.Opset < export.MinOpset || o.Opset > export.MaxOpset {
 		return eo, usageError("--opset %d: want %d..%d", o.Opset, export.MinOpset, export.MaxOpset)
 	}
+	for _, f := range []struct {
+		set  bool
+		flag string
+	}{{o.NoCache, "--no-cache"}, {o.Tokenizer != "", "--tokenizer"}} {
+		if f.set {
+			return eo, usageError("%s is for a transformer checkpoint; --student %s is an MLP student's", f.flag, o.Student)
+		}
+	}
+	eo, err := o.common()
+	if err != nil {
+		return eo, err
+	}
+	if err := checkRange("--verify-rows", o.VerifyRows, 1, maxVerifyRows); err != nil {
+		return eo, err
+	}
+	if err := checkPaths([]guard.Path{{Flag: "--student", Path: o.Student}, {Flag: "--verify", Path: o.Verify}},
+		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.File}}); err != nil {
+		return eo, err
+	}
+	eo.Probs = o.Probs
+	return eo, nil
+}
+
+// common validates the flags an MLP and a transformer export share and
+// returns them as options.
+func (o *exportOptions) common() (export.Options, error) {
+	var eo export.Options
 	if o.Dtype != export.F32 && o.Dtype != export.F16 {
 		return eo, usageError("--dtype %q: want f32 or f16", o.Dtype)
 	}
@@ -116,27 +180,20 @@ func (o *exportOptions) options() (export.Options, error) {
 	if q != "" && o.Dtype != export.F32 {
 		return eo, usageError("--quantize int8 and --dtype f16 cannot be combined")
 	}
-	if err := checkRange("--verify-rows", o.VerifyRows, 1, maxVerifyRows); err != nil {
-		return eo, err
-	}
-	if err := checkPaths([]guard.Path{{Flag: "--student", Path: o.Student}, {Flag: "--verify", Path: o.Verify}},
-		[]guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.File}}); err != nil {
-		return eo, err
-	}
-	return export.Options{Opset: o.Opset, Dtype: o.Dtype, Quantize: q, Probs: o.Probs, ToolVersion: version}, nil
+	return export.Options{Opset: o.Opset, Dtype: o.Dtype, Quantize: q, ToolVersion: version}, nil
 }
 
 func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
+	if o.Student != "" && isTransformerCheckpoint(o.Student) {
+		return runExportLM(ctx, stdout, o)
+	}
 	eo, err := o.options()
 	if err != nil {
 		return err
 	}
 	c, err := train.Load(o.Student)
 	if err != nil {
-		if errors.Is(err, train.ErrCheckpoint) && strings.Contains(err.Error(), "this build reads") {
-			return fmt.Errorf("%w (written by a newer distill? export it with that version)", err)
-		}
-		return err
+		return newerHint(err)
 	}
 	if o.Verify != "" {
 		// The cache and onnxruntime are checked before the model is
@@ -189,6 +246,15 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 		return fmt.Errorf("--verify: max |Δlogit| %.3g exceeds the tolerance %.3g", res.MaxDiff, res.Tolerance)
 	}
 	return nil
+}
+
+// newerHint adds to a checkpoint's loading error, when its format is
+// newer than this build's, that a newer distill wrote it.
+func newerHint(err error) error {
+	if errors.Is(err, train.ErrCheckpoint) && strings.Contains(err.Error(), "this build reads") {
+		return fmt.Errorf("%w (written by a newer distill? export it with that version)", err)
+	}
+	return err
 }
 
 // studentInputShape is the student's per-sample input shape.

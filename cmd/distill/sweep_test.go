@@ -276,6 +276,10 @@ var (
 	slotLMData  = slot{"--data", mkTokenCache, mkCkpt, nil, true}
 	slotLM      = slot{"--model", mkLMCkpt, mkCache, nil, true}
 	slotPrompts = slot{"--prompts", mkPrompts, mkCache, nil, false}
+	// export of a transformer checkpoint: its tokenizer and the token
+	// windows --verify runs.
+	slotLMStudent = slot{"--student", mkLMCkpt, mkCkpt, nil, true}
+	slotLMVerify  = slot{"--verify", mkTokenData, mkCkpt, nil, false}
 )
 
 var templates = []template{
@@ -287,6 +291,8 @@ var templates = []template{
 	{"train-transformer-data", []string{"train", "--student", "transformer", "--cache", "{--cache}", "--data", "{--data}", "--out", "{OUT}",
 		"--layers", "1", "--dim", "8", "--heads", "2", "--ffn", "8", "--epochs", "1", "--batch", "4", "--threads", "1"}, []slot{slotRecipe, slotTokData}, "--out", false, nil},
 	{"export", []string{"export", "--student", "{--student}", "--out", "{OUT}", "--verify", "{--verify}"}, []slot{slotStudent, slotVerify}, "--out", true, nil},
+	{"export-transformer", []string{"export", "--student", "{--student}", "--tokenizer", "{--tokenizer}", "--out", "{OUT}", "--verify", "{--verify}"},
+		[]slot{slotLMStudent, slotTok, slotLMVerify}, "--out", true, nil},
 	{"eval", []string{"eval", "--model", "{--model}", "--data", "{--data}", "--teacher-cache", "{--teacher-cache}", "--bench-time", "0", "--out", "{OUT}"},
 		[]slot{slotModel, slotEvalDat, slotTCache}, "--out", true, nil},
 	// A language model on a per-token cache.
@@ -330,6 +336,7 @@ var numeric = []struct {
 	{"train", "--beta", []string{"0"}}, {"train", "--adam-beta2", nil},
 	{"train-transformer-data", "--threads", []string{"0"}}, // 0 succeeds: the valid inputs train
 	{"export", "--opset", nil}, {"export", "--verify-rows", nil},
+	{"export-transformer", "--opset", nil}, {"export-transformer", "--verify-rows", nil},
 	{"eval", "--batch", nil}, {"eval", "--threads", []string{"0"}}, {"eval", "--bench-time", []string{"0"}},
 	{"eval", "--scale", nil}, {"eval", "--mean", nil}, {"eval", "--std", nil},
 	{"eval-lm", "--batch", nil}, {"eval-lm", "--decode-steps", nil}, {"eval-lm", "--decode-prompt", nil}, {"eval-lm", "--decode-batch", nil},
