@@ -413,3 +413,16 @@ func (b *builder) activation(scope, x string, act train.Activation) (string, err
 	}
 	return "", fmt.Errorf("%w: activation %q", ErrUnsupported, act)
 }
+
+// TrainingMeta reads how a student was trained from the metadata_props
+// its export wrote (MetaAlpha, MetaTemperature, MetaEpochs); ok is false
+// when meta has no MetaAlpha (a model distill did not export).
+func TrainingMeta(meta map[string]string) (alpha, temperature float64, epochs int, ok bool) {
+	alpha, err := strconv.ParseFloat(meta[MetaAlpha], 64)
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	temperature, _ = strconv.ParseFloat(meta[MetaTemperature], 64)
+	epochs, _ = strconv.Atoi(meta[MetaEpochs])
+	return alpha, temperature, epochs, true
+}

@@ -48,6 +48,9 @@ type Info struct {
 	EOS int `json:"eos"`
 	// SHA256 of the model file (model.safetensors for a checkpoint).
 	SHA256 string `json:"sha256,omitempty"`
+	// Metadata is an ONNX model's metadata_props (distill export's
+	// provenance keys among them), nil for a checkpoint.
+	Metadata map[string]string `json:"-"`
 }
 
 // Session holds the state of one batch of sequences: its KV cache, or the

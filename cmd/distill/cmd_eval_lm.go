@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/distill-ml/distill/eval"
+	"github.com/distill-ml/distill/export"
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/internal/progress"
 	"github.com/distill-ml/distill/lm"
@@ -143,6 +144,15 @@ func runLMEval(ctx context.Context, o evalOptions, kind string) (*eval.Result, e
 	}
 	if err != nil {
 		return nil, evalError("", err)
+	}
+	if meta := m.Info().Metadata; meta != nil { // an export of distill's: how it was trained
+		if a, t, e, ok := export.TrainingMeta(meta); ok {
+			res.Model.Training = eval.TrainingOf(a, t, e)
+		}
+		var cfg train.TransformerConfig
+		if json.Unmarshal([]byte(meta[export.MetaStudent]), &cfg) == nil && cfg.Layers > 0 {
+			res.Model.Architecture = eval.DescribeTransformer(cfg)
+		}
 	}
 	if kind == lmCheckpoint {
 		c, err := train.LoadLMCheckpoint(o.Model)

@@ -93,6 +93,24 @@ func TestExportTransformerCLI(t *testing.T) {
 		if info.BOS != 1 || info.EOS != 2 || info.Vocab != 512 || info.MaxPositions != 32 || info.KVCache == (tc.name == "nocache_f16") {
 			t.Errorf("%s: onnxlm reads %+v", tc.name, info)
 		}
+		// distill eval reads how the exported student was trained from its
+		// metadata, as it does for an exported MLP.
+		code, stdout, stderr = runDistill("eval", "--model", out, "--data", cache, "--json", "--rows", "2", "--decode-steps", "2", "--decode-batch", "1", "--threads", "1")
+		var res struct {
+			Model struct {
+				Architecture string
+				Training     *struct {
+					Method string
+					Epochs int
+				}
+			}
+		}
+		if code != exitOK || json.Unmarshal([]byte(stdout), &res) != nil {
+			t.Fatalf("%s: eval: exit %d\n%s\n%s", tc.name, code, stdout, stderr)
+		}
+		if tr := res.Model.Training; tr == nil || tr.Method != "kd" || tr.Epochs != 1 || !strings.Contains(res.Model.Architecture, "dim 32, 2 layers") {
+			t.Errorf("%s: eval reads the model as %+v (training %+v)", tc.name, res.Model, tr)
+		}
 	}
 
 	// The export generates what the checkpoint generates (lm.OpenCheckpoint,

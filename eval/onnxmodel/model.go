@@ -2,7 +2,6 @@ package onnxmodel
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/distill-ml/distill/eval"
@@ -74,9 +73,7 @@ func Open(path string, o *Options) (*eval.Model, error) {
 	for _, p := range m.Proto.GetMetadataProps() {
 		meta[p.GetKey()] = p.GetValue()
 	}
-	if a, err := strconv.ParseFloat(meta[export.MetaAlpha], 64); err == nil {
-		t, _ := strconv.ParseFloat(meta[export.MetaTemperature], 64)
-		e, _ := strconv.Atoi(meta[export.MetaEpochs])
+	if a, t, e, ok := export.TrainingMeta(meta); ok {
 		em.Info.Training = eval.TrainingOf(a, t, e)
 	}
 	em.Open = func(shape []int64) (eval.Scorer, error) {

@@ -172,6 +172,7 @@ func (g *graph) describe(m *extract.Model, dir string) {
 	for _, p := range m.Proto.GetMetadataProps() {
 		meta[p.GetKey()] = p.GetValue()
 	}
+	g.info.Metadata = meta
 	cfg := readJSON(filepath.Join(dir, "config.json"))
 	var genai struct {
 		Model map[string]any `json:"model"`
