@@ -18,6 +18,9 @@
 #   7. distill train --student transformer vs the fair PyTorch peer
 #      (../shared/peers/torch_seq_kd_train.py) on the same cached stories260K
 #      top-32 targets (exported with distill inspect --npy-dir), interleaved
+#   8. decode: the transformer student exported with its KV cache (f32, f16,
+#      int8) against the teacher's decoder with past, tokens/s at batch 1 and
+#      16 in onnxruntime on one thread (go test -bench Decode ./lm/onnxlm/)
 #
 # Expects `make setup build` to have run (the Makefile's bench target does it).
 # Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
@@ -27,12 +30,12 @@
 # BENCH_EVAL_ROUNDS (3), BENCH_EVAL_THREADS (1), BENCH_FORMATS_COUNT (3),
 # BENCH_EXTRACT_N (5), BENCH_SEQ_N (5), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4),
 # BENCH_LM_REPS (transformer repetitions, 2), BENCH_LM_EPOCHS (3), BENCH_LM_ALPHA (0.9),
-# BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text),
+# BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text), BENCH_DECODE_N (5),
 # BENCH_LM_WAIT (the transformer peer's OpenMP wait policies, spin,passive;
 # passive alone on a machine loaded beyond its cores, where a spinning peer
 # runs 10x slower and takes an hour), PEER_DIR, BENCH_MD.
 # BENCH_ONLY=SECTION[,SECTION...] runs only those sections (extract, train,
-# formats, export, quality, seq, transformer; export and quality run together) and
+# formats, export, quality, seq, transformer, decode; export and quality run together) and
 # writes $BENCH_OUT/BENCHMARKS-partial.md instead of BENCHMARKS.md
 # (BENCH_MD still overrides), e.g. BENCH_ONLY=transformer make bench.
 set -euo pipefail
@@ -40,7 +43,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 OUT=${BENCH_OUT:-bench-out}
-SECTIONS="extract train formats export quality seq transformer"
+SECTIONS="extract train formats export quality seq transformer decode"
 ONLY=${BENCH_ONLY:-}
 if [ -n "$ONLY" ]; then
   for x in ${ONLY//,/ }; do
@@ -70,6 +73,7 @@ LM_EPOCHS=${BENCH_LM_EPOCHS:-3}
 LM_ALPHA=${BENCH_LM_ALPHA:-0.9}
 LM_T=${BENCH_LM_T:-1}
 LM_WARMUP=${BENCH_LM_WARMUP:-20}
+DECODE_N=${BENCH_DECODE_N:-5}
 LM_WAITS=${BENCH_LM_WAIT:-spin,passive}
 LM_WAITS=${LM_WAITS//,/ }
 for x in $LM_WAITS; do
@@ -208,7 +212,7 @@ fi
 
 # ================================================================ 1. extract
 if want extract; then
-step "1/7 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
+step "1/8 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
 EX_LOAD0=$(loadavg)
 go test -run '^$' -bench ExtractVsBare -benchtime ${EXTRACT_N}x ./extract/ >"$OUT/logs/extract-bench.log" 2>&1 \
   || { cat "$OUT/logs/extract-bench.log" >&2; die "extract benchmark failed"; }
@@ -289,7 +293,7 @@ distill_run() { # LAYERS TAG EPOCHS ALPHA
 pj() { jq "$2" "$OUT/runs/$1.json"; }   # pj RUN FILTER: a field of a peer SUMMARY
 
 if want train; then
-step "2/7 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions (the first $OLD_REPS also with the old peer, no tcmalloc)"
+step "2/8 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions (the first $OLD_REPS also with the old peer, no tcmalloc)"
 TR_LOAD0=$(loadavg)
 for r in $(seq 1 "$REPS"); do
   for layers in 800,800 128; do
@@ -436,7 +440,7 @@ fi # train
 
 # ================================================================ 5. quality (run before 4: 4 exports its KD student)
 if want quality; then # and export (BENCH_ONLY runs them together)
-step "5/7 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
+step "5/8 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
 Q_LOAD0=$(loadavg)
 for a in 0 "$KD_ALPHA"; do
   tag=q-alpha$a
@@ -452,7 +456,7 @@ Q_LOAD1=$(loadavg)
 KD_CKPT=$OUT/runs/q-alpha$KD_ALPHA.ckpt
 
 # ================================================================ 4. export
-step "4/7 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
+step "4/8 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
 X_LOAD0=$(loadavg)
 cp $TEACHER "$OUT/runs/teacher.onnx"
 declare -A verify
@@ -559,7 +563,7 @@ fi # quality, export
 
 # ================================================================ 3. formats
 if want formats; then
-step "3/7 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
+step "3/8 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
 F_LOAD0=$(loadavg)
 go test -run '^$' -bench . -benchtime 1x -count "$FORMATS_COUNT" ./formats/ >"$OUT/logs/formats-bench.log" 2>&1 \
   || { cat "$OUT/logs/formats-bench.log" >&2; die "formats benchmark failed"; }
@@ -602,7 +606,7 @@ fi # formats
 
 # ================================================================ 6. language-model teachers
 if want seq; then
-step "6/7 language-model teachers: extract stories260K vs bare onnxruntime, per-token storage, tokenizer vs npm tokenizers"
+step "6/8 language-model teachers: extract stories260K vs bare onnxruntime, per-token storage, tokenizer vs npm tokenizers"
 S_LOAD0=$(loadavg)
 go test -run '^$' -bench 'ExtractSeqVsBare|SeqTargetStorage' -benchtime ${SEQ_N}x ./extract/ >"$OUT/logs/seq-bench.log" 2>&1 \
   || { cat "$OUT/logs/seq-bench.log" >&2; die "sequence extract benchmarks failed"; }
@@ -716,29 +720,37 @@ lm_peer_run() { # TAG WHO
     --warmup "$LM_WARMUP" --weight-decay 0 --threads $THREADS --seed $SEED
 }
 
+# lm_prepare: the TinyStories windows and the teacher's top-32 caches that
+# sections 7 and 8 train on (and their npy export for the peer), made once.
+lm_prepare() {
+  [ -z "${LM_PREPARED:-}" ] || return 0
+  for f in "$SEQ_DIR/tok512.bin" "$SEQ_DIR/stories260K.onnx" "$LM_TEXT"; do
+    [ -f "$f" ] || die "$f is missing (the shared teachers, ../shared/teachers/seq)"
+  done
+  $D data text --tokenizer "$SEQ_DIR/tok512.bin" --seq-len $LM_SEQ --val-every 10 --join-blocks 8 \
+    --val-out "$OUT/lm-val.parquet" --out "$OUT/lm-train.parquet" "$LM_TEXT" >"$OUT/logs/lm-data.log" 2>&1 \
+    || { cat "$OUT/logs/lm-data.log" >&2; die "distill data text failed"; }
+  say "$(grep -E '^wrote ' "$OUT/logs/lm-data.log")"
+  rm -rf "$OUT/lm-npy"
+  for s in train val; do
+    rm -rf "$OUT/lm-cache-$s"
+    $D extract --teacher "$SEQ_DIR/stories260K.onnx" --data "$OUT/lm-$s.parquet" --out "$OUT/lm-cache-$s" \
+      --topk 32 --dtype f16 --keep-input --batch 16 --threads $THREADS >"$OUT/logs/lm-extract-$s.log" 2>&1 \
+      || { cat "$OUT/logs/lm-extract-$s.log" >&2; die "extract of the $s windows failed"; }
+    $D inspect "$OUT/lm-cache-$s" --verify --rows 0 --npy-dir "$OUT/lm-npy" --npy-split $s >"$OUT/logs/lm-inspect-$s.log" 2>&1 \
+      || { cat "$OUT/logs/lm-inspect-$s.log" >&2; die "inspect --npy-dir of the $s cache failed"; }
+    say "$s: $(grep -E '^extract: [0-9]+ rows in' "$OUT/logs/lm-extract-$s.log")"
+  done
+  LM_PREPARED=1
+}
+
 if want transformer; then
-step "7/7 transformer: distill train --student transformer vs the fair PyTorch peer, stories260K top-32 targets, $LM_EPOCHS epochs, batch $LM_BATCH x $LM_SEQ, alpha $LM_ALPHA, T $LM_T, $LM_REPS interleaved repetitions"
+step "7/8 transformer: distill train --student transformer vs the fair PyTorch peer, stories260K top-32 targets, $LM_EPOCHS epochs, batch $LM_BATCH x $LM_SEQ, alpha $LM_ALPHA, T $LM_T, $LM_REPS interleaved repetitions"
 LM_OK=$PEER_OK LM_WHY=$PEER_WHY
 if [ $LM_OK = 1 ] && [ ! -f "$PEER_DIR/torch_seq_kd_train.py" ]; then
   LM_OK=0 LM_WHY="the peer script $PEER_DIR/torch_seq_kd_train.py is missing (set PEER_DIR)"
 fi
-for f in "$SEQ_DIR/tok512.bin" "$SEQ_DIR/stories260K.onnx" "$LM_TEXT"; do
-  [ -f "$f" ] || die "$f is missing (the shared teachers, ../shared/teachers/seq)"
-done
-$D data text --tokenizer "$SEQ_DIR/tok512.bin" --seq-len $LM_SEQ --val-every 10 --join-blocks 8 \
-  --val-out "$OUT/lm-val.parquet" --out "$OUT/lm-train.parquet" "$LM_TEXT" >"$OUT/logs/lm-data.log" 2>&1 \
-  || { cat "$OUT/logs/lm-data.log" >&2; die "distill data text failed"; }
-say "$(grep -E '^wrote ' "$OUT/logs/lm-data.log")"
-rm -rf "$OUT/lm-npy"
-for s in train val; do
-  rm -rf "$OUT/lm-cache-$s"
-  $D extract --teacher "$SEQ_DIR/stories260K.onnx" --data "$OUT/lm-$s.parquet" --out "$OUT/lm-cache-$s" \
-    --topk 32 --dtype f16 --keep-input --batch 16 --threads $THREADS >"$OUT/logs/lm-extract-$s.log" 2>&1 \
-    || { cat "$OUT/logs/lm-extract-$s.log" >&2; die "extract of the $s windows failed"; }
-  $D inspect "$OUT/lm-cache-$s" --verify --rows 0 --npy-dir "$OUT/lm-npy" --npy-split $s >"$OUT/logs/lm-inspect-$s.log" 2>&1 \
-    || { cat "$OUT/logs/lm-inspect-$s.log" >&2; die "inspect --npy-dir of the $s cache failed"; }
-  say "$s: $(grep -E '^extract: [0-9]+ rows in' "$OUT/logs/lm-extract-$s.log")"
-done
+lm_prepare
 LM_LOAD0=$(loadavg)
 for r in $(seq 1 "$LM_REPS"); do
   tag=lm-r$r
@@ -866,6 +878,62 @@ LM_LOAD1=$(loadavg)
 } >"$OUT/md/7.md"
 fi # transformer
 
+# ================================================================ 8. decode
+# The student of section 7 (its first repetition's checkpoint; without
+# section 7, the same student trained for one epoch: decoding speed does not
+# depend on the weights) exported with its KV cache, against the teacher's
+# decoder with past (../shared/teachers/seq/stories260K-kv.onnx, made by a
+# third party in the same Optimum / onnxruntime-genai convention).
+if want decode; then
+step "8/8 decode: the exported transformer student (f32, f16, int8) vs the teacher, KV cache, batch 1 and 16, 1 thread, $DECODE_N interleaved rounds"
+ck=$OUT/runs/lm-r1.lm
+whose="section 7's first repetition"
+if [ ! -f "$ck/training.json" ]; then
+  lm_prepare
+  whose="section 7's, trained here for one epoch as section 7 did not run"
+  say "section 7 did not run: training the student for one epoch"
+  LM_EPOCHS_SAVED=$LM_EPOCHS LM_EPOCHS=1
+  lm_distill_run lm-r1
+  LM_EPOCHS=$LM_EPOCHS_SAVED
+fi
+rm -rf "$OUT/lm-export"
+mkdir -p "$OUT/lm-export"
+for v in f32 f16 int8; do
+  case $v in f32) vf=() ;; f16) vf=(--dtype f16) ;; int8) vf=(--quantize int8) ;; esac
+  $D export --student "$ck" --out "$OUT/lm-export/$v" "${vf[@]}" --verify "$OUT/lm-cache-val" >"$OUT/logs/lm-export-$v.log" 2>&1 \
+    || { cat "$OUT/logs/lm-export-$v.log" >&2; die "export ($v) of the transformer student failed"; }
+done
+DEC_LOAD0=$(loadavg)
+DISTILL_BENCH_DECODE="teacher=$SEQ_DIR/stories260K-kv.onnx,student-f32=$OUT/lm-export/f32,student-f16=$OUT/lm-export/f16,student-int8=$OUT/lm-export/int8" \
+  go test -run '^$' -bench '^BenchmarkDecode$' -benchtime ${DECODE_N}x ./lm/onnxlm/ >"$OUT/logs/decode-bench.log" 2>&1 \
+  || { cat "$OUT/logs/decode-bench.log" >&2; die "BenchmarkDecode failed"; }
+dline=$(grep -E '^BenchmarkDecode' "$OUT/logs/decode-bench.log" || true)
+[ -n "$dline" ] || { cat "$OUT/logs/decode-bench.log" >&2; die "BenchmarkDecode did not run"; }
+: >"$OUT/runs/decode-ratios"
+{
+  echo "## 8. decode: the exported student against the teacher"
+  echo
+  echo "Cached greedy decoding in onnxruntime on one intra-op thread: a batch of BOS, then 127 single-token"
+  echo "steps (128 tokens a row), at batch 1 and 16; $DECODE_N rounds with the models interleaved, medians"
+  echo "(\`go test -run '^\$' -bench '^BenchmarkDecode\$' -benchtime ${DECODE_N}x ./lm/onnxlm/\`). The teacher is"
+  echo "\`stories260K-kv.onnx\`, a third-party decoder with past in the same convention; the student is $whose"
+  echo "($(f "$(lm_params)") parameters) written by \`distill export\` as a decoder with past, each variant checked by"
+  echo "\`--verify\` (prefill and cached steps against the Go forward). Parameters count every stored float value of"
+  echo "the file, the RoPE tables included (the teacher has 260,032 weights). Load average before: $DEC_LOAD0."
+  echo
+  echo "| model | parameters | file | tokens/s, batch 1 | tokens/s, batch 16 | speed / teacher's, batch 1 / 16 |"
+  echo "|---|---|---|---|---|---|"
+  t1=$(bval teacher-b1-tok/s "$dline") t16=$(bval teacher-b16-tok/s "$dline")
+  for m in teacher student-f32 student-f16 student-int8; do
+    b1=$(bval $m-b1-tok/s "$dline") b16=$(bval $m-b16-tok/s "$dline")
+    r1=$(div "$b1" "$t1") r16=$(div "$b16" "$t16")
+    [ $m = teacher ] || echo "${m#student-} $r1 $r16" >>"$OUT/runs/decode-ratios"
+    echo "| $m | $(f "$(bval $m-params "$dline")") | $(f "$(div "$(bval $m-bytes "$dline")" 1024)") KiB | $(f "$b1") | $(f "$b16") | $(f "$r1" 2)× / $(f "$r16" 2)× |"
+  done
+  echo
+} >"$OUT/md/8.md"
+fi # decode
+
 # ================================================================ BENCHMARKS.md
 LOAD_END=$(loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
@@ -929,6 +997,11 @@ done
   else
     echo "| distill train --student transformer / PyTorch peer | not measured: $LM_WHY |"
   fi
+  if want decode; then
+    while read -r v r1 r16; do
+      echo "| exported transformer student ($v) / teacher, cached decoding tokens/s, batch 1 / batch 16 (onnxruntime, 1 thread) | **$(f "$r1" 2)× / $(f "$r16" 2)×** |"
+    done <"$OUT/runs/decode-ratios"
+  fi
   if want export; then
     while read -r v r1 r256 sz; do
       echo "| teacher / exported student ($v) latency, batch 1 / batch 256; size | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$sz" 2)×** |"
@@ -939,7 +1012,7 @@ done
     fi
   fi
   echo
-  for i in 1 2 3 4 5 6 7; do
+  for i in 1 2 3 4 5 6 7 8; do
     if [ -f "$OUT/md/$i.md" ]; then cat "$OUT/md/$i.md"; fi
   done
 } >"$MD.tmp"
