@@ -31,26 +31,11 @@ func TestEvalLanguageModel(t *testing.T) {
 	requireLib(t)
 	seq := sharedtest.Dir(t, "teachers", "seq")
 	tmp := t.TempDir()
-	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stories := filepath.Join(tmp, "stories.txt")
-	if err := os.WriteFile(stories, text[:12000], 0o644); err != nil {
-		t.Fatal(err)
-	}
+	stories := storiesPrefix(t, seq, filepath.Join(tmp, "stories.txt"), 12000)
 	tokens, cache := filepath.Join(tmp, "tokens.parquet"), filepath.Join(tmp, "cache")
-	mustRun := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := runDistill(args...)
-		if code != 0 {
-			t.Fatalf("distill %q: exit %d\n%s", args, code, errOut)
-		}
-		return out
-	}
-	mustRun("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "48", "--join-blocks", "4", "--out", tokens, stories)
+	mustDistill(t, "data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "48", "--join-blocks", "4", "--out", tokens, stories)
 	full, kv := filepath.Join(seq, "stories260K.onnx"), filepath.Join(seq, "stories260K-kv.onnx")
-	mustRun("extract", "--teacher", full, "--data", tokens, "--out", cache, "--threads", "1")
+	mustDistill(t, "extract", "--teacher", full, "--data", tokens, "--out", cache, "--threads", "1")
 	want, n := cacheNLL(t, cache)
 
 	out := filepath.Join(tmp, "run", "eval", "teacher.json")
@@ -97,7 +82,7 @@ func TestEvalLanguageModel(t *testing.T) {
 	// held-out NLL, agreement and KL in training.json (train's Forward over
 	// the windows) equal eval's (the KV-cache decoder).
 	ckpt := filepath.Join(tmp, "run", "student-lm") // in the run directory the report reads
-	mustRun("train", "--student", "transformer", "--cache", cache, "--val", cache, "--dim", "16", "--layers", "1", "--heads", "2", "--kv-heads", "1",
+	mustDistill(t, "train", "--student", "transformer", "--cache", cache, "--val", cache, "--dim", "16", "--layers", "1", "--heads", "2", "--kv-heads", "1",
 		"--ffn", "16", "--epochs", "1", "--batch", "4", "--threads", "1", "--out", ckpt)
 	res = runEvalJSON(t, "--model", ckpt, "--data", cache, "--threads", "1", "--bench-time", "0")
 	info, err := train.LoadLMCheckpoint(ckpt)
@@ -117,12 +102,12 @@ func TestEvalLanguageModel(t *testing.T) {
 	// samples (distill generate --out), then distill report.
 	run := filepath.Join(tmp, "run")
 	for _, m := range []struct{ name, model string }{{"teacher", filepath.Join(seq, "stories260K-hf")}, {"student", ckpt}} {
-		mustRun("eval", "--model", m.model, "--data", cache, "--threads", "1", "--bench-time", "1ms", "--decode-steps", "3", "--rows", "2",
+		mustDistill(t, "eval", "--model", m.model, "--data", cache, "--threads", "1", "--bench-time", "1ms", "--decode-steps", "3", "--rows", "2",
 			"--name", m.name, "--out", filepath.Join(run, "eval", m.name+".json"))
-		mustRun("generate", "--model", m.model, "--tokenizer", filepath.Join(seq, "tok512.bin"), "--prompt", "Once upon a time",
+		mustDistill(t, "generate", "--model", m.model, "--tokenizer", filepath.Join(seq, "tok512.bin"), "--prompt", "Once upon a time",
 			"--max-new", "12", "--temperature", "0", "--threads", "1", "--out", filepath.Join(run, m.name+".jsonl"))
 	}
-	table := mustRun("report", run, "--table")
+	table := mustDistill(t, "report", run, "--table")
 	page, err := os.ReadFile(filepath.Join(run, "report", "index.html"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,24 +16,9 @@ func TestLanguageModelPipeline(t *testing.T) {
 	requireLib(t)
 	seq := sharedtest.Dir(t, "teachers", "seq")
 	tmp := t.TempDir()
-	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stories := filepath.Join(tmp, "stories.txt")
-	if err := os.WriteFile(stories, text[:40000], 0o644); err != nil {
-		t.Fatal(err)
-	}
+	stories := storiesPrefix(t, seq, filepath.Join(tmp, "stories.txt"), 40000)
 	train, val := filepath.Join(tmp, "train.parquet"), filepath.Join(tmp, "val.parquet")
-	mustRun := func(args ...string) string {
-		t.Helper()
-		code, out, errOut := runDistill(args...)
-		if code != 0 {
-			t.Fatalf("distill %q: exit %d\n%s", args, code, errOut)
-		}
-		return out
-	}
-	mustRun("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "64", "--val-every", "5", "--val-out", val, "--out", train, stories)
+	mustDistill(t, "data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "64", "--val-every", "5", "--val-out", val, "--out", train, stories)
 	teacher := filepath.Join(seq, "stories260K.onnx")
 	for _, tc := range []struct {
 		name string
@@ -45,8 +29,8 @@ func TestLanguageModelPipeline(t *testing.T) {
 		{"top16", []string{"--topk", "16", "--dtype", "f16", "--hidden", "hidden_states.5,attentions.4"}, "top-k           16 of 512 classes"},
 	} {
 		cache := filepath.Join(tmp, tc.name)
-		mustRun(append([]string{"extract", "--teacher", teacher, "--data", val, "--out", cache, "--threads", "1"}, tc.args...)...)
-		out := mustRun("inspect", cache, "--verify")
+		mustDistill(t, append([]string{"extract", "--teacher", teacher, "--data", val, "--out", cache, "--threads", "1"}, tc.args...)...)
+		out := mustDistill(t, "inspect", cache, "--verify")
 		for _, want := range []string{tc.want, "tokens          64 per row", "per token", "verify: OK", "stored as log-probabilities",
 			"windows: the text of each window's labels", "    next: ", "(the text has "} {
 			if !strings.Contains(out, want) {
@@ -65,7 +49,7 @@ func TestLanguageModelPipeline(t *testing.T) {
 	// Windows of another tokenizer (roberta's 50,265 ids) are refused
 	// before they reach the teacher.
 	roberta := filepath.Join(tmp, "roberta.parquet")
-	mustRun("data", "text", "--tokenizer", filepath.Join(seq, "..", "..", "tokenizers", "roberta-base", "tokenizer.json"), "--seq-len", "64", "--out", roberta, stories)
+	mustDistill(t, "data", "text", "--tokenizer", filepath.Join(seq, "..", "..", "tokenizers", "roberta-base", "tokenizer.json"), "--seq-len", "64", "--out", roberta, stories)
 	if code, _, errOut := runDistill("extract", "--teacher", teacher, "--data", roberta, "--out", filepath.Join(tmp, "wrong")); code == 0 ||
 		!strings.Contains(errOut, "(50265 ids) but the teacher scores 512 tokens") {
 		t.Errorf("windows of another tokenizer: exit %d\n%s", code, errOut)

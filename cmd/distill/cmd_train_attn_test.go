@@ -19,20 +19,27 @@ import (
 // window held out) to dir and returns the training and held-out files.
 func storyWindows(t *testing.T, seq, dir string) (data, val string) {
 	t.Helper()
-	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := filepath.Join(dir, "text.txt")
-	if err := os.WriteFile(in, text[:60000], 0o644); err != nil {
-		t.Fatal(err)
-	}
+	in := storiesPrefix(t, seq, filepath.Join(dir, "text.txt"), 60000)
 	data, val = filepath.Join(dir, "train.parquet"), filepath.Join(dir, "val.parquet")
 	if code, _, stderr := runDistill("data", "text", "--tokenizer", filepath.Join(seq, "tok512.bin"), "--seq-len", "32", "--val-every", "8",
 		"--val-out", val, "--out", data, in); code != exitOK {
 		t.Fatalf("data text: exit %d\n%s", code, stderr)
 	}
 	return data, val
+}
+
+// storiesPrefix writes the first n bytes of seq's tinystories_val.txt to
+// path and returns path.
+func storiesPrefix(t *testing.T, seq, path string, n int) string {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(seq, "tinystories_val.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, text[:n], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // epochAttention returns the attention terms of each epoch line in

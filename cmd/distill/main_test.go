@@ -137,6 +137,17 @@ func interruptAfterCheckpoint(t *testing.T, out string, args ...string) {
 
 // runDistill runs `distill args...` in-process and returns its exit code
 // and output.
+// mustDistill runs distill with args and returns its stdout; a non-zero
+// exit fails the test with its stderr.
+func mustDistill(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errOut := runDistill(args...)
+	if code != 0 {
+		t.Fatalf("distill %q: exit %d\n%s", args, code, errOut)
+	}
+	return out
+}
+
 func runDistill(args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
 	code = run(args, &o, &e)
