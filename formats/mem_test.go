@@ -1,8 +1,12 @@
 package formats
 
 import (
+	"io"
 	"runtime"
+	"runtime/debug"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestPartWriterStreamsPerToken writes one part of 3072 per-token rows
@@ -66,5 +70,62 @@ func TestPartWriterStreamsPerToken(t *testing.T) {
 	defer c.Close()
 	if c.NumRows() != n {
 		t.Fatalf("the cache reads %d rows, want %d", c.NumRows(), n)
+	}
+}
+
+// TestParquetRowGroupHeap writes two uncompressed Parquet row groups of
+// per-token rows (T = 256, float16 top-32: 16 MiB pending each) with the
+// GC collecting at 5 % growth and a goroutine sampling the heap every
+// millisecond, and checks that it never passes the level before the
+// first row by more than 112 MiB. pqarrow turns each float16 value it is
+// handed into a 24-byte parquet.FixedLenByteArray: for a whole row
+// group's column (3.8M values) an 92 MB slice at once, which took the
+// heap 153 MiB up; Writer.writeRowGroup hands it pieces of pqChunkValues
+// (about 80 MiB up).
+func TestParquetRowGroupHeap(t *testing.T) {
+	const T, k = 256, 32
+	cfg := Config{Classes: 512, TopK: k, Positions: T, HasLabel: true, ScoreDtype: Float16, TopKLogProbs: true}
+	rows := 2 * DefaultRowsPerBatchFor(cfg)
+	b := makeBatch(cfg, 0, rows, 1)
+	defer debug.SetGCPercent(debug.SetGCPercent(5))
+	heap := func() int64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	runtime.GC()
+	base := heap()
+	var peak int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			peak = max(peak, heap())
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	var cw countWriter
+	cw.w = io.Discard
+	w, err := NewWriter(&cw, cfg, &WriterOptions{Format: FormatParquet, Compression: CompressionNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d rows, %d bytes: heap at most %d MiB above the start", rows, cw.n, (peak-base)>>20)
+	if peak-base > 112<<20 {
+		t.Fatalf("writing 2 row groups of %d per-token rows raised the heap by %d MiB, want < 112", rows/2, (peak-base)>>20)
 	}
 }
