@@ -166,7 +166,7 @@ const (
 // of its outputs, and each stream holds a run.
 // Measured on stories260K (8 heads, T = 256, top-32 f16, 2 threads):
 // peak RSS 2.6 GB for one stream at 256 windows a run and 6.6 GB for two
-// (over 2.3M tokens; 7.4 GB over 0.39M), against 0.34 and 0.89 GB at 16.
+// (over 2.3M tokens; 7.4 GB over 0.39M), against 0.34 and 0.72 GB at 16.
 func AutoBatch(T int) int {
 	if T <= 0 {
 		return DefaultBatch
