@@ -24,8 +24,8 @@ type Options struct {
 	Data    string // dataset path (required)
 	Out     string // cache directory (required)
 
-	Batch    int // rows per teacher run; default 256
-	PartRows int // rows per part file (the unit of resume); default 65536
+	Batch    int // rows per teacher run; 0 = auto (AutoBatch)
+	PartRows int // rows per part file (the unit of resume and of Ctrl-C); 0 = auto (AutoPartRows)
 	TopK     int // 0 caches all logits; else the k largest + logsumexp
 	// Samples > 0 caches S draws per score vector from softmax(t/τ)
 	// instead (formats.Config.Samples: the distinct ids, their counts and
@@ -85,17 +85,12 @@ func (o *Options) withDefaults() (Options, error) {
 	if v.Teacher == "" || v.Data == "" || v.Out == "" {
 		return v, errors.New("extract: teacher, data and out are required")
 	}
-	if v.Batch == 0 {
-		v.Batch = 256
+	// Batch and PartRows 0 are resolved by the plan, which knows T.
+	if v.Batch < 0 || v.Batch > 1<<20 {
+		return v, fmt.Errorf("extract: --batch %d out of range [1, 1048576] (0 = auto)", v.Batch)
 	}
-	if v.Batch < 1 || v.Batch > 1<<20 {
-		return v, fmt.Errorf("extract: --batch %d out of range [1, 1048576]", v.Batch)
-	}
-	if v.PartRows == 0 {
-		v.PartRows = 65536
-	}
-	if v.PartRows < 1 {
-		return v, fmt.Errorf("extract: rows per part %d must be positive", v.PartRows)
+	if v.PartRows < 0 {
+		return v, fmt.Errorf("extract: rows per part %d must be positive (0 = auto)", v.PartRows)
 	}
 	switch v.Dtype {
 	case "", "f32", "float32":
@@ -146,6 +141,50 @@ func (o *Options) withDefaults() (Options, error) {
 		v.Log = func(string, ...any) {}
 	}
 	return v, nil
+}
+
+// Defaults of Options.Batch and Options.PartRows (AutoBatch, AutoPartRows).
+const (
+	DefaultBatch    = 256   // rows per teacher run of a classifier
+	DefaultPartRows = 65536 // rows per part of a classifier cache
+	// SeqRunCells bounds rows·T² of a sequence teacher's automatic batch:
+	// 16 windows at T = 256, 4 at 512, 1 from 1024 on.
+	SeqRunCells = 1 << 20
+	// SeqPartTokens is about the tokens of a sequence teacher's automatic
+	// part: 4096 windows at T = 256.
+	SeqPartTokens = 1 << 20
+)
+
+// AutoBatch returns the rows per teacher run that Options.Batch 0
+// selects for a teacher of T positions per row (T = 0: not a sequence
+// teacher): DefaultBatch, or for a sequence teacher
+// max(1, min(DefaultBatch, SeqRunCells/T²)) windows. A transformer's run
+// computes its attention, [rows, heads, T, T] float32 tensors (scores,
+// masked scores, softmax), several alive at once inside onnxruntime even
+// when none is fetched (Model.WithOutputs drops the graph outputs extract
+// does not cache): a run's memory grows with rows·T², not with the rows·T
+// of its outputs, and each stream holds a run.
+// Measured on stories260K (8 heads, T = 256, top-32 f16, 2 threads):
+// peak RSS 2.6 GB for one stream at 256 windows a run and 6.6 GB for two
+// (over 2.3M tokens; 7.4 GB over 0.39M), against 0.34 and 0.72 GB at 16.
+func AutoBatch(T int) int {
+	if T <= 0 {
+		return DefaultBatch
+	}
+	return max(1, min(DefaultBatch, SeqRunCells/T/T))
+}
+
+// AutoPartRows returns the rows per part that Options.PartRows 0
+// selects for a teacher of T positions per row (T = 0: not a sequence
+// teacher): DefaultPartRows, or for a sequence teacher max(1,
+// SeqPartTokens/T) windows, so that a part (what Ctrl-C finishes, what
+// a crash loses, what --resume and shards count in) holds about a million
+// tokens, tens of seconds of a small teacher, rather than 65536 windows.
+func AutoPartRows(T int) int {
+	if T <= 0 {
+		return DefaultPartRows
+	}
+	return max(1, SeqPartTokens/T)
 }
 
 // MaxAutoStreams caps the streams chosen when Options.Streams is 0: each

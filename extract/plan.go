@@ -3,6 +3,7 @@
 package extract
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -41,6 +42,7 @@ func (rt *Runtime) plan(o Options) (_ *plan, err error) {
 	if err := p.mapInputs(); err != nil {
 		return nil, err
 	}
+	p.autoSizes()
 	if p.src, err = m.ChooseScores(o.Output); err != nil {
 		return nil, err
 	}
@@ -61,6 +63,19 @@ func (rt *Runtime) plan(o Options) (_ *plan, err error) {
 		return nil, err
 	}
 	return p, p.topKInGraph(rt)
+}
+
+// autoSizes resolves Batch and PartRows left at 0 (auto) once T is
+// known (AutoBatch, AutoPartRows), and says what it chose for a sequence
+// teacher.
+func (p *plan) autoSizes() {
+	o := &p.o
+	T := p.positions
+	if T > 0 && (o.Batch == 0 || o.PartRows == 0) {
+		p.o.Log("T = %d tokens per window: %d windows per teacher run (--batch), %d per part (--part-rows)",
+			T, cmp.Or(o.Batch, AutoBatch(T)), cmp.Or(o.PartRows, AutoPartRows(T)))
+	}
+	o.Batch, o.PartRows = cmp.Or(o.Batch, AutoBatch(T)), cmp.Or(o.PartRows, AutoPartRows(T))
 }
 
 // topKInGraph switches a sequence teacher cached as top-k logits to a

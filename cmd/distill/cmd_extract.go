@@ -87,7 +87,7 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Teacher, "teacher", "", "teacher ONNX model (required)")
 	fs.StringVar(&o.Data, "data", "", "dataset file: .parquet, .arrow, .npy, .csv or MNIST *-idx3-ubyte[.gz] (required)")
 	fs.StringVar(&o.Out, "out", "", "cache directory to write (required)")
-	fs.IntVar(&o.Batch, "batch", 256, fmt.Sprintf("rows per teacher run, 1..%d", maxBatch))
+	fs.IntVar(&o.Batch, "batch", 0, fmt.Sprintf("rows per teacher run, 1..%d; 0 = auto: %d, or for a language model of T tokens max(1, 2^20/T²) windows (16 at T = 256), as a run's attention takes memory in T² per window", maxBatch, extract.DefaultBatch))
 	fs.IntVar(&o.TopK, "topk", 0, "cache only the K largest logits per row plus their logsumexp (0 = all)")
 	fs.IntVar(&o.Samples, "samples", 0, "cache S draws per score vector from softmax(logits/--sample-temperature) instead: the distinct ids, counts and logits (0 = off; not with --topk)")
 	fs.Float64Var(&o.SampleTemperature, "sample-temperature", 1, "proposal temperature of --samples, 0.05..100")
@@ -115,7 +115,7 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dso.Labels, "labels", "", "separate labels file for .npy or idx data (default for idx: the sibling labels file)")
 	fs.StringSliceVar(&o.dso.Features, "features", nil, "scalar dataset columns combined, in order, into one input column")
 	fs.StringVar(&o.dso.FeatureName, "feature-name", "", `name of that combined column (default "input")`)
-	fs.IntVar(&o.PartRows, "part-rows", 65536, fmt.Sprintf("rows per part file, 1..%d: the unit of resume and sharding", maxPartRows))
+	fs.IntVar(&o.PartRows, "part-rows", 0, fmt.Sprintf("rows per part file, 1..%d: the unit of resume, sharding and Ctrl-C; 0 = auto: %d, or for a language model windows of about 2^20 tokens (4096 at T = 256)", maxPartRows, extract.DefaultPartRows))
 	fs.StringVar(&o.lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
 }
 
@@ -123,7 +123,8 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 // five digits (formats.ShardDirName).
 const maxShards = 99999
 
-// maxPartRows bounds --part-rows: a part is built in memory.
+// maxPartRows bounds --part-rows (a part is streamed to its file one
+// record batch at a time, so memory does not grow with it).
 const maxPartRows = 1 << 24
 
 // validate checks every flag, naming it in the error, and fills
@@ -158,10 +159,10 @@ func (o *extractOptions) validate() error {
 	if o.ShardIndex, o.ShardCount, err = extract.ShardFromEnv(o.shard, o.shardCount, os.Getenv); err != nil {
 		return usageError("%v", err)
 	}
-	if err := checkRange("--batch", o.Batch, 1, maxBatch); err != nil {
+	if err := checkRange("--batch", o.Batch, 0, maxBatch); err != nil {
 		return err
 	}
-	if err := checkRange("--part-rows", o.PartRows, 1, maxPartRows); err != nil {
+	if err := checkRange("--part-rows", o.PartRows, 0, maxPartRows); err != nil {
 		return err
 	}
 	if err := checkRange("--topk", o.TopK, 0, maxBatch); err != nil {

@@ -324,8 +324,8 @@ var numeric = []struct {
 	flag  string
 	valid []string
 }{
-	{"extract", "--batch", nil}, {"extract", "--topk", []string{"0"}}, {"extract", "--threads", []string{"0"}}, {"extract", "--streams", []string{"0"}},
-	{"extract", "--part-rows", nil}, {"extract", "--shard-count", []string{"0"}},
+	{"extract", "--batch", []string{"0"}}, {"extract", "--topk", []string{"0"}}, {"extract", "--threads", []string{"0"}}, {"extract", "--streams", []string{"0"}},
+	{"extract", "--part-rows", []string{"0"}}, {"extract", "--shard-count", []string{"0"}},
 	{"extract", "--scale", nil}, {"extract", "--mean", []string{"0", "-1"}}, {"extract", "--std", nil},
 	{"extract", "--samples", []string{"0"}}, {"extract", "--sample-temperature", nil}, {"extract", "--seed", []string{"0", "99999999999"}},
 	{"train", "--epochs", nil}, {"train", "--batch", nil}, {"train", "--lr", nil}, {"train", "--temperature", nil},
