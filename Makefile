@@ -63,7 +63,8 @@ fuzz:
 bench: setup setup-bench build
 	@BENCH_ORT_VERSION=$(ORT_VERSION) ./scripts/bench.sh
 
-## demo: the whole pipeline on real MNIST and the project's CNN teacher (see scripts/demo.sh).
+## demo: the whole pipeline on real MNIST with the project's CNN teacher, then on TinyStories with the
+## stories260K language model (see scripts/demo.sh).
 demo: setup build
 	@./scripts/demo.sh
 

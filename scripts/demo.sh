@@ -75,10 +75,11 @@ if [ "$LM" != 0 ]; then
     --topk 32 --dtype f16 --keep-input --hidden hidden_states.5
   $D extract --teacher "$SEQ/stories260K.onnx" --data "$L/val.parquet" --out "$L/cache-val" --topk 32 --dtype f16 --keep-input
 
-  step "9/13 train two half-size transformer students ($LM_EPOCHS epochs): KD (alpha 0.9, T 1, + hidden_states.5 at its last block) and hard labels (alpha 0)"
+  step "9/13 train two half-size transformer students ($LM_EPOCHS epochs): KD (alpha 0.9, T 1, + hidden_states.5 at its last block, cosine, weight 0.5) and hard labels (alpha 0)"
   common=(--student transformer --val "$L/cache-val" --layers 4 --dim 48 --heads 4 --kv-heads 2 --ffn 128
     --epochs "$LM_EPOCHS" --batch 16 --lr 3e-3 --schedule cosine --warmup 50 --adam-beta2 0.95 --seed 1)
-  $D train "${common[@]}" --cache "$L/cache-train" --out "$OUT/run/lm-kd" --alpha 0.9 --temperature 1 --feature hidden_states.5=4
+  $D train "${common[@]}" --cache "$L/cache-train" --out "$OUT/run/lm-kd" --alpha 0.9 --temperature 1 \
+    --feature hidden_states.5=4:0.5 --feature-loss cosine
   $D train "${common[@]}" --cache "$L/cache-train" --out "$OUT/run/lm-hard" --alpha 0
 
   step "10/13 export both as decoders with a KV cache (config.json, genai_config.json, the tokenizer beside), verified in onnxruntime"
