@@ -904,7 +904,8 @@ for v in f32 f16 int8; do
     || { cat "$OUT/logs/lm-export-$v.log" >&2; die "export ($v) of the transformer student failed"; }
 done
 DEC_LOAD0=$(loadavg)
-DISTILL_BENCH_DECODE="teacher=$SEQ_DIR/stories260K-kv.onnx,student-f32=$OUT/lm-export/f32,student-f16=$OUT/lm-export/f16,student-int8=$OUT/lm-export/int8" \
+ex=$(cd "$OUT/lm-export" && pwd)   # go test runs in the package's directory: absolute paths
+DISTILL_BENCH_DECODE="teacher=$SEQ_DIR/stories260K-kv.onnx,student-f32=$ex/f32,student-f16=$ex/f16,student-int8=$ex/int8" \
   go test -run '^$' -bench '^BenchmarkDecode$' -benchtime ${DECODE_N}x ./lm/onnxlm/ >"$OUT/logs/decode-bench.log" 2>&1 \
   || { cat "$OUT/logs/decode-bench.log" >&2; die "BenchmarkDecode failed"; }
 dline=$(grep -E '^BenchmarkDecode' "$OUT/logs/decode-bench.log" || true)
