@@ -69,6 +69,35 @@ func (f *File) Commit() error {
 	return SyncDir(filepath.Dir(f.path))
 }
 
+// CommitNew is Commit that never replaces: the temporary file is linked
+// to the target path (link(2) fails if the path exists, atomically, in
+// any process on any POSIX file system) and then removed. If the target
+// exists it fails with an error wrapping fs.ErrExist and leaves it as it
+// was. This is the create-only write of a cache manifest (package
+// formats), the local twin of S3's If-None-Match: *.
+func (f *File) CommitNew() error {
+	if f.done {
+		return errDone
+	}
+	f.done = true
+	tmp := f.File.Name()
+	defer os.Remove(tmp)
+	err := f.File.Sync()
+	if cerr := f.File.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp, f.path)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(tmp); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(f.path))
+}
+
 // Abort closes and removes the temporary file, leaving the target as it
 // was. It does nothing after Commit or a previous Abort. The error is
 // that of removing the file (a file already gone is not an error).

@@ -2,6 +2,8 @@ package atomicfile
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -226,5 +228,30 @@ func TestNoCommit(t *testing.T) {
 		if left := temps(t, path); len(left) != 1 {
 			t.Errorf("temporary files of %s: %v, want one", filepath.Base(path), left)
 		}
+	}
+}
+
+func TestCommitNew(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "manifest.json")
+	f, err := Create(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("first")
+	g, err := Create(path, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.WriteString("second")
+	if err := f.CommitNew(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.CommitNew(); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second CommitNew: %v, want fs.ErrExist", err)
+	}
+	wantFile(t, path, []byte("first"))
+	if got := entries(t, dir); len(got) != 1 {
+		t.Fatalf("directory holds %v, want only the target", got)
 	}
 }

@@ -39,8 +39,8 @@ var forbidden = map[string][]string{
 }
 
 // neverImported lists what no package of the module may depend on: the
-// command, and the test-only packages (fixtures, e2e, sharedtest).
-var neverImported = []string{module + "/cmd", module + "/fixtures", module + "/internal/e2e", module + "/internal/sharedtest"}
+// command, and the test-only packages (fixtures, e2e, sharedtest, s3test).
+var neverImported = []string{module + "/cmd", module + "/fixtures", module + "/internal/e2e", module + "/internal/sharedtest", module + "/internal/s3test"}
 
 // forbiddenDirect lists imports a package must not make itself, though it
 // may reach them through an allowed package: train reads caches through
