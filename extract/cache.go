@@ -3,17 +3,17 @@
 package extract
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/lock"
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // outDir is the directory this run writes: Out itself, or for shard i of
@@ -23,7 +23,7 @@ func (p *plan) outDir() string { return outDir(p.o) }
 
 func outDir(o Options) string {
 	if o.ShardCount > 1 {
-		return filepath.Join(o.Out, formats.ShardDirName(o.ShardIndex, o.ShardCount))
+		return store.Join(o.Out, formats.ShardDirName(o.ShardIndex, o.ShardCount))
 	}
 	return o.Out
 }
@@ -34,7 +34,7 @@ func (p *plan) manifest(rows int64) (formats.Manifest, formats.Config, error) {
 	var m formats.Manifest
 	m.Tool = "distill " + o.ToolVersion
 	m.Teacher = formats.Teacher{
-		File: filepath.Base(o.Teacher), SHA256: p.model.SHA256, Opset: int(p.model.Opset),
+		File: store.Base(o.Teacher), SHA256: p.model.SHA256, Opset: int(p.model.Opset),
 		Producer:        p.model.Proto.GetProducerName(),
 		ProducerVersion: p.model.Proto.GetProducerVersion(),
 		ScoreTensor:     p.src.Tensor,
@@ -66,14 +66,13 @@ func (p *plan) manifest(rows int64) (formats.Manifest, formats.Config, error) {
 		}
 		sums = append(sums, sum)
 	}
-	abs, _ := filepath.Abs(o.Data)
-	m.Dataset = formats.Dataset{Path: abs, SHA256: strings.Join(sums, ","), Rows: rows, Preprocessing: o.Preprocess.Describe()}
+	m.Dataset = formats.Dataset{Path: store.Abs(o.Data), SHA256: strings.Join(sums, ","), Rows: rows, Preprocessing: o.Preprocess.Describe()}
 	// The recipe that recomputes the inputs from the dataset (train reads
 	// it when the cache holds no input.* columns).
 	if d := o.Dataset; d != nil && (d.Format != "" || d.Label != "" || d.Labels != "" || len(d.Features) > 0 || d.FeatureName != "") {
 		m.Dataset.Options = &formats.DatasetOptions{Format: d.Format, Label: d.Label, Features: d.Features, FeatureName: d.FeatureName}
 		if d.Labels != "" {
-			m.Dataset.Options.Labels, _ = filepath.Abs(d.Labels)
+			m.Dataset.Options.Labels = store.Abs(d.Labels)
 		}
 	}
 	for i, in := range p.inputs {
@@ -127,10 +126,13 @@ func dtypeName(e ElemType) string {
 	return strings.ToLower(e.String())
 }
 
-// openCache creates the output cache, or with --resume reopens it after
-// checking it was made by the same teacher, dataset and settings. The
-// CacheWriter locks the directory for the run; while another process
-// holds it, openCache fails at once saying so, with or without --resume.
+// openCache creates the output cache, or with --resume continues the
+// furthest uncommitted attempt at it after checking it was made by the
+// same teacher, dataset and settings. A local CacheWriter locks the
+// directory for the run; while another process holds it, openCache fails
+// at once saying so, with or without --resume. With --resume, a shard that
+// is already committed with the same settings is done: openCache returns
+// errDone.
 func (p *plan) openCache(rows int64) (*formats.CacheWriter, error) {
 	cw, err := p.createOrAppend(rows)
 	if errors.Is(err, formats.ErrLocked) {
@@ -139,14 +141,21 @@ func (p *plan) openCache(rows int64) (*formats.CacheWriter, error) {
 	return cw, err
 }
 
+// errDone is openCache's answer for a shard committed before this run.
+var errDone = errors.New("extract: shard already committed")
+
 // lockedError is the error of a run whose --out another run is writing.
 func lockedError(dir string) error {
 	return fmt.Errorf("--out %s: another distill process is writing this cache; wait for it to finish, or choose another --out (%w)", dir, formats.ErrLocked)
 }
 
-// busy reports whether another CacheWriter holds the cache directory dir,
-// by taking its lock for a moment (CacheWriter takes it for good).
+// busy reports whether another CacheWriter holds the local cache
+// directory dir, by taking its lock for a moment (CacheWriter takes it
+// for good). A remote directory has no lock: never busy.
 func busy(dir string) bool {
+	if store.IsRemote(dir) {
+		return false
+	}
 	release, err := lock.Dir(dir)
 	if err != nil {
 		return errors.Is(err, lock.ErrLocked)
@@ -158,7 +167,7 @@ func busy(dir string) bool {
 func (p *plan) createOrAppend(rows int64) (*formats.CacheWriter, error) {
 	o := p.o
 	dir := p.outDir()
-	// Before judging the directory by its contents (a manifest with a few
+	// Before judging the directory by its contents (a journal with a few
 	// parts, a temporary file): if a run is writing it, say that. (Run
 	// checked before loading the teacher; one may have started since.)
 	if busy(dir) {
@@ -171,9 +180,32 @@ func (p *plan) createOrAppend(rows int64) (*formats.CacheWriter, error) {
 	wo := &formats.WriterOptions{Format: formats.Format(o.Format), Compression: formats.Compression(o.Compression)}
 	old, err := formats.ReadManifest(dir)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if entries, _ := os.ReadDir(o.Out); len(entries) > 0 && !o.Resume && o.ShardCount == 1 {
-			return nil, fmt.Errorf("--out %s exists and is not empty; choose a new directory", o.Out)
+	case err == nil: // committed
+		if !o.Resume {
+			return nil, fmt.Errorf("--out %s already holds a cache (%d rows); choose another --out (with --resume, a complete shard is left as it is)", dir, old.Rows)
+		}
+		if diffs := compareManifests(old, m, cfg); len(diffs) > 0 {
+			return nil, fmt.Errorf("%w: --out %s holds a committed cache of other settings: %s; start a new --out or repeat the original command",
+				ErrSettings, dir, strings.Join(diffs, "; "))
+		}
+		p.committed = old
+		return nil, errDone
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("--out %s: %w", dir, err)
+	}
+	attempts, err := formats.Attempts(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--out %s: %w", dir, err)
+	}
+	if len(attempts) == 0 {
+		if !o.Resume && o.ShardCount == 1 {
+			if d, err := store.OpenDir(context.Background(), o.Out); err != nil {
+				return nil, fmt.Errorf("--out %s: %w", o.Out, err)
+			} else if entries, err := d.List(context.Background()); err != nil {
+				return nil, fmt.Errorf("--out %s: %w", o.Out, err)
+			} else if len(entries) > 0 {
+				return nil, fmt.Errorf("--out %s exists and is not empty; choose a new directory", o.Out)
+			}
 		}
 		// Batches are cut as if the inputs were kept (on resume the cache's
 		// own size holds), so a cache without them has the units of one
@@ -183,18 +215,23 @@ func (p *plan) createOrAppend(rows int64) (*formats.CacheWriter, error) {
 		full.Inputs = p.inputSpecs()
 		wo.RowsPerBatch = formats.DefaultRowsPerBatchFor(full)
 		return formats.CreateCache(dir, m, cfg, wo)
-	case err != nil:
-		return nil, fmt.Errorf("--out %s: %w", dir, err)
-	case !o.Resume:
-		return nil, fmt.Errorf("--out %s already holds a cache (%d rows); pass --resume to continue it, or choose another --out", dir, old.Rows)
 	}
-	if diffs := compareManifests(old, m, cfg); len(diffs) > 0 {
-		return nil, fmt.Errorf("%w: cannot resume %s: %s; start a new --out or repeat the original command",
-			ErrSettings, dir, strings.Join(diffs, "; "))
+	if !o.Resume {
+		var rows int64
+		for _, a := range attempts {
+			rows = max(rows, a.Manifest.Rows)
+		}
+		return nil, fmt.Errorf("--out %s holds an extraction that has not committed (%d attempt(s), up to %d rows): it is running, or was interrupted; pass --resume to continue it, or choose another --out",
+			dir, len(attempts), rows)
 	}
 	cw, err := formats.OpenCacheForAppend(dir, wo)
 	if err != nil {
 		return nil, err
+	}
+	if diffs := compareManifests(cw.Manifest(), m, cfg); len(diffs) > 0 {
+		cw.Discard()
+		return nil, fmt.Errorf("%w: cannot resume %s: %s; start a new --out or repeat the original command",
+			ErrSettings, dir, strings.Join(diffs, "; "))
 	}
 	if d := cw.Dropped(); len(d) > 0 {
 		o.Log("dropped incomplete or unlisted part files: %s", strings.Join(d, ", "))

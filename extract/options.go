@@ -210,6 +210,9 @@ type Result struct {
 	Relaxed     bool  // a fixed batch dimension was relaxed in memory
 	FixedBatch  int64 // the model's fixed batch size (0 = dynamic)
 	Interrupted bool
+	// AlreadyCommitted: with --resume, the shard was committed before this
+	// run, with the same settings; nothing was done.
+	AlreadyCommitted bool
 }
 
 // SessionOptions configure a teacher session. The zero value runs on the CPU

@@ -4,6 +4,7 @@ package extract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -48,6 +49,8 @@ type plan struct {
 	positions int
 	ids       int
 	fills     []string
+
+	committed formats.Manifest // with errDone: the shard's committed manifest
 }
 
 // job is one teacher batch travelling through the pipeline.
@@ -97,6 +100,10 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 	rows := int64(p.ds.Len())
 	lo, hi := shardRows(rows, o.ShardIndex, o.ShardCount)
 	cw, err := p.openCache(rows)
+	if errors.Is(err, errDone) {
+		o.Log("shard %d/%d is already committed in %s (%d rows); nothing to do", o.ShardIndex, o.ShardCount, p.outDir(), p.committed.Rows)
+		return &Result{Source: p.src, AlreadyCommitted: true, Skipped: p.committed.Rows}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -220,9 +227,30 @@ func (p *plan) run(ctx context.Context) (*Result, error) {
 		return res, ErrInterrupted
 	}
 	if err := cw.Close(); err != nil {
-		return res, err
+		return res, p.lostCommit(err, total)
 	}
 	return res, nil
+}
+
+// lostCommit judges the error of the final commit: when another attempt
+// (a duplicate worker) committed the shard first with the same teacher,
+// data and settings and all its rows, the shard is done and this run
+// succeeded in effect (its own parts were removed); otherwise it is the
+// error.
+func (p *plan) lostCommit(err error, total int64) error {
+	var ce *formats.CommittedError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	m, cfg, merr := p.manifest(int64(p.ds.Len()))
+	if merr != nil {
+		return err
+	}
+	if diffs := compareManifests(ce.Manifest, m, cfg); len(diffs) > 0 || ce.Manifest.Rows != total {
+		return fmt.Errorf("%w; and the committed cache differs from this run's (%d rows of %d; %s)", err, ce.Manifest.Rows, total, strings.Join(diffs, "; "))
+	}
+	p.o.Log("another attempt committed %s first with the same settings and all %d rows; this attempt's parts were removed", p.outDir(), total)
+	return nil
 }
 
 // reorder yields the jobs received on in by increasing seq, starting at

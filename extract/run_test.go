@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -82,12 +83,14 @@ func TestFailedRunLeavesNothing(t *testing.T) {
 		if err != nil || len(m.Parts) != 4 {
 			t.Fatalf("manifest: %d parts, %v", len(m.Parts), err)
 		}
+		// Uncommit it: the journal of an attempt killed after two parts.
 		for _, p := range m.Parts[2:] {
 			os.Remove(filepath.Join(o.Out, p.File))
 		}
 		m.Parts, m.Rows = m.Parts[:2], 32
 		data, _ := json.Marshal(&m)
-		if err := os.WriteFile(filepath.Join(o.Out, formats.ManifestName), data, 0o644); err != nil {
+		os.Remove(filepath.Join(o.Out, formats.ManifestName))
+		if err := os.WriteFile(filepath.Join(o.Out, "_attempt-00000000000a.json"), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		o.Progress, o.AllowNonFinite, o.Resume = nil, false, true
@@ -96,8 +99,12 @@ func TestFailedRunLeavesNothing(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "rows 36, 39, 42") {
 				t.Fatalf("resume: %v, want the NaN rows after the kept parts named", err)
 			}
-			if m, err := formats.ReadManifest(o.Out); err != nil || len(m.Parts) != 2 || m.Rows != 32 {
-				t.Fatalf("manifest after the failed resume: %d parts, %d rows, %v", len(m.Parts), m.Rows, err)
+			if _, err := formats.ReadManifest(o.Out); !errors.Is(err, formats.ErrIncomplete) {
+				t.Fatalf("the failed resume committed: %v", err)
+			}
+			as, err := formats.Attempts(o.Out)
+			if err != nil || len(as) != 1 || len(as[0].Manifest.Parts) != 2 || as[0].Manifest.Rows != 32 {
+				t.Fatalf("journals after the failed resume: %+v, %v; want one of 2 parts, 32 rows", as, err)
 			}
 		}
 	})
@@ -133,7 +140,8 @@ func TestLockHelper(t *testing.T) {
 // writes, a second into the same --out: with or without --resume, it
 // fails at once with one line naming the directory and saying another
 // distill process writes it, and changes nothing. Once the first has
-// finished, the second resumes its complete cache.
+// finished (and committed), the second, with --resume, finds the shard
+// done and leaves it.
 func TestSecondRunLocked(t *testing.T) {
 	if !lock.Supported {
 		t.Skip("no locks on this system")
@@ -142,10 +150,19 @@ func TestSecondRunLocked(t *testing.T) {
 	o := tinyOpts(t, "mlp_logits.onnx")
 	o.PartRows = 16
 	h := sharedtest.Hold(t, "TestLockHelper", "running", lockOutEnv+"="+o.Out)
-	before, err := os.ReadFile(filepath.Join(o.Out, formats.ManifestName))
-	if err != nil {
-		t.Fatal(err)
+	listing := func() string {
+		es, err := os.ReadDir(o.Out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range es {
+			info, _ := e.Info()
+			names = append(names, fmt.Sprint(e.Name(), info.Size(), info.ModTime()))
+		}
+		return strings.Join(names, "\n")
 	}
+	before := listing()
 	for _, resume := range []bool{false, true} {
 		o.Resume = resume
 		start := time.Now()
@@ -158,14 +175,14 @@ func TestSecondRunLocked(t *testing.T) {
 			t.Errorf("resume %v: took %v to fail", resume, d)
 		}
 	}
-	if after, _ := os.ReadFile(filepath.Join(o.Out, formats.ManifestName)); string(after) != string(before) {
-		t.Error("the refused runs changed the manifest")
+	if after := listing(); after != before {
+		t.Errorf("the refused runs changed the directory:\n%s\nwas\n%s", after, before)
 	}
 	h.Stop(t)
 	o.Resume = true
 	res, err := rt.Run(context.Background(), o)
-	if err != nil || res.Skipped != 64 || res.Rows != 0 {
-		t.Fatalf("resume after the first run finished: %+v, %v", res, err)
+	if err != nil || !res.AlreadyCommitted || res.Skipped != 64 || res.Rows != 0 {
+		t.Fatalf("resume after the first run finished: %+v, %v; want the committed shard left as it is", res, err)
 	}
 }
 

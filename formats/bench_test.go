@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // Benchmarks: 1M rows of a 10-class teacher, written and read as one part
@@ -248,7 +250,7 @@ func BenchmarkHashPart(b *testing.B) {
 	info := PartInfo{File: filepath.Base(path), Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if err := checkPartFile(path, info); err != nil {
+		if err := checkPartFile(store.MustDir(filepath.Dir(path)), info); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // maxOpenParts bounds the part files a Cache keeps open.
@@ -28,6 +30,9 @@ type Cache struct {
 	units   []Unit
 	rows    int64
 	missing []int
+	// uncommitted lists shard directories found below a parent that hold
+	// no committed manifest (counted in missing when their index is).
+	uncommitted []string
 
 	mu     sync.Mutex
 	open   map[int]*openPart
@@ -37,11 +42,13 @@ type Cache struct {
 
 type shardDir struct {
 	dir string
+	d   *store.Dir
 	m   Manifest
 }
 
 type cachePart struct {
 	shard     int // index into Cache.shards
+	d         *store.Dir
 	path      string
 	info      PartInfo
 	firstUnit int
@@ -59,7 +66,7 @@ type partHash struct {
 // check hashes the part the first time it is called and returns the
 // outcome, the same every time.
 func (p *cachePart) check() error {
-	p.hash.once.Do(func() { p.hash.err = checkPartFile(p.path, p.info) })
+	p.hash.once.Do(func() { p.hash.err = checkPartFile(p.d, p.info) })
 	return p.hash.err
 }
 
@@ -106,33 +113,50 @@ func OpenWithOptions(opts *ReaderOptions, paths ...string) (*Cache, error) {
 	c := &Cache{opts: opts.resolve(), open: map[int]*openPart{}}
 	seen := map[string]bool{}
 	var expanded []string
+	fromParent := map[string]bool{} // shard directories found below a parent
+	var uncommitted []string
 	for _, p := range paths {
 		if sub := expandShards(p); sub != nil {
 			expanded = append(expanded, sub...)
+			for _, s := range sub {
+				fromParent[s] = true
+			}
 		} else {
 			expanded = append(expanded, p)
 		}
 	}
 	for _, p := range expanded {
 		dir := p
-		if filepath.Base(p) == ManifestName {
-			if st, err := os.Stat(p); err == nil && !st.IsDir() {
-				dir = filepath.Dir(p)
+		if store.Base(p) == ManifestName {
+			if st, err := store.Stat(ctxBG, p); err == nil && !st.IsDir {
+				dir = store.Parent(p)
 			}
 		}
-		abs, err := filepath.Abs(dir)
+		d, err := store.OpenDir(ctxBG, dir)
 		if err != nil {
 			return nil, fmt.Errorf("formats: %w", err)
 		}
+		abs := d.Abs()
 		if seen[abs] {
 			continue
 		}
 		seen[abs] = true
-		m, err := ReadManifest(dir)
+		m, err := readManifestIn(d)
 		if err != nil {
+			if fromParent[p] && errors.Is(err, fs.ErrNotExist) {
+				// A shard of the parent that has not committed counts as
+				// missing; the error below says why.
+				uncommitted = append(uncommitted, store.Base(p))
+				c.uncommitted = append(c.uncommitted, p)
+				continue
+			}
 			return nil, err
 		}
-		c.shards = append(c.shards, shardDir{dir: dir, m: m})
+		c.shards = append(c.shards, shardDir{dir: dir, d: d, m: m})
+	}
+	if len(c.shards) == 0 {
+		return nil, fmt.Errorf("%w: %s: no shard has committed (%s): still being extracted, or interrupted; rerun with --resume",
+			ErrIncomplete, strings.Join(paths, " "), strings.Join(uncommitted, ", "))
 	}
 	first := &c.shards[0]
 	for i := 1; i < len(c.shards); i++ {
@@ -157,7 +181,11 @@ func OpenWithOptions(opts *ReaderOptions, paths ...string) (*Cache, error) {
 		}
 	}
 	if len(c.missing) > 0 && !c.opts.AllowMissingShards {
-		return nil, fmt.Errorf("%w: %d of %d shards given, missing shards %v", ErrIncomplete, len(c.shards), n, c.missing)
+		why := ""
+		if len(uncommitted) > 0 {
+			why = fmt.Sprintf(" (%s not committed: still being extracted, or interrupted; rerun those shards with --resume)", strings.Join(uncommitted, ", "))
+		}
+		return nil, fmt.Errorf("%w: %d of %d shards given, missing shards %v%s", ErrIncomplete, len(c.shards), n, c.missing, why)
 	}
 	var err error
 	if c.cfg, err = c.shards[0].m.Config().normalize(); err != nil {
@@ -165,16 +193,26 @@ func OpenWithOptions(opts *ReaderOptions, paths ...string) (*Cache, error) {
 	}
 	for si, s := range c.shards {
 		rpb := s.m.Settings.RowsPerBatch
+		// One listing per shard gives every part's size (one request
+		// on object storage, not one per part).
+		entries, err := s.d.List(ctxBG)
+		if err != nil {
+			return nil, fmt.Errorf("formats: %w", err)
+		}
+		sizes := make(map[string]int64, len(entries))
+		for _, e := range entries {
+			sizes[e.Name] = e.Size
+		}
 		for _, p := range s.m.Parts {
-			path := filepath.Join(s.dir, p.File)
-			st, err := os.Stat(path)
-			if err != nil {
-				return nil, corrupt(path, -1, fmt.Errorf("part listed in manifest: %w", err))
+			path := s.d.Path(p.File)
+			size, ok := sizes[p.File]
+			if !ok {
+				return nil, corrupt(path, -1, fmt.Errorf("part listed in manifest: %w", fs.ErrNotExist))
 			}
-			if st.Size() != p.Bytes {
-				return nil, corrupt(path, -1, fmt.Errorf("file has %d bytes, manifest says %d", st.Size(), p.Bytes))
+			if size != p.Bytes {
+				return nil, corrupt(path, -1, fmt.Errorf("file has %d bytes, manifest says %d", size, p.Bytes))
 			}
-			cp := cachePart{shard: si, path: path, info: p, firstUnit: len(c.units), hash: &partHash{}}
+			cp := cachePart{shard: si, d: s.d, path: path, info: p, firstUnit: len(c.units), hash: &partHash{}}
 			for b, off := 0, int64(0); off < p.Rows; b++ {
 				rows := int(min(int64(rpb), p.Rows-off))
 				c.units = append(c.units, Unit{Path: path, Part: len(c.parts), Batch: b, Rows: rows, Offset: c.rows + off})
@@ -229,12 +267,7 @@ func (c *Cache) Manifest() Manifest { return c.shards[0].m }
 
 // Dir returns the directory of the first shard (lowest shard index), as
 // an absolute path when it can be made one: where Manifest was read.
-func (c *Cache) Dir() string {
-	if abs, err := filepath.Abs(c.shards[0].dir); err == nil {
-		return abs
-	}
-	return c.shards[0].dir
-}
+func (c *Cache) Dir() string { return c.shards[0].d.Abs() }
 
 // Manifests returns the manifest of every shard directory opened, in shard
 // index order.
@@ -258,6 +291,58 @@ func (c *Cache) Digest() string {
 		fmt.Fprintln(h, s.m.Digest())
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Uncommitted lists the shard directories below a parent given to Open
+// that hold no committed manifest (their attempts are listed by
+// Attempts).
+func (c *Cache) Uncommitted() []string { return slices.Clone(c.uncommitted) }
+
+// Leftovers lists, for every shard opened, the files of the protocol
+// (parts, journals, temporary files) that its committed manifest does not
+// name: what failed, superseded or duplicate attempts left. Readers never
+// read them; GC removes them.
+func (c *Cache) Leftovers() ([]Leftover, error) {
+	var out []Leftover
+	for _, s := range c.shards {
+		entries, err := s.d.List(ctxBG)
+		if err != nil {
+			return nil, fmt.Errorf("formats: %w", err)
+		}
+		out = append(out, leftovers(s.d, s.m, entries)...)
+	}
+	return out, nil
+}
+
+// GC removes the Leftovers of every shard opened and returns them. A
+// local shard directory is locked while it is cleaned, so GC fails with
+// an error wrapping ErrLocked rather than race a local writer; on object
+// storage a writer still running on a committed shard can only lose its
+// commit, so removing its parts changes nothing that is read. Shards that
+// have not committed are not touched: their files are what --resume
+// continues.
+func (c *Cache) GC() ([]Leftover, error) {
+	var removed []Leftover
+	for _, s := range c.shards {
+		unlock, err := lockDir(s.d)
+		if err != nil {
+			return removed, err
+		}
+		entries, err := s.d.List(ctxBG)
+		if err == nil {
+			for _, l := range leftovers(s.d, s.m, entries) {
+				if err = s.d.Remove(ctxBG, l.Name); err != nil {
+					break
+				}
+				removed = append(removed, l)
+			}
+		}
+		unlock()
+		if err != nil {
+			return removed, fmt.Errorf("formats: gc %s: %w", s.d, err)
+		}
+	}
+	return removed, nil
 }
 
 // MissingShards lists the shard indices of the N that were not opened.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -59,6 +60,9 @@ func readAll(t *testing.T, c *Cache) *Batch {
 }
 
 // listDir returns the names in dir, sorted.
+// listDir lists dir with attempt ids stripped from the names
+// (part-00000-ID.arrow reads part-00000.arrow, _attempt-ID.json
+// _attempt.json), sorted.
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
 	es, err := os.ReadDir(dir)
@@ -67,9 +71,22 @@ func listDir(t *testing.T, dir string) []string {
 	}
 	var names []string
 	for _, e := range es {
-		names = append(names, e.Name())
+		names = append(names, attemptIDRE.ReplaceAllString(e.Name(), ""))
 	}
+	slices.Sort(names)
 	return names
+}
+
+var attemptIDRE = regexp.MustCompile(`-[0-9a-f]{12}\b`)
+
+// partFile returns the name of part i of the committed cache in dir.
+func partFile(t *testing.T, dir string, i int) string {
+	t.Helper()
+	m, err := ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Parts[i].File
 }
 
 func TestCacheRoundTrip(t *testing.T) {
@@ -86,9 +103,10 @@ func TestCacheRoundTrip(t *testing.T) {
 				if got, want := listDir(t, dir), []string{"manifest.json", "part-00000" + format.Ext(), "part-00001" + format.Ext(), "part-00002" + format.Ext()}; !slices.Equal(got, want) {
 					t.Fatalf("directory holds %v, want %v", got, want)
 				}
-				for _, f := range listDir(t, dir) {
+				files, _ := filepath.Glob(filepath.Join(dir, "*"))
+				for _, f := range files {
 					// Readable by other users' tools, like any dataset file.
-					if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Mode().Perm() != 0o644 {
+					if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o644 {
 						t.Errorf("%s: mode %v, %v; want 0644", f, st.Mode().Perm(), err)
 					}
 				}
@@ -168,7 +186,7 @@ func TestCacheShards(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if c.NumRows() != 6 || len(c.Manifests()) != 2 || c.Units()[1].Path != filepath.Join(parent, ShardDirName(1, 2), "part-00000.arrow") {
+		if c.NumRows() != 6 || len(c.Manifests()) != 2 || c.Units()[1].Path != filepath.Join(parent, ShardDirName(1, 2), partFile(t, filepath.Join(parent, ShardDirName(1, 2)), 0)) {
 			t.Fatalf("rows %d manifests %d units %+v", c.NumRows(), len(c.Manifests()), c.Units())
 		}
 		os.RemoveAll(filepath.Join(parent, ShardDirName(0, 2)))
@@ -217,23 +235,44 @@ func TestCacheShards(t *testing.T) {
 	})
 }
 
+// writeInterrupted is writeCache for a run that stopped before committing:
+// the attempt's journal and parts stay, manifest.json is not written. It
+// returns the rows and the attempt id.
+func writeInterrupted(t *testing.T, dir string, m Manifest, cfg Config, opts *WriterOptions, first int64, sizes ...int) (*Batch, string) {
+	t.Helper()
+	cw, err := CreateCache(dir, m, cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []*Batch
+	for i, n := range sizes {
+		b := makeBatch(cfg, first, n, uint64(i))
+		all = append(all, b)
+		first += int64(n)
+		if _, err := cw.WritePart(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cw.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	return concatBatches(all...), cw.Attempt()
+}
+
 func TestCacheAppend(t *testing.T) {
 	t.Parallel()
 	cfg := testConfigs["topk-f32"]
 	opts := &WriterOptions{Format: FormatArrow, Compression: CompressionZstd, RowsPerBatch: 4}
 	dir := t.TempDir()
-	first := writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 6, 5)
+	first, _ := writeInterrupted(t, dir, testManifest(0, 1), cfg, opts, 0, 6, 5)
 
-	// Simulated crash debris: a half-written part, a stale manifest temp file.
+	// Simulated crash debris: a half-written part, a stale journal temp file.
 	os.WriteFile(filepath.Join(dir, ".part-00002.arrow.tmp-123"), []byte("ARROW1 half"), 0o644)
-	os.WriteFile(filepath.Join(dir, ".manifest.json.tmp-9"), []byte("{"), 0o644)
-	// A leftover temp file is not part of the cache for readers either.
-	c, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
+	os.WriteFile(filepath.Join(dir, "._attempt-0123456789ab.json.tmp-9"), []byte("{"), 0o644)
+	// Readers see no cache until an attempt commits.
+	if _, err := Open(dir); !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "11 rows") || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("Open of an uncommitted cache: %v, want ErrIncomplete naming its 11 rows and --resume", err)
 	}
-	equalBatch(t, first, readAll(t, c))
-	c.Close()
 
 	cw, err := OpenCacheForAppend(dir, nil)
 	if err != nil {
@@ -242,7 +281,7 @@ func TestCacheAppend(t *testing.T) {
 	if cw.NextRow() != 11 || len(cw.Dropped()) != 0 {
 		t.Fatalf("NextRow %d dropped %v", cw.NextRow(), cw.Dropped())
 	}
-	if got := listDir(t, dir); !slices.Equal(got, []string{"manifest.json", "part-00000.arrow", "part-00001.arrow"}) {
+	if got := listDir(t, dir); !slices.Equal(got, []string{"_attempt.json", "part-00000.arrow", "part-00001.arrow"}) {
 		t.Fatalf("after recovery the directory holds %v", got)
 	}
 	more := makeBatch(cfg, 11, 9, 7)
@@ -261,15 +300,28 @@ func TestCacheAppend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.File != "part-00002.arrow" || info.FirstRow != 11 || info.Rows != 9 {
+	if info.File != partFileName(2, cw.Attempt(), FormatArrow) || info.FirstRow != 11 || info.Rows != 9 {
 		t.Fatalf("part %+v", info)
 	}
-	cw.Close()
+	cw.Discard()
 	if _, err := OpenCacheForAppend(dir, &WriterOptions{Format: FormatParquet}); !errors.Is(err, ErrSchema) {
 		t.Fatalf("append with another format: %v", err)
 	}
+	cw, err = OpenCacheForAppend(dir, nil)
+	if err != nil || cw.NextRow() != 20 {
+		t.Fatalf("second resume: %v at row %d, want 20", err, cw.NextRow())
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := listDir(t, dir); !slices.Equal(got, []string{"manifest.json", "part-00000.arrow", "part-00001.arrow", "part-00002.arrow"}) {
+		t.Fatalf("after the commit the directory holds %v", got)
+	}
+	if _, err := OpenCacheForAppend(dir, nil); !errors.Is(err, ErrCommitted) {
+		t.Fatalf("append to a committed cache: %v, want ErrCommitted", err)
+	}
 
-	c, err = Open(dir)
+	c, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +338,8 @@ func TestCacheAppendRecovers(t *testing.T) {
 	opts := &WriterOptions{Format: FormatParquet, RowsPerBatch: 3}
 	t.Run("damaged part dropped", func(t *testing.T) {
 		dir := t.TempDir()
-		writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 4, 4, 4)
-		path := filepath.Join(dir, "part-00001.parquet")
+		_, id := writeInterrupted(t, dir, testManifest(0, 1), cfg, opts, 0, 4, 4, 4)
+		path := filepath.Join(dir, partFileName(1, id, FormatParquet))
 		data, _ := os.ReadFile(path)
 		data[len(data)/2] ^= 0xff
 		os.WriteFile(path, data, 0o644)
@@ -297,29 +349,29 @@ func TestCacheAppendRecovers(t *testing.T) {
 		}
 		defer cw.Close()
 		// Part 1 fails its sha256: parts 1 and 2 go, part 0 stays.
-		if cw.NextRow() != 4 || !slices.Equal(cw.Dropped(), []string{"part-00001.parquet", "part-00002.parquet"}) {
-			t.Fatalf("NextRow %d dropped %v", cw.NextRow(), cw.Dropped())
+		if want := []string{partFileName(1, id, FormatParquet), partFileName(2, id, FormatParquet)}; cw.NextRow() != 4 || !slices.Equal(cw.Dropped(), want) {
+			t.Fatalf("NextRow %d dropped %v, want 4 and %v", cw.NextRow(), cw.Dropped(), want)
 		}
-		if got := listDir(t, dir); !slices.Equal(got, []string{"manifest.json", "part-00000.parquet"}) {
+		if got := listDir(t, dir); !slices.Equal(got, []string{"_attempt.json", "part-00000.parquet"}) {
 			t.Fatalf("directory holds %v", got)
 		}
-		if m, err := ReadManifest(dir); err != nil || m.Rows != 4 || len(m.Parts) != 1 {
-			t.Fatalf("manifest %+v, %v", m, err)
+		if m := cw.Manifest(); m.Rows != 4 || len(m.Parts) != 1 {
+			t.Fatalf("manifest %+v", m)
 		}
 	})
 	t.Run("unlisted complete part adopted", func(t *testing.T) {
-		// A crash after the rename of part 2 but before the manifest update.
+		// A crash after the upload of part 2 but before the journal update.
 		dir := t.TempDir()
-		writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 4, 5)
-		before, _ := os.ReadFile(filepath.Join(dir, ManifestName))
+		writeInterrupted(t, dir, testManifest(0, 1), cfg, opts, 0, 4, 5)
 		want := writeCache(t, t.TempDir(), testManifest(0, 1), cfg, opts, 0, 4, 5)
 		cw, _ := OpenCacheForAppend(dir, nil)
+		before, _ := os.ReadFile(filepath.Join(dir, journalName(cw.Attempt())))
 		extra := makeBatch(cfg, 9, 2, 99)
 		if _, err := cw.WritePart(extra); err != nil {
 			t.Fatal(err)
 		}
-		cw.Close()
-		os.WriteFile(filepath.Join(dir, ManifestName), before, 0o644)
+		cw.Discard()
+		os.WriteFile(filepath.Join(dir, journalName(cw.Attempt())), before, 0o644)
 		// And an unrelated stray part that is not the next one.
 		os.WriteFile(filepath.Join(dir, "part-00007.parquet"), []byte("PAR1"), 0o644)
 
@@ -327,9 +379,11 @@ func TestCacheAppendRecovers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer cw.Close()
 		if cw.NextRow() != 11 || !slices.Equal(cw.Dropped(), []string{"part-00007.parquet"}) {
 			t.Fatalf("NextRow %d dropped %v", cw.NextRow(), cw.Dropped())
+		}
+		if err := cw.Close(); err != nil {
+			t.Fatal(err)
 		}
 		c, err := Open(dir)
 		if err != nil {
@@ -440,7 +494,7 @@ func TestCacheHashCheck(t *testing.T) {
 				}
 			}
 			cw.Close()
-			path := filepath.Join(dir, "part-00001"+format.Ext())
+			path := filepath.Join(dir, partFile(t, dir, 1))
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

@@ -42,8 +42,9 @@ func TestLockHelper(t *testing.T) {
 
 // TestCacheWriterLock runs a writer in another process: while it holds the
 // cache, CreateCache and OpenCacheForAppend fail at once with ErrLocked
-// naming the directory (and change nothing); once it has closed,
-// OpenCacheForAppend succeeds and sees its part. No lock file is left.
+// naming the directory (and change nothing); once it has closed (and so
+// committed), the cache holds its part and OpenCacheForAppend refuses the
+// committed shard. No lock file or journal is left.
 func TestCacheWriterLock(t *testing.T) {
 	if !lock.Supported {
 		t.Skip("no locks on this system")
@@ -73,13 +74,11 @@ func TestCacheWriterLock(t *testing.T) {
 		t.Errorf("refused writers changed the directory: %v, was %v", got, before)
 	}
 	h.Stop(t)
-	cw, err := OpenCacheForAppend(dir, nil)
-	if err != nil {
-		t.Fatalf("after the other writer closed: %v", err)
+	if _, err := OpenCacheForAppend(dir, nil); !errors.Is(err, ErrCommitted) {
+		t.Fatalf("after the other writer closed: %v, want ErrCommitted", err)
 	}
-	defer cw.Close()
-	if cw.NextRow() != 5 {
-		t.Errorf("NextRow %d, want the helper's 5 rows", cw.NextRow())
+	if m, err := ReadManifest(dir); err != nil || m.Rows != 5 {
+		t.Errorf("committed manifest: %d rows, %v; want the helper's 5", m.Rows, err)
 	}
 	if got := listDir(t, dir); !slices.Equal(got, []string{ManifestName, "part-00000.arrow"}) {
 		t.Errorf("directory holds %v", got)
@@ -102,12 +101,12 @@ func TestCacheWriterLockSameProcess(t *testing.T) {
 	if _, err := OpenCacheForAppend(dir, nil); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second writer: %v, want ErrLocked", err)
 	}
-	if err := cw.Close(); err != nil {
+	if err := cw.Discard(); err != nil {
 		t.Fatal(err)
 	}
-	cw, err = OpenCacheForAppend(dir, nil)
+	cw, err = CreateCache(dir, testManifest(0, 1), cfg, nil)
 	if err != nil {
-		t.Fatalf("after Close: %v", err)
+		t.Fatalf("after Discard: %v", err)
 	}
 	cw.Close()
 	if _, err := OpenCacheForAppend(filepath.Join(dir, "nope"), nil); !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrLocked) {
@@ -117,7 +116,8 @@ func TestCacheWriterLockSameProcess(t *testing.T) {
 
 // TestCacheWriterDiscard: a writer that committed nothing removes what
 // CreateCache made, so that CreateCache succeeds again; in every other
-// case Discard is Close and the cache stays.
+// case Discard keeps the journal and parts for a resume, and commits
+// nothing.
 func TestCacheWriterDiscard(t *testing.T) {
 	t.Parallel()
 	cfg := testConfigs["f32"]
@@ -177,20 +177,33 @@ func TestCacheWriterDiscard(t *testing.T) {
 		if err := cw.Discard(); err != nil {
 			t.Fatal(err)
 		}
-		if got := listDir(t, dir); !slices.Equal(got, []string{ManifestName, "part-00000.arrow"}) {
+		if got := listDir(t, dir); !slices.Equal(got, []string{"_attempt.json", "part-00000.arrow"}) {
 			t.Errorf("directory holds %v", got)
 		}
 	})
 	t.Run("appended cache kept", func(t *testing.T) {
 		dir := t.TempDir()
-		create(t, dir).Close() // a cache of no rows, from an earlier run
+		cw := create(t, dir) // an interrupted earlier run
+		cw.WritePart(makeBatch(cfg, 0, 3, 1))
+		cw.Discard()
 		cw, err := OpenCacheForAppend(dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cw.Discard()
-		if got := listDir(t, dir); !slices.Equal(got, []string{ManifestName}) {
+		// The resumed attempt's journal (the one it resumed is gone).
+		if got := listDir(t, dir); !slices.Equal(got, []string{"_attempt.json", "part-00000.arrow"}) {
 			t.Errorf("directory holds %v", got)
+		}
+		cw, err = OpenCacheForAppend(dir, nil)
+		if err != nil || cw.NextRow() != 3 {
+			t.Fatalf("second resume: %v at row %d, want row 3", err, cw.NextRow())
+		}
+		if err := cw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := listDir(t, dir); !slices.Equal(got, []string{ManifestName, "part-00000.arrow"}) {
+			t.Errorf("after the commit the directory holds %v", got)
 		}
 	})
 	t.Run("after Close nothing", func(t *testing.T) {

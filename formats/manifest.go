@@ -7,12 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // ManifestName is the file name of the manifest in a cache directory.
@@ -173,23 +174,54 @@ func (m Manifest) partCopy() Manifest {
 	return c
 }
 
-// ReadManifest reads and validates dir/manifest.json (see ParseManifest).
+// ReadManifest reads and validates the committed manifest of the cache
+// directory dir, a path or a store location (see ParseManifest). A
+// directory with no manifest.json fails with an error wrapping
+// fs.ErrNotExist; if it holds the journal of an attempt, the error says
+// that the extraction is running or was interrupted, and how far it got.
 func ReadManifest(dir string) (Manifest, error) {
-	path := filepath.Join(dir, ManifestName)
-	f, err := os.Open(path)
+	d, err := store.OpenDir(ctxBG, dir)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("formats: %w", err)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
+	return readManifestIn(d)
+}
+
+func readManifestIn(d *store.Dir) (Manifest, error) {
+	data, err := d.ReadFile(ctxBG, ManifestName, maxManifestBytes)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Manifest{}, notCommitted(d, err)
+	}
 	if err != nil {
-		return Manifest{}, fmt.Errorf("formats: read %s: %w", path, err)
+		return Manifest{}, fmt.Errorf("formats: %w", err)
 	}
 	m, err := ParseManifest(data)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("%s: %w", path, err)
+		return Manifest{}, fmt.Errorf("%s: %w", d.Path(ManifestName), err)
 	}
 	return m, nil
+}
+
+// notCommitted explains a missing manifest: no cache at all, or attempts
+// that have not committed.
+func notCommitted(d *store.Dir, err error) error {
+	entries, lerr := d.List(ctxBG)
+	if lerr != nil {
+		return fmt.Errorf("formats: %w", err)
+	}
+	var rows int64
+	n := 0
+	for _, a := range readAttempts(d, entries) {
+		n++
+		if a.Err == nil {
+			rows = max(rows, a.Manifest.Rows)
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("formats: %s: no %s (not a cache directory): %w", d, ManifestName, fs.ErrNotExist)
+	}
+	return fmt.Errorf("%w: %s has no committed %s: %d attempt(s) wrote up to %d rows and have not committed; the extraction is still running, or was interrupted (rerun it with --resume): %w",
+		ErrIncomplete, d, ManifestName, n, rows, fs.ErrNotExist)
 }
 
 // ParseManifest decodes and validates manifest JSON. A version with a newer
@@ -246,10 +278,10 @@ func parseVersion(v string) (major, minor int, err error) {
 	return major, minor, nil
 }
 
-var (
-	partNameRE = regexp.MustCompile(`^part-[0-9]{5,9}\.(arrow|parquet)$`)
-	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// nowMillis is the current time as a manifest records it.
+func nowMillis() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 // validate checks the manifest's internal consistency.
 func (m *Manifest) validate() error {

@@ -21,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // DefaultMaxBatchBytes is the default of ReaderOptions.MaxBatchBytes.
@@ -95,19 +96,15 @@ type Reader struct {
 	pqr  *pqarrow.FileReader
 }
 
-// OpenReader opens the part file at path (see NewReader). Close closes the
-// file.
+// OpenReader opens the part file at path, a path or a store location
+// (see NewReader; a remote file is read with range requests through a
+// read-ahead buffer). Close closes the file.
 func OpenReader(path string, opts *ReaderOptions) (*Reader, error) {
-	f, err := os.Open(path)
+	f, err := store.Open(ctxBG, path)
 	if err != nil {
 		return nil, fmt.Errorf("formats: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("formats: %w", err)
-	}
-	r, err := newReader(path, f, st.Size(), opts)
+	r, err := newReader(path, f, f.Size(), opts)
 	if err != nil {
 		f.Close()
 		return nil, err

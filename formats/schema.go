@@ -15,11 +15,14 @@ import (
 // Readers accept any version with MAJOR <= VersionMajor; a MINOR bump only
 // adds optional fields. 1.1 added the dataset recipe (Dataset.Options,
 // Inputs and Preprocess) to the manifest; 1.2 per-token caches
-// (Config.Positions, MetaPositions, Settings.Positions).
+// (Config.Positions, MetaPositions, Settings.Positions); 1.3 the commit
+// protocol of CacheWriter (part files named per attempt, journals, the
+// manifest written once, create-only, at the end), which readers of 1.x
+// read as before.
 const (
-	Version      = "1.2"
+	Version      = "1.3"
 	VersionMajor = 1
-	VersionMinor = 2
+	VersionMinor = 3
 )
 
 // Column names of the cache schema.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // SummaryTopClasses is how many classes a SummaryRow lists.
@@ -13,23 +15,24 @@ const SummaryTopClasses = 5
 // Summary describes a cache for people and tools: distill inspect prints
 // it, and --json prints it as is (the field names are a format).
 type Summary struct {
-	Paths             []string        `json:"paths"`
-	Rows              int64           `json:"rows"`                      // rows in the shards present
-	Parts             int             `json:"parts"`                     // part files
-	Batches           int             `json:"batches"`                   // record batches / row groups
-	Bytes             int64           `json:"bytes"`                     // part files on disk
-	BytesPerSample    float64         `json:"bytes_per_sample"`          // Bytes / Rows
-	RawBytesPerSample int64           `json:"raw_bytes_per_sample"`      // values as stored, before compression
-	Positions         int             `json:"positions,omitempty"`       // T of a per-token cache
-	BytesPerToken     float64         `json:"bytes_per_token,omitempty"` // BytesPerSample / Positions
-	Schema            []SummaryColumn `json:"schema"`
-	Manifest          Manifest        `json:"manifest"` // of the lowest shard present, without its parts list
-	ShardCount        int             `json:"shard_count"`
-	Shards            []SummaryShard  `json:"shards"`
-	MissingShards     []int           `json:"missing_shards"`
-	FirstRows         []SummaryRow    `json:"first_rows"`
-	RowsError         string          `json:"rows_error,omitempty"` // why the first rows could not be read
-	Verify            *VerifySummary  `json:"verify,omitempty"`
+	Paths             []string             `json:"paths"`
+	Rows              int64                `json:"rows"`                      // rows in the shards present
+	Parts             int                  `json:"parts"`                     // part files
+	Batches           int                  `json:"batches"`                   // record batches / row groups
+	Bytes             int64                `json:"bytes"`                     // part files on disk
+	BytesPerSample    float64              `json:"bytes_per_sample"`          // Bytes / Rows
+	RawBytesPerSample int64                `json:"raw_bytes_per_sample"`      // values as stored, before compression
+	Positions         int                  `json:"positions,omitempty"`       // T of a per-token cache
+	BytesPerToken     float64              `json:"bytes_per_token,omitempty"` // BytesPerSample / Positions
+	Schema            []SummaryColumn      `json:"schema"`
+	Manifest          Manifest             `json:"manifest"` // of the lowest shard present, without its parts list
+	ShardCount        int                  `json:"shard_count"`
+	Shards            []SummaryShard       `json:"shards"`
+	MissingShards     []int                `json:"missing_shards"`
+	FirstRows         []SummaryRow         `json:"first_rows"`
+	RowsError         string               `json:"rows_error,omitempty"` // why the first rows could not be read
+	Verify            *VerifySummary       `json:"verify,omitempty"`
+	Uncommitted       []SummaryUncommitted `json:"uncommitted,omitempty"` // shard directories not committed (distill inspect fills it)
 }
 
 type SummaryColumn struct {
@@ -78,6 +81,14 @@ func (f *JSONFloat) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, (*float64)(f))
 }
 
+// SummaryUncommitted is a shard directory with no committed manifest.
+type SummaryUncommitted struct {
+	Dir      string `json:"dir"`
+	Attempts int    `json:"attempts"`
+	Rows     int64  `json:"rows"` // the most rows an attempt recorded
+}
+
+// VerifySummary is a Verify Report as distill inspect prints it.
 type VerifySummary struct {
 	OK            bool     `json:"ok"`
 	Parts         int      `json:"parts"`
@@ -86,6 +97,10 @@ type VerifySummary struct {
 	NonFinite     int64    `json:"non_finite_rows"`
 	NonFiniteRows []int64  `json:"non_finite_row_ids,omitempty"`
 	Problems      []string `json:"problems"`
+	// Leftovers are the files of other attempts no manifest names
+	// (location of each), and their total size.
+	Leftovers     []string `json:"leftovers"`
+	LeftoverBytes int64    `json:"leftover_bytes"`
 }
 
 // Summarize describes the cache c opened from paths: rows, parts, bytes,
@@ -224,7 +239,11 @@ func summaryRow(cfg Config, b *Batch, r int) SummaryRow {
 func SummarizeVerify(r *Report, shardCount int) *VerifySummary {
 	v := &VerifySummary{
 		OK: r.OK(), Parts: r.Parts, Batches: r.Batches, Rows: r.Rows,
-		NonFinite: r.NonFinite, NonFiniteRows: r.NonFiniteRows, Problems: []string{},
+		NonFinite: r.NonFinite, NonFiniteRows: r.NonFiniteRows, Problems: []string{}, Leftovers: []string{},
+	}
+	for _, l := range r.Leftovers {
+		v.Leftovers = append(v.Leftovers, store.Join(l.Dir, l.Name))
+		v.LeftoverBytes += l.Size
 	}
 	for _, s := range r.MissingShards {
 		v.Problems = append(v.Problems, fmt.Sprintf("missing shard %d of %d (directory %s)", s, shardCount, ShardDirName(s, shardCount)))

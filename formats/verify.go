@@ -24,6 +24,11 @@ type Report struct {
 	NonFinite     int64
 	NonFiniteRows []int64
 
+	// Leftovers lists the files no committed manifest names (Cache.Leftovers):
+	// harmless, never read, but space to reclaim with GC. They do not make
+	// the report fail.
+	Leftovers []Leftover
+
 	// Problems holds one error per damaged part: missing, wrong size or
 	// sha256 (*CorruptError), schema or embedded manifest not matching the
 	// manifest (wraps ErrSchema), undecodable batch or wrong row count
@@ -55,7 +60,8 @@ func (r *Report) Err() error {
 // Verify reads the whole cache once, in bounded memory: for every part it
 // checks size and sha256 against the manifest, the schema and embedded
 // manifest, the number of batches and rows of each, and scans all float
-// values for NaN and ±Inf. It hashes every part itself, whatever
+// values for NaN and ±Inf; it also lists the leftovers of other attempts
+// (Report.Leftovers). It hashes every part itself, whatever
 // ReaderOptions.SkipHashCheck says, and its reads of a part it hashed do
 // not hash it again. It returns the report and report.Err().
 func Verify(c *Cache) (*Report, error) {
@@ -63,7 +69,7 @@ func Verify(c *Cache) (*Report, error) {
 	var b Batch
 	for _, cp := range c.parts {
 		rep.Parts++
-		if err := checkPartFile(cp.path, cp.info); err != nil {
+		if err := checkPartFile(cp.d, cp.info); err != nil {
 			rep.Problems = append(rep.Problems, err)
 			continue
 		}
@@ -78,6 +84,11 @@ func Verify(c *Cache) (*Report, error) {
 			scanNonFinite(rep, c.cfg, &b)
 		}
 	}
+	lo, err := c.Leftovers()
+	if err != nil {
+		rep.Problems = append(rep.Problems, err)
+	}
+	rep.Leftovers = lo
 	return rep, rep.Err()
 }
 

@@ -38,10 +38,11 @@ func TestBadCache(t *testing.T) {
 	cfg := testConfigs["f16-label"]
 	for _, format := range []Format{FormatArrow, FormatParquet} {
 		opts := &WriterOptions{Format: format, RowsPerBatch: 4}
-		part1 := "part-00001" + format.Ext()
+		var part1 string
 		fresh := func(t *testing.T) string {
 			dir := t.TempDir()
 			writeCache(t, dir, testManifest(0, 1), cfg, opts, 0, 6, 6)
+			part1 = partFile(t, dir, 1)
 			return dir
 		}
 		t.Run(string(format)+"/missing part", func(t *testing.T) {

@@ -46,10 +46,20 @@ score vectors (--topk per position, float16 top-k scores stored as
 log-probabilities), with hidden states and attention maps of their
 per-window shape.
 
-Crash safety: parts appear whole or not at all and the manifest lists only
-complete parts. After a crash or kill, run the same command with --resume.
-Ctrl-C finishes the part in flight, writes the manifest and prints the
-resume command.
+--out (like --teacher and --data) may be a directory, file://PATH,
+s3://BUCKET/PREFIX or gs://BUCKET/PREFIX; credentials, region and endpoint
+come from the SDKs' standard variables (AWS_PROFILE, AWS_REGION,
+AWS_ENDPOINT_URL, ...; see README, "Caches on object storage").
+
+Crash safety: parts appear whole or not at all, each named for its run (an
+"attempt"), whose journal _attempt-ID.json lists them; manifest.json is
+written once, create-only, when the shard is complete, and readers trust
+only the parts it names. After a crash or kill, run the same command with
+--resume: it continues the furthest attempt. Ctrl-C finishes the part in
+flight and prints the resume command. Two workers on one shard (a retried
+pod, a duplicate): the first to commit wins, the other removes its own
+parts and exits 0 if the committed shard has its settings; with --resume, a
+shard already committed is left as it is.
 
 Scale-out: --shard I/N processes a deterministic 1/N of the parts (whole
 parts, so N shards may share one directory). Without --shard, the Kubernetes
@@ -102,7 +112,7 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Provider, "provider", "cpu", "execution provider: cpu, cuda, tensorrt or coreml")
 	fs.StringVar(&o.shard, "shard", "", "process shard I of N (I/N, 0-based)")
 	fs.IntVar(&o.shardCount, "shard-count", 0, "shard count N (up to 99999) when the index comes from JOB_COMPLETION_INDEX")
-	fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted extraction into the same --out")
+	fs.BoolVar(&o.Resume, "resume", false, "continue an interrupted extraction into the same --out (a shard already committed is left as it is)")
 	fs.StringVar(&o.Output, "output", "", "the tensor holding the class scores (default: chosen automatically)")
 	fs.StringVar(&o.scores, "scores", "auto", "what the scores are: auto, logits, probs or log_probs")
 	fs.StringVar(&o.scale, "scale", "", "multiply input values by this positive factor first, e.g. 1/255")
@@ -256,6 +266,10 @@ func runExtract(ctx context.Context, o extractOptions) error {
 			fmt.Fprintf(cmdErr, "extract: the complete parts in %s are kept; after fixing the cause, resume with:\n  %s\n", o.Out, resumeCommand())
 		}
 		return err
+	}
+	if res.AlreadyCommitted {
+		fmt.Fprintf(cmdOut, "extract: %s already holds this shard, committed (%d rows); nothing to do\n", o.Out, res.Skipped)
+		return nil
 	}
 	fmt.Fprintf(cmdOut, "extract: %d rows in %d new parts (%d rows already complete) → %s\n  scores: %s (%s)\n",
 		res.Rows, res.Parts, res.Skipped, o.Out, res.Source.Tensor, res.Source.Why)

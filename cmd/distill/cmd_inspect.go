@@ -19,13 +19,14 @@ import (
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/spf13/pflag"
 )
 
 func init() {
 	register(&command{
 		Name:      "inspect",
-		UsageLine: "CACHE [CACHE...] [--rows N] [--verify] [--json]",
+		UsageLine: "CACHE [CACHE...] [--rows N] [--verify] [--gc] [--json]",
 		Short:     "describe a cache: schema, size, manifest, first rows; --verify checks it",
 		Long: `Describe a cache directory (or several shard directories, or a directory
 holding shard-IIIII-of-NNNNN subdirectories): its Arrow schema, rows, part
@@ -50,9 +51,17 @@ teacher-SPLIT-topk-index.npy (int32 [N, T, k]), teacher-SPLIT-topk-logit.npy
 (float32 logits) and teacher-SPLIT-lse.npy (float32 [N, T]), for a dense
 one teacher-SPLIT-logits.npy (float32 [N, T, V]); --npy-split names SPLIT.
 
+A CACHE may be a directory, file://PATH, s3://BUCKET/PREFIX or
+gs://BUCKET/PREFIX. Only parts a committed manifest.json names are read;
+shards that have not committed (an extraction running or interrupted) are
+reported with their attempts' progress.
+
 --verify reads every part once: size and sha256 against the manifest,
 schema and embedded manifest, batch and row counts, and a scan of all
-float values for NaN and Inf. Each problem is printed on its own line.
+float values for NaN and Inf. Each problem is printed on its own line. It
+also lists leftovers: part files and journals of other attempts (a failed
+run, a duplicate worker that lost the commit) that no manifest names.
+--gc removes them.
 
 Exit codes: 0 ok, 1 the cache cannot be read or --verify found a problem
 (including missing shards), 2 usage error.`,
@@ -88,6 +97,7 @@ type inspectOptions struct {
 	Rows   int    // first rows to print
 	Verify bool   // run formats.Verify
 	JSON   bool   // print the report as JSON
+	GC     bool   // remove leftovers of other attempts (formats.Cache.GC)
 	NPY    string // write the full scores as a [rows, C] float32 .npy
 	// NPYDir receives a per-token cache's windows and targets as .npy
 	// files in seq_targets.py's layout, named with NPYSplit.
@@ -102,6 +112,7 @@ func (o *inspectOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Rows, "rows", 3, "print the first N rows with their top-5 classes (0 for none)")
 	fs.BoolVar(&o.Verify, "verify", false, "check every part's sha256, schema and row counts, scan for NaN/Inf; exit 1 on a problem")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object")
+	fs.BoolVar(&o.GC, "gc", false, "remove the files of other attempts that no committed manifest names (listed by --verify); uncommitted shards are left for --resume")
 	fs.StringVar(&o.NPY, "logits-npy", "", "also write the scores as a NumPy [rows, C] float32 array, ordered by row id (full-logit caches)")
 	fs.StringVar(&o.NPYDir, "npy-dir", "", "per-token caches: also write the windows and teacher targets as .npy files in the layout of ../shared/peers/seq_targets.py (tokens-SPLIT.npy, teacher-SPLIT-topk-index.npy, ...), for its PyTorch peer's --data-dir")
 	fs.StringVar(&o.NPYSplit, "npy-split", "train", "the split named in --npy-dir's file names, e.g. train or val")
@@ -139,6 +150,17 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 			return err
 		}
 	}
+	for _, dir := range c.Uncommitted() {
+		as, err := formats.Attempts(dir)
+		if err != nil {
+			return err
+		}
+		u := formats.SummaryUncommitted{Dir: dir, Attempts: len(as)}
+		for _, a := range as {
+			u.Rows = max(u.Rows, a.Manifest.Rows)
+		}
+		rep.Uncommitted = append(rep.Uncommitted, u)
+	}
 	var verr error
 	if o.Verify && ctx.Err() == nil {
 		vr, err := formats.Verify(c)
@@ -160,6 +182,18 @@ func runInspect(ctx context.Context, w io.Writer, o inspectOptions, paths []stri
 			if err := writeWindows(w, c, o, tok); err != nil {
 				fmt.Fprintf(w, "\nwindows: not decoded: %v\n", err)
 			}
+		}
+	}
+	if o.GC && ctx.Err() == nil {
+		removed, err := c.GC()
+		var bytes int64
+		for _, l := range removed {
+			fmt.Fprintf(w, "gc: removed %s\n", store.Join(l.Dir, l.Name))
+			bytes += l.Size
+		}
+		fmt.Fprintf(w, "gc: removed %s (%s) that no manifest names\n", plural(len(removed), "file"), human.Bytes(bytes))
+		if err != nil {
+			return err
 		}
 	}
 	switch {
@@ -294,6 +328,17 @@ func writeInspectText(out io.Writer, rep *formats.Summary) error {
 				fmt.Fprintf(out, "  %s\n", p)
 			}
 		}
+		if len(v.Leftovers) > 0 {
+			fmt.Fprintf(out, "leftovers: %s (%s) of other attempts that no manifest names; never read; remove them with distill inspect --gc\n",
+				plural(len(v.Leftovers), "file"), human.Bytes(v.LeftoverBytes))
+			for _, l := range v.Leftovers {
+				fmt.Fprintf(out, "  %s\n", l)
+			}
+		}
+	}
+	for _, u := range rep.Uncommitted {
+		fmt.Fprintf(out, "\nnot committed: %s: %s, up to %d rows (the extraction is running, or was interrupted: rerun it with --resume)\n",
+			u.Dir, plural(u.Attempts, "attempt"), u.Rows)
 	}
 	return nil
 }

@@ -200,7 +200,11 @@ func TestInspectCorruptPart(t *testing.T) {
 		t.Run(string(format), func(t *testing.T) {
 			dir := t.TempDir()
 			inspectTestCache(t, dir, formats.Config{Classes: 4, HasLabel: true}, &formats.WriterOptions{Format: format, RowsPerBatch: 4}, 0, 1, 5, 5)
-			flipByte(t, filepath.Join(dir, "part-00001"+format.Ext()))
+			m, err := formats.ReadManifest(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flipByte(t, filepath.Join(dir, m.Parts[1].File))
 
 			// Without --verify the damage in the second part goes unnoticed:
 			// inspect reads only the manifest and the first rows.
@@ -211,11 +215,11 @@ func TestInspectCorruptPart(t *testing.T) {
 			if code != exitFailure {
 				t.Fatalf("inspect --verify: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailure, out, errOut)
 			}
-			mustContain(t, out, "verify: FAILED: 1 problem", "part-00001"+format.Ext(), "sha256", "manifest says")
+			mustContain(t, out, "verify: FAILED: 1 problem", m.Parts[1].File, "sha256", "manifest says")
 			mustContain(t, errOut, "cache failed verification")
 
 			// A first part whose footer is gone cannot be read even without --verify.
-			path := filepath.Join(dir, "part-00000"+format.Ext())
+			path := filepath.Join(dir, m.Parts[0].File)
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

@@ -124,7 +124,7 @@ func TestTrainCommandBadInput(t *testing.T) {
 		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--student", "cnn"}, exitUsage, "want mlp or transformer"},
 		{[]string{"--cache", noInput, "--out", out("b"), "--layers", "8"}, exitFailure, "--keep-input"},
 		{[]string{"--cache", data, "--out", out("c"), "--layers", "8", "--feature", "conv=1"}, exitFailure, "cached hidden states: h"},
-		{[]string{"--cache", filepath.Join(tmp, "nothing"), "--out", out("d"), "--layers", "8"}, exitFailure, "no such file"},
+		{[]string{"--cache", filepath.Join(tmp, "nothing"), "--out", out("d"), "--layers", "8"}, exitFailure, "not a cache directory"},
 	} {
 		code, _, stderr := runDistill(append([]string{"train"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -59,7 +60,7 @@ func KindOf(path string) Kind {
 	if err != nil || !st.IsDir() {
 		return None
 	}
-	if isFile(filepath.Join(path, manifestName)) {
+	if isFile(filepath.Join(path, manifestName)) || hasJournal(path) {
 		return Cache
 	}
 	if isFile(filepath.Join(path, configName)) && isFile(filepath.Join(path, modelName)) {
@@ -67,11 +68,25 @@ func KindOf(path string) Kind {
 	}
 	entries, _ := os.ReadDir(path)
 	for _, e := range entries {
-		if e.IsDir() && shardDir.MatchString(e.Name()) && isFile(filepath.Join(path, e.Name(), manifestName)) {
+		if e.IsDir() && shardDir.MatchString(e.Name()) && (isFile(filepath.Join(path, e.Name(), manifestName)) || hasJournal(filepath.Join(path, e.Name()))) {
 			return Cache
 		}
 	}
 	return None
+}
+
+// journal matches the journal of an extraction attempt that has not
+// committed (formats.CacheWriter): such a directory is a cache too.
+var journal = regexp.MustCompile(`^_attempt-[0-9a-f]{12}\.json$`)
+
+func hasJournal(dir string) bool {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if journal.MatchString(e.Name()) {
+			return true
+		}
+	}
+	return false
 }
 
 func isFile(p string) bool {
@@ -87,9 +102,25 @@ type Path struct {
 	Kind Kind
 }
 
+// remote reports whether p is an object-storage location (s3://, gs://:
+// any scheme but file://), which Check compares as text.
+func remote(p string) bool {
+	i := strings.Index(p, "://")
+	return i > 0 && !strings.ContainsAny(p[:i], `/\.`) && !strings.EqualFold(p[:i], "file")
+}
+
 // resolve returns the absolute form of p with symlinks followed along the
-// longest prefix that exists, the rest appended as written (cleaned).
+// longest prefix that exists, the rest appended as written (cleaned). A
+// file:// URL is its path; a remote location is returned cleaned, with
+// "/" as its separator.
 func resolve(p string) (string, error) {
+	if remote(p) {
+		scheme, rest, _ := strings.Cut(p, "://")
+		return strings.ToLower(scheme) + "://" + strings.Trim(path.Clean("/"+rest), "/"), nil
+	}
+	if i := strings.Index(p, "://"); i > 0 && strings.EqualFold(p[:i], "file") {
+		p = p[i+3:]
+	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return "", err
@@ -115,7 +146,11 @@ func within(p, dir string) bool {
 	if p == dir {
 		return true
 	}
-	return strings.HasPrefix(p, strings.TrimSuffix(dir, string(filepath.Separator))+string(filepath.Separator))
+	sep := string(filepath.Separator)
+	if remote(dir) {
+		sep = "/"
+	}
+	return strings.HasPrefix(p, strings.TrimSuffix(dir, sep)+sep)
 }
 
 // Check refuses outputs that would touch the inputs: an output that is an
@@ -123,6 +158,9 @@ func within(p, dir string) bool {
 // output that is, or lies inside, a cache or checkpoint of another kind
 // than its own (a cache output may be an existing cache, to resume it; a
 // checkpoint output an existing checkpoint). Empty paths are skipped.
+// Object-storage locations (s3://, gs://) are compared as text: an output
+// equal to, inside or containing an input is refused; their contents are
+// not inspected.
 // The error names both flags and paths and says what to do.
 func Check(inputs, outputs []Path) error {
 	type resolved struct {
@@ -157,6 +195,10 @@ func Check(inputs, outputs []Path) error {
 			case within(in.abs, o):
 				return fmt.Errorf("%s %s contains the input %s %s; choose a path that does not", out.Flag, out.Path, in.p.Flag, in.p.Path)
 			}
+		}
+		if remote(o) {
+			// What a bucket holds is judged by the command that writes it.
+			continue
 		}
 		// The output itself, when it exists, must be of its own kind.
 		if k := KindOf(o); k != None && k != out.Kind {

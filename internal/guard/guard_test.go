@@ -93,3 +93,26 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRemote(t *testing.T) {
+	for _, c := range []struct {
+		in, out string
+		bad     bool
+	}{
+		{"s3://b/data.parquet", "s3://b/cache", false},
+		{"s3://b/cache", "s3://b/cache/", true},
+		{"s3://b/x", "s3://b/x/shard", true},
+		{"s3://b/x/y.onnx", "s3://b/x", true},
+		{"s3://b/x", "gs://b/x", false},
+		{"/data/t.onnx", "s3://b/t.onnx", false},
+	} {
+		err := Check([]Path{{Flag: "--data", Path: c.in}}, []Path{{Flag: "--out", Path: c.out, Kind: Cache}})
+		if (err != nil) != c.bad {
+			t.Errorf("Check(%s → %s) = %v, want error %v", c.in, c.out, err, c.bad)
+		}
+	}
+	dir := t.TempDir()
+	if err := Check([]Path{{Flag: "--data", Path: "file://" + dir}}, []Path{{Flag: "--out", Path: dir + "/x"}}); err == nil {
+		t.Error("a file:// input containing the output passed")
+	}
+}

@@ -289,3 +289,7 @@ func (d *Dir) missing(ctx context.Context, name string, err error) error {
 	}
 	return err
 }
+
+// MustDir is OpenDir for a local directory (which cannot fail), for tests
+// and callers holding a path.
+func MustDir(path string) *Dir { return &Dir{loc: Loc{Key: path}} }

@@ -67,31 +67,38 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 		}
 		return 0, io.EOF
 	}
-	want := min(int64(len(p)), f.size-off)
+	want := int(min(int64(len(p)), f.size-off))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if off >= f.bufOff && off+want <= f.bufOff+int64(len(f.buf)) {
-		n := copy(p, f.buf[off-f.bufOff:])
-		return fillEOF(n, len(p))
+	// What the buffer holds of the range is copied; only the rest is
+	// fetched, so reads that go forward fetch each byte once.
+	done := 0
+	if off >= f.bufOff && off < f.bufOff+int64(len(f.buf)) {
+		done = copy(p[:want], f.buf[off-f.bufOff:])
 	}
-	if want >= ReadAhead {
-		n, err := f.fetch(p[:want], off)
+	if done == want {
+		return fillEOF(done, len(p))
+	}
+	rest, roff := p[done:want], off+int64(done)
+	if len(rest) >= ReadAhead {
+		n, err := f.fetch(rest, roff)
 		if err != nil {
-			return n, err
+			return done + n, err
 		}
-		return fillEOF(n, len(p))
+		return fillEOF(want, len(p))
 	}
-	n := min(int64(ReadAhead), f.size-off)
+	n := min(int64(ReadAhead), f.size-roff)
 	if cap(f.buf) < int(n) {
 		f.buf = make([]byte, n)
 	}
 	f.buf = f.buf[:n]
-	if _, err := f.fetch(f.buf, off); err != nil {
+	if _, err := f.fetch(f.buf, roff); err != nil {
 		f.buf = f.buf[:0]
-		return 0, err
+		return done, err
 	}
-	f.bufOff = off
-	return fillEOF(copy(p, f.buf), len(p))
+	f.bufOff = roff
+	copy(rest, f.buf)
+	return fillEOF(want, len(p))
 }
 
 func fillEOF(n, want int) (int, error) {

@@ -357,3 +357,37 @@ func TestErrors(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
 	check("no credentials", s3test.Prefix("x/manifest.json"), "no credentials found")
 }
+
+// TestForwardReadsFetchOnce: small and large reads that move forward
+// through a remote file (a header, then a body, as IPC and Parquet
+// readers do) fetch each byte about once, not a read-ahead per miss on
+// top of the bodies.
+func TestForwardReadsFetchOnce(t *testing.T) {
+	s3test.Start(t)
+	d, _ := store.OpenDir(ctx, s3test.Prefix("forward"))
+	data := randomBytes(40<<20, 7)
+	if _, err := d.WriteFile(ctx, "f", data, false); err != nil {
+		t.Fatal(err)
+	}
+	f, err := d.Open(ctx, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for off := 0; off < len(data); {
+		for _, n := range []int{64, 6 << 20, 100, 300 << 10} {
+			n = min(n, len(data)-off)
+			p := make([]byte, n)
+			if _, err := f.ReadAt(p, int64(off)); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(p, data[off:off+n]) {
+				t.Fatalf("ReadAt(%d, %d) returned other bytes", n, off)
+			}
+			off += n
+		}
+	}
+	if f.Fetched > int64(len(data))+store.ReadAhead {
+		t.Fatalf("fetched %d bytes to read %d forward", f.Fetched, len(data))
+	}
+}
