@@ -14,6 +14,7 @@ import (
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
 	"github.com/distill-ml/distill/internal/progress"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/spf13/pflag"
 )
 
@@ -162,7 +163,7 @@ func runDataMNIST(ctx context.Context, split, out, format string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := mkdirParent(out); err != nil {
 		return err
 	}
 	size, err := dataset.WriteMNISTFile(out, m, &dataset.WriteOptions{Format: format})
@@ -202,6 +203,19 @@ func runDataInfo(path string, o *dataset.Options) error {
 			m.Tokenizer.Path, m.Tokenizer.Kind, m.VocabSize, m.Tokenizer.SHA256, m.Split, m.EOS)
 	}
 	return nil
+}
+
+// mkdirParent creates the local folder of the output location p; a
+// remote prefix needs none.
+func mkdirParent(p string) error {
+	if store.IsRemote(p) {
+		return nil
+	}
+	l, err := store.Parse(p)
+	if err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Dir(l.Key), 0o755)
 }
 
 // Bounds of the numeric flags of data text, named in --help.
@@ -308,9 +322,7 @@ func (o *textOptions) validate() error {
 		if o.valFormat, err = mnistFormat(o.valOut, o.format); err != nil {
 			return usageError("--val-out %s: its extension disagrees with --format %s; extract picks the reader by extension", o.valOut, o.format)
 		}
-		a, _ := filepath.Abs(o.out)
-		b, _ := filepath.Abs(o.valOut)
-		if a == b {
+		if store.Abs(o.out) == store.Abs(o.valOut) {
 			return usageError("--val-out %s is also --out; choose another file", o.valOut)
 		}
 	}
@@ -332,7 +344,7 @@ func runDataText(ctx context.Context, o *textOptions) error {
 	}
 	for _, p := range []string{o.out, o.valOut} {
 		if p != "" {
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			if err := mkdirParent(p); err != nil {
 				return err
 			}
 		}
@@ -364,8 +376,8 @@ func runDataText(ctx context.Context, o *textOptions) error {
 	}
 	el := time.Since(start).Seconds()
 	size := func(p string) string {
-		if st, err := os.Stat(p); err == nil {
-			return human.Bytes(st.Size())
+		if st, err := store.Stat(ctx, p); err == nil {
+			return human.Bytes(st.Size)
 		}
 		return "?"
 	}

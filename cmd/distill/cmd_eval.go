@@ -105,10 +105,18 @@ Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
 				if err := o.parse(); err != nil {
 					return err
 				}
+				loc := o.Model
+				local, cleanup, err := localModel(ctx, loc)
+				if err != nil {
+					return fmt.Errorf("--model: %w", err)
+				}
+				defer cleanup()
+				o.Model = local
 				res, err := runEval(ctx, o)
 				if err != nil {
 					return err
 				}
+				relocate(&res.Model, local, loc)
 				return writeEvalOutputs(cmdOut, o, res)
 			}
 		},

@@ -18,6 +18,7 @@ import (
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/lm"
 	"github.com/distill-ml/distill/lm/onnxlm"
 	"github.com/spf13/pflag"
@@ -238,7 +239,7 @@ func (o *generateOptions) readPrompts() ([]string, error) {
 	if o.Prompts == "" {
 		return o.Prompt, nil
 	}
-	f, err := os.Open(o.Prompts)
+	f, err := store.Open(context.Background(), o.Prompts)
 	if err != nil {
 		return nil, fmt.Errorf("--prompts: %w", err)
 	}
