@@ -3,7 +3,6 @@ package eval
 import (
 	"fmt"
 	"iter"
-	"os"
 	"strings"
 
 	"github.com/distill-ml/distill/formats"
@@ -45,12 +44,12 @@ type Chunk struct {
 // file read with dso and preprocessed with pre. Preprocessing a cache is
 // an ErrOption error: its cached inputs are already preprocessed.
 func OpenData(path string, dso *dataset.Options, pre formats.Preprocess) (*Data, error) {
-	st, err := os.Stat(path)
+	isDir, err := IsDirLocation(path)
 	if err != nil {
 		return nil, err
 	}
 	d := &Data{pre: pre, Info: DataInfo{Path: path}}
-	if st.IsDir() {
+	if isDir {
 		if !pre.IsZero() {
 			return nil, optionErrorf("--scale, --mean, --std and --reshape apply to dataset files; the inputs cached by extract --keep-input are already preprocessed")
 		}

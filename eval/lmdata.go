@@ -6,7 +6,6 @@ import (
 	"io"
 	"iter"
 	"math"
-	"os"
 	"slices"
 
 	"github.com/distill-ml/distill/formats"
@@ -71,18 +70,18 @@ func OpenLMData(path, teacherCache string, o *LMDataOptions) (*LMData, error) {
 	if opts.Rows < 0 {
 		return nil, optionErrorf("--rows %d: want 0 (all) or more", opts.Rows)
 	}
-	st, err := os.Stat(path)
+	isDir, err := IsDirLocation(path)
 	if err != nil {
 		return nil, err
 	}
 	if teacherCache != "" {
-		if st.IsDir() {
+		if isDir {
 			return nil, optionErrorf("--teacher-cache with a cache as --data: a per-token cache brings its own teacher scores; give the token dataset as --data, or drop --teacher-cache")
 		}
 		opts.Dataset = path
 		return openLMCache(teacherCache, opts)
 	}
-	if st.IsDir() {
+	if isDir {
 		return openLMCache(path, opts)
 	}
 	return openLMTokens(path, opts)

@@ -1,12 +1,14 @@
 package eval
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 )
 
@@ -104,12 +106,18 @@ func (m *StudentScorer) RunBatch(n int) int { return n }
 // Close implements Scorer; there is nothing to release.
 func (m *StudentScorer) Close() error { return nil }
 
-// FileSHA256 returns the size and hex sha256 of the file at path.
+// FileSHA256 returns the size and hex sha256 of the file at the location
+// path (a path or a URL; package internal/store), streamed.
 func FileSHA256(path string) (int64, string, error) {
-	data, err := os.ReadFile(path)
+	f, err := store.Open(context.Background(), path)
 	if err != nil {
 		return 0, "", err
 	}
-	sum := sha256.Sum256(data)
-	return int64(len(data)), hex.EncodeToString(sum[:]), nil
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: %w", path, err)
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }

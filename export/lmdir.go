@@ -1,6 +1,7 @@
 package export
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 )
 
@@ -47,7 +49,7 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 	}
 	var files []dirEntry
 	if tokenizerPath != "" {
-		data, err := os.ReadFile(tokenizerPath)
+		data, err := store.ReadFile(context.Background(), tokenizerPath, 0)
 		if err != nil {
 			return fmt.Errorf("export: tokenizer: %w", err)
 		}
@@ -60,7 +62,7 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 		}
 		o.BOS, o.EOS = special(tok, "bos"), special(tok, "eos")
 		sum := sha256.Sum256(data)
-		o.Tokenizer, o.TokenizerSHA256 = filepath.Base(tokenizerPath), hex.EncodeToString(sum[:])
+		o.Tokenizer, o.TokenizerSHA256 = store.Base(tokenizerPath), hex.EncodeToString(sum[:])
 		switch o.Tokenizer {
 		case LMModelFile, LMConfigFile, GenAIFile:
 			return fmt.Errorf("export: the tokenizer file is named %s, like a file of the export; copy it under another name", o.Tokenizer)
@@ -269,8 +271,9 @@ var ErrNoTokenizer = errors.New("export: tokenizer not found")
 // training data was made with, following its provenance: the training
 // cache's directory (info.Cache.Path) → its manifest → the token dataset
 // the cache was extracted from (Dataset.Path) → the dataset's TokensMeta
-// → the tokenizer's path, whose sha256 must be the one recorded. A
-// relative tokenizer path is tried as given, then beside the dataset.
+// → the tokenizer's location, whose sha256 must be the one recorded. A
+// relative tokenizer path is tried as given, then beside the dataset
+// (locations may be URLs; package internal/store).
 // Errors wrap ErrNoTokenizer and say to give the file (distill export
 // --tokenizer).
 func FindTokenizer(info *train.LMCheckpointInfo) (string, error) {
@@ -297,11 +300,12 @@ func FindTokenizer(info *train.LMCheckpointInfo) (string, error) {
 		return "", fmt.Errorf("%w: the token dataset %s records no tokenizer; %s", ErrNoTokenizer, ds, fix)
 	}
 	candidates := []string{t.Path}
-	if !filepath.IsAbs(t.Path) {
-		candidates = append(candidates, filepath.Join(filepath.Dir(ds), t.Path), filepath.Join(filepath.Dir(ds), filepath.Base(t.Path)))
+	if !filepath.IsAbs(t.Path) && !store.IsRemote(t.Path) {
+		dir := store.Parent(ds)
+		candidates = append(candidates, store.Join(dir, filepath.ToSlash(t.Path)), store.Join(dir, filepath.Base(t.Path)))
 	}
 	for _, c := range candidates {
-		data, err := os.ReadFile(c)
+		data, err := store.ReadFile(context.Background(), c, 0)
 		if err != nil {
 			continue
 		}

@@ -1,16 +1,17 @@
 package extract
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/distill-ml/distill/internal/onnxpb"
+	"github.com/distill-ml/distill/internal/store"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -81,10 +82,13 @@ type Model struct {
 	inits     map[string]bool
 }
 
-// LoadModel reads and parses an ONNX model file. Errors wrap ErrModel (or
-// the os error for a missing file) and say what is wrong.
+// LoadModel reads and parses the ONNX model file at the location path (a
+// path, file://, s3:// or gs://; package internal/store). Sessions are
+// made from the bytes (Runtime.NewSession), so a remote model is read into
+// memory like a local one, never written to disk. Errors wrap ErrModel
+// (or fs.ErrNotExist for a missing file) and say what is wrong.
 func LoadModel(path string) (*Model, error) {
-	data, err := os.ReadFile(path)
+	data, err := store.ReadFile(context.Background(), path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("teacher model: %w", err)
 	}

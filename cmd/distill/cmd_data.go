@@ -14,6 +14,7 @@ import (
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
 	"github.com/distill-ml/distill/internal/progress"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/spf13/pflag"
 )
 
@@ -70,17 +71,23 @@ not at all on error. Progress (tokens/s) goes to stderr.
 'distill data info FILE' prints a dataset's rows, columns (name, stored
 type, per-row shape) and label as extract will read them, with the same
 column options as extract, and the "distill.tokens" summary of a token
-dataset.`,
+dataset.
+
+Every file named here (--out, --val-out, --tokenizer, --labels, INPUT,
+FILE) may be a plain path or an s3://BUCKET/KEY, gs://BUCKET/KEY or
+file:// URL: inputs are streamed (Parquet and Arrow read in ranges),
+outputs uploaded as they are written and complete only at the end, so a
+failed or interrupted run leaves no object.`,
 		Flags: func(fs *pflag.FlagSet) func(context.Context, []string) error {
 			var split, out, format, label, labels, featureName string
 			var features []string
 			var text textOptions
 			fs.StringVar(&split, "split", "", "mnist: split to write, train or test (default train); text: cut plain text into documents at blank lines, at every line or not at all: blank, line or none (default blank)")
-			fs.StringVar(&out, "out", "", "mnist, text: dataset file to write (required)")
+			fs.StringVar(&out, "out", "", "mnist, text: dataset file to write (a path or an s3://, gs:// or file:// URL) (required)")
 			fs.StringVar(&format, "format", "", "mnist, text: parquet or arrow (default: from the --out extension, else parquet)")
 			text.AddFlags(fs)
 			fs.StringVar(&label, "label", "", `info: label column (default "label" if present; "-" for none)`)
-			fs.StringVar(&labels, "labels", "", "info: separate labels file for .npy or idx data")
+			fs.StringVar(&labels, "labels", "", "info: separate labels file for .npy or idx data, a path or URL")
 			fs.StringSliceVar(&features, "features", nil, "info: scalar columns combined into one input, comma-separated")
 			fs.StringVar(&featureName, "feature-name", "", `info: name of the combined input (default "input")`)
 			return func(ctx context.Context, args []string) error {
@@ -162,7 +169,7 @@ func runDataMNIST(ctx context.Context, split, out, format string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := mkdirParent(out); err != nil {
 		return err
 	}
 	size, err := dataset.WriteMNISTFile(out, m, &dataset.WriteOptions{Format: format})
@@ -204,6 +211,19 @@ func runDataInfo(path string, o *dataset.Options) error {
 	return nil
 }
 
+// mkdirParent creates the local folder of the output location p; a
+// remote prefix needs none.
+func mkdirParent(p string) error {
+	if store.IsRemote(p) {
+		return nil
+	}
+	l, err := store.Parse(p)
+	if err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Dir(l.Key), 0o755)
+}
+
 // Bounds of the numeric flags of data text, named in --help.
 const (
 	// maxValEvery bounds --val-every.
@@ -229,13 +249,13 @@ type textOptions struct {
 
 // AddFlags registers the text-only flags on fs.
 func (o *textOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.tokenizer, "tokenizer", "", "text: tokenizer file: llama2.c tokenizer.bin, vocab.json or tokenizer.json (required)")
+	fs.StringVar(&o.tokenizer, "tokenizer", "", "text: tokenizer file: llama2.c tokenizer.bin, vocab.json or tokenizer.json (a path or an s3://, gs:// or file:// URL) (required)")
 	fs.IntVar(&o.seqLen, "seq-len", 0, fmt.Sprintf("text: the teacher's sequence length T, 1..%d; each row holds T+1 tokens (required)", dataset.MaxSeqLen))
 	fs.IntVar(&o.stride, "stride", 0, "text: tokens from one window's start to the next, 1..T+1 (default T+1: no overlap)")
 	fs.StringVar(&o.textField, "text-field", dataset.DefaultTextField, "text: the JSONL field, or Parquet/Arrow column, holding the text")
 	fs.BoolVar(&o.eos, "eos", false, "text: append the tokenizer's EOS id after each document")
 	fs.IntVar(&o.valEvery, "val-every", 0, fmt.Sprintf("text: make every Nth window validation, N = 0 (none) or 2..%d", maxValEvery))
-	fs.StringVar(&o.valOut, "val-out", "", `text: file for the validation windows (default: a "val" column in --out)`)
+	fs.StringVar(&o.valOut, "val-out", "", `text: file for the validation windows, a path or URL (default: a "val" column in --out)`)
 	fs.IntVar(&o.threads, "threads", 0, fmt.Sprintf("text: tokenizing goroutines, 0 (all cores) to %d", maxThreads()))
 	fs.IntVar(&o.maxDocBytes, "max-doc-bytes", dataset.DefaultMaxDocumentBytes, fmt.Sprintf("text: longest document or line accepted, 1..%d bytes", maxDocBytes))
 	fs.IntVar(&o.joinBlocks, "join-blocks", 1, "text: with --split blank, join N consecutive blocks into one document (one BOS), 1..1048576")
@@ -308,9 +328,7 @@ func (o *textOptions) validate() error {
 		if o.valFormat, err = mnistFormat(o.valOut, o.format); err != nil {
 			return usageError("--val-out %s: its extension disagrees with --format %s; extract picks the reader by extension", o.valOut, o.format)
 		}
-		a, _ := filepath.Abs(o.out)
-		b, _ := filepath.Abs(o.valOut)
-		if a == b {
+		if store.Abs(o.out) == store.Abs(o.valOut) {
 			return usageError("--val-out %s is also --out; choose another file", o.valOut)
 		}
 	}
@@ -332,7 +350,7 @@ func runDataText(ctx context.Context, o *textOptions) error {
 	}
 	for _, p := range []string{o.out, o.valOut} {
 		if p != "" {
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			if err := mkdirParent(p); err != nil {
 				return err
 			}
 		}
@@ -364,8 +382,8 @@ func runDataText(ctx context.Context, o *textOptions) error {
 	}
 	el := time.Since(start).Seconds()
 	size := func(p string) string {
-		if st, err := os.Stat(p); err == nil {
-			return human.Bytes(st.Size())
+		if st, err := store.Stat(ctx, p); err == nil {
+			return human.Bytes(st.Size)
 		}
 		return "?"
 	}

@@ -105,10 +105,18 @@ Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
 				if err := o.parse(); err != nil {
 					return err
 				}
+				loc := o.Model
+				local, cleanup, err := localModel(ctx, loc)
+				if err != nil {
+					return fmt.Errorf("--model: %w", err)
+				}
+				defer cleanup()
+				o.Model = local
 				res, err := runEval(ctx, o)
 				if err != nil {
 					return err
 				}
+				relocate(&res.Model, local, loc)
 				return writeEvalOutputs(cmdOut, o, res)
 			}
 		},
@@ -140,7 +148,7 @@ type evalOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Model, "model", "", "model to evaluate: an .onnx file or a student checkpoint directory (required)")
+	fs.StringVar(&o.Model, "model", "", "model to evaluate: an .onnx file or a student checkpoint directory; an s3://, gs:// or file:// URL is fetched to a temporary directory first (required)")
 	fs.StringVar(&o.Data, "data", "", "cache directory with an input column, or a dataset file; a language model: a token dataset or a per-token cache (required)")
 	fs.StringVar(&o.TeacherCache, "teacher-cache", "", "cache of the teacher's scores for the same rows (default: --data's scores when it is a cache)")
 	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
@@ -159,7 +167,7 @@ func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Std, "std", "", "dataset files: divide by per-channel std (after --mean)")
 	fs.StringVar(&o.Reshape, "reshape", "", "per-sample shape fed to an ONNX model, without the batch axis, e.g. 1,28,28")
 	fs.StringVar(&o.Dataset.Label, "label", "", `dataset label column (default "label" if present; "-" for none)`)
-	fs.StringVar(&o.Dataset.Labels, "labels", "", "separate labels file for .npy or idx data (default for idx: the sibling labels file)")
+	fs.StringVar(&o.Dataset.Labels, "labels", "", "separate labels file for .npy or idx data, a path or URL (default for idx: the sibling labels file)")
 	fs.StringSliceVar(&o.Dataset.Features, "features", nil, "scalar dataset columns combined, in order, into one input column")
 	fs.StringVar(&o.Dataset.FeatureName, "feature-name", "", `name of that combined column (default "input")`)
 	fs.IntVar(&o.DecodeSteps, "decode-steps", eval.DefaultDecodeSteps, "language models: single-token steps per timed decoding run (1..65536)")

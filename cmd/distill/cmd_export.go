@@ -120,7 +120,7 @@ func (o *exportOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Verify, "verify", "", "cache whose input rows check the exported model against the Go student (a transformer: a token dataset, or a cache extracted from one)")
 	fs.IntVar(&o.VerifyRows, "verify-rows", 1000, fmt.Sprintf("rows of --verify to run, 1..%d (a transformer's windows: default %d, at most %d)", maxVerifyRows, lmVerifyRows, maxLMVerifyRows))
 	fs.BoolVar(&o.NoCache, "no-cache", false, "transformer: write the full-sequence model input_ids -> logits instead of the decoder with past")
-	fs.StringVar(&o.Tokenizer, "tokenizer", "", "transformer: tokenizer file to copy into the folder (default: the one the training data was made with)")
+	fs.StringVar(&o.Tokenizer, "tokenizer", "", "transformer: tokenizer file to copy into the folder, a path or URL (default: the one the training data was made with)")
 	fs.StringVar(&o.OrtLib, "ort-lib", "", "onnxruntime shared library for --verify (default: $ONNXRUNTIME_SHARED_LIBRARY_PATH, then the project cache from make setup)")
 }
 

@@ -94,8 +94,8 @@ type extractOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Teacher, "teacher", "", "teacher ONNX model (required)")
-	fs.StringVar(&o.Data, "data", "", "dataset file: .parquet, .arrow, .npy, .csv or MNIST *-idx3-ubyte[.gz] (required)")
+	fs.StringVar(&o.Teacher, "teacher", "", "teacher ONNX model (a path or an s3://, gs:// or file:// URL) (required)")
+	fs.StringVar(&o.Data, "data", "", "dataset file: .parquet, .arrow, .npy, .csv or MNIST *-idx3-ubyte[.gz] (a path or an s3://, gs:// or file:// URL) (required)")
 	fs.StringVar(&o.Out, "out", "", "cache directory to write (required)")
 	fs.IntVar(&o.Batch, "batch", 0, fmt.Sprintf("rows per teacher run, 1..%d; 0 = auto: %d, or for a language model of T tokens max(1, 2^20/T²) windows (16 at T = 256), as a run's attention takes memory in T² per window", maxBatch, extract.DefaultBatch))
 	fs.IntVar(&o.TopK, "topk", 0, "cache only the K largest logits per row plus their logsumexp (0 = all)")
@@ -122,7 +122,7 @@ func (o *extractOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.maps, "map", nil, "feed dataset column COLUMN to model input INPUT (INPUT=COLUMN, repeatable)")
 	fs.BoolVar(&o.AllowNonFinite, "allow-nonfinite", false, "keep NaN/Inf teacher scores instead of stopping")
 	fs.StringVar(&o.dso.Label, "label", "", `dataset label column (default "label" if present; "-" for none)`)
-	fs.StringVar(&o.dso.Labels, "labels", "", "separate labels file for .npy or idx data (default for idx: the sibling labels file)")
+	fs.StringVar(&o.dso.Labels, "labels", "", "separate labels file for .npy or idx data, a path or URL (default for idx: the sibling labels file)")
 	fs.StringSliceVar(&o.dso.Features, "features", nil, "scalar dataset columns combined, in order, into one input column")
 	fs.StringVar(&o.dso.FeatureName, "feature-name", "", `name of that combined column (default "input")`)
 	fs.IntVar(&o.PartRows, "part-rows", 0, fmt.Sprintf("rows per part file, 1..%d: the unit of resume, sharding and Ctrl-C; 0 = auto: %d, or for a language model windows of about 2^20 tokens (4096 at T = 256)", maxPartRows, extract.DefaultPartRows))

@@ -18,6 +18,7 @@ import (
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/lm"
 	"github.com/distill-ml/distill/lm/onnxlm"
 	"github.com/spf13/pflag"
@@ -137,9 +138,9 @@ type generateOptions struct {
 // AddFlags registers the flags on fs.
 func (o *generateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Model, "model", "", "the model: a decoder .onnx file, a folder with model.onnx, or a checkpoint / Hugging Face Llama directory (required)")
-	fs.StringVar(&o.Tokenizer, "tokenizer", "", "the model's tokenizer: tokenizer.bin, vocab.json or tokenizer.json (required)")
+	fs.StringVar(&o.Tokenizer, "tokenizer", "", "the model's tokenizer: tokenizer.bin, vocab.json or tokenizer.json (a path or an s3://, gs:// or file:// URL) (required)")
 	fs.StringArrayVar(&o.Prompt, "prompt", nil, "a prompt to continue (repeatable)")
-	fs.StringVar(&o.Prompts, "prompts", "", "a file of prompts: one per line, or JSON lines with a \"prompt\" field (.jsonl, .json)")
+	fs.StringVar(&o.Prompts, "prompts", "", "a file of prompts, a path or URL: one per line, or JSON lines with a \"prompt\" field (.jsonl, .json)")
 	fs.IntVar(&o.Samples, "samples", 1, fmt.Sprintf("samples per prompt, or from BOS without prompts (1..%d in all)", maxGenSamples))
 	fs.IntVar(&o.MaxNew, "max-new", 256, fmt.Sprintf("most tokens generated per sample (1..%d)", maxGenNew))
 	fs.Float64Var(&o.Temperature, "temperature", 1, fmt.Sprintf("softmax temperature, 0 = greedy (0..%d)", maxGenTemp))
@@ -149,7 +150,7 @@ func (o *generateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Batch, "batch", 16, fmt.Sprintf("prompts run together (1..%d)", maxGenBatch))
 	fs.IntVar(&o.EOS, "eos", -1, "the id that ends a sample (default: the tokenizer's EOS, else the model's; -1 = none)")
 	fs.StringVar(&o.Out, "out", "", "write the samples as JSON lines to this file")
-	fs.StringVar(&o.Tokens, "tokens", "", "write the samples as a token dataset (.parquet, or .arrow) for distill extract")
+	fs.StringVar(&o.Tokens, "tokens", "", "write the samples as a token dataset (.parquet, or .arrow) for distill extract, a path or URL")
 	fs.IntVar(&o.SeqLen, "seq-len", 0, fmt.Sprintf("--tokens: tokens per window, T (windows hold T+1; 1..%d)", dataset.MaxSeqLen))
 	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the checkpoint's matrix products (0 = default; at most 4 per core)")
 	fs.StringVar(&o.Lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
@@ -202,9 +203,7 @@ func (o *generateOptions) validate() error {
 		ins = append(ins, guard.Path{Flag: "--prompts", Path: o.Prompts})
 	}
 	if o.Out != "" && o.Tokens != "" {
-		a, _ := filepath.Abs(o.Out)
-		b, _ := filepath.Abs(o.Tokens)
-		if a == b {
+		if store.Abs(o.Out) == store.Abs(o.Tokens) {
 			return usageError("--out and --tokens are the same file %s; choose two", o.Out)
 		}
 	}
@@ -238,7 +237,7 @@ func (o *generateOptions) readPrompts() ([]string, error) {
 	if o.Prompts == "" {
 		return o.Prompt, nil
 	}
-	f, err := os.Open(o.Prompts)
+	f, err := store.Open(context.Background(), o.Prompts)
 	if err != nil {
 		return nil, fmt.Errorf("--prompts: %w", err)
 	}
@@ -395,7 +394,7 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 	}()
 	var tw *dataset.TokenWriter
 	if o.Tokens != "" {
-		if err := os.MkdirAll(filepath.Dir(o.Tokens), 0o755); err != nil {
+		if err := mkdirParent(o.Tokens); err != nil {
 			return err
 		}
 		format, _ := mnistFormat(o.Tokens, "")

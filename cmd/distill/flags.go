@@ -7,6 +7,7 @@ import (
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/guard"
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // Bounds shared by the commands' numeric flags, each named in --help.
@@ -88,8 +89,17 @@ func parsePreprocess(scale, mean, std, reshape string) (formats.Preprocess, erro
 }
 
 // checkPaths is guard.Check with its refusal as a usage error: an output
-// pointed at an input is a mistake in the arguments.
+// pointed at an input is a mistake in the arguments. A location that does
+// not parse (an unknown scheme, a URL without a bucket) is one too.
 func checkPaths(inputs, outputs []guard.Path) error {
+	for _, p := range append(append([]guard.Path(nil), inputs...), outputs...) {
+		if p.Path == "" {
+			continue
+		}
+		if _, err := store.Parse(p.Path); err != nil {
+			return usageError("%s: %v", p.Flag, err)
+		}
+	}
 	if err := guard.Check(inputs, outputs); err != nil {
 		return usageError("%v", err)
 	}

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // Sentinel errors. Every error returned by this package for bad input wraps
@@ -75,8 +76,8 @@ type Options struct {
 	// FeatureName names the combined feature column and the column of a
 	// .npy array. Default: "input".
 	FeatureName string
-	// Labels is the path of a separate labels file for .npy (a 1-D integer
-	// .npy) and idx (an idx1 file). Default for idx images: the sibling
+	// Labels is the location (a path or a URL, as Open takes) of a separate
+	// labels file for .npy (a 1-D integer .npy) and idx (an idx1 file). Default for idx images: the sibling
 	// file with "images-idx3" replaced by "labels-idx1", if it exists.
 	Labels string
 	// MaxInMemoryBytes caps what is loaded fully into memory: a CSV file's
@@ -227,8 +228,9 @@ type Dataset interface {
 	// first. It returns io.EOF, with dst empty, when start >= Len(), and an
 	// error for negative start or n.
 	Read(start, n int, dst *Batch) error
-	// Files returns the paths the dataset reads: the data file, then the
-	// labels file if any. Hash them with FileSHA256 for a manifest.
+	// Files returns the locations the dataset reads, as given to Open: the
+	// data file, then the labels file if any. Hash them with FileSHA256
+	// for a manifest.
 	Files() []string
 	// Close releases the files and memory the dataset holds.
 	Close() error
@@ -274,7 +276,10 @@ func checkRange(start, n, rows int) (int, error) {
 
 var idxName = regexp.MustCompile(`(?i)-idx[0-9]+-u?byte(\.gz)?$|\.idx[0-9]*(\.gz)?$`)
 
-// Open opens the dataset at path. The format comes from opts.Format, else
+// Open opens the dataset at the location path: a plain path, file://PATH,
+// s3://BUCKET/KEY or gs://BUCKET/KEY (see package internal/store; a remote
+// Parquet or Arrow IPC file is read with range requests, not downloaded
+// whole, and so are npy and raw idx rows). The format comes from opts.Format, else
 // the extension (.parquet/.pq, .arrow/.ipc/.feather, .arrows, .npy, .csv,
 // *-idx3-ubyte[.gz]), else the file's leading bytes. A nil opts selects the
 // defaults. The caller must Close the dataset.
@@ -306,7 +311,7 @@ func Open(path string, opts *Options) (Dataset, error) {
 
 // detect guesses the format of path from its name, then its first bytes.
 func detect(path string) (string, error) {
-	base := strings.ToLower(filepath.Base(path))
+	base := strings.ToLower(store.Base(path))
 	switch filepath.Ext(base) {
 	case ".parquet", ".pq":
 		return "parquet", nil
@@ -322,13 +327,13 @@ func detect(path string) (string, error) {
 	if idxName.MatchString(base) {
 		return "idx", nil
 	}
-	f, err := os.Open(path)
+	f, _, err := openSized(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	head := make([]byte, 8)
-	n, _ := io.ReadFull(f, head)
+	n, _ := f.ReadAt(head, 0)
 	if format := sniff(head[:n]); format != "" {
 		return format, nil
 	}

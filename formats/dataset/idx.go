@@ -3,13 +3,14 @@ package dataset
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // The idx format (http://yann.lecun.com/exdb/mnist/), all big-endian:
@@ -151,16 +152,17 @@ func openIDX(x *denseArray, dims []int, o *Options, y *denseArray) (*denseDatase
 
 // idxLabelsPath returns the labels file conventionally paired with the idx
 // images file at path ("...-images-idx3-ubyte[.gz]" → "...-labels-idx1-ubyte[.gz]"),
-// or "" if there is none on disk.
+// or "" if there is none beside it (on disk, or in the same bucket prefix).
 func idxLabelsPath(path string) string {
-	dir, base := filepath.Split(path)
+	dir, base := store.Parent(path), store.Base(path)
 	if !strings.Contains(base, "images-idx3") {
 		return ""
 	}
 	lb := strings.Replace(base, "images-idx3", "labels-idx1", 1)
 	for _, cand := range []string{lb, strings.TrimSuffix(lb, ".gz"), strings.TrimSuffix(lb, ".gz") + ".gz"} {
-		if st, err := os.Stat(filepath.Join(dir, cand)); err == nil && st.Mode().IsRegular() {
-			return filepath.Join(dir, cand)
+		p := store.Join(dir, cand)
+		if e, err := store.Stat(context.Background(), p); err == nil && !e.IsDir {
+			return p
 		}
 	}
 	return ""

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 )
@@ -294,24 +293,6 @@ func openNPYFile(path string, o *Options) (ds Dataset, err error) {
 	return d, nil
 }
 
-// openSized opens path and returns its size.
-func openSized(path string) (*os.File, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, fmt.Errorf("dataset: %s is not a regular file", path)
-	}
-	return f, st.Size(), nil
-}
-
 // WriteNPY writes data as a NumPy format 1.0 array of the given shape,
 // little-endian float32 ('<f4') or int32 ('<i4') in C order: the header
 // {'descr': '<f4', 'fortran_order': False, 'shape': (...), } padded with
@@ -361,8 +342,9 @@ func WriteNPY[T float32 | int32](w io.Writer, shape []int, data []T) error {
 	return err
 }
 
-// WriteNPYFile writes data to path with WriteNPY; the file appears
-// atomically (mode 0644), and the folder must exist.
+// WriteNPYFile writes data to the location path (a path or a URL, as Open
+// takes) with WriteNPY; the file appears whole or not at all (mode 0644),
+// and a local folder must exist.
 func WriteNPYFile[T float32 | int32](path string, shape []int, data []T) error {
 	_, err := writeAtomic(path, func(w io.Writer) error { return WriteNPY(w, shape, data) })
 	return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet"
@@ -179,7 +178,7 @@ func (s *parquetSource) close() (err error) {
 }
 
 func openParquetFile(path string, o *Options) (Dataset, error) {
-	f, err := os.Open(path)
+	f, _, err := openSized(path)
 	if err != nil {
 		return nil, err
 	}

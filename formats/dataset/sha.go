@@ -4,14 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"os"
 )
 
-// FileSHA256 returns the lower-case hex SHA-256 of the file at path,
-// streaming it through a fixed buffer (memory does not grow with the file).
-// Hash every path of Dataset.Files for a manifest.
+// FileSHA256 returns the lower-case hex SHA-256 of the file at the
+// location path (a path or a URL, as Open takes), streaming it through a
+// fixed buffer (memory does not grow with the file). Hash every location
+// of Dataset.Files for a manifest.
 func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, _, err := openSized(path)
 	if err != nil {
 		return "", err
 	}

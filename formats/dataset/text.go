@@ -13,7 +13,6 @@ import (
 	"hash"
 	"io"
 	"iter"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -191,7 +190,8 @@ func TextFormat(path string) (string, error) {
 }
 
 // Documents returns an iterator over the documents of the text file at
-// path (see TextFormat) in file order: plain text cut per opts.Split,
+// the location path (a path or a URL, as Open takes; see TextFormat) in
+// file order: plain text cut per opts.Split,
 // then one document per JSONL line (blank lines skipped) or Parquet/Arrow
 // row. It reads in bounded memory: a line, or one record batch, at a
 // time. Iteration stops after the first error; a bad document or line is
@@ -238,7 +238,7 @@ func readDocuments(path string, o *TextOptions, emit func(Document) error, pos f
 		}
 		return sum, readArrowText(path, o, emit, pos)
 	}
-	f, err := os.Open(path)
+	f, _, err := openSized(path)
 	if err != nil {
 		return "", err
 	}
@@ -543,15 +543,11 @@ const textBatchBytes = 8 << 20
 // readParquetText reads the o.TextField column of a Parquet file, one
 // record batch at a time.
 func readParquetText(path string, o *TextOptions, emit func(Document) error, pos func(int64)) (err error) {
-	f, err := os.Open(path)
+	f, size, err := openSized(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	defer recovered(&err, path)
 	mem := o.arrowAllocator()
 	props := parquet.NewReaderProperties(mem)
@@ -605,7 +601,7 @@ func readParquetText(path string, o *TextOptions, emit func(Document) error, pos
 		if err := emitColumn(rec.Column(0), &d, emit); err != nil {
 			return err
 		}
-		pos(st.Size() * (d.Row + 1) / rows)
+		pos(size * (d.Row + 1) / rows)
 	}
 	if err := rr.Err(); err != nil && err != io.EOF {
 		return corruptf(path, "parquet: reading row %d: %v", d.Row+1, err)
@@ -658,17 +654,13 @@ func checkStoredSchema(path string, pf *file.Reader) (err error) {
 // its magic and its footer), after the message headers have been
 // verified as openIPC does: arrow-go trusts the counts and sizes in them.
 func readArrowText(path string, o *TextOptions, emit func(Document) error, pos func(int64)) (err error) {
-	f, err := os.Open(path)
+	f, size, err := openSized(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	defer recovered(&err, path)
-	start, end := int64(0), st.Size()
+	start, end := int64(0), size
 	var head [len(ipcMagic)]byte
 	if n, _ := f.ReadAt(head[:], 0); n == len(head) && string(head[:]) == ipcMagic {
 		if start, end, err = ipcFileMessages(path, f, end); err != nil {

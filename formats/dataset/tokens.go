@@ -23,7 +23,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/distill-ml/distill/formats/tokenizer"
-	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // The token-window dataset written by WriteTokensFile.
@@ -253,9 +253,12 @@ func (opts *TokensOptions) config() (tokensConfig, error) {
 // order, so the same inputs and options give a byte-identical file. Memory
 // is bounded whatever the input size: a few chunks of documents in flight,
 // one row group per output, one document at a time per worker (Arrow
-// output is staged in a temporary file beside out, since its schema must
-// come first). Files appear atomically (temporary file, fsync, rename);
-// on error none is written. It returns the metadata of out.
+// output is staged in a temporary file beside out, or in the temporary
+// directory when out is remote, since its schema must come first). out,
+// opts.ValOut and inputs are locations (paths or URLs, as Open takes).
+// Files appear whole (a local temporary file, fsync, rename; a remote
+// streamed upload completed at the end); on error none is written. It
+// returns the metadata of out.
 func WriteTokensFile(ctx context.Context, out string, inputs []string, tok tokenizer.Tokenizer, info tokenizer.Info, opts *TokensOptions) (*TokensMeta, error) {
 	c, err := opts.config()
 	if err != nil {
@@ -281,17 +284,17 @@ func WriteTokensFile(ctx context.Context, out string, inputs []string, tok token
 		if err != nil {
 			return nil, err
 		}
-		st, err := os.Stat(in)
+		st, err := store.Stat(ctx, in)
 		if err != nil {
 			return nil, err
 		}
-		if st.IsDir() {
+		if st.IsDir {
 			return nil, fmt.Errorf("%w: %s is a directory; name the text files", ErrFormat, in)
 		}
-		meta.Inputs = append(meta.Inputs, TokensInput{Path: in, Format: format, Bytes: st.Size()})
-		total += st.Size()
+		meta.Inputs = append(meta.Inputs, TokensInput{Path: in, Format: format, Bytes: st.Size})
+		total += st.Size
 	}
-	tw, err := openTokenWriter(out, c, meta)
+	tw, err := openTokenWriter(ctx, out, c, meta)
 	if err != nil {
 		return nil, err
 	}
@@ -329,12 +332,8 @@ func newTokensMeta(out string, c *tokensConfig, vocab int, bos, eos *int, info t
 	case c.ValEvery > 0:
 		meta.Val = "column"
 	}
-	if c.ValOut != "" {
-		a, errA := filepath.Abs(out)
-		b, errB := filepath.Abs(c.ValOut)
-		if errA == nil && errB == nil && a == b {
-			return nil, fmt.Errorf("dataset: the validation file %s is also the output", c.ValOut)
-		}
+	if c.ValOut != "" && store.Abs(out) == store.Abs(c.ValOut) {
+		return nil, fmt.Errorf("dataset: the validation file %s is also the output", c.ValOut)
 	}
 	return meta, nil
 }
@@ -367,21 +366,22 @@ func NewTokenWriter(out string, vocab int, bos, eos *int, info tokenizer.Info, o
 	if err != nil {
 		return nil, err
 	}
-	return openTokenWriter(out, c, meta)
+	return openTokenWriter(context.Background(), out, c, meta)
 }
 
-// openTokenWriter creates the temporary files of out (and c.ValOut).
-func openTokenWriter(out string, c tokensConfig, meta *TokensMeta) (*TokenWriter, error) {
+// openTokenWriter starts the files of out (and c.ValOut); ctx bounds
+// their uploads.
+func openTokenWriter(ctx context.Context, out string, c tokensConfig, meta *TokensMeta) (*TokenWriter, error) {
 	t := &TokenWriter{c: c, meta: meta, eos: -1}
 	if c.EOS {
 		t.eos = int32(*meta.EOSID)
 	}
 	var err error
-	if t.w, err = newTokenWriter(out, c.Format, c.SeqLen, meta.Val == "column", c.rows, c.Allocator); err != nil {
+	if t.w, err = newTokenWriter(ctx, out, c.Format, c.SeqLen, meta.Val == "column", c.rows, c.Allocator); err != nil {
 		return nil, err
 	}
 	if c.ValOut != "" {
-		if t.val, err = newTokenWriter(c.ValOut, c.ValFormat, c.SeqLen, false, c.rows, c.Allocator); err != nil {
+		if t.val, err = newTokenWriter(ctx, c.ValOut, c.ValFormat, c.SeqLen, false, c.rows, c.Allocator); err != nil {
 			t.w.abort()
 			return nil, err
 		}
@@ -704,7 +704,7 @@ type tokenWriter struct {
 	valCol       bool
 	mem          memory.Allocator
 	sc           *arrow.Schema // Parquet: the writer's schema
-	f            *atomicfile.File
+	f            *store.Writer
 	bw           *bufio.Writer
 	pq           *pqarrow.FileWriter
 	spill        *os.File
@@ -716,15 +716,13 @@ type tokenWriter struct {
 	finished     bool
 }
 
-// newTokenWriter creates the temporary file of path (and for Arrow the
-// spill file beside it).
-func newTokenWriter(path, format string, seqLen int, valCol bool, rows int, mem memory.Allocator) (w *tokenWriter, err error) {
+// newTokenWriter starts the file at location path (and for Arrow the
+// spill file: beside a local path, in the temporary directory for a
+// remote one).
+func newTokenWriter(ctx context.Context, path, format string, seqLen int, valCol bool, rows int, mem memory.Allocator) (w *tokenWriter, err error) {
 	w = &tokenWriter{path: path, format: format, seqLen: seqLen, window: seqLen + 1, rows: rows, valCol: valCol, mem: mem}
-	if w.f, err = atomicfile.Create(path, 0o644); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("dataset: writing %s: folder %s does not exist", path, filepath.Dir(path))
-		}
-		return nil, fmt.Errorf("dataset: writing %s: %w", path, err)
+	if w.f, err = createFile(ctx, path); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -733,7 +731,11 @@ func newTokenWriter(path, format string, seqLen int, valCol bool, rows int, mem 
 	}()
 	w.bw = bufio.NewWriterSize(w.f, 1<<20)
 	if format == "arrow" {
-		if w.spill, err = os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".spill-*"); err != nil {
+		spillDir := ""
+		if !store.IsRemote(path) {
+			spillDir = filepath.Dir(path)
+		}
+		if w.spill, err = os.CreateTemp(spillDir, "."+store.Base(path)+".spill-*"); err != nil {
 			return nil, fmt.Errorf("dataset: writing %s: %w", path, err)
 		}
 		w.sw = bufio.NewWriterSize(w.spill, 1<<20)
@@ -895,10 +897,10 @@ func (w *tokenWriter) finishArrow(meta string) error {
 	return iw.Close()
 }
 
-// commit renames the finished file into place.
+// commit puts the finished file in place.
 func (w *tokenWriter) commit() error {
 	w.removeSpill()
-	if err := w.f.Commit(); err != nil {
+	if _, err := w.f.Commit(); err != nil {
 		return fmt.Errorf("dataset: writing %s: %w", w.path, err)
 	}
 	return nil
@@ -912,7 +914,7 @@ func (w *tokenWriter) abort() {
 		w.pq.Close()
 	}
 	w.removeSpill()
-	w.f.Close()
+	w.f.Abort()
 }
 
 func (w *tokenWriter) removeSpill() {
@@ -928,16 +930,13 @@ func (w *tokenWriter) removeSpill() {
 // error wrapping ErrFormat; a newer TokensVersion one wrapping
 // ErrUnsupported.
 func ReadTokensMeta(path string) (meta *TokensMeta, err error) {
-	f, err := os.Open(path)
+	f, size, err := openSized(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	head := make([]byte, len(ipcMagic))
-	n, _ := io.ReadFull(f, head)
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
+	n, _ := f.ReadAt(head, 0) // a remote file: one range, kept for the footer if small
 	defer recovered(&err, path)
 	var js string
 	var found bool
@@ -952,12 +951,8 @@ func ReadTokensMeta(path string) (meta *TokensMeta, err error) {
 			js, found = *v, true
 		}
 	case n == len(ipcMagic) && string(head) == ipcMagic:
-		st, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
 		o := (*Options)(nil).withDefaults()
-		s, err := indexIPC(path, f, st.Size(), &o, true)
+		s, err := indexIPC(path, f, size, &o, true)
 		if err != nil {
 			return nil, err
 		}

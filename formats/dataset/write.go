@@ -2,12 +2,10 @@ package dataset
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -16,7 +14,6 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
-	"github.com/distill-ml/distill/internal/atomicfile"
 )
 
 // DefaultRowsPerGroup is the default number of rows per Parquet row group
@@ -132,44 +129,34 @@ func mnistRecord(mem memory.Allocator, sc *arrow.Schema, images, labels []byte) 
 	return array.NewRecordBatch(sc, []arrow.Array{ia, la}, int64(len(labels)))
 }
 
-// WriteMNISTFile writes m to path as WriteMNIST does, atomically: it writes
-// a temporary file in the same folder, syncs it and renames it over path,
-// so readers never see a partial file. It returns the file's size.
+// WriteMNISTFile writes m to the location path (a path or a URL, as Open
+// takes) as WriteMNIST does, whole or not at all: locally a temporary file
+// in the same folder, synced and renamed over path; remotely a streamed
+// upload completed at the end. Readers never see a partial file. It
+// returns the file's size.
 func WriteMNISTFile(path string, m *MNIST, opts *WriteOptions) (int64, error) {
 	return writeAtomic(path, func(w io.Writer) error { return WriteMNIST(w, m, opts) })
 }
 
-// writeAtomic runs write on a buffered temporary file beside path (mode
-// 0644), then commits it to path. On error the temporary file is removed
-// and path is untouched.
+// writeAtomic runs write on a buffered store.Writer of the location path
+// (a local temporary file beside it, mode 0644, or a remote upload), then
+// commits it. On error nothing is left and path is untouched.
 func writeAtomic(path string, write func(io.Writer) error) (size int64, err error) {
-	f, err := atomicfile.Create(path, 0o644)
+	f, err := createFile(context.Background(), path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("dataset: writing %s: folder %s does not exist", path, filepath.Dir(path))
-		}
-		return 0, fmt.Errorf("dataset: writing %s: %w", path, err)
+		return 0, err
 	}
-	defer f.Close() // removes the temporary file unless Commit ran
+	defer f.Abort() // removes the temporary file unless Commit ran
 	bw := bufio.NewWriterSize(f, 1<<20)
 	if err = write(bw); err != nil {
 		return 0, err
 	}
-	// Errors past this point are I/O on the temporary file; name the target.
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("dataset: writing %s: %w", path, err)
-		}
-	}()
 	if err = bw.Flush(); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("dataset: writing %s: %w", path, err)
 	}
-	st, err := f.Stat()
+	w, err := f.Commit()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("dataset: writing %s: %w", path, err)
 	}
-	if err = f.Commit(); err != nil {
-		return 0, err
-	}
-	return st.Size(), nil
+	return w.Size, nil
 }

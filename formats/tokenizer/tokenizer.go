@@ -1,13 +1,14 @@
 package tokenizer
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // A Tokenizer turns text into token ids and back. Implementations are
@@ -44,12 +45,13 @@ var ErrFormat = errors.New("tokenizer: unrecognized file")
 // hfLoader loads a Hugging Face tokenizer.json; set by hf.go.
 var hfLoader func(data []byte) (Tokenizer, error)
 
-// Load reads a tokenizer file, telling the kind by its content: a JSON
-// object is a Hugging Face tokenizer.json, a JSON array of strings a
-// character vocabulary (vocab.json: id = index), anything else a llama2.c
-// tokenizer.bin.
+// Load reads the tokenizer file at the location path (a path, file://,
+// s3:// or gs://; package internal/store), telling the kind by its
+// content: a JSON object is a Hugging Face tokenizer.json, a JSON array
+// of strings a character vocabulary (vocab.json: id = index), anything
+// else a llama2.c tokenizer.bin. Info.Path is path as given.
 func Load(path string) (Tokenizer, Info, error) {
-	data, err := os.ReadFile(path)
+	data, err := store.ReadFile(context.Background(), path, 0)
 	if err != nil {
 		return nil, Info{}, err
 	}
@@ -57,7 +59,7 @@ func Load(path string) (Tokenizer, Info, error) {
 	info := Info{Path: path, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data))}
 	t, kind, err := Parse(data)
 	if err != nil {
-		return nil, info, fmt.Errorf("%s: %w", filepath.Base(path), err)
+		return nil, info, fmt.Errorf("%s: %w", store.Base(path), err)
 	}
 	info.Kind = kind
 	return t, info, nil
