@@ -1,6 +1,7 @@
 package export
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/formats/tokenizer"
 	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 )
 
@@ -38,7 +40,8 @@ const (
 // when it has none) and its name and sha256 go into the metadata. The
 // folder appears atomically, as a checkpoint does: staged in .NAME.tmp,
 // then renamed into place, an earlier export at dir replaced only once the
-// new one is complete. A dir that exists and is neither empty nor an
+// new one is complete. A remote dir (s3://, gs://) gets one object per
+// file, model.onnx last (see writeRemoteDir). A dir that exists and is neither empty nor an
 // export (it has no model.onnx, or it is a checkpoint) is an error.
 func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, tokenizerPath string, opts *LMOptions) error {
 	var o LMOptions
@@ -47,7 +50,7 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 	}
 	var files []dirEntry
 	if tokenizerPath != "" {
-		data, err := os.ReadFile(tokenizerPath)
+		data, err := store.ReadFile(context.Background(), tokenizerPath, 0)
 		if err != nil {
 			return fmt.Errorf("export: tokenizer: %w", err)
 		}
@@ -60,7 +63,7 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 		}
 		o.BOS, o.EOS = special(tok, "bos"), special(tok, "eos")
 		sum := sha256.Sum256(data)
-		o.Tokenizer, o.TokenizerSHA256 = filepath.Base(tokenizerPath), hex.EncodeToString(sum[:])
+		o.Tokenizer, o.TokenizerSHA256 = store.Base(tokenizerPath), hex.EncodeToString(sum[:])
 		switch o.Tokenizer {
 		case LMModelFile, LMConfigFile, GenAIFile:
 			return fmt.Errorf("export: the tokenizer file is named %s, like a file of the export; copy it under another name", o.Tokenizer)
@@ -82,6 +85,9 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 			return err
 		}
 		files = append(files, dirEntry{GenAIFile, g})
+	}
+	if store.IsRemote(dir) {
+		return writeRemoteDir(context.Background(), dir, files)
 	}
 	return writeDir(dir, files)
 }

@@ -41,7 +41,7 @@ import (
 // sha256 are checked against config.json or training.json as locally).
 //
 // Memory stays bounded: the files are those WriteCheckpoint serializes
-// (held once) and each is streamed to a store.Writer, which buffers at
+// (held once) and each is streamed to a store.Writer, which holds at
 // most store.PartSize×(store.Concurrency+1) bytes; loading streams each
 // file from a store.File.
 //
@@ -95,7 +95,7 @@ func writeRemote(ctx context.Context, loc string, files []dirFile, epoch int) er
 		if err := checkpointFault(f.name); err != nil {
 			return fmt.Errorf("train: checkpoint: write %s: %w", save.Path(f.name), err)
 		}
-		if err := putStream(ctx, save, f.name, f.data); err != nil {
+		if _, err := save.WriteFile(ctx, f.name, f.data, false); err != nil {
 			return fmt.Errorf("train: checkpoint: %w", err)
 		}
 	}
@@ -114,25 +114,6 @@ func writeRemote(ctx context.Context, loc string, files []dirFile, epoch int) er
 		keep[prev.Save] = true
 	}
 	return removeSaves(ctx, d, keep)
-}
-
-// putStream uploads data as the file name of d through a streaming
-// store.Writer, in pieces, so that the upload holds no second copy.
-func putStream(ctx context.Context, d *store.Dir, name string, data []byte) error {
-	w, err := d.Create(ctx, name)
-	if err != nil {
-		return err
-	}
-	for len(data) > 0 {
-		n := min(len(data), 1<<20)
-		if _, err := w.Write(data[:n]); err != nil {
-			w.Abort()
-			return err
-		}
-		data = data[n:]
-	}
-	_, err = w.Commit()
-	return err
 }
 
 // removeSaves removes the save-* prefixes of d not in keep: saves the
@@ -213,6 +194,17 @@ func currentSave(ctx context.Context, loc string) (*store.Dir, error) {
 		return nil, err
 	}
 	return d.Sub(p.Save), nil
+}
+
+// CurrentSave returns the location of the save the pointer of the remote
+// checkpoint loc names (see PointerFile); a location without a pointer is
+// an error wrapping fs.ErrNotExist.
+func CurrentSave(ctx context.Context, loc string) (string, error) {
+	d, err := currentSave(ctx, loc)
+	if err != nil {
+		return "", err
+	}
+	return d.String(), nil
 }
 
 // remoteExists reports whether the remote location loc holds a

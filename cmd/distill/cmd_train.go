@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/progress"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
 )
@@ -151,7 +151,7 @@ type trainOptions struct {
 // AddFlags registers the flags on fs.
 func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache) (required)")
-	fs.StringVar(&o.Out, "out", "", "checkpoint directory to write, e.g. student.ckpt (required)")
+	fs.StringVar(&o.Out, "out", "", "checkpoint directory or location to write, e.g. student.ckpt or s3://bucket/runs/student.ckpt (required)")
 	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp or transformer (a per-token cache)")
 	fs.StringVar(&o.Layers, "layers", "", "mlp: hidden layer widths, comma-separated, e.g. 800,800 (\"none\" for a linear student); transformer: the number of blocks")
 	fs.IntVar(&o.Dim, "dim", 0, "transformer: model width (default: --init-from's)")
@@ -377,7 +377,7 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	if err != nil {
 		return interrupted(stderr, o, err)
 	}
-	abs, _ := filepath.Abs(o.Out)
+	abs := store.Abs(o.Out)
 	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", res.Info.Epoch, res.Info.Step, abs)
 	if n := len(res.Info.Metrics); n > 0 {
 		if v := res.Info.Metrics[n-1].Val; v != nil {
@@ -534,7 +534,12 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 	var init func(*train.Transformer) error
 	if o.InitFrom != "" {
 		// T is the cache's, checked by TrainLM; 1 here reads the sizes.
-		tc, tensors, err := train.ReadHFLlama(o.InitFrom, 1)
+		dir, cleanup, err := store.FetchDir(context.Background(), o.InitFrom)
+		if err != nil {
+			return c, nil, fmt.Errorf("--init-from: %w", err)
+		}
+		tc, tensors, err := train.ReadHFLlama(dir, 1)
+		cleanup() // the tensors are in memory
 		if err != nil {
 			return c, nil, fmt.Errorf("--init-from: %w", err)
 		}
@@ -623,7 +628,7 @@ func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, t
 	if err != nil {
 		return interrupted(stderr, o, err)
 	}
-	abs, _ := filepath.Abs(o.Out)
+	abs := store.Abs(o.Out)
 	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", len(res.Epochs), res.Epochs[len(res.Epochs)-1].Step, abs)
 	return nil
 }

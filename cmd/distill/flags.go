@@ -3,10 +3,12 @@ package main
 import (
 	"math"
 	"runtime"
+	"strings"
 
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/guard"
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // Bounds shared by the commands' numeric flags, each named in --help.
@@ -89,8 +91,47 @@ func parsePreprocess(scale, mean, std, reshape string) (formats.Preprocess, erro
 
 // checkPaths is guard.Check with its refusal as a usage error: an output
 // pointed at an input is a mistake in the arguments.
+//
+// Remote locations (s3://, gs://) are checked here, among themselves: an
+// output may not be, lie inside or contain a remote input; a location
+// that does not parse is a usage error. The local ones go to guard.Check.
 func checkPaths(inputs, outputs []guard.Path) error {
-	if err := guard.Check(inputs, outputs); err != nil {
+	split := func(ps []guard.Path) (local, remote []guard.Path, err error) {
+		for _, p := range ps {
+			if !store.IsRemote(p.Path) {
+				local = append(local, p)
+				continue
+			}
+			l, err := store.Parse(p.Path)
+			if err != nil {
+				return nil, nil, usageError("%s: %v", p.Flag, err)
+			}
+			p.Path = l.String()
+			remote = append(remote, p)
+		}
+		return local, remote, nil
+	}
+	lin, rin, err := split(inputs)
+	if err != nil {
+		return err
+	}
+	lout, rout, err := split(outputs)
+	if err != nil {
+		return err
+	}
+	for _, out := range rout {
+		for _, in := range rin {
+			switch {
+			case out.Path == in.Path:
+				return usageError("%s %s is also the input %s: writing it would destroy the input; choose another %s", out.Flag, out.Path, in.Flag, out.Flag)
+			case strings.HasPrefix(out.Path, in.Path+"/"):
+				return usageError("%s %s is inside the input %s %s; choose a location outside it", out.Flag, out.Path, in.Flag, in.Path)
+			case strings.HasPrefix(in.Path, out.Path+"/"):
+				return usageError("%s %s contains the input %s %s; choose a location that does not", out.Flag, out.Path, in.Flag, in.Path)
+			}
+		}
+	}
+	if err := guard.Check(lin, lout); err != nil {
 		return usageError("%v", err)
 	}
 	return nil
