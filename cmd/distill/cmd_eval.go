@@ -15,9 +15,9 @@ import (
 	"github.com/distill-ml/distill/eval/onnxmodel"
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats/dataset"
-	"github.com/distill-ml/distill/internal/atomicfile"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/progress"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/spf13/pflag"
 )
 
@@ -105,7 +105,7 @@ Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
 				if err := o.parse(); err != nil {
 					return err
 				}
-				res, err := runEval(ctx, o)
+				res, err := runEvalAt(ctx, o)
 				if err != nil {
 					return err
 				}
@@ -201,12 +201,12 @@ func (o *evalOptions) parse() error {
 	}
 	o.reshape = o.pre.Shape
 	if o.Name == "" {
-		base := filepath.Base(filepath.Clean(o.Model))
+		base := store.Base(o.Model)
 		o.Name = strings.TrimSuffix(base, filepath.Ext(base))
 	}
 	outputs := []guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.File}}
 	if o.Report {
-		outputs = append(outputs, guard.Path{Flag: "--report", Path: filepath.Join(evalRunDir(o.Out), "report"), Kind: guard.Dir})
+		outputs = append(outputs, guard.Path{Flag: "--report", Path: store.Join(evalRunDir(o.Out), "report"), Kind: guard.Dir})
 	}
 	return checkPaths([]guard.Path{{Flag: "--model", Path: o.Model}, {Flag: "--data", Path: o.Data},
 		{Flag: "--teacher-cache", Path: o.TeacherCache}, {Flag: "--labels", Path: o.Dataset.Labels}}, outputs)
@@ -218,11 +218,29 @@ const maxBenchTime = 10 * time.Minute
 // evalRunDir is the run directory of an eval output: the parent of its
 // eval/ directory, else its directory.
 func evalRunDir(out string) string {
-	run := filepath.Dir(out)
-	if filepath.Base(run) == "eval" {
-		run = filepath.Dir(run)
+	run := store.Parent(out)
+	if store.Base(run) == "eval" {
+		run = store.Parent(run)
 	}
 	return run
+}
+
+// runEvalAt is runEval for an o.Model that may be remote (s3://, gs://):
+// it is downloaded for the run (fetchModel) and the result names the
+// location.
+func runEvalAt(ctx context.Context, o evalOptions) (*eval.Result, error) {
+	loc := o.Model
+	local, rename, cleanup, err := fetchModel(ctx, "--model", loc)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	o.Model = local
+	res, err := runEval(ctx, o)
+	if store.IsRemote(loc) {
+		relocateModel(res, loc, rename)
+	}
+	return res, err
 }
 
 // runEval opens o.Model, o.Data and the teacher and evaluates with
@@ -318,7 +336,7 @@ func writeEvalOutputs(w io.Writer, o evalOptions, res *eval.Result) error {
 	// The file first: it is what a pipeline keeps, even if stdout is a
 	// closed pipe.
 	if o.Out != "" {
-		if err := atomicfile.WriteFileAll(o.Out, js, 0o644); err != nil {
+		if err := writeOutput(context.Background(), o.Out, js); err != nil {
 			return err
 		}
 	}
