@@ -150,7 +150,7 @@ func readPointer(ctx context.Context, d *store.Dir) (*CheckpointPointer, error) 
 	data, err := d.ReadFile(ctx, PointerFile, maxConfigBytes)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("train: checkpoint: %s holds no checkpoint (no %s): %w", d, PointerFile, fs.ErrNotExist)
+			return nil, fmt.Errorf("train: checkpoint: %s holds no checkpoint (no %s; %w): give the --out of a distill train run", d, PointerFile, fs.ErrNotExist)
 		}
 		return nil, fmt.Errorf("train: checkpoint: %w", err)
 	}
@@ -250,7 +250,11 @@ func FetchCheckpoint(ctx context.Context, loc string) (path string, cleanup func
 	} else if isDir {
 		return store.FetchDir(ctx, loc)
 	}
-	return store.Fetch(ctx, loc)
+	path, cleanup, err = store.Fetch(ctx, loc)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil, fmt.Errorf("%s: no checkpoint, model folder or file there (%w); check the location", loc, fs.ErrNotExist)
+	}
+	return path, cleanup, err
 }
 
 // storeFS is an fs.FS of the files of a remote directory, read as
