@@ -8,12 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/distill-ml/distill/eval"
+	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/s3test"
 	"github.com/distill-ml/distill/internal/sharedtest"
 	"github.com/distill-ml/distill/internal/store"
@@ -295,4 +298,49 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestRemoteGenerateInterrupt interrupts distill generate streaming its
+// samples to s3://: the JSONL object appears on Ctrl-C holding every
+// finished sample as whole lines, the --tokens dataset on s3:// the same
+// samples.
+func TestRemoteGenerateInterrupt(t *testing.T) {
+	s := s3test.Start(t)
+	seq := sharedtest.Dir(t, "teachers", "seq")
+	out, tokens := s3test.Prefix("gen/gen.jsonl"), s3test.Prefix("gen/gen.parquet")
+	cmd, buf := startDistill(t, "generate", "--model", filepath.Join(seq, "stories260K-hf"), "--tokenizer", filepath.Join(seq, "tok512.bin"),
+		"--samples", "100000", "--max-new", "200", "--batch", "1", "--eos", "-1", "--threads", "1", "--out", out, "--tokens", tokens, "--seq-len", "64")
+	time.Sleep(3 * time.Second)
+	if keys := s.Keys(t, "gen/"); len(keys) != 0 {
+		t.Errorf("objects before the run ends: %v", keys)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit %d (%v), want %d\n%s", code, err, exitInterrupted, buf.String())
+	}
+	local := filepath.Join(t.TempDir(), "gen.jsonl")
+	if err := os.WriteFile(local, s.Object(t, "gen/gen.jsonl"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs := readJSONL(t, local)
+	if len(recs) == 0 || !strings.Contains(buf.String(), "interrupted after "+strconv.Itoa(len(recs))+" of 100,000 samples") {
+		t.Fatalf("%d samples in the object; stderr:\n%s", len(recs), buf.String())
+	}
+	for _, r := range recs {
+		if len(r.IDs) != 200 {
+			t.Errorf("a sample of %d ids in the JSONL", len(r.IDs))
+		}
+	}
+	ltok := filepath.Join(t.TempDir(), "gen.parquet")
+	if err := os.WriteFile(ltok, s.Object(t, "gen/gen.parquet"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := dataset.ReadTokensMeta(ltok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Documents != int64(len(recs)) {
+		t.Errorf("token dataset of %d documents; JSONL has %d samples", meta.Documents, len(recs))
+	}
 }
