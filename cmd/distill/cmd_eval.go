@@ -140,11 +140,11 @@ type evalOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Model, "model", "", "model to evaluate: an .onnx file or a student checkpoint directory (required)")
+	fs.StringVar(&o.Model, "model", "", "model to evaluate: an .onnx file or a student checkpoint directory; a path or an s3:// / gs:// location (required)")
 	fs.StringVar(&o.Data, "data", "", "cache directory with an input column, or a dataset file; a language model: a token dataset or a per-token cache (required)")
 	fs.StringVar(&o.TeacherCache, "teacher-cache", "", "cache of the teacher's scores for the same rows (default: --data's scores when it is a cache)")
 	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
-	fs.StringVar(&o.Out, "out", "", "also write the JSON to this file (atomically), e.g. RUN/eval/student.json")
+	fs.StringVar(&o.Out, "out", "", "also write the JSON to this file or s3:// / gs:// location (atomically), e.g. RUN/eval/student.json")
 	fs.BoolVar(&o.Report, "report", false, "after --out, write the HTML report of its run directory (see distill report)")
 	fs.StringVar(&o.Name, "name", "", "the model's name in outputs and reports (default: the file name without extension)")
 	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the student's matrix products (0 = all cores; at most 4 per core)")

@@ -111,8 +111,8 @@ type exportOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *exportOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Student, "student", "", "checkpoint directory from distill train (required)")
-	fs.StringVar(&o.Out, "out", "", "ONNX file to write, or for a transformer the folder (required)")
+	fs.StringVar(&o.Student, "student", "", "checkpoint from distill train: a directory or an s3:// / gs:// location (required)")
+	fs.StringVar(&o.Out, "out", "", "ONNX file to write, or for a transformer the folder; a path or an s3:// / gs:// location (required)")
 	fs.IntVar(&o.Opset, "opset", export.DefaultOpset, fmt.Sprintf("ONNX opset, %d..%d (a transformer %d..%d; the IR version follows)", export.MinOpset, export.MaxOpset, export.MinLMOpset, export.MaxOpset))
 	fs.StringVar(&o.Dtype, "dtype", "f32", "weight storage: f32 or f16")
 	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic; weight-only for a transformer)")

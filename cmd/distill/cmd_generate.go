@@ -138,7 +138,7 @@ type generateOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *generateOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Model, "model", "", "the model: a decoder .onnx file, a folder with model.onnx, or a checkpoint / Hugging Face Llama directory (required)")
+	fs.StringVar(&o.Model, "model", "", "the model: a decoder .onnx file, a folder with model.onnx, or a checkpoint / Hugging Face Llama directory; a path or an s3:// / gs:// location (required)")
 	fs.StringVar(&o.Tokenizer, "tokenizer", "", "the model's tokenizer: tokenizer.bin, vocab.json or tokenizer.json (required)")
 	fs.StringArrayVar(&o.Prompt, "prompt", nil, "a prompt to continue (repeatable)")
 	fs.StringVar(&o.Prompts, "prompts", "", "a file of prompts: one per line, or JSON lines with a \"prompt\" field (.jsonl, .json)")
@@ -150,8 +150,8 @@ func (o *generateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&o.Seed, "seed", 1, "sample i draws with seed SEED + i")
 	fs.IntVar(&o.Batch, "batch", 16, fmt.Sprintf("prompts run together (1..%d)", maxGenBatch))
 	fs.IntVar(&o.EOS, "eos", -1, "the id that ends a sample (default: the tokenizer's EOS, else the model's; -1 = none)")
-	fs.StringVar(&o.Out, "out", "", "write the samples as JSON lines to this file")
-	fs.StringVar(&o.Tokens, "tokens", "", "write the samples as a token dataset (.parquet, or .arrow) for distill extract")
+	fs.StringVar(&o.Out, "out", "", "write the samples as JSON lines to this file (an s3:// / gs:// object appears when the run ends)")
+	fs.StringVar(&o.Tokens, "tokens", "", "write the samples as a token dataset (.parquet, or .arrow) for distill extract; a path or an s3:// / gs:// location")
 	fs.IntVar(&o.SeqLen, "seq-len", 0, fmt.Sprintf("--tokens: tokens per window, T (windows hold T+1; 1..%d)", dataset.MaxSeqLen))
 	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the checkpoint's matrix products (0 = default; at most 4 per core)")
 	fs.StringVar(&o.Lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")

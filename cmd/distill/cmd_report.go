@@ -47,6 +47,10 @@ writes; other JSONL files are passed over). The report shows:
     sample of each prompt (up to 4 prompts) of every samples file side by
     side, one column per file.
 
+RUN_DIR and --out may be s3:// or gs:// locations: a remote run is read
+through a download of the files the report reads (no weights), a remote
+report is uploaded with index.html last.
+
 Each model is labelled by its name (eval --name; a checkpoint's directory
 name without .ckpt). distill eval --out RUN_DIR/eval/NAME.json --report
 evaluates and rewrites the report in one go.

@@ -53,6 +53,11 @@ prints a line, and replaces the checkpoint directory --out atomically:
 model.safetensors (PyTorch names: fc1.weight [out,in], fc1.bias, ln1.weight,
 ..., input_mean, input_std), config.json (architecture, options, metrics, cache
 digest, teacher sha256), metrics.jsonl and state.safetensors (optimizer state).
+An --out at s3://BUCKET/PREFIX or gs://BUCKET/PREFIX gets each epoch's files
+under a new PREFIX/save-EPOCH-ID/ and then PREFIX/checkpoint.json naming it,
+written last: a crash mid-upload leaves the previous epoch's save the one
+read (by --resume, export, eval). The save before the current one is kept,
+older ones are removed. A remote --out has no lock: run one train per --out.
 
 --student transformer trains a Llama-style decoder on a per-token cache (a
 sequence teacher's; the windows' token ids are the cached input.input_ids of
@@ -164,7 +169,7 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Pos, "pos", "", "transformer: rope (rotary, theta 10000) or learned (GPT-2's: a learned vector per window position added to the token embedding) (default: rope, or --init-from's)")
 	fs.StringVar(&o.Divergence, "divergence", "kl", "transformer: the divergence of the KD term: kl (teacher to student), reverse-kl or jsd")
 	fs.Float64Var(&o.Beta, "beta", 0.5, "transformer: JSD's beta, in (0, 1)")
-	fs.StringVar(&o.InitFrom, "init-from", "", "transformer: a Hugging Face Llama directory (config.json, model.safetensors) to start from")
+	fs.StringVar(&o.InitFrom, "init-from", "", "transformer: a Hugging Face Llama directory (config.json, model.safetensors; a path or an s3:// / gs:// location) to start from")
 	fs.StringVar(&o.InitLayers, "init-layers", "", "transformer: the --init-from layers to copy, one per student block, e.g. 0,2,4")
 	fs.StringArrayVar(&o.Attentions, "attention", nil, "transformer: attention distillation pair TEACHER_ATTENTION=STUDENT_BLOCK[:WEIGHT], e.g. attentions.4=3 (blocks 0-based; repeatable)")
 	fs.StringVar(&o.AttentionLoss, "attention-loss", "kl", "transformer: attention loss: kl (MiniLM) or mse (TinyBERT)")
