@@ -106,7 +106,9 @@ func TestRemoteTrainExportEvalReport(t *testing.T) {
 	// eval: from s3://, --out on s3://, the metrics of the local eval.
 	evalArgs := []string{"--data", data, "--bench-time", "1ms", "--batch", "32", "--threads", "1"}
 	ref := runEvalJSON(t, append(evalArgs, "--model", local)...)
-	mustDistill(t, append([]string{"eval"}, append(evalArgs, "--model", remote, "--out", store.Join(run, "eval", "s.json"))...)...)
+	if out := mustDistill(t, append([]string{"eval"}, append(evalArgs, "--model", remote, "--out", store.Join(run, "eval", "s.json"), "--report")...)...); !strings.Contains(out, "report: "+store.Join(run, "report", "index.html")) {
+		t.Errorf("eval --report printed %q", out)
+	}
 	var got eval.Result
 	if err := json.Unmarshal(s.Object(t, "run/eval/s.json"), &got); err != nil {
 		t.Fatal(err)
