@@ -378,15 +378,7 @@ func writeSynced(path string, data []byte) error {
 // modify anything.
 func Load(dir string) (*Checkpoint, error) {
 	if store.IsRemote(dir) {
-		fsys, save, err := remoteFS(context.Background(), dir)
-		if err != nil {
-			return nil, err
-		}
-		c, err := LoadFS(fsys)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", save, err)
-		}
-		return c, nil
+		return loadRemote(dir, LoadFS)
 	}
 	dir = filepath.Clean(dir)
 	_, old := siblings(dir)

@@ -103,15 +103,7 @@ func writeLMCheckpoint(dir string, m *Transformer, state []*Param, info LMCheckp
 // say what to do. It does not modify anything.
 func LoadLMCheckpoint(dir string) (*LMCheckpoint, error) {
 	if store.IsRemote(dir) {
-		fsys, save, err := remoteFS(context.Background(), dir)
-		if err != nil {
-			return nil, err
-		}
-		c, err := loadLM(fsys)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", save, err)
-		}
-		return c, nil
+		return loadRemote(dir, loadLM)
 	}
 	dir = filepath.Clean(dir)
 	if _, old := siblings(dir); !exists(dir) && exists(filepath.Join(old, TrainingFile)) {

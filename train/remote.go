@@ -290,14 +290,20 @@ func (i storeInfo) ModTime() time.Time { return time.Time{} }
 func (i storeInfo) IsDir() bool        { return false }
 func (i storeInfo) Sys() any           { return nil }
 
-// remoteFS returns the fs.FS of the current save of the remote checkpoint
-// loc, and the save's location for messages.
-func remoteFS(ctx context.Context, loc string) (fs.FS, string, error) {
+// loadRemote loads the current save of the remote checkpoint loc with
+// load (LoadFS, loadLM), its files streamed; errors name the save.
+func loadRemote[T any](loc string, load func(fs.FS) (T, error)) (T, error) {
+	var zero T
+	ctx := context.Background()
 	save, err := currentSave(ctx, loc)
 	if err != nil {
-		return nil, "", err
+		return zero, err
 	}
-	return storeFS{ctx, save}, save.String(), nil
+	c, err := load(storeFS{ctx, save})
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", save, err)
+	}
+	return c, nil
 }
 
 // claimRemote is claimOut for a remote o.Out: there is no lock to take

@@ -105,12 +105,7 @@ func TestRemoteCheckpointFails(t *testing.T) {
 			if err := WriteCheckpoint(loc, c); err != nil {
 				t.Fatal(err)
 			}
-			checkpointFault = func(s string) error {
-				if s == step {
-					return syscall.ENOSPC
-				}
-				return nil
-			}
+			checkpointFault = faultAt(step)
 			next := *c
 			next.Info.Epoch = 2
 			if err := WriteCheckpoint(loc, &next); !errors.Is(err, syscall.ENOSPC) {
@@ -175,5 +170,15 @@ func TestRemoteLMCheckpoint(t *testing.T) {
 	c, err := LoadLMCheckpoint(o.Out)
 	if err != nil || c.Info.Epoch != 2 {
 		t.Fatalf("LoadLMCheckpoint: %v", err)
+	}
+}
+
+// faultAt returns a checkpointFault that fails step with ENOSPC.
+func faultAt(step string) func(string) error {
+	return func(s string) error {
+		if s == step {
+			return syscall.ENOSPC
+		}
+		return nil
 	}
 }
