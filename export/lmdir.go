@@ -40,7 +40,8 @@ const (
 // when it has none) and its name and sha256 go into the metadata. The
 // folder appears atomically, as a checkpoint does: staged in .NAME.tmp,
 // then renamed into place, an earlier export at dir replaced only once the
-// new one is complete. A dir that exists and is neither empty nor an
+// new one is complete. A remote dir (s3://, gs://) gets one object per
+// file, model.onnx last (see writeRemoteDir). A dir that exists and is neither empty nor an
 // export (it has no model.onnx, or it is a checkpoint) is an error.
 func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, tokenizerPath string, opts *LMOptions) error {
 	var o LMOptions
@@ -84,6 +85,9 @@ func WriteLMDir(dir string, m *train.Transformer, info *train.LMCheckpointInfo, 
 			return err
 		}
 		files = append(files, dirEntry{GenAIFile, g})
+	}
+	if store.IsRemote(dir) {
+		return writeRemoteDir(context.Background(), dir, files)
 	}
 	return writeDir(dir, files)
 }

@@ -2,11 +2,13 @@ package export
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/distill-ml/distill/internal/atomicfile"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 	"google.golang.org/protobuf/proto"
 )
@@ -50,7 +52,17 @@ func Write(w io.Writer, c *train.Checkpoint, opts *Options) error {
 // temporary file in the same directory, synced, then renamed over path
 // (mode 0644). On any error nothing is left behind and an existing file
 // at path is unchanged. A path that is a directory is an error.
+//
+// A remote path (s3://, gs://; package internal/store) is uploaded as one
+// object that appears whole on success and not at all on error.
 func WriteFile(path string, c *train.Checkpoint, opts *Options) error {
+	if store.IsRemote(path) {
+		data, err := Marshal(c, opts)
+		if err != nil {
+			return err
+		}
+		return writeRemoteFile(context.Background(), path, data)
+	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("export: %s is a directory; give the path of the .onnx file to write", path)
 	}

@@ -19,13 +19,16 @@
 // # Runs and their failures
 //
 // Run reads the dataset, runs the teacher and writes parts in goroutines
-// joined by bounded queues. Parts appear whole or not at all and the
-// manifest lists only complete ones, so a killed run resumes
-// (Options.Resume) to the bytes of an uninterrupted one. The cache
-// directory is locked for the whole run (formats' CreateCache and
-// OpenCacheForAppend, internal/lock): a second writer fails at once. A run
-// that fails before its first part removes what it created, so the same
-// command can simply run again.
+// joined by bounded queues. Options.Out is a directory or an object
+// prefix (s3://, gs://). Parts appear whole or not at all, the attempt's
+// journal lists the complete ones and manifest.json is written once,
+// create-only, at the end (formats.CacheWriter), so a killed run resumes
+// (Options.Resume) to the bytes of an uninterrupted one, and of two
+// workers on one shard the first to commit wins while the other, finding
+// the same settings committed, succeeds without writing. A local cache
+// directory is locked for the whole run (internal/lock): a second local
+// writer fails at once. A run that fails before its first part removes
+// what it created, so the same command can simply run again.
 //
 // A sequence teacher cached as top-k logits runs with its top-k, logsumexp
 // and minimum computed inside the graph (Model.WithTopK), so that k+3

@@ -13,13 +13,15 @@
 //     and Reader (NewReader, OpenReader, ReaderOptions).
 //   - Cache directories: Manifest (Teacher, Dataset, DatasetOptions,
 //     DatasetInput, Settings, PartInfo), ReadManifest, ParseManifest;
-//     CreateCache, OpenCacheForAppend, CacheWriter (Close, Discard),
-//     PartWriter.
+//     CreateCache, OpenCacheForAppend, CacheWriter (Close, Discard,
+//     Attempt), PartWriter; Attempts, Attempt; CommittedError,
+//     ErrCommitted; Leftover.
 //   - Input preprocessing: Preprocess (as extract applies it and the
 //     manifest records it), Channels, SolveShape (one unknown dimension
 //     of a per-sample shape from its width).
 //   - Reading a cache: Open, OpenWithOptions, Cache, Unit, ShardDirName;
-//     Cache.DenseScores (all scores by row id).
+//     Cache.DenseScores (all scores by row id); Cache.Uncommitted,
+//     Cache.Leftovers, Cache.GC.
 //   - Verification: Verify, Report.
 //   - Summaries (distill inspect): Summarize, Summary, SummaryColumn,
 //     SummaryShard, SummaryRow, ClassProb, JSONFloat (NaN as null),
@@ -29,14 +31,17 @@
 //
 // # Layout
 //
-// A cache is a directory that DuckDB, Spark, Polars or pyarrow read as a
-// plain dataset:
+// A cache is a directory (a local one, or an object prefix: every
+// function here takes a path or an s3:// / gs:// / file:// location,
+// through package internal/store) that DuckDB, Spark, Polars or pyarrow
+// read as a plain dataset:
 //
 //	cache/
-//	  manifest.json           Manifest: teacher, dataset, settings, parts
-//	  part-00000.arrow        every part has the identical schema
-//	  part-00001.arrow
-//	  .part-00002.arrow.tmp-… only while being written; never matched by *.arrow
+//	  manifest.json                   Manifest: teacher, dataset, settings, parts; written last
+//	  part-00000-1a2b3c4d5e6f.arrow   every part has the identical schema
+//	  part-00001-1a2b3c4d5e6f.arrow
+//	  _attempt-1a2b3c4d5e6f.json      the writing attempt's journal, until it commits
+//	  .part-00002-….arrow.tmp-…       only while being written locally; never matched by *.arrow
 //
 // A large extraction may be split into N shard directories, each with its
 // own manifest (Settings.ShardIndex i of ShardCount N), conventionally the
@@ -98,30 +103,42 @@
 // Inputs, Preprocess: how to recompute the model inputs from the dataset);
 // 1.0 manifests read as before, without it. Version 1.2 added per-token
 // caches (Config.Positions); per-sample caches are written as before but
-// for the version.
+// for the version. Version 1.3 changed how a directory is written (parts
+// named per attempt, journals, the manifest written once at the end);
+// the manifest and part formats are unchanged, and 1.2 caches read as
+// before.
 //
 // # Writing
 //
-// extract writes a cache directory part by part; each part appears
-// atomically and manifest.json is rewritten after it, so an interrupted run
-// resumes with OpenCacheForAppend:
+// extract writes a cache directory part by part under a commit protocol
+// that needs no lock, so it holds on object storage as on a local disk
+// (CacheWriter has the details): each writer is an attempt with a random
+// id naming its parts; after each part it rewrites its journal; Close
+// writes manifest.json create-only (If-None-Match: * on S3, link(2)
+// locally), and the first attempt to commit a shard wins. An interrupted
+// run resumes with OpenCacheForAppend, which continues the furthest
+// attempt's journal:
 //
 //	cw, err := formats.CreateCache(dir, manifest, cfg, &formats.WriterOptions{Format: formats.FormatParquet})
 //	...
 //	for ... {
 //		if _, err := cw.WritePart(batch); err != nil { ... }
 //	}
-//	err = cw.Close()
+//	err = cw.Close() // commits; a *CommittedError if another attempt did first
 //
-// One writer at a time: CreateCache and OpenCacheForAppend lock the
-// directory (flock on the directory itself, package internal/lock; no lock
+// A local directory is also locked: CreateCache and OpenCacheForAppend
+// take an flock on the directory itself (package internal/lock; no lock
 // file, and the kernel drops the lock when the process dies) until Close,
 // and fail at once with an error wrapping ErrLocked while another
-// CacheWriter, in any process, holds it. A run that fails before its first
-// part calls Discard instead of Close: it removes the manifest CreateCache
-// wrote and the directories it created, if empty, so the failed run leaves
-// no cache of no rows behind; with committed parts, or after
-// OpenCacheForAppend, Discard is Close and the parts stay for a resume.
+// CacheWriter, in any process, holds it. A run that fails or is
+// interrupted calls Discard instead of Close: nothing is committed, the
+// journal and parts stay for a resume, and a writer from CreateCache with
+// no part removes its journal and the directories it created, so the
+// failed run leaves nothing behind.
+//
+// Files that no committed manifest names (parts and journals of failed,
+// superseded or duplicate attempts) are leftovers: never read, listed by
+// Cache.Leftovers and Verify, removed by Cache.GC.
 //
 // # Reading
 //

@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/distill-ml/distill/formats/dataset"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 )
 
@@ -33,7 +35,24 @@ import (
 // process-wide); 0 leaves it. Positions must be below MaxPositions (the
 // RoPE or position tables' length). Errors wrap ErrModel or the loader's
 // error and name the fix.
+//
+// A remote dir (s3://, gs://) is downloaded (for a checkpoint of distill
+// train, only its current save; train.FetchCheckpoint), loaded and the
+// download removed; Info.Path is the location as given.
 func OpenCheckpoint(dir string, threads int) (Model, error) {
+	if store.IsRemote(dir) {
+		local, cleanup, err := train.FetchCheckpoint(context.Background(), dir)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		m, err := OpenCheckpoint(local, threads)
+		if err != nil {
+			return nil, err
+		}
+		m.(*checkpoint).info.Path = dir
+		return m, nil
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, err

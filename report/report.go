@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -277,6 +278,9 @@ type Options struct {
 	Out string
 	// ToolVersion is named on the page.
 	ToolVersion string
+	// Location is the run directory as the page names it, when runDir is
+	// a local copy of it (a run on object storage); "" = runDir.
+	Location string
 }
 
 // Write writes the report of runDir: index.html and its PNG charts in the
@@ -296,12 +300,13 @@ func Write(runDir string, o *Options) (index string, warnings []string, err erro
 	if err != nil {
 		return "", nil, err
 	}
-	index, err = write(runDir, out, opts.ToolVersion, run)
+	index, err = write(runDir, out, opts.ToolVersion, opts.Location, run)
 	return index, run.Warnings, err
 }
 
-// write renders the page of run into out.
-func write(runDir, out, tool string, run *Run) (string, error) {
+// write renders the page of run into out; location, if set, is the run
+// directory as the page names it (Options.Location).
+func write(runDir, out, tool, location string, run *Run) (string, error) {
 	ckpts, evals, warnings := run.Ckpts, run.Evals, run.Warnings
 	if len(ckpts) == 0 && len(evals) == 0 && len(run.LMCkpts) == 0 && len(run.Samples) == 0 {
 		return "", fmt.Errorf("%s holds no *.ckpt checkpoints, no transformer checkpoints (training.json), no eval/*.json eval outputs (distill eval --out %s) and no generated samples (*.jsonl)",
@@ -311,7 +316,11 @@ func write(runDir, out, tool string, run *Run) (string, error) {
 		return "", err
 	}
 	abs, _ := filepath.Abs(runDir)
-	page := reportPage{Title: "distill report: " + filepath.Base(abs), RunDir: runDir, Tool: tool, Warnings: warnings}
+	title, runName := filepath.Base(abs), runDir
+	if location != "" {
+		title, runName = path.Base(location), location
+	}
+	page := reportPage{Title: "distill report: " + title, RunDir: runName, Tool: tool, Warnings: warnings}
 	slugs := map[string]bool{}
 	// save writes plots side by side (w×h inches each) with a legend, as
 	// a PNG in out named after base, and returns it as a page image.

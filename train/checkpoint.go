@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/distill-ml/distill/internal/atomicfile"
 	"github.com/distill-ml/distill/internal/lock"
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // A checkpoint is a directory:
@@ -45,6 +47,12 @@ import (
 // Load reads .NAME.old when NAME is missing, and the next WriteCheckpoint
 // restores it first. A WriteCheckpoint that fails (a full disk) removes
 // .NAME.tmp and puts the previous NAME back if it had moved it.
+//
+// At a remote location (s3://, gs://; package internal/store) no rename
+// exists: each save goes to a prefix of its own and the pointer object
+// checkpoint.json, written last, names the current one (see PointerFile).
+// WriteCheckpoint, Load, Exists, LoadLMCheckpoint and Train's Out and
+// Resume take either kind of location.
 //
 // One writer at a time: Train holds a lock on the empty file .NAME.lock
 // beside the checkpoint for its whole run (package internal/lock: flock,
@@ -156,6 +164,9 @@ func WriteCheckpoint(dir string, c *Checkpoint) error {
 	cfg, err := jsonFile(ConfigFile, &info)
 	if err != nil {
 		return err
+	}
+	if store.IsRemote(dir) {
+		return writeRemote(context.Background(), dir, append(files, cfg), info.Epoch)
 	}
 	return writeDir(dir, append(files, cfg))
 }
@@ -322,6 +333,10 @@ func replaceable(dir string) error {
 // Exists reports whether dir (or its .old sibling left by a crash) holds a
 // checkpoint.
 func Exists(dir string) bool {
+	if store.IsRemote(dir) {
+		ok, _ := remoteExists(context.Background(), dir)
+		return ok
+	}
 	dir = filepath.Clean(dir)
 	_, old := siblings(dir)
 	for _, d := range []string{dir, old} {
@@ -362,6 +377,9 @@ func writeSynced(path string, data []byte) error {
 // crash interrupted its replacement (see WriteCheckpoint). It does not
 // modify anything.
 func Load(dir string) (*Checkpoint, error) {
+	if store.IsRemote(dir) {
+		return loadRemote(dir, LoadFS)
+	}
 	dir = filepath.Clean(dir)
 	_, old := siblings(dir)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {

@@ -447,12 +447,7 @@ func TestWriteCheckpointFails(t *testing.T) {
 			parent := t.TempDir()
 			dir := filepath.Join(parent, "s.ckpt")
 			// The first write failing leaves nothing at all.
-			checkpointFault = func(s string) error {
-				if s == step {
-					return syscall.ENOSPC
-				}
-				return nil
-			}
+			checkpointFault = faultAt(step)
 			if err := WriteCheckpoint(dir, c); !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("first write: %v, want ENOSPC", err)
 			}
@@ -464,12 +459,7 @@ func TestWriteCheckpointFails(t *testing.T) {
 			if err := WriteCheckpoint(dir, c); err != nil {
 				t.Fatal(err)
 			}
-			checkpointFault = func(s string) error {
-				if s == step {
-					return syscall.ENOSPC
-				}
-				return nil
-			}
+			checkpointFault = faultAt(step)
 			next := *c
 			next.Info.Epoch = 2
 			if err := WriteCheckpoint(dir, &next); !errors.Is(err, syscall.ENOSPC) {

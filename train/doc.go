@@ -24,7 +24,8 @@
 //     WriteCheckpoint, Load, LoadFS, Exists, WriteSafetensors,
 //     ReadSafetensors, ErrCheckpoint, ErrLocked; a transformer student's
 //     (TrainLM): LMCheckpoint, LMCheckpointInfo, LoadLMCheckpoint,
-//     TrainingFile.
+//     TrainingFile; at s3:// and gs:// locations: PointerFile,
+//     CheckpointPointer, CurrentSave, FetchCheckpoint (remote.go).
 //   - Threads: SetThreads, Threads.
 //
 // # Shapes and numerics

@@ -2,12 +2,15 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // A transformer checkpoint (TrainLM's Options.Out) is a directory in the
@@ -87,6 +90,9 @@ func writeLMCheckpoint(dir string, m *Transformer, state []*Param, info LMCheckp
 	if err != nil {
 		return err
 	}
+	if store.IsRemote(dir) {
+		return writeRemote(context.Background(), dir, append(files, rec), info.Epoch)
+	}
 	return writeDir(dir, append(files, rec))
 }
 
@@ -96,6 +102,9 @@ func writeLMCheckpoint(dir string, m *Transformer, state []*Param, info LMCheckp
 // finite; errors wrap ErrCheckpoint (a missing file fs.ErrNotExist) and
 // say what to do. It does not modify anything.
 func LoadLMCheckpoint(dir string) (*LMCheckpoint, error) {
+	if store.IsRemote(dir) {
+		return loadRemote(dir, loadLM)
+	}
 	dir = filepath.Clean(dir)
 	if _, old := siblings(dir); !exists(dir) && exists(filepath.Join(old, TrainingFile)) {
 		dir = old

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/distill-ml/distill/formats"
+	"github.com/distill-ml/distill/internal/store"
 )
 
 // FeaturePair is one feature-distillation term: the teacher hidden state
@@ -423,6 +424,9 @@ func claimOut(o *Options) (release func() error, resume bool, err error) {
 			return nil, false, fmt.Errorf("train: resume needs the checkpoint directory (Options.Out)")
 		}
 		return func() error { return nil }, false, nil
+	}
+	if store.IsRemote(o.Out) {
+		return claimRemote(o)
 	}
 	if release, err = lockCheckpoint(o.Out); err != nil {
 		return nil, false, err

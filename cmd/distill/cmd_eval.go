@@ -15,9 +15,9 @@ import (
 	"github.com/distill-ml/distill/eval/onnxmodel"
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/formats/dataset"
-	"github.com/distill-ml/distill/internal/atomicfile"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/progress"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/spf13/pflag"
 )
 
@@ -105,18 +105,10 @@ Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.`,
 				if err := o.parse(); err != nil {
 					return err
 				}
-				loc := o.Model
-				local, cleanup, err := localModel(ctx, loc)
-				if err != nil {
-					return fmt.Errorf("--model: %w", err)
-				}
-				defer cleanup()
-				o.Model = local
-				res, err := runEval(ctx, o)
+				res, err := runEvalAt(ctx, o)
 				if err != nil {
 					return err
 				}
-				relocate(&res.Model, local, loc)
 				return writeEvalOutputs(cmdOut, o, res)
 			}
 		},
@@ -148,11 +140,11 @@ type evalOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Model, "model", "", "model to evaluate: an .onnx file or a student checkpoint directory; an s3://, gs:// or file:// URL is fetched to a temporary directory first (required)")
+	fs.StringVar(&o.Model, "model", "", "model to evaluate: an .onnx file or a student checkpoint directory; a path or an s3:// / gs:// location (required)")
 	fs.StringVar(&o.Data, "data", "", "cache directory with an input column, or a dataset file; a language model: a token dataset or a per-token cache (required)")
 	fs.StringVar(&o.TeacherCache, "teacher-cache", "", "cache of the teacher's scores for the same rows (default: --data's scores when it is a cache)")
 	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
-	fs.StringVar(&o.Out, "out", "", "also write the JSON to this file (atomically), e.g. RUN/eval/student.json")
+	fs.StringVar(&o.Out, "out", "", "also write the JSON to this file or s3:// / gs:// location (atomically), e.g. RUN/eval/student.json")
 	fs.BoolVar(&o.Report, "report", false, "after --out, write the HTML report of its run directory (see distill report)")
 	fs.StringVar(&o.Name, "name", "", "the model's name in outputs and reports (default: the file name without extension)")
 	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the student's matrix products (0 = all cores; at most 4 per core)")
@@ -209,12 +201,12 @@ func (o *evalOptions) parse() error {
 	}
 	o.reshape = o.pre.Shape
 	if o.Name == "" {
-		base := filepath.Base(filepath.Clean(o.Model))
+		base := store.Base(o.Model)
 		o.Name = strings.TrimSuffix(base, filepath.Ext(base))
 	}
 	outputs := []guard.Path{{Flag: "--out", Path: o.Out, Kind: guard.File}}
 	if o.Report {
-		outputs = append(outputs, guard.Path{Flag: "--report", Path: filepath.Join(evalRunDir(o.Out), "report"), Kind: guard.Dir})
+		outputs = append(outputs, guard.Path{Flag: "--report", Path: store.Join(evalRunDir(o.Out), "report"), Kind: guard.Dir})
 	}
 	return checkPaths([]guard.Path{{Flag: "--model", Path: o.Model}, {Flag: "--data", Path: o.Data},
 		{Flag: "--teacher-cache", Path: o.TeacherCache}, {Flag: "--labels", Path: o.Dataset.Labels}}, outputs)
@@ -226,11 +218,29 @@ const maxBenchTime = 10 * time.Minute
 // evalRunDir is the run directory of an eval output: the parent of its
 // eval/ directory, else its directory.
 func evalRunDir(out string) string {
-	run := filepath.Dir(out)
-	if filepath.Base(run) == "eval" {
-		run = filepath.Dir(run)
+	run := store.Parent(out)
+	if store.Base(run) == "eval" {
+		run = store.Parent(run)
 	}
 	return run
+}
+
+// runEvalAt is runEval for an o.Model that may be remote (s3://, gs://):
+// it is downloaded for the run (fetchModel) and the result names the
+// location.
+func runEvalAt(ctx context.Context, o evalOptions) (*eval.Result, error) {
+	loc := o.Model
+	local, rename, cleanup, err := fetchModel(ctx, "--model", loc)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	o.Model = local
+	res, err := runEval(ctx, o)
+	if store.IsRemote(loc) {
+		relocateModel(res, loc, rename)
+	}
+	return res, err
 }
 
 // runEval opens o.Model, o.Data and the teacher and evaluates with
@@ -326,7 +336,7 @@ func writeEvalOutputs(w io.Writer, o evalOptions, res *eval.Result) error {
 	// The file first: it is what a pipeline keeps, even if stdout is a
 	// closed pipe.
 	if o.Out != "" {
-		if err := atomicfile.WriteFileAll(o.Out, js, 0o644); err != nil {
+		if err := writeOutput(context.Background(), o.Out, js); err != nil {
 			return err
 		}
 	}

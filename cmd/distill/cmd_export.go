@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/distill-ml/distill/eval"
@@ -14,6 +13,7 @@ import (
 	"github.com/distill-ml/distill/extract"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
 )
@@ -111,8 +111,8 @@ type exportOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *exportOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Student, "student", "", "checkpoint directory from distill train (required)")
-	fs.StringVar(&o.Out, "out", "", "ONNX file to write, or for a transformer the folder (required)")
+	fs.StringVar(&o.Student, "student", "", "checkpoint from distill train: a directory or an s3:// / gs:// location (required)")
+	fs.StringVar(&o.Out, "out", "", "ONNX file to write, or for a transformer the folder; a path or an s3:// / gs:// location (required)")
 	fs.IntVar(&o.Opset, "opset", export.DefaultOpset, fmt.Sprintf("ONNX opset, %d..%d (a transformer %d..%d; the IR version follows)", export.MinOpset, export.MaxOpset, export.MinLMOpset, export.MaxOpset))
 	fs.StringVar(&o.Dtype, "dtype", "f32", "weight storage: f32 or f16")
 	fs.StringVar(&o.Quantize, "quantize", "none", "quantization: none or int8 (dynamic; weight-only for a transformer)")
@@ -210,7 +210,7 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 	if err := export.WriteFile(o.Out, c, &eo); err != nil {
 		return err
 	}
-	fi, err := os.Stat(o.Out)
+	fi, err := store.Stat(ctx, o.Out)
 	if err != nil {
 		return err
 	}
@@ -228,12 +228,12 @@ func runExport(ctx context.Context, stdout io.Writer, o exportOptions) error {
 		outputs += fmt.Sprintf(", %s [N,%d]", export.ProbsName, cfg.Classes)
 	}
 	fmt.Fprintf(stdout, "export: %s: %s (%d bytes), opset %d (IR %d), dtype %s, quantize %s\n",
-		o.Out, human.Bytes(fi.Size()), fi.Size(), eo.Opset, export.IRVersion(eo.Opset), eo.Dtype, quant)
+		o.Out, human.Bytes(fi.Size), fi.Size, eo.Opset, export.IRVersion(eo.Opset), eo.Dtype, quant)
 	fmt.Fprintf(stdout, "  input %s [N,%s] → %s\n", input, strings.Trim(human.Shape(studentInputShape(cfg)), "[]"), outputs)
 	if o.Verify == "" {
 		return nil
 	}
-	model, err := os.ReadFile(o.Out)
+	model, err := store.ReadFile(ctx, o.Out, 0)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/distill-ml/distill/formats/dataset"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/human"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/lm"
 	"github.com/distill-ml/distill/lm/onnxlm"
 	"github.com/distill-ml/distill/train"
@@ -34,7 +36,18 @@ const (
 // isTransformerCheckpoint reports whether path is a checkpoint of distill
 // train --student transformer (it holds training.json, or its previous
 // version .NAME.old does, which train.LoadLMCheckpoint reads).
+//
+// A remote path is one when the save its pointer names holds
+// training.json (train.CurrentSave).
 func isTransformerCheckpoint(path string) bool {
+	if store.IsRemote(path) {
+		save, err := train.CurrentSave(context.Background(), path)
+		if err != nil {
+			return false
+		}
+		_, err = store.Stat(context.Background(), store.Join(save, train.TrainingFile))
+		return err == nil
+	}
 	if fi, err := os.Stat(filepath.Join(path, train.TrainingFile)); err == nil && fi.Mode().IsRegular() {
 		return true
 	}
@@ -52,9 +65,9 @@ func (o *exportOptions) lmOptions() (export.LMOptions, error) {
 	if o.Out == "" {
 		return lo, usageError("--out is required")
 	}
-	if strings.EqualFold(filepath.Ext(o.Out), ".onnx") {
+	if strings.EqualFold(path.Ext(o.Out), ".onnx") {
 		return lo, usageError("--out %s: a transformer is exported as a folder (model.onnx, config.json, genai_config.json and the tokenizer); give the folder's path, e.g. --out %s",
-			o.Out, strings.TrimSuffix(o.Out, filepath.Ext(o.Out)))
+			o.Out, strings.TrimSuffix(o.Out, path.Ext(o.Out)))
 	}
 	if o.Opset < export.MinLMOpset || o.Opset > export.MaxOpset {
 		return lo, usageError("--opset %d: a transformer is written at opsets %d..%d", o.Opset, export.MinLMOpset, export.MaxOpset)
@@ -123,12 +136,12 @@ func runExportLM(ctx context.Context, stdout io.Writer, o exportOptions) error {
 	if lo.Quantize != "" {
 		quant = lo.Quantize + " (weight-only)"
 	}
-	fi, err := os.Stat(filepath.Join(o.Out, export.LMModelFile))
+	fi, err := store.Stat(ctx, store.Join(o.Out, export.LMModelFile))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "export: %s: %s %s (%d bytes), %s, opset %d (IR %d), dtype %s, quantize %s\n", o.Out, export.LMModelFile,
-		human.Bytes(fi.Size()), fi.Size(), form, lo.Opset, export.IRVersion(lo.Opset), lo.Dtype, quant)
+		human.Bytes(fi.Size), fi.Size, form, lo.Opset, export.IRVersion(lo.Opset), lo.Dtype, quant)
 	beside := []string{export.LMConfigFile}
 	if !lo.NoCache {
 		beside = append(beside, export.GenAIFile)

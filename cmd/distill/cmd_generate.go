@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,7 +138,7 @@ type generateOptions struct {
 
 // AddFlags registers the flags on fs.
 func (o *generateOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Model, "model", "", "the model: a decoder .onnx file, a folder with model.onnx, or a checkpoint / Hugging Face Llama directory (required)")
+	fs.StringVar(&o.Model, "model", "", "the model: a decoder .onnx file, a folder with model.onnx, or a checkpoint / Hugging Face Llama directory; a path or an s3:// / gs:// location (required)")
 	fs.StringVar(&o.Tokenizer, "tokenizer", "", "the model's tokenizer: tokenizer.bin, vocab.json or tokenizer.json (a path or an s3://, gs:// or file:// URL) (required)")
 	fs.StringArrayVar(&o.Prompt, "prompt", nil, "a prompt to continue (repeatable)")
 	fs.StringVar(&o.Prompts, "prompts", "", "a file of prompts, a path or URL: one per line, or JSON lines with a \"prompt\" field (.jsonl, .json)")
@@ -149,8 +150,8 @@ func (o *generateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&o.Seed, "seed", 1, "sample i draws with seed SEED + i")
 	fs.IntVar(&o.Batch, "batch", 16, fmt.Sprintf("prompts run together (1..%d)", maxGenBatch))
 	fs.IntVar(&o.EOS, "eos", -1, "the id that ends a sample (default: the tokenizer's EOS, else the model's; -1 = none)")
-	fs.StringVar(&o.Out, "out", "", "write the samples as JSON lines to this file")
-	fs.StringVar(&o.Tokens, "tokens", "", "write the samples as a token dataset (.parquet, or .arrow) for distill extract, a path or URL")
+	fs.StringVar(&o.Out, "out", "", "write the samples as JSON lines to this file (an s3:// / gs:// object appears when the run ends)")
+	fs.StringVar(&o.Tokens, "tokens", "", "write the samples as a token dataset (.parquet, or .arrow) for distill extract; a path or an s3:// / gs:// location")
 	fs.IntVar(&o.SeqLen, "seq-len", 0, fmt.Sprintf("--tokens: tokens per window, T (windows hold T+1; 1..%d)", dataset.MaxSeqLen))
 	fs.IntVar(&o.Threads, "threads", 0, "threads: onnxruntime intra-op, or the checkpoint's matrix products (0 = default; at most 4 per core)")
 	fs.StringVar(&o.Lib, "ort-lib", "", "onnxruntime shared library (default: $"+extract.EnvLibraryPath+", then the project cache from make setup)")
@@ -203,7 +204,8 @@ func (o *generateOptions) validate() error {
 		ins = append(ins, guard.Path{Flag: "--prompts", Path: o.Prompts})
 	}
 	if o.Out != "" && o.Tokens != "" {
-		if store.Abs(o.Out) == store.Abs(o.Tokens) {
+		a, b := store.Abs(o.Out), store.Abs(o.Tokens)
+		if a == b {
 			return usageError("--out and --tokens are the same file %s; choose two", o.Out)
 		}
 	}
@@ -213,7 +215,23 @@ func (o *generateOptions) validate() error {
 // openLM opens path as a language model: a directory without model.onnx
 // through the Go forward (lm.OpenCheckpoint), anything else through
 // onnxruntime (onnxlm.Open).
+//
+// A remote path (s3://, gs://) is a checkpoint when it is a prefix without
+// model.onnx; both openers download it and name it as given.
 func openLM(path, lib string, threads int) (lm.Model, error) {
+	if store.IsRemote(path) {
+		ctx := context.Background()
+		isDir, err := store.IsDir(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		if isDir {
+			if _, err := store.Stat(ctx, store.Join(path, onnxlm.ModelFile)); errors.Is(err, fs.ErrNotExist) {
+				return lm.OpenCheckpoint(path, threads)
+			}
+		}
+		return onnxlm.Open(path, &onnxlm.Options{Lib: lib, Threads: threads})
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -369,10 +387,24 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 	}
 
 	// The JSONL file is created with the first sample, so that a run that
-	// fails before any leaves none.
-	var jsonl *os.File
+	// fails before any leaves none. Each sample is one write of a whole
+	// line. A local file grows line by line; a remote one (s3://, gs://)
+	// is one streamed upload that appears, with every line finished, when
+	// the run ends: done, interrupted (Ctrl-C) or failed, as the local file
+	// stays then. A crash leaves no remote object.
+	var jsonl io.Writer
+	var finish func() error // sync and close, or commit the upload
 	openJSONL := func() error {
 		if jsonl != nil {
+			return nil
+		}
+		if store.IsRemote(o.Out) {
+			// Not ctx: an interrupt commits the finished lines.
+			w, err := store.Create(context.Background(), o.Out)
+			if err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			jsonl, finish = w, func() error { _, err := w.Commit(); return err }
 			return nil
 		}
 		if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err != nil {
@@ -382,19 +414,34 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 		if err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
-		jsonl = f
+		jsonl, finish = f, func() error {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}
 		return nil
 	}
 	defer func() {
-		if jsonl != nil {
-			if cerr := jsonl.Close(); err == nil && cerr != nil {
+		if finish != nil {
+			if cerr := finish(); err == nil && cerr != nil {
 				err = fmt.Errorf("--out: %w", cerr)
 			}
 		}
 	}()
 	var tw *dataset.TokenWriter
+	tokensPath := o.Tokens // a remote --tokens is written here, then uploaded
+	if store.IsRemote(o.Tokens) {
+		tmp, err := os.MkdirTemp("", "distill-tokens-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		tokensPath = filepath.Join(tmp, store.Base(o.Tokens))
+	}
 	if o.Tokens != "" {
-		if err := mkdirParent(o.Tokens); err != nil {
+		if err := os.MkdirAll(filepath.Dir(tokensPath), 0o755); err != nil {
 			return err
 		}
 		format, _ := mnistFormat(o.Tokens, "")
@@ -405,7 +452,7 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 		if id, ok := tok.Special("eos"); ok {
 			eosp = &id
 		}
-		tw, err = dataset.NewTokenWriter(o.Tokens, tok.VocabSize(), bosp, eosp, tinfo, &dataset.TokensOptions{
+		tw, err = dataset.NewTokenWriter(tokensPath, tok.VocabSize(), bosp, eosp, tinfo, &dataset.TokensOptions{
 			SeqLen: o.SeqLen, EOS: eosp != nil, Format: format, Tool: "distill generate " + version,
 			TextOptions: dataset.TextOptions{Split: "none"}})
 		if err != nil {
@@ -492,7 +539,9 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 		fmt.Fprintf(cmdErr, "distill generate: no sample finished: %s not written\n", o.Out)
 	}
 	if jsonl != nil {
-		if err := jsonl.Sync(); err != nil {
+		err := finish()
+		finish = nil
+		if err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
 		fmt.Fprintf(summary, "wrote %s samples as JSON lines to %s\n", human.Digits(int64(done)), o.Out)
@@ -506,6 +555,11 @@ func runGenerate(ctx context.Context, o *generateOptions) (err error) {
 			fmt.Fprintf(cmdErr, "distill generate: nothing written to %s: the %s samples finished fill no window of %d tokens\n", o.Tokens, human.Digits(int64(done)), o.SeqLen+1)
 		case err != nil:
 			return fmt.Errorf("--tokens: %w", err)
+		case tokensPath != o.Tokens:
+			if _, err := store.Upload(context.Background(), tokensPath, o.Tokens); err != nil {
+				return fmt.Errorf("--tokens: %w", err)
+			}
+			fallthrough
 		default:
 			fmt.Fprintf(summary, "wrote %s windows of %d tokens (seq-len %d) from %s documents to %s (%s tokens dropped at the end)\n",
 				human.Digits(meta.Rows()), meta.Window, meta.SeqLen, human.Digits(meta.Documents), o.Tokens, human.Digits(meta.DroppedTokens))

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/distill-ml/distill/internal/guard"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/report"
 	"github.com/spf13/pflag"
 )
@@ -44,6 +47,10 @@ writes; other JSONL files are passed over). The report shows:
     sample of each prompt (up to 4 prompts) of every samples file side by
     side, one column per file.
 
+RUN_DIR and --out may be s3:// or gs:// locations: a remote run is read
+through a download of the files the report reads (no weights), a remote
+report is uploaded with index.html last.
+
 Each model is labelled by its name (eval --name; a checkpoint's directory
 name without .ckpt). distill eval --out RUN_DIR/eval/NAME.json --report
 evaluates and rewrites the report in one go.
@@ -63,7 +70,12 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 					return err
 				}
 				if table {
-					if err := report.WriteTable(cmdOut, args[0]); err != nil {
+					run, cleanup, err := fetchRun(ctx, args[0], "")
+					if err != nil {
+						return err
+					}
+					defer cleanup()
+					if err := report.WriteTable(cmdOut, run); err != nil {
 						return err
 					}
 				}
@@ -75,37 +87,74 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 }
 
 // writeReport writes the report of runDir into out (default
-// runDir/report), prints its warnings and returns the path of index.html.
+// runDir/report), prints its warnings and returns the location of
+// index.html. Either may be remote (s3://, gs://): a remote run is read
+// through a local copy of the files the report reads (fetchRun), a
+// remote report is rendered into a temporary directory and uploaded with
+// index.html last (store.UploadDir), so a reader that finds index.html
+// finds its charts.
 func writeReport(runDir, out string) (string, error) {
+	ctx := context.Background()
 	dir := out
 	if dir == "" {
-		dir = filepath.Join(runDir, "report")
+		dir = store.Join(runDir, "report")
 	}
-	// The files the report reads must stay outside what it writes.
-	run, err := report.LoadRun(runDir, dir)
+	localRun, cleanup, err := fetchRun(ctx, runDir, dir)
 	if err != nil {
 		return "", err
 	}
-	evals, _ := filepath.Glob(filepath.Join(runDir, "eval", "*.json"))
+	defer cleanup()
+	localOut := dir
+	if store.IsRemote(dir) {
+		tmp, err := os.MkdirTemp("", "distill-report-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(tmp)
+		localOut = filepath.Join(tmp, "report")
+	}
+	// The files the report reads must stay outside what it writes.
+	run, err := report.LoadRun(localRun, localOut)
+	if err != nil {
+		return "", err
+	}
+	evals, _ := filepath.Glob(filepath.Join(localRun, "eval", "*.json"))
 	var inputs []guard.Path
+	input := func(flag, rel string) {
+		inputs = append(inputs, guard.Path{Flag: flag, Path: store.Join(runDir, strings.Split(filepath.ToSlash(rel), "/")...)})
+	}
 	for _, c := range run.Ckpts {
-		inputs = append(inputs, guard.Path{Flag: "RUN_DIR checkpoint", Path: filepath.Join(runDir, c.Path)})
+		input("RUN_DIR checkpoint", c.Path)
 	}
 	for _, c := range run.LMCkpts {
-		inputs = append(inputs, guard.Path{Flag: "RUN_DIR checkpoint", Path: filepath.Join(runDir, c.Path)})
+		input("RUN_DIR checkpoint", c.Path)
 	}
 	for _, f := range run.Samples {
-		inputs = append(inputs, guard.Path{Flag: "RUN_DIR samples", Path: filepath.Join(runDir, f.Path)})
+		input("RUN_DIR samples", f.Path)
 	}
 	for _, e := range evals {
-		inputs = append(inputs, guard.Path{Flag: "RUN_DIR eval output", Path: e})
+		rel, _ := filepath.Rel(localRun, e)
+		input("RUN_DIR eval output", rel)
 	}
 	if err := checkPaths(inputs, []guard.Path{{Flag: "--out", Path: dir, Kind: guard.Dir}}); err != nil {
 		return "", err
 	}
-	index, warnings, err := report.Write(runDir, &report.Options{Out: out, ToolVersion: version})
+	ro := &report.Options{Out: out, ToolVersion: version}
+	if localRun != runDir || localOut != dir {
+		ro.Out = localOut
+	}
+	if store.IsRemote(runDir) {
+		ro.Location = runDir
+	}
+	index, warnings, err := report.Write(localRun, ro)
 	for _, w := range warnings {
 		fmt.Fprintf(cmdErr, "report: warning: %s\n", w)
 	}
-	return index, err
+	if err != nil || !store.IsRemote(dir) {
+		return index, err
+	}
+	if err := store.UploadDir(ctx, localOut, dir, "index.html"); err != nil {
+		return "", err
+	}
+	return store.Join(dir, "index.html"), nil
 }

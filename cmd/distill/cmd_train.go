@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/distill-ml/distill/formats"
 	"github.com/distill-ml/distill/internal/guard"
 	"github.com/distill-ml/distill/internal/progress"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/train"
 	"github.com/spf13/pflag"
 )
@@ -53,6 +53,11 @@ prints a line, and replaces the checkpoint directory --out atomically:
 model.safetensors (PyTorch names: fc1.weight [out,in], fc1.bias, ln1.weight,
 ..., input_mean, input_std), config.json (architecture, options, metrics, cache
 digest, teacher sha256), metrics.jsonl and state.safetensors (optimizer state).
+An --out at s3://BUCKET/PREFIX or gs://BUCKET/PREFIX gets each epoch's files
+under a new PREFIX/save-EPOCH-ID/ and then PREFIX/checkpoint.json naming it,
+written last: a crash mid-upload leaves the previous epoch's save the one
+read (by --resume, export, eval). The save before the current one is kept,
+older ones are removed. A remote --out has no lock: run one train per --out.
 
 --student transformer trains a Llama-style decoder on a per-token cache (a
 sequence teacher's; the windows' token ids are the cached input.input_ids of
@@ -151,7 +156,7 @@ type trainOptions struct {
 // AddFlags registers the flags on fs.
 func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache) (required)")
-	fs.StringVar(&o.Out, "out", "", "checkpoint directory to write, e.g. student.ckpt (required)")
+	fs.StringVar(&o.Out, "out", "", "checkpoint directory or location to write, e.g. student.ckpt or s3://bucket/runs/student.ckpt (required)")
 	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp or transformer (a per-token cache)")
 	fs.StringVar(&o.Layers, "layers", "", "mlp: hidden layer widths, comma-separated, e.g. 800,800 (\"none\" for a linear student); transformer: the number of blocks")
 	fs.IntVar(&o.Dim, "dim", 0, "transformer: model width (default: --init-from's)")
@@ -164,7 +169,7 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Pos, "pos", "", "transformer: rope (rotary, theta 10000) or learned (GPT-2's: a learned vector per window position added to the token embedding) (default: rope, or --init-from's)")
 	fs.StringVar(&o.Divergence, "divergence", "kl", "transformer: the divergence of the KD term: kl (teacher to student), reverse-kl or jsd")
 	fs.Float64Var(&o.Beta, "beta", 0.5, "transformer: JSD's beta, in (0, 1)")
-	fs.StringVar(&o.InitFrom, "init-from", "", "transformer: a Hugging Face Llama directory (config.json, model.safetensors) to start from")
+	fs.StringVar(&o.InitFrom, "init-from", "", "transformer: a Hugging Face Llama directory (config.json, model.safetensors; a path or an s3:// / gs:// location) to start from")
 	fs.StringVar(&o.InitLayers, "init-layers", "", "transformer: the --init-from layers to copy, one per student block, e.g. 0,2,4")
 	fs.StringArrayVar(&o.Attentions, "attention", nil, "transformer: attention distillation pair TEACHER_ATTENTION=STUDENT_BLOCK[:WEIGHT], e.g. attentions.4=3 (blocks 0-based; repeatable)")
 	fs.StringVar(&o.AttentionLoss, "attention-loss", "kl", "transformer: attention loss: kl (MiniLM) or mse (TinyBERT)")
@@ -377,7 +382,7 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 	if err != nil {
 		return interrupted(stderr, o, err)
 	}
-	abs, _ := filepath.Abs(o.Out)
+	abs := store.Abs(o.Out)
 	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", res.Info.Epoch, res.Info.Step, abs)
 	if n := len(res.Info.Metrics); n > 0 {
 		if v := res.Info.Metrics[n-1].Val; v != nil {
@@ -534,7 +539,12 @@ func (o *trainOptions) lmConfig(to *train.Options) (train.TransformerConfig, fun
 	var init func(*train.Transformer) error
 	if o.InitFrom != "" {
 		// T is the cache's, checked by TrainLM; 1 here reads the sizes.
-		tc, tensors, err := train.ReadHFLlama(o.InitFrom, 1)
+		dir, cleanup, err := store.FetchDir(context.Background(), o.InitFrom)
+		if err != nil {
+			return c, nil, fmt.Errorf("--init-from: %w", err)
+		}
+		tc, tensors, err := train.ReadHFLlama(dir, 1)
+		cleanup() // the tensors are in memory
 		if err != nil {
 			return c, nil, fmt.Errorf("--init-from: %w", err)
 		}
@@ -623,7 +633,7 @@ func runTrainLM(ctx context.Context, stdout, stderr io.Writer, o trainOptions, t
 	if err != nil {
 		return interrupted(stderr, o, err)
 	}
-	abs, _ := filepath.Abs(o.Out)
+	abs := store.Abs(o.Out)
 	fmt.Fprintf(stdout, "train: %d epochs, %d steps → %s\n", len(res.Epochs), res.Epochs[len(res.Epochs)-1].Step, abs)
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 
@@ -90,14 +91,15 @@ func parsePreprocess(scale, mean, std, reshape string) (formats.Preprocess, erro
 
 // checkPaths is guard.Check with its refusal as a usage error: an output
 // pointed at an input is a mistake in the arguments. A location that does
-// not parse (an unknown scheme, a URL without a bucket) is one too.
+// not parse (an unknown scheme, a URL without a bucket) is a failure (exit
+// 1), as every other bad location is.
 func checkPaths(inputs, outputs []guard.Path) error {
 	for _, p := range append(append([]guard.Path(nil), inputs...), outputs...) {
 		if p.Path == "" {
 			continue
 		}
 		if _, err := store.Parse(p.Path); err != nil {
-			return usageError("%s: %v", p.Flag, err)
+			return fmt.Errorf("%s: %v", p.Flag, err)
 		}
 	}
 	if err := guard.Check(inputs, outputs); err != nil {

@@ -1,6 +1,7 @@
 package onnxlm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +10,9 @@ import (
 	"strconv"
 
 	"github.com/distill-ml/distill/extract"
+	"github.com/distill-ml/distill/internal/store"
 	"github.com/distill-ml/distill/lm"
+	"github.com/distill-ml/distill/train"
 )
 
 // Names of the decoder-with-past convention (Hugging Face Optimum,
@@ -45,12 +48,33 @@ type Options struct {
 // input. A model with input_ids as its only input is re-run over the whole
 // prefix at every Step (lm.KindONNXFull). Info's BOS, EOS and MaxPositions
 // come from the model's metadata_props, else a config.json or
-// genai_config.json beside it. Errors wrap lm.ErrModel (or
+// genai_config.json beside it. A remote path (s3://, gs://) is downloaded
+// for the session and removed once it holds the model. Errors wrap lm.ErrModel (or
 // extract.ErrNoRuntime) and name the fix.
 func Open(path string, o *Options) (lm.Model, error) {
 	if o == nil {
 		o = &Options{}
 	}
+	if store.IsRemote(path) {
+		// onnxruntime and the tokenizer lookup take paths: the file, or
+		// the folder, is downloaded, and removed once the session holds
+		// the model. Info.Path is the location as given.
+		local, cleanup, err := train.FetchCheckpoint(context.Background(), path)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		shown := path
+		if st, err := os.Stat(local); err == nil && st.IsDir() {
+			shown = store.Join(path, ModelFile)
+		}
+		return openLocal(local, shown, o)
+	}
+	return openLocal(path, "", o)
+}
+
+// openLocal is Open for a local path; Info.Path is shown if set.
+func openLocal(path, shown string, o *Options) (lm.Model, error) {
 	file, err := resolve(path)
 	if err != nil {
 		return nil, err
@@ -64,6 +88,9 @@ func Open(path string, o *Options) (lm.Model, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	g.info.Path = file
+	if shown != "" {
+		g.info.Path = shown
+	}
 	g.info.Bytes = m.Size
 	g.info.Params = extract.ParamCount(m.Proto)
 	g.info.SHA256 = m.SHA256
