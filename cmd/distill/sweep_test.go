@@ -195,6 +195,10 @@ var badKinds = []badKind{
 		return p
 	}},
 	{"other-artefact", func(t *testing.T, dir string, _, other maker) string { return other(t, filepath.Join(dir, "o")) }},
+	// Locations that cannot name object storage (checked before any
+	// network access, so the sweep stays offline).
+	{"unknown-scheme", func(t *testing.T, dir string, _, _ maker) string { return "hdfs://namenode/" + filepath.Base(dir) }},
+	{"no-bucket", func(t *testing.T, dir string, _, _ maker) string { return "s3:///" + filepath.Base(dir) }},
 }
 
 // nanMakers are the NaN-filled versions of the inputs that have values.
@@ -433,6 +437,10 @@ func sweepCases() []sweepCase {
 		cs = append(cs, sweepCase{name: c.tmpl + "/" + c.flag + "=" + c.bad, tmpl: byName[c.tmpl], extra: []string{c.flag + "=" + c.bad},
 			mention: []string{c.flag}})
 	}
+	// inspect --gc on a cache with nothing to collect succeeds and
+	// changes nothing.
+	cs = append(cs, sweepCase{name: "inspect/--gc", tmpl: byName["inspect"], extra: []string{"--gc"}, ok: true})
+
 	cs = append(cs, extraCases()...)
 	for i := range cs {
 		for _, ok := range cs[i].tmpl.ok {
