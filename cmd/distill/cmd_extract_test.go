@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -140,17 +141,7 @@ func TestExtractInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the first part, then interrupt.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if rows, _ := attemptRows(got); rows > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no part after 60 s:\n%s", buf.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForPart(t, got, cmd, &buf)
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if cmd.ProcessState.ExitCode() != exitInterrupted {
@@ -181,4 +172,21 @@ func attemptRows(dir string) (int64, error) {
 		rows = max(rows, a.Manifest.Rows)
 	}
 	return rows, err
+}
+
+// waitForPart waits until the extraction cmd (output in buf) has recorded
+// a part in its journal at dir, killing it and failing after 60 s.
+func waitForPart(t *testing.T, dir string, cmd *exec.Cmd, buf *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if rows, _ := attemptRows(dir); rows > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no part after 60 s:\n%s", buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

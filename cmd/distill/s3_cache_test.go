@@ -162,17 +162,7 @@ func TestExtractDuplicateWorkers(t *testing.T) {
 		out := filepath.Join(tmp, "dup")
 		args := append(extractArgs(t, out), "--resume")
 		cmd, buf := startDistill(t, args...)
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			if rows, _ := attemptRows(out); rows > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatalf("no part after 60 s:\n%s", buf)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitForPart(t, out, cmd, buf)
 		code, _, stderr := runDistill(args...)
 		if code != exitFailure || !strings.Contains(stderr, "another distill process is writing this cache") {
 			t.Errorf("second local worker: exit %d: %s", code, stderr)

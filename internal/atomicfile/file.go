@@ -55,10 +55,7 @@ func (f *File) Commit() error {
 	}
 	f.done = true
 	tmp := f.File.Name()
-	err := f.File.Sync()
-	if cerr := f.File.Close(); err == nil {
-		err = cerr
-	}
+	err := f.syncClose()
 	if err == nil {
 		err = os.Rename(tmp, f.path)
 	}
@@ -67,6 +64,15 @@ func (f *File) Commit() error {
 		return err
 	}
 	return SyncDir(filepath.Dir(f.path))
+}
+
+// syncClose syncs and closes the temporary file.
+func (f *File) syncClose() error {
+	err := f.File.Sync()
+	if cerr := f.File.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // CommitNew is Commit that never replaces: the temporary file is linked
@@ -82,10 +88,7 @@ func (f *File) CommitNew() error {
 	f.done = true
 	tmp := f.File.Name()
 	defer os.Remove(tmp)
-	err := f.File.Sync()
-	if cerr := f.File.Close(); err == nil {
-		err = cerr
-	}
+	err := f.syncClose()
 	if err == nil {
 		err = os.Link(tmp, f.path)
 	}
