@@ -82,6 +82,10 @@ func TestExtractS3KillDuringUpload(t *testing.T) {
 			t.Fatalf("the part being uploaded at the kill appeared: %s", k)
 		}
 	}
+	// Readers refuse the uncommitted shard, saying how far it got.
+	if code, _, stderr := runDistill("inspect", out); code != exitFailure || !strings.Contains(stderr, "has no committed manifest.json") || !strings.Contains(stderr, "1500 rows") {
+		t.Errorf("inspect of the uncommitted shard: exit %d: %s", code, stderr)
+	}
 	// A plain rerun refuses the uncommitted attempt; --resume continues it.
 	if code, _, stderr := runDistill(extractArgs(t, out)...); code != exitFailure || !strings.Contains(stderr, "--resume") {
 		t.Fatalf("rerun without --resume: exit %d: %s", code, stderr)
@@ -99,6 +103,26 @@ func TestExtractS3KillDuringUpload(t *testing.T) {
 	if got := mustDistill(t, append(extractArgs(t, out), "--resume")...); !strings.Contains(got, "nothing to do") {
 		t.Errorf("resume of the committed shard printed %q", got)
 	}
+
+	// What a duplicate worker killed after the commit leaves: listed by
+	// --verify (which still passes), removed by --gc, never read.
+	junk := []string{"killed/part-00000-0123456789ab.parquet", "killed/_attempt-0123456789ab.json"}
+	for _, k := range junk {
+		s.Put(t, k, []byte("junk"))
+	}
+	got := mustDistill(t, "inspect", out, "--verify", "--rows", "0")
+	if !strings.Contains(got, "verify: OK") || !strings.Contains(got, "leftovers: 2 files") || !strings.Contains(got, "s3://"+s3test.Bucket+"/"+junk[0]) {
+		t.Errorf("inspect --verify with leftovers:\n%s", got)
+	}
+	if got := mustDistill(t, "inspect", out, "--gc", "--rows", "0"); !strings.Contains(got, "gc: removed 2 files") {
+		t.Errorf("inspect --gc:\n%s", got)
+	}
+	for _, k := range s.Keys(t, "killed/") {
+		if strings.Contains(k, "0123456789ab") {
+			t.Errorf("--gc left %s", k)
+		}
+	}
+	sameContents(t, ref, out)
 }
 
 // partName is the name of part i of attempt a.
