@@ -137,7 +137,10 @@ func describe(loc string, err error) error {
 	case errors.Is(err, errNoCredentials) || strings.Contains(msg, "failed to retrieve credentials") ||
 		strings.Contains(msg, "could not find default credentials") || strings.Contains(msg, "no EC2 IMDS role found") ||
 		strings.Contains(msg, "NoCredentialProviders") || strings.Contains(msg, "anonymous credentials"):
-		return fmt.Errorf("%s: no credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity / instance role (for gs://, GOOGLE_APPLICATION_CREDENTIALS)", loc)
+		if strings.HasPrefix(loc, "gs://") {
+			return fmt.Errorf("%s: no Google Cloud credentials found; set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, run with a service account on GCP, or run gcloud auth application-default login", loc)
+		}
+		return fmt.Errorf("%s: no credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a web identity / instance role", loc)
 	case code == "NoSuchBucket" || strings.Contains(msg, "NoSuchBucket") || strings.Contains(msg, "bucket doesn't exist"):
 		l, _ := Parse(loc)
 		return fmt.Errorf("%s: bucket %q does not exist%s; create it or fix the location", loc, l.Bucket, endpointNote())

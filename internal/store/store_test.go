@@ -391,3 +391,17 @@ func TestForwardReadsFetchOnce(t *testing.T) {
 		t.Fatalf("fetched %d bytes to read %d forward", f.Fetched, len(data))
 	}
 }
+
+// TestGCSNoCredentials: gs:// without Application Default Credentials (no
+// variable, no gcloud file; off GCP the metadata-server probe fails at
+// once) is one line naming the Google ways to provide them.
+func TestGCSNoCredentials(t *testing.T) {
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("CLOUDSDK_CONFIG", t.TempDir())
+	store.ResetBuckets()
+	_, err := store.ReadFile(ctx, "gs://some-bucket/cache/manifest.json", 0)
+	if err == nil || !strings.Contains(err.Error(), "GOOGLE_APPLICATION_CREDENTIALS") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("gs:// without credentials: %v; want one line naming GOOGLE_APPLICATION_CREDENTIALS", err)
+	}
+}
