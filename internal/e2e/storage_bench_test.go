@@ -5,10 +5,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,7 +103,8 @@ func BenchmarkStorage(b *testing.B) {
 	// onnxruntime and the page cache), uploaded as they are.
 	mnistLocal, lmLocal := filepath.Join(tmp, "mnist-cache"), filepath.Join(tmp, "lm-cache")
 	mnistS3, lmS3 := s3test.Prefix("train/mnist-cache"), s3test.Prefix("train/lm-cache")
-	var T int64 // tokens per window of the LM cache
+	var T int64           // tokens per window of the LM cache
+	var partBytes []int64 // of the MNIST and the LM cache
 	for _, c := range []struct {
 		o          extract.Options
 		local, url string
@@ -117,10 +121,17 @@ func BenchmarkStorage(b *testing.B) {
 			b.Fatalf("%s: the uploaded manifest has %d rows and parts %+v, the local one %d and %+v", c.url, rm.Rows, rm.Parts, lm.Rows, lm.Parts)
 		}
 		T = int64(max(1, l.Config().Positions))
+		var n int64
+		for _, p := range l.Manifest().Parts {
+			n += p.Bytes
+		}
+		partBytes = append(partBytes, n)
 		l.Close()
 		r.Close()
 	}
 
+	tr := new(traffic)
+	tr.watch(s3)
 	b.Run("extract-mnist", func(b *testing.B) {
 		benchExtract(b, s3, rt, mnistOpts, 1, "images")
 	})
@@ -142,7 +153,7 @@ func BenchmarkStorage(b *testing.B) {
 			}
 			return rows, loop, loss
 		}
-		benchPairs(b, "samples", mnistLocal, mnistS3, run)
+		benchPairs(b, tr, partBytes[0], "samples", mnistLocal, mnistS3, run)
 	})
 	b.Run("train-lm", func(b *testing.B) {
 		cfg := train.TransformerConfig{Dim: 48, Layers: 4, Heads: 4, KVHeads: 2, FFN: 128}
@@ -159,8 +170,42 @@ func BenchmarkStorage(b *testing.B) {
 			}
 			return tokens, loop, loss
 		}
-		benchPairs(b, "tokens", lmLocal, lmS3, run)
+		benchPairs(b, tr, partBytes[1], "tokens", lmLocal, lmS3, run)
 	})
+}
+
+// traffic counts the GET requests s3test serves and the bytes they ask
+// for (a Range header's length, or the whole object).
+type traffic struct {
+	mu          sync.Mutex
+	gets, bytes int64
+}
+
+func (t *traffic) watch(s *s3test.Server) {
+	s.Hook = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || r.URL.Query().Has("list-type") {
+			return false
+		}
+		n := int64(-1)
+		var a, z int64
+		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &z); err == nil {
+			n = z - a + 1
+		} else if obj, err := s.Backend.HeadObject(s3test.Bucket, strings.TrimPrefix(r.URL.Path, "/"+s3test.Bucket+"/")); err == nil {
+			n = obj.Size
+		}
+		t.mu.Lock()
+		t.gets, t.bytes = t.gets+1, t.bytes+max(n, 0)
+		t.mu.Unlock()
+		return false
+	}
+}
+
+// take returns the counts since the last take and resets them.
+func (t *traffic) take() (gets, bytes int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	gets, bytes, t.gets, t.bytes = t.gets, t.bytes, 0, 0
+	return gets, bytes
 }
 
 // openCache opens the cache at loc.
@@ -186,8 +231,16 @@ func benchExtract(b *testing.B, s3 *s3test.Server, rt *extract.Runtime, o extrac
 		var rates [2]float64
 		for _, arm := range order(i) {
 			o.Out = dirs[arm]
+			// s3test's read-back of every upload (store.AfterUpload) is
+			// the harness's cost, not distill's: off while timed;
+			// sameCache's formats.Verify checks the same bytes after.
+			check := store.AfterUpload
+			if arm == 1 {
+				store.AfterUpload = nil
+			}
 			start := time.Now()
 			info, err := rt.Run(ctx, o)
+			store.AfterUpload = check
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -208,17 +261,24 @@ func benchExtract(b *testing.B, s3 *s3test.Server, rt *extract.Runtime, o extrac
 // benchPairs runs run on the local and the remote cache once per
 // iteration and reports the medians of both throughputs (units times
 // epochs over the wall time, and over the training loops' time) and of
-// the pairs' ratios. The two runs of a pair must end with the same loss.
-func benchPairs(b *testing.B, unit, localLoc, remoteLoc string, run func(loc string) (n int64, loopSecs, loss float64)) {
+// the pairs' ratios, and what the remote run fetched: GET requests and
+// the bytes they asked for over partBytes, the cache's size. The two runs
+// of a pair must end with the same loss.
+func benchPairs(b *testing.B, tr *traffic, partBytes int64, unit, localLoc, remoteLoc string, run func(loc string) (n int64, loopSecs, loss float64)) {
 	var wall, loop [2][]float64
-	var ratios, loopRatios []float64
+	var ratios, loopRatios, gets, fetched []float64
 	for i := 0; b.Loop(); i++ {
 		var losses [2]float64
 		var w, l [2]float64
 		for _, arm := range order(i) {
 			loc := [2]string{localLoc, remoteLoc}[arm]
+			tr.take()
 			start := time.Now()
 			n, loopSecs, loss := run(loc)
+			if arm == 1 {
+				g, n := tr.take()
+				gets, fetched = append(gets, float64(g)), append(fetched, float64(n)/float64(partBytes))
+			}
 			w[arm], l[arm], losses[arm] = float64(n)/time.Since(start).Seconds(), float64(n)/loopSecs, loss
 			wall[arm], loop[arm] = append(wall[arm], w[arm]), append(loop[arm], l[arm])
 		}
@@ -233,6 +293,9 @@ func benchPairs(b *testing.B, unit, localLoc, remoteLoc string, run func(loc str
 	b.ReportMetric(median(loop[0]), "loop_local_"+unit+"/s")
 	b.ReportMetric(median(loop[1]), "loop_s3_"+unit+"/s")
 	b.ReportMetric(median(loopRatios), "loop_s3/local")
+	b.ReportMetric(median(gets), "s3_GETs")
+	b.ReportMetric(median(fetched), "s3_fetched/cache")
+	b.ReportMetric(float64(partBytes)/(1<<20), "cache_MiB")
 }
 
 // order is the arms of iteration i: local (0) first on even iterations,
