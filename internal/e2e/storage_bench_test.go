@@ -30,9 +30,9 @@ import (
 // as any bucket is) against the cache on local disk, in one process. The
 // teacher, the dataset and the checkpoint (none: Options.Out is empty) are
 // local in both arms; only the cache location differs. Each iteration
-// runs one local and one S3 arm, in alternating order (local first on odd
-// iterations), so a pair sees about the same load on a shared machine;
-// it reports the medians of both throughputs and of the pairs' ratios,
+// runs one local and one S3 arm, in alternating order (local first in
+// the first iteration, S3 first in the second, and so on), so a pair
+// sees about the same load on a shared machine; it reports the medians of both throughputs and of the pairs' ratios,
 // s3/local (issue 14 aims at ≥ 0.9 for extract, ≥ 0.8 for train).
 //
 //   - extract-mnist: ../shared/teachers/mnist-lenet5-dynbatch.onnx over
@@ -40,12 +40,15 @@ import (
 //     full logits, the penultimate hidden state and the inputs kept
 //     (--keep-input, so train-mlp reads everything from the cache), 2
 //     threads; images/s from Run's start to its return (the S3 arm's
-//     parts and manifest committed on the server).
+//     parts and manifest committed on the server): one part of 45 MiB.
 //   - extract-lm: ../shared/teachers/seq/stories260K.onnx over the
 //     TinyStories validation text as windows of 256 tokens (written as
 //     distill data text does: --seq-len 256 --join-blocks 8), --topk 32
 //     --dtype f16 --keep-input, 2 threads, its automatic part size: one
-//     part of about 25 MB, a multipart upload of store.PartSize pieces.
+//     part of 35 MiB. Both parts go up as multipart uploads of
+//     store.PartSize pieces. s3test's read-back of each upload
+//     (store.AfterUpload) is off while an S3 extract is timed: it is the
+//     harness's cost, and formats.Verify checks the same bytes after.
 //   - train-mlp: a 784-128-10 student, KD α 0.9, T 4, 3 epochs of batch
 //     128, 2 threads, on the local extract-mnist cache and on the same
 //     files uploaded (store.UploadDir), with Options.WindowBytes 64 MiB:
@@ -62,7 +65,8 @@ import (
 // (the manifest), the first read of each part (its sha256 over the whole
 // file), the standardization pass and the epochs. loop_* is what
 // BenchmarkTrain and distill train report, the training loops' own rate
-// (Epoch.Seconds), without the opening.
+// (Epoch.Seconds), without the opening. For the S3 arm it also reports
+// the GET requests and the bytes they asked for over the cache's size.
 //
 // Checked, so that no figure comes from a broken path: an S3 extract's
 // cache has the local one's rows and parts (rows per part), passes
@@ -232,9 +236,7 @@ func benchExtract(b *testing.B, s3 *s3test.Server, rt *extract.Runtime, o extrac
 		var rates [2]float64
 		for _, arm := range order(i) {
 			o.Out = dirs[arm]
-			// s3test's read-back of every upload (store.AfterUpload) is
-			// the harness's cost, not distill's: off while timed;
-			// sameCache's formats.Verify checks the same bytes after.
+			// s3test's read-back of every upload: off while timed.
 			check := store.AfterUpload
 			if arm == 1 {
 				store.AfterUpload = nil
@@ -299,8 +301,8 @@ func benchPairs(b *testing.B, tr *traffic, partBytes int64, unit, localLoc, remo
 	b.ReportMetric(float64(partBytes)/(1<<20), "cache_MiB")
 }
 
-// order is the arms of iteration i: local (0) first on even iterations,
-// S3 (1) first on odd ones.
+// order is the arms of iteration i (from 0): local (0) first for even i,
+// S3 (1) first for odd i.
 func order(i int) [2]int {
 	if i%2 == 0 {
 		return [2]int{0, 1}
