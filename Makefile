@@ -59,7 +59,8 @@ fuzz:
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 ## bench: every comparison side by side in one run (extract vs bare onnxruntime, train vs the PyTorch peer,
-## cache formats, exported students vs the teacher, KD vs hard labels); writes BENCHMARKS.md. See scripts/bench.sh.
+## cache formats, exported students vs the teacher, KD vs hard labels, the cache on S3 vs local disk); writes BENCHMARKS.md.
+## See scripts/bench.sh.
 bench: setup setup-bench build
 	@BENCH_ORT_VERSION=$(ORT_VERSION) ./scripts/bench.sh
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -100,14 +99,7 @@ func BenchmarkExtractVsBare(b *testing.B) {
 	b.ReportMetric(median(ratios), "ratio")
 }
 
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2]
-}
+var median = sharedtest.Median
 
 func gunzip(b *testing.B, src, dst string) {
 	in, err := os.Open(src)

@@ -21,6 +21,9 @@
 #   8. decode: the transformer student exported with its KV cache (f32, f16,
 #      int8) against the teacher's decoder with past, tokens/s at batch 1 and
 #      16 in onnxruntime on one thread (go test -bench Decode ./lm/onnxlm/)
+#   9. storage: extract and train with the cache on a loopback S3 server
+#      against local disk, interleaved pairs, S3 / local ratios
+#      (go test -bench Storage ./internal/e2e/)
 #
 # Expects `make setup build` to have run (the Makefile's bench target does it).
 # Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
@@ -28,14 +31,14 @@
 # BENCH_OLD_PEER_REPS (of those, how many also run the old peer without
 # tcmalloc, 1), BENCH_EPOCHS (train comparison epochs, 3), BENCH_QUALITY_EPOCHS (10),
 # BENCH_EVAL_ROUNDS (3), BENCH_EVAL_THREADS (1), BENCH_FORMATS_COUNT (3),
-# BENCH_EXTRACT_N (5), BENCH_SEQ_N (5), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4),
+# BENCH_EXTRACT_N (5), BENCH_SEQ_N (5), BENCH_STORAGE_N (storage pairs, 3), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4),
 # BENCH_LM_REPS (transformer repetitions, 2), BENCH_LM_EPOCHS (3), BENCH_LM_ALPHA (0.9),
 # BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text), BENCH_DECODE_N (5),
 # BENCH_LM_WAIT (the transformer peer's OpenMP wait policies, spin,passive;
 # passive alone on a machine loaded beyond its cores, where a spinning peer
 # runs 10x slower and takes an hour), PEER_DIR, BENCH_MD.
 # BENCH_ONLY=SECTION[,SECTION...] runs only those sections (extract, train,
-# formats, export, quality, seq, transformer, decode; export and quality run together) and
+# formats, export, quality, seq, transformer, decode, storage; export and quality run together) and
 # writes $BENCH_OUT/BENCHMARKS-partial.md instead of BENCHMARKS.md
 # (BENCH_MD still overrides), e.g. BENCH_ONLY=transformer make bench.
 set -euo pipefail
@@ -43,7 +46,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 OUT=${BENCH_OUT:-bench-out}
-SECTIONS="extract train formats export quality seq transformer decode"
+SECTIONS="extract train formats export quality seq transformer decode storage"
 ONLY=${BENCH_ONLY:-}
 if [ -n "$ONLY" ]; then
   for x in ${ONLY//,/ }; do
@@ -65,6 +68,7 @@ EVAL_THREADS=${BENCH_EVAL_THREADS:-1}
 FORMATS_COUNT=${BENCH_FORMATS_COUNT:-3}
 EXTRACT_N=${BENCH_EXTRACT_N:-5}
 SEQ_N=${BENCH_SEQ_N:-5}
+STORAGE_N=${BENCH_STORAGE_N:-3}
 KD_ALPHA=${BENCH_KD_ALPHA:-0.9}
 KD_T=${BENCH_KD_T:-4}
 OLD_REPS=${BENCH_OLD_PEER_REPS:-1}
@@ -212,7 +216,7 @@ fi
 
 # ================================================================ 1. extract
 if want extract; then
-step "1/8 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
+step "1/9 extract vs a bare onnxruntime loop (60,000 MNIST train images, batch 256, 2 threads, ${EXTRACT_N} interleaved pairs)"
 EX_LOAD0=$(loadavg)
 go test -run '^$' -bench ExtractVsBare -benchtime ${EXTRACT_N}x ./extract/ >"$OUT/logs/extract-bench.log" 2>&1 \
   || { cat "$OUT/logs/extract-bench.log" >&2; die "extract benchmark failed"; }
@@ -293,7 +297,7 @@ distill_run() { # LAYERS TAG EPOCHS ALPHA
 pj() { jq "$2" "$OUT/runs/$1.json"; }   # pj RUN FILTER: a field of a peer SUMMARY
 
 if want train; then
-step "2/8 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions (the first $OLD_REPS also with the old peer, no tcmalloc)"
+step "2/9 train: distill vs the PyTorch peer, ${EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $REPS interleaved repetitions (the first $OLD_REPS also with the old peer, no tcmalloc)"
 TR_LOAD0=$(loadavg)
 for r in $(seq 1 "$REPS"); do
   for layers in 800,800 128; do
@@ -440,7 +444,7 @@ fi # train
 
 # ================================================================ 5. quality (run before 4: 4 exports its KD student)
 if want quality; then # and export (BENCH_ONLY runs them together)
-step "5/8 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
+step "5/9 (run before 4) quality: $(arch_name 800,800) on hard labels (alpha 0) and with KD (alpha $KD_ALPHA, T $KD_T), $QEPOCHS epochs each, same lr/seed/batch"
 Q_LOAD0=$(loadavg)
 for a in 0 "$KD_ALPHA"; do
   tag=q-alpha$a
@@ -456,7 +460,7 @@ Q_LOAD1=$(loadavg)
 KD_CKPT=$OUT/runs/q-alpha$KD_ALPHA.ckpt
 
 # ================================================================ 4. export
-step "4/8 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
+step "4/9 export the KD student (f32, f16, int8; --verify) and evaluate it against the teacher in onnxruntime ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
 X_LOAD0=$(loadavg)
 cp $TEACHER "$OUT/runs/teacher.onnx"
 declare -A verify
@@ -563,7 +567,7 @@ fi # quality, export
 
 # ================================================================ 3. formats
 if want formats; then
-step "3/8 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
+step "3/9 cache formats: 1M rows x 10 classes, write and read, -count $FORMATS_COUNT"
 F_LOAD0=$(loadavg)
 go test -run '^$' -bench . -benchtime 1x -count "$FORMATS_COUNT" ./formats/ >"$OUT/logs/formats-bench.log" 2>&1 \
   || { cat "$OUT/logs/formats-bench.log" >&2; die "formats benchmark failed"; }
@@ -606,7 +610,7 @@ fi # formats
 
 # ================================================================ 6. language-model teachers
 if want seq; then
-step "6/8 language-model teachers: extract stories260K vs bare onnxruntime, per-token storage, tokenizer vs npm tokenizers"
+step "6/9 language-model teachers: extract stories260K vs bare onnxruntime, per-token storage, tokenizer vs npm tokenizers"
 S_LOAD0=$(loadavg)
 go test -run '^$' -bench 'ExtractSeqVsBare|SeqTargetStorage' -benchtime ${SEQ_N}x ./extract/ >"$OUT/logs/seq-bench.log" 2>&1 \
   || { cat "$OUT/logs/seq-bench.log" >&2; die "sequence extract benchmarks failed"; }
@@ -745,7 +749,7 @@ lm_prepare() {
 }
 
 if want transformer; then
-step "7/8 transformer: distill train --student transformer vs the fair PyTorch peer, stories260K top-32 targets, $LM_EPOCHS epochs, batch $LM_BATCH x $LM_SEQ, alpha $LM_ALPHA, T $LM_T, $LM_REPS interleaved repetitions"
+step "7/9 transformer: distill train --student transformer vs the fair PyTorch peer, stories260K top-32 targets, $LM_EPOCHS epochs, batch $LM_BATCH x $LM_SEQ, alpha $LM_ALPHA, T $LM_T, $LM_REPS interleaved repetitions"
 LM_OK=$PEER_OK LM_WHY=$PEER_WHY
 if [ $LM_OK = 1 ] && [ ! -f "$PEER_DIR/torch_seq_kd_train.py" ]; then
   LM_OK=0 LM_WHY="the peer script $PEER_DIR/torch_seq_kd_train.py is missing (set PEER_DIR)"
@@ -885,7 +889,7 @@ fi # transformer
 # decoder with past (../shared/teachers/seq/stories260K-kv.onnx, made by a
 # third party in the same Optimum / onnxruntime-genai convention).
 if want decode; then
-step "8/8 decode: the exported transformer student (f32, f16, int8) vs the teacher, KV cache, batch 1 and 16, 1 thread, $DECODE_N interleaved rounds"
+step "8/9 decode: the exported transformer student (f32, f16, int8) vs the teacher, KV cache, batch 1 and 16, 1 thread, $DECODE_N interleaved rounds"
 ck=$OUT/runs/lm-r1.lm
 whose="section 7's first repetition"
 if [ ! -f "$ck/training.json" ]; then
@@ -934,6 +938,70 @@ dline=$(grep -E '^BenchmarkDecode' "$OUT/logs/decode-bench.log" || true)
   echo
 } >"$OUT/md/8.md"
 fi # decode
+
+# ================================================================ 9. storage
+# Extract and train with the cache on a loopback S3 server against local
+# disk, in one process (internal/e2e BenchmarkStorage, which checks that
+# the S3 caches are the local ones before any figure counts).
+if want storage; then
+step "9/9 storage: extract and train with the cache on a loopback S3 server (gofakes3, real S3 protocol) vs local disk, $STORAGE_N interleaved pairs"
+[ -f "$mnist_dir/train-images-idx3-ubyte.gz" ] || die "no MNIST in $mnist_dir (run make setup)"
+ST_LOAD0=$(loadavg)
+MNIST_DIR=$mnist_dir go test -run '^$' -bench '^BenchmarkStorage$' -benchtime "${STORAGE_N}x" -timeout 60m ./internal/e2e/ \
+  >"$OUT/logs/storage-bench.log" 2>&1 || { cat "$OUT/logs/storage-bench.log" >&2; die "BenchmarkStorage failed"; }
+grep -E '^BenchmarkStorage/' "$OUT/logs/storage-bench.log" >"$OUT/runs/storage.txt" || true
+[ "$(grep -c . "$OUT/runs/storage.txt")" = 4 ] || { cat "$OUT/logs/storage-bench.log" >&2; die "BenchmarkStorage did not run its 4 comparisons (onnxruntime, MNIST or ../shared missing? run make setup)"; }
+# sline NAME: the benchmark line of comparison NAME
+sline() { grep -E "^BenchmarkStorage/$1(-[0-9]+)?[[:space:]]" "$OUT/runs/storage.txt" || die "no BenchmarkStorage/$1 line"; }
+: >"$OUT/runs/storage-ratios"
+{
+  echo "## 9. storage: the cache on S3 against local disk"
+  echo
+  echo "The same extract and train runs with the cache directory on local disk and on an S3 server on"
+  echo "127.0.0.1 (\`internal/s3test\`: gofakes3's memory backend behind the real S3 HTTP protocol, reached"
+  echo "through aws-sdk-go-v2 as any bucket is), in one process: the teacher, the dataset and the student's"
+  echo "checkpoint (none written) stay local; only the cache location differs. $STORAGE_N interleaved pairs"
+  echo "(local first, then S3 first, in turn); medians of each throughput and of the pairs' ratios"
+  echo "(\`go test -run '^\$' -bench '^BenchmarkStorage\$' -benchtime ${STORAGE_N}x ./internal/e2e/\`). Before any"
+  echo "figure counts, the benchmark checks that each S3 extract's cache has the local one's rows and parts,"
+  echo "passes \`formats.Verify\` (sha256 of every part against its manifest) and decodes to the same batches;"
+  echo "that the uploaded train caches carry the local manifests' parts (name, rows, bytes, sha256); and that"
+  echo "both arms of a train pair end with the same training loss to the bit. Extract: 2 threads, Parquet"
+  echo "zstd, from \`Run\`'s start to its return (parts and manifest committed). Train: samples (tokens) ×"
+  echo "epochs over the wall time from \`formats.Open\` to the end of training, which includes the hash of each"
+  echo "part on its first read; \"loop\" is the training loops' own rate, the figure \`distill train\` prints."
+  echo "The server runs on the same 2 cores as the measured work. Load average before: $ST_LOAD0; after: $(loadavg)."
+  echo
+  echo "| run | unit | local disk | loopback S3 | **S3 / local** | aim |"
+  echo "|---|---|---|---|---|---|"
+  for c in extract-mnist extract-lm train-mlp train-lm; do
+    l=$(sline $c)
+    case $c in
+      extract-mnist) u=images w="extract, MNIST LeNet-5 (\`mnist-lenet5-dynbatch.onnx\`), 60,000 images: full logits, the penultimate hidden state and the inputs (\`--keep-input\`)" aim=0.9 ;;
+      extract-lm) u=tokens w="extract, stories260K over TinyStories windows of 256 tokens, \`--topk 32 --dtype f16 --keep-input\` (one part, a multipart upload)" aim=0.9 ;;
+      train-mlp) u=samples w="train, 784-128-10 MLP on the MNIST cache, 3 epochs, batch 128, a 64 MiB window (the 210 MB of decoded rows read again every epoch)" aim=0.8 ;;
+      train-lm) u=tokens w="train, the transformer student of section 7 on the stories260K cache, 1 epoch, batch 32" aim=0.8 ;;
+    esac
+    r=$(bval s3/local "$l")
+    echo "$c $r" >>"$OUT/runs/storage-ratios"
+    echo "| $w | $u/s | $(f "$(bval local_$u/s "$l")") | $(f "$(bval s3_$u/s "$l")") | **$(f "$r" 3)** | ≥ $aim |"
+  done
+  echo
+  echo "The train runs in detail: the training loops' own rate, and what the S3 run fetched (GET requests;"
+  echo "bytes over the cache's size: each part is read once whole for its sha256, then by ranges through"
+  echo "\`store.File\`'s read-ahead buffer)."
+  echo
+  echo "| run | cache | loop, local | loop, S3 | loop S3 / local | S3 GETs | fetched / cache size |"
+  echo "|---|---|---|---|---|---|---|"
+  for c in train-mlp train-lm; do
+    l=$(sline $c)
+    case $c in train-mlp) u=samples ;; train-lm) u=tokens ;; esac
+    echo "| $c | $(f "$(bval cache_MiB "$l")" 1) MiB | $(f "$(bval loop_local_$u/s "$l")") $u/s | $(f "$(bval loop_s3_$u/s "$l")") $u/s | $(f "$(bval loop_s3/local "$l")" 3) | $(f "$(bval s3_GETs "$l")") | $(f "$(bval s3_fetched/cache "$l")" 2)× |"
+  done
+  echo
+} >"$OUT/md/9.md"
+while read -r c r; do say "$c: S3 / local $(f "$r" 3)"; done <"$OUT/runs/storage-ratios"
+fi # storage
 
 # ================================================================ BENCHMARKS.md
 LOAD_END=$(loadavg)
@@ -1003,6 +1071,17 @@ done
       echo "| exported transformer student ($v) / teacher, cached decoding tokens/s, batch 1 / batch 16 (onnxruntime, 1 thread) | **$(f "$r1" 2)× / $(f "$r16" 2)×** |"
     done <"$OUT/runs/decode-ratios"
   fi
+  if want storage; then
+    while read -r c r; do
+      case $c in
+        extract-mnist) w="extract, cache on loopback S3 / local disk, MNIST images/s (aim ≥ 0.9)" ;;
+        extract-lm) w="extract, cache on loopback S3 / local disk, stories260K top-32 tokens/s (aim ≥ 0.9)" ;;
+        train-mlp) w="train, cache on loopback S3 / local disk, 784-128-10 samples/s (aim ≥ 0.8)" ;;
+        train-lm) w="train --student transformer, cache on loopback S3 / local disk, tokens/s (aim ≥ 0.8)" ;;
+      esac
+      echo "| $w | **$(f "$r" 3)** |"
+    done <"$OUT/runs/storage-ratios"
+  fi
   if want export; then
     while read -r v r1 r256 sz; do
       echo "| teacher / exported student ($v) latency, batch 1 / batch 256; size | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$sz" 2)×** |"
@@ -1013,7 +1092,7 @@ done
     fi
   fi
   echo
-  for i in 1 2 3 4 5 6 7 8; do
+  for i in 1 2 3 4 5 6 7 8 9; do
     if [ -f "$OUT/md/$i.md" ]; then cat "$OUT/md/$i.md"; fi
   done
 } >"$MD.tmp"

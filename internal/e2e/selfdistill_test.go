@@ -19,7 +19,7 @@ import (
 
 // requireMNIST returns the MNIST directory (the GoMNIST module that make
 // setup downloads), or skips, except under CI where it fails.
-func requireMNIST(t *testing.T) string {
+func requireMNIST(t testing.TB) string {
 	t.Helper()
 	dir, err := dataset.MNISTDir()
 	if err != nil {
@@ -41,7 +41,7 @@ func requireMNIST(t *testing.T) string {
 
 // mnistSubset writes the first n images of an MNIST split as a Parquet
 // dataset (columns image, label) and returns its path.
-func mnistSubset(t *testing.T, dir, split string, n int, out string) string {
+func mnistSubset(t testing.TB, dir, split string, n int, out string) string {
 	t.Helper()
 	m, err := dataset.LoadMNIST(dir, split)
 	if err != nil {

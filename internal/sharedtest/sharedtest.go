@@ -2,7 +2,8 @@
 // Dir finds ../shared, the read-only folder of real teachers, tokenizers,
 // text and peers beside the repository (CI has it too), RequirePyTorch
 // checks the interpreter those peers run on, and Hold starts a helper
-// process that holds a lock or a half-finished write. It imports
+// process that holds a lock or a half-finished write; Median is what
+// interleaved benchmarks report. It imports
 // only the standard library, so even the internal tests of formats and its
 // subpackages can use it.
 package sharedtest
