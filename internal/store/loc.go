@@ -97,7 +97,7 @@ func Parse(s string) (Loc, error) {
 		return Loc{}, fmt.Errorf("%s: no bucket; write %s://BUCKET/PREFIX", s, scheme)
 	}
 	if strings.ContainsAny(bucket, "?#") || strings.ContainsAny(key, "?#") {
-		return Loc{}, fmt.Errorf("%s: query strings are not part of a location; set the endpoint and region with AWS_ENDPOINT_URL and AWS_REGION (see distill help storage)", s)
+		return Loc{}, fmt.Errorf("%s: query strings are not part of a location; set the endpoint and region with AWS_ENDPOINT_URL and AWS_REGION (README, Caches on object storage)", s)
 	}
 	return Loc{Scheme: scheme, Bucket: bucket, Key: strings.Trim(path.Clean("/"+key), "/")}, nil
 }
