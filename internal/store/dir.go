@@ -189,7 +189,10 @@ func (d *Dir) Create(ctx context.Context, name string) (*Writer, error) {
 
 // CreateNew is Create for a file that must not exist: Commit fails with
 // an error wrapping ErrExist if it does by then (link(2) locally,
-// If-None-Match: * on S3), whoever else is writing it.
+// If-None-Match: * on S3), whoever else is writing it. An object under
+// 16 MiB (the transfer manager's multipart threshold; a manifest is
+// kilobytes) goes up in one PUT, where every S3-compatible server honours
+// the condition; some ignore it on CompleteMultipartUpload.
 func (d *Dir) CreateNew(ctx context.Context, name string) (*Writer, error) {
 	if d.b == nil {
 		return newLocalWriter(d.Path(name), true)

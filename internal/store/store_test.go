@@ -299,8 +299,9 @@ func TestStoredSizeChecked(t *testing.T) {
 	}
 }
 
-// TestMultipart: a large object goes up in PartSize parts, several
-// requests, and comes back whole (checked by AfterUpload too).
+// TestMultipart: a large object written as a stream goes up in PartSize
+// parts, several requests, and comes back whole (checked by AfterUpload
+// too); a manifest-sized create-only write goes as one PUT.
 func TestMultipart(t *testing.T) {
 	s := s3test.Start(t)
 	var mu sync.Mutex
@@ -316,7 +317,14 @@ func TestMultipart(t *testing.T) {
 	d, _ := store.OpenDir(ctx, s3test.Prefix("multi"))
 	data := randomBytes(3*store.PartSize+7, 5)
 	before := s.Uploads()
-	if _, err := d.WriteFile(ctx, "big", data, false); err != nil {
+	w, err := d.Create(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(data); off += 1 << 20 {
+		w.Write(data[off:min(off+1<<20, len(data))])
+	}
+	if _, err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	if parts != 4 {
@@ -327,6 +335,18 @@ func TestMultipart(t *testing.T) {
 	}
 	if !bytes.Equal(s.Object(t, "multi/big"), data) {
 		t.Fatal("stored object differs")
+	}
+	// A create-only write of a manifest's size is one PUT (below the
+	// transfer manager's 16 MiB multipart threshold), where every S3
+	// honours If-None-Match (gofakes3 ignores it on
+	// CompleteMultipartUpload).
+	parts = 0
+	small := data[:1<<20]
+	if _, err := d.WriteFile(ctx, "manifest.json", small, true); err != nil {
+		t.Fatal(err)
+	}
+	if parts != 0 || !bytes.Equal(s.Object(t, "multi/manifest.json"), small) {
+		t.Fatalf("create-only WriteFile of 1 MiB: %d part uploads, want one PUT", parts)
 	}
 }
 
