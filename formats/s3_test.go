@@ -312,3 +312,22 @@ func writeInterruptedAt(t *testing.T, dir string, m Manifest, cfg Config, opts *
 	}
 	cw.Discard()
 }
+
+// TestGCS: the same protocol on the fake Google Cloud Storage (the
+// create-only commit is GCS's DoesNotExist precondition there): caches of
+// per-token f16 and sampled targets read back equal and verify, and two
+// attempts committing at once leave one whole cache.
+func TestGCS(t *testing.T) {
+	s3test.StartGCS(t)
+	for _, name := range []string{"seq-dense", "seq-sampled", "topk-f16"} {
+		cfg := testConfigs[name]
+		loc := s3test.GCSPrefix("rt/" + name)
+		want := writeCache(t, loc, testManifest(0, 1), cfg, &WriterOptions{Format: FormatParquet, RowsPerBatch: 5}, 0, 12, 7)
+		c := mustOpen(t, loc)
+		equalBatch(t, want, readAll(t, c))
+		if rep, err := Verify(c); err != nil || rep.Rows != 19 {
+			t.Fatalf("%s: Verify = %+v, %v", name, rep, err)
+		}
+	}
+	testConcurrentWriters(t, s3test.GCSPrefix("dup"))
+}

@@ -307,3 +307,25 @@ func TestS3BadLocations(t *testing.T) {
 		t.Errorf("the failed commands wrote %v", keys)
 	}
 }
+
+// TestGCSExtractTrain: extract writes its cache to gs:// (the fake GCS;
+// STORAGE_EMULATOR_HOST, as for Google's own emulator) with the rows and
+// values of a local run, killed after 1.5 s and resumed, and train reads
+// it.
+func TestGCSExtractTrain(t *testing.T) {
+	requireLib(t)
+	s3test.StartGCS(t)
+	tmp := t.TempDir()
+	ref := filepath.Join(tmp, "ref")
+	mustDistill(t, extractArgs(t, ref)...)
+	out := s3test.GCSPrefix("cache")
+	if !runKilledAfter(t, 1500*time.Millisecond, extractArgs(t, out)...) {
+		t.Log("the extraction finished before the kill")
+	}
+	mustDistill(t, append(extractArgs(t, out), "--resume")...)
+	sameContents(t, ref, out)
+	if got := mustDistill(t, "inspect", out, "--verify", "--rows", "0"); !strings.Contains(got, "verify: OK") {
+		t.Errorf("inspect --verify of the gs:// cache:\n%s", got)
+	}
+	mustDistill(t, "train", "--cache", out, "--out", filepath.Join(tmp, "s.ckpt"), "--layers", "16", "--epochs", "1", "--threads", "1")
+}

@@ -1,4 +1,5 @@
-// Package s3test runs an in-process S3 server for tests: gofakes3 with its
+// Package s3test runs in-process object stores for tests: S3 (Start) and
+// Google Cloud Storage (StartGCS, fake-gcs-server). The S3 one is gofakes3 with its
 // memory backend, speaking the real S3 HTTP protocol on a loopback port,
 // so that distill's store layer (and distill subprocesses given Env) talk
 // to it exactly as to AWS, through aws-sdk-go-v2. Nothing leaves the

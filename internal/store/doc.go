@@ -30,7 +30,8 @@
 // come only from the SDKs' standard chains: AWS_ACCESS_KEY_ID /
 // AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws, web identity (EKS IRSA),
 // instance metadata, AWS_REGION, AWS_ENDPOINT_URL(_S3); for GCS,
-// GOOGLE_APPLICATION_CREDENTIALS or the metadata server. distill takes no
+// GOOGLE_APPLICATION_CREDENTIALS or the metadata server, or
+// STORAGE_EMULATOR_HOST for an emulator (no credentials). distill takes no
 // secret on its command line and prints none. With a custom endpoint
 // (AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3: MinIO, Ceph, R2, a test
 // server) requests use path-style addressing and, when AWS_REGION is

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -98,6 +99,11 @@ func openS3(ctx context.Context, name string) (*blob.Bucket, error) {
 }
 
 func openGCS(ctx context.Context, name string) (*blob.Bucket, error) {
+	if os.Getenv("STORAGE_EMULATOR_HOST") != "" {
+		// The GCS client's standard emulator variable: no credentials,
+		// gcsblob talks plain HTTP to it.
+		return gcsblob.OpenBucket(ctx, &gcp.HTTPClient{Client: *http.DefaultClient}, name, nil)
+	}
 	creds, err := gcp.DefaultCredentials(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoCredentials, err)

@@ -29,12 +29,17 @@ func randomBytes(n int, seed uint64) []byte {
 	return b
 }
 
-// backends runs f against a local directory and a prefix on the fake S3.
+// backends runs f against a local directory, a prefix on the fake S3 and
+// one on the fake GCS.
 func backends(t *testing.T, f func(t *testing.T, dir string)) {
 	t.Run("local", func(t *testing.T) { f(t, t.TempDir()) })
 	t.Run("s3", func(t *testing.T) {
 		s3test.Start(t)
 		f(t, s3test.Prefix(strings.ReplaceAll(t.Name(), "/", "_")))
+	})
+	t.Run("gs", func(t *testing.T) {
+		s3test.StartGCS(t)
+		f(t, s3test.GCSPrefix(strings.ReplaceAll(t.Name(), "/", "_")))
 	})
 }
 
