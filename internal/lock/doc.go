@@ -2,6 +2,9 @@
 // the same output at once: an exclusive, non-blocking advisory lock that
 // the second process fails to take at once, with an error wrapping
 // ErrLocked, instead of both writing and corrupting each other's files.
+// "At once" is after 200 ms of retries: a lock just released by a process
+// that forked a child can look held until the child's exec closes the
+// inherited descriptor (a flake the cache-writer tests hit in CI).
 // formats locks a cache directory for the life of a CacheWriter (extract);
 // train locks its checkpoint for a whole run.
 //

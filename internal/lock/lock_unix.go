@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+	"time"
 )
 
 // Supported reports whether Dir and File take real locks on this system
@@ -16,7 +17,7 @@ const Supported = true
 
 // Dir takes an exclusive lock on the directory path itself, opened
 // read-only; it creates nothing. If another open file holds the lock it
-// fails at once with an error wrapping ErrLocked; a missing path is an
+// fails at once (after forkGrace, 200 ms) with an error wrapping ErrLocked; a missing path is an
 // error wrapping fs.ErrNotExist. release unlocks; it may be called more
 // than once.
 func Dir(path string) (release func() error, err error) {
@@ -98,21 +99,34 @@ func isAt(f *os.File, path string) (bool, error) {
 // flock takes an exclusive non-blocking lock on f. Contention is an error
 // wrapping ErrLocked; a file system that cannot lock is no error (see the
 // package documentation).
+// forkGrace is how long a held lock is retried before ErrLocked.
+const forkGrace = 200 * time.Millisecond
+
 func flock(f *os.File, path string) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var ferr error
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			ferr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
-			if ferr != syscall.EINTR {
-				return
+	// A lock found held is tried again for up to forkGrace: a process
+	// that forks a child while holding a lock shares its descriptor with
+	// the child until the child's exec closes it (O_CLOEXEC), so a lock
+	// just released can look held for a moment. A real holder still
+	// fails the caller well within a second.
+	for deadline := time.Now().Add(forkGrace); ; time.Sleep(forkGrace / 20) {
+		if err := rc.Control(func(fd uintptr) {
+			for {
+				ferr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB)
+				if ferr != syscall.EINTR {
+					return
+				}
 			}
+		}); err != nil {
+			return err
 		}
-	}); err != nil {
-		return err
+		if !errors.Is(ferr, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
 	}
 	switch {
 	case ferr == nil:
