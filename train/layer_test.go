@@ -103,6 +103,12 @@ func layerCases() []layerCase {
 			return a
 		}},
 		layerCase{name: "SwiGLU", make: func() Layer { return NewSwiGLU(5) }},
+		// Convolutions: plain 3×3 with padding; stride 2 with dilation 2
+		// on a non-square input; grouped; depthwise (groups = C, F = 2C).
+		layerCase{name: "Conv2d/3x3-pad1", make: func() Layer { return mustConv(NewConv2d("c", 2, 4, 4, 3, 3, 3, 1, 1, 1, 1)) }},
+		layerCase{name: "Conv2d/stride2-dilation2", make: func() Layer { return mustConv(NewConv2d("c", 2, 6, 5, 2, 2, 3, 2, 1, 2, 1)) }},
+		layerCase{name: "Conv2d/groups2", make: func() Layer { return mustConv(NewConv2d("c", 4, 4, 3, 6, 2, 2, 1, 0, 1, 2)) }},
+		layerCase{name: "Conv2d/depthwise", make: func() Layer { return mustConv(NewConv2d("c", 3, 4, 4, 6, 3, 3, 1, 1, 1, 3)) }},
 		layerCase{name: "GELUTanh", make: func() Layer { return NewGELUTanh(5) }},
 		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
 		layerCase{name: "Standardize", make: func() Layer {
@@ -319,5 +325,82 @@ func TestNormCDF(t *testing.T) {
 		if want := math.Exp(-x*x/2) / math.Sqrt(2*math.Pi); math.Abs(pdf-want) > 1e-15 {
 			t.Fatalf("φ(%v) = %v, exact %v", x, pdf, want)
 		}
+	}
+}
+
+func mustConv(l *Conv2d, err error) *Conv2d {
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// TestConv2dMatchesNaive compares Conv2d's forward with the definition
+// evaluated directly in float64, for each case of TestLayerGradients.
+func TestConv2dMatchesNaive(t *testing.T) {
+	for _, tc := range layerCases() {
+		l, ok := tc.make().(*Conv2d)
+		if !ok {
+			continue
+		}
+		rng := rand.New(rand.NewPCG(5, 5))
+		NewParams(l.Params()...)
+		l.Init(rng)
+		const n = 3
+		x := randMat(rng, n, l.InSize(), 1)
+		y := Mat{Rows: n, Cols: l.OutSize(), Data: make([]float32, n*l.OutSize())}
+		l.Forward(y, x)
+		cg, fg := l.C/l.Groups, l.F/l.Groups
+		for r := range n {
+			for f := range l.F {
+				g := f / fg
+				for i := range l.Ho {
+					for j := range l.Wo {
+						s := float64(l.Bias.Data[f])
+						for c := range cg {
+							for u := range l.Kh {
+								for v := range l.Kw {
+									yy, xx := i*l.Stride-l.Pad+u*l.Dilation, j*l.Stride-l.Pad+v*l.Dilation
+									if yy < 0 || yy >= l.H || xx < 0 || xx >= l.W {
+										continue
+									}
+									w := l.Weight.Data[((f*cg+c)*l.Kh+u)*l.Kw+v]
+									s += float64(w) * float64(x.Data[r*l.InSize()+((g*cg+c)*l.H+yy)*l.W+xx])
+								}
+							}
+						}
+						if got := float64(y.Data[r*l.OutSize()+(f*l.Ho+i)*l.Wo+j]); !scalar.EqualWithinAbsOrRel(got, s, 1e-5, 1e-5) {
+							t.Fatalf("%s: y[%d,%d,%d,%d] = %v, want %v", tc.name, r, f, i, j, got, s)
+						}
+					}
+				}
+			}
+		}
+	}
+	if _, err := NewConv2d("c", 3, 4, 4, 4, 3, 3, 1, 1, 1, 2); err == nil {
+		t.Error("groups 2 of 3 channels accepted")
+	}
+	if _, err := NewConv2d("c", 1, 2, 2, 1, 5, 5, 1, 0, 1, 1); err == nil {
+		t.Error("a 5x5 kernel on a 2x2 input accepted")
+	}
+}
+
+// TestConv2dAllocs: after the first step, Forward and Backward allocate
+// nothing (the im2col buffers are kept).
+func TestConv2dAllocs(t *testing.T) {
+	l := mustConv(NewConv2d("c", 3, 8, 8, 6, 3, 3, 1, 1, 1, 3))
+	NewParams(l.Params()...)
+	rng := rand.New(rand.NewPCG(1, 1))
+	l.Init(rng)
+	x := randMat(rng, 4, l.InSize(), 1)
+	y := Mat{Rows: 4, Cols: l.OutSize(), Data: make([]float32, 4*l.OutSize())}
+	dx := Mat{Rows: 4, Cols: l.InSize(), Data: make([]float32, 4*l.InSize())}
+	step := func() {
+		l.Forward(y, x)
+		l.Backward(dx, y)
+	}
+	step()
+	if n := testing.AllocsPerRun(10, step); n != 0 {
+		t.Errorf("a Conv2d step allocates %v times", n)
 	}
 }
