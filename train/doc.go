@@ -6,7 +6,9 @@
 //
 //   - Layers: Layer, Stochastic, Mat, Param, Params; Linear, LayerNorm,
 //     ActivationLayer (Activation: ReLU, GELU, Tanh, Identity), Dropout,
-//     Standardize.
+//     Standardize; for convolutional students (not yet wired into Student
+//     or the CLI) Conv2d (stride, padding, dilation, groups), Pool2d (max,
+//     average; NewGlobalAvgPool), BatchNorm2d.
 //   - Students: Config, Student (an MLP), ParseLayer, ParseFeature,
 //     ParseActivation.
 //   - Losses: KD (softmax KL at temperature T plus cross-entropy, with the

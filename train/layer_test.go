@@ -109,6 +109,19 @@ func layerCases() []layerCase {
 		layerCase{name: "Conv2d/stride2-dilation2", make: func() Layer { return mustConv(NewConv2d("c", 2, 6, 5, 2, 2, 3, 2, 1, 2, 1)) }},
 		layerCase{name: "Conv2d/groups2", make: func() Layer { return mustConv(NewConv2d("c", 4, 4, 3, 6, 2, 2, 1, 0, 1, 2)) }},
 		layerCase{name: "Conv2d/depthwise", make: func() Layer { return mustConv(NewConv2d("c", 3, 4, 4, 6, 3, 3, 1, 1, 1, 3)) }},
+		// Pooling: the max case keeps each window's two largest inputs
+		// apart (kink), as ReLU's inputs are kept from 0.
+		layerCase{name: "MaxPool2d", make: func() Layer { return mustPool(NewPool2d(true, 1, 4, 4, 2, 2)) }, kink: maxPoolGaps},
+		layerCase{name: "AvgPool2d/overlap", make: func() Layer { return mustPool(NewPool2d(false, 2, 5, 4, 3, 1)) }},
+		layerCase{name: "GlobalAvgPool", make: func() Layer { return NewGlobalAvgPool(3, 2, 3) }},
+		layerCase{name: "BatchNorm2d/train", make: func() Layer { return NewBatchNorm2d("bn", 2, 2, 3) }},
+		layerCase{name: "BatchNorm2d/eval", make: func() Layer {
+			b := NewBatchNorm2d("bn", 2, 2, 3)
+			copy(b.RunningMean, []float32{0.5, -1})
+			copy(b.RunningVar, []float32{2, 0.25})
+			b.SetTraining(false, nil)
+			return b
+		}},
 		layerCase{name: "GELUTanh", make: func() Layer { return NewGELUTanh(5) }},
 		layerCase{name: "Dropout", make: func() Layer { return NewDropout(7, 0.3) }},
 		layerCase{name: "Standardize", make: func() Layer {
@@ -402,5 +415,127 @@ func TestConv2dAllocs(t *testing.T) {
 	step()
 	if n := testing.AllocsPerRun(10, step); n != 0 {
 		t.Errorf("a Conv2d step allocates %v times", n)
+	}
+}
+
+func mustPool(p *Pool2d, err error) *Pool2d {
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// maxPoolGaps returns, per window of the last Forward, the gap between
+// its largest and second-largest inputs (a finite-difference step across
+// a tie would cross the kink of max).
+func maxPoolGaps(l Layer) []float32 {
+	p := l.(*Pool2d)
+	var gaps []float32
+	xs := p.lastX
+	for r := range p.rows {
+		x := xs.Row(r)
+		for c := range p.C {
+			for i := range p.Ho {
+				for j := range p.Wo {
+					best, second := float32(-1e30), float32(-1e30)
+					p.window(c, i, j, func(q int) {
+						if v := x[q]; v > best {
+							best, second = v, best
+						} else if v > second {
+							second = v
+						}
+					})
+					gaps = append(gaps, best-second)
+				}
+			}
+		}
+	}
+	return gaps
+}
+
+// TestPoolAndBatchNormMatchNaive: max and average pooling against their
+// definitions; BatchNorm2d's training output has per-channel mean β and
+// variance γ² (biased, over batch and positions), its running statistics
+// move by the momentum, and in eval mode it uses them.
+func TestPoolAndBatchNormMatchNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	p := mustPool(NewPool2d(true, 2, 5, 5, 2, 2))
+	x := randMat(rng, 2, p.InSize(), 1)
+	y := Mat{Rows: 2, Cols: p.OutSize(), Data: make([]float32, 2*p.OutSize())}
+	p.Forward(y, x)
+	if p.Ho != 2 || p.Wo != 2 {
+		t.Fatalf("5x5 pooled 2/2: %dx%d, want 2x2 (floor)", p.Ho, p.Wo)
+	}
+	for r := range 2 {
+		for c := range 2 {
+			for i := range 2 {
+				for j := range 2 {
+					want := float32(math.Inf(-1))
+					for u := range 2 {
+						for v := range 2 {
+							want = max(want, x.Data[r*50+c*25+(2*i+u)*5+2*j+v])
+						}
+					}
+					if got := y.Data[r*8+c*4+i*2+j]; got != want {
+						t.Fatalf("max pool [%d,%d,%d,%d] = %v, want %v", r, c, i, j, got, want)
+					}
+				}
+			}
+		}
+	}
+	b := NewBatchNorm2d("bn", 3, 2, 2)
+	NewParams(b.Params()...)
+	copy(b.Gamma.Data, []float32{1, 2, 0.5})
+	copy(b.Beta.Data, []float32{0, -1, 3})
+	x = randMat(rng, 5, b.InSize(), 2)
+	y = Mat{Rows: 5, Cols: b.InSize(), Data: make([]float32, 5*b.InSize())}
+	b.Forward(y, x)
+	for c := range 3 {
+		var s, s2, xs, xs2 float64
+		for r := range 5 {
+			for q := range 4 {
+				v := float64(y.Data[r*12+c*4+q])
+				s, s2 = s+v, s2+v*v
+				xv := float64(x.Data[r*12+c*4+q])
+				xs, xs2 = xs+xv, xs2+xv*xv
+			}
+		}
+		mean, vr := s/20, s2/20-(s/20)*(s/20)
+		g, be := float64(b.Gamma.Data[c]), float64(b.Beta.Data[c])
+		xm, xv := xs/20, (xs2/20-(xs/20)*(xs/20))*20/19
+		if math.Abs(mean-be) > 1e-5 || math.Abs(vr-g*g*(1-1e-5/(xv*19/20+1e-5))) > 1e-3 {
+			t.Errorf("channel %d: output mean %v variance %v, want %v and about %v", c, mean, vr, be, g*g)
+		}
+		if math.Abs(float64(b.RunningMean[c])-0.1*xm) > 1e-5 || math.Abs(float64(b.RunningVar[c])-(0.9+0.1*xv)) > 1e-4 {
+			t.Errorf("channel %d: running mean %v var %v, want %v and %v", c, b.RunningMean[c], b.RunningVar[c], 0.1*xm, 0.9+0.1*xv)
+		}
+	}
+	b.SetTraining(false, nil)
+	b.Forward(y, x)
+	for c := range 3 {
+		want := (float64(x.Data[c*4])-float64(b.RunningMean[c]))/math.Sqrt(float64(b.RunningVar[c])+1e-5)*float64(b.Gamma.Data[c]) + float64(b.Beta.Data[c])
+		if math.Abs(float64(y.Data[c*4])-want) > 1e-5 {
+			t.Errorf("eval channel %d: %v, want %v", c, y.Data[c*4], want)
+		}
+	}
+}
+
+// TestPoolBatchNormAllocs: after the first step, pooling and batch
+// normalization allocate nothing.
+func TestPoolBatchNormAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	for _, l := range []Layer{mustPool(NewPool2d(true, 3, 8, 8, 2, 2)), mustPool(NewPool2d(false, 3, 8, 8, 2, 2)), NewGlobalAvgPool(3, 8, 8), NewBatchNorm2d("bn", 3, 8, 8)} {
+		NewParams(l.Params()...)
+		x := randMat(rng, 4, l.InSize(), 1)
+		y := Mat{Rows: 4, Cols: l.OutSize(), Data: make([]float32, 4*l.OutSize())}
+		dx := Mat{Rows: 4, Cols: l.InSize(), Data: make([]float32, 4*l.InSize())}
+		step := func() {
+			l.Forward(y, x)
+			l.Backward(dx, y)
+		}
+		step()
+		if n := testing.AllocsPerRun(10, step); n != 0 {
+			t.Errorf("%T: a step allocates %v times", l, n)
+		}
 	}
 }
