@@ -36,7 +36,7 @@ type Conv2d struct {
 	Dilation      int
 	Groups        int
 	Ho, Wo        int
-	Weight, Bias  *Param // "NAME.weight" [F, C/G, Kh, Kw], "NAME.bias" [F]
+	Weight, Bias  *Param // "NAME.weight" [F, C/G, Kh, Kw], "NAME.bias" [F] (nil: no bias)
 	x             Mat
 	col, dcol     []float32
 	cg, fg, kk, p int // C/G, F/G, C/G·Kh·Kw, Ho·Wo
@@ -66,9 +66,17 @@ func NewConv2d(name string, c, h, w, f, kh, kw, stride, pad, dilation, groups in
 	return l, nil
 }
 
-func (l *Conv2d) InSize() int      { return l.C * l.H * l.W }
-func (l *Conv2d) OutSize() int     { return l.F * l.Ho * l.Wo }
-func (l *Conv2d) Params() []*Param { return []*Param{l.Weight, l.Bias} }
+func (l *Conv2d) InSize() int  { return l.C * l.H * l.W }
+func (l *Conv2d) OutSize() int { return l.F * l.Ho * l.Wo }
+
+// Params returns the weight and, unless the layer has none (Bias nil: a
+// convolution followed by BatchNorm), the bias.
+func (l *Conv2d) Params() []*Param {
+	if l.Bias == nil {
+		return []*Param{l.Weight}
+	}
+	return []*Param{l.Weight, l.Bias}
+}
 
 // Init sets the weights and bias uniformly in ±1/√(C/G·Kh·Kw),
 // torch.nn.Conv2d's default (kaiming_uniform_ with a = √5; the same bound
@@ -78,8 +86,10 @@ func (l *Conv2d) Init(rng *rand.Rand) {
 	for i := range l.Weight.Data {
 		l.Weight.Data[i] = float32((2*rng.Float64() - 1) * bound)
 	}
-	for i := range l.Bias.Data {
-		l.Bias.Data[i] = float32((2*rng.Float64() - 1) * bound)
+	if l.Bias != nil {
+		for i := range l.Bias.Data {
+			l.Bias.Data[i] = float32((2*rng.Float64() - 1) * bound)
+		}
 	}
 }
 
@@ -146,7 +156,10 @@ func (l *Conv2d) Forward(dst, x Mat) {
 			l.im2col(l.col, xs, g)
 			yg := ys[g*l.fg*l.p : (g+1)*l.fg*l.p]
 			for f := range l.fg {
-				b := l.Bias.Data[g*l.fg+f]
+				var b float32
+				if l.Bias != nil {
+					b = l.Bias.Data[g*l.fg+f]
+				}
 				row := yg[f*l.p : (f+1)*l.p]
 				for i := range row {
 					row[i] = b
@@ -162,7 +175,9 @@ func (l *Conv2d) Forward(dst, x Mat) {
 func (l *Conv2d) Backward(dx, dy Mat) {
 	checkShapes("Conv2d", dy, l.x, l.InSize(), l.OutSize())
 	clear(l.Weight.Grad)
-	clear(l.Bias.Grad)
+	if l.Bias != nil {
+		clear(l.Bias.Grad)
+	}
 	l.col = grow(l.col, l.kk*l.p)
 	if dx.Data != nil {
 		l.dcol = grow(l.dcol, l.kk*l.p)
@@ -175,6 +190,9 @@ func (l *Conv2d) Backward(dx, dy Mat) {
 		for g := range l.Groups {
 			gg := gs[g*l.fg*l.p : (g+1)*l.fg*l.p]
 			for f := range l.fg {
+				if l.Bias == nil {
+					break
+				}
 				var s float32
 				for _, v := range gg[f*l.p : (f+1)*l.p] {
 					s += v

@@ -115,6 +115,29 @@ func layerCases() []layerCase {
 		layerCase{name: "AvgPool2d/overlap", make: func() Layer { return mustPool(NewPool2d(false, 2, 5, 4, 3, 1)) }},
 		layerCase{name: "GlobalAvgPool", make: func() Layer { return NewGlobalAvgPool(3, 2, 3) }},
 		layerCase{name: "BatchNorm2d/train", make: func() Layer { return NewBatchNorm2d("bn", 2, 2, 3) }},
+		layerCase{name: "ReLU6", make: func() Layer { return NewReLU6(8) }, kink: func(l Layer) []float32 {
+			var z []float32
+			for _, v := range l.(*ReLU6).x.Data {
+				z = append(z, v, v-6)
+			}
+			return z
+		}},
+		// A whole small CNN through Sequential: conv without bias, BatchNorm
+		// (training), ReLU6, average pooling, conv with bias, global pooling,
+		// fc. (No max pooling or ReLU, whose kinks the chain would hide.)
+		layerCase{name: "CNN", make: func() Layer {
+			n, err := NewCNN("conv3x3:2,bn,relu6,avgpool2,dwconv3x3:s2,gap,fc:10", 1, 4, 4, 10)
+			if err != nil {
+				panic(err)
+			}
+			return n
+		}, kink: func(l Layer) []float32 {
+			var z []float32
+			for _, v := range l.(*CNN).seq.outs[1].Data { // the BatchNorm output, ReLU6's input
+				z = append(z, v, v-6)
+			}
+			return z
+		}},
 		layerCase{name: "BatchNorm2d/eval", make: func() Layer {
 			b := NewBatchNorm2d("bn", 2, 2, 3)
 			copy(b.RunningMean, []float32{0.5, -1})
