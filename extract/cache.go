@@ -177,6 +177,7 @@ func (p *plan) createOrAppend(rows int64) (*formats.CacheWriter, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.want, p.wantCfg = m, cfg
 	wo := &formats.WriterOptions{Format: formats.Format(o.Format), Compression: formats.Compression(o.Compression)}
 	old, err := formats.ReadManifest(dir)
 	switch {

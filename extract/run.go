@@ -51,6 +51,11 @@ type plan struct {
 	fills     []string
 
 	committed formats.Manifest // with errDone: the shard's committed manifest
+	// want and wantCfg are what this run writes (plan.manifest, computed
+	// once in createOrAppend: it hashes the dataset), for judging a commit
+	// another attempt made first.
+	want    formats.Manifest
+	wantCfg formats.Config
 }
 
 // job is one teacher batch travelling through the pipeline.
@@ -242,11 +247,7 @@ func (p *plan) lostCommit(err error, total int64) error {
 	if !errors.As(err, &ce) {
 		return err
 	}
-	m, cfg, merr := p.manifest(int64(p.ds.Len()))
-	if merr != nil {
-		return err
-	}
-	if diffs := compareManifests(ce.Manifest, m, cfg); len(diffs) > 0 || ce.Manifest.Rows != total {
+	if diffs := compareManifests(ce.Manifest, p.want, p.wantCfg); len(diffs) > 0 || ce.Manifest.Rows != total {
 		return fmt.Errorf("%w; and the committed cache differs from this run's (%d rows of %d; %s)", err, ce.Manifest.Rows, total, strings.Join(diffs, "; "))
 	}
 	p.o.Log("another attempt committed %s first with the same settings and all %d rows; this attempt's parts were removed", p.outDir(), total)
