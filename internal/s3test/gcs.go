@@ -1,16 +1,13 @@
 package s3test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"bytes"
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
-	"gocloud.dev/blob"
 
 	"github.com/distill-ml/distill/internal/store"
 )
@@ -49,25 +46,7 @@ func StartGCS(t testing.TB) *GCSServer {
 	}
 	t.Setenv("STORAGE_EMULATOR_HOST", u.Host)
 	g := &GCSServer{srv: srv}
-	store.ResetBuckets()
-	t.Cleanup(store.ResetBuckets)
-	serverMu.Lock()
-	prev := store.AfterUpload
-	store.AfterUpload = func(loc string, b *blob.Bucket, key string, w store.Written) error {
-		if !strings.HasPrefix(loc, "gs://") {
-			if prev != nil {
-				return prev(loc, b, key, w)
-			}
-			return nil
-		}
-		return g.checkUpload(loc, key, w)
-	}
-	serverMu.Unlock()
-	t.Cleanup(func() {
-		serverMu.Lock()
-		store.AfterUpload = prev
-		serverMu.Unlock()
-	})
+	hookUploads(t, "gs://", g.checkUpload)
 	return g
 }
 
@@ -79,9 +58,5 @@ func (g *GCSServer) checkUpload(loc, key string, w store.Written) error {
 	if err != nil {
 		return fmt.Errorf("s3test: %s: read back: %w", loc, err)
 	}
-	sum := sha256.Sum256(obj.Content)
-	if int64(len(obj.Content)) != w.Size || hex.EncodeToString(sum[:]) != w.SHA256 {
-		return fmt.Errorf("s3test: %s: the server stored %d bytes, the writer sent %d", loc, len(obj.Content), w.Size)
-	}
-	return nil
+	return sameAsSent(loc, bytes.NewReader(obj.Content), w)
 }

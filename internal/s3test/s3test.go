@@ -85,18 +85,48 @@ func Start(t testing.TB) *Server {
 	for k, v := range s.Env() {
 		t.Setenv(k, v)
 	}
+	hookUploads(t, "s3://", s.checkUpload)
+	return s
+}
+
+// hookUploads makes store check, for the rest of the test, every upload
+// to a location starting with scheme through check (uploads elsewhere go
+// to the check installed before), and forgets store's open buckets now
+// and at the end, so that they are opened with the test's environment.
+func hookUploads(t testing.TB, scheme string, check func(loc, key string, w store.Written) error) {
 	store.ResetBuckets()
 	t.Cleanup(store.ResetBuckets)
 	serverMu.Lock()
 	prev := store.AfterUpload
-	store.AfterUpload = s.checkUpload
+	store.AfterUpload = func(loc string, b *blob.Bucket, key string, w store.Written) error {
+		switch {
+		case strings.HasPrefix(loc, scheme):
+			return check(loc, key, w)
+		case prev != nil:
+			return prev(loc, b, key, w)
+		}
+		return nil
+	}
 	serverMu.Unlock()
 	t.Cleanup(func() {
 		serverMu.Lock()
 		store.AfterUpload = prev
 		serverMu.Unlock()
 	})
-	return s
+}
+
+// sameAsSent compares the stored bytes of the object at loc, read from
+// r, with what its writer sent.
+func sameAsSent(loc string, r io.Reader, w store.Written) error {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return fmt.Errorf("s3test: %s: read back: %w", loc, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); n != w.Size || sum != w.SHA256 {
+		return fmt.Errorf("s3test: %s: the server stored %d bytes with sha256 %s, the writer sent %d with %s", loc, n, sum, w.Size, w.SHA256)
+	}
+	return nil
 }
 
 // Env is the environment that points the AWS SDK at the server.
@@ -139,20 +169,15 @@ func (s *Server) Uploads() int {
 }
 
 // checkUpload compares what the server stored with what the writer sent.
-func (s *Server) checkUpload(loc string, b *blob.Bucket, key string, w store.Written) error {
+func (s *Server) checkUpload(loc, key string, w store.Written) error {
 	bucketName, _, _ := strings.Cut(strings.TrimPrefix(loc, "s3://"), "/")
 	obj, err := s.Backend.GetObject(bucketName, key, nil)
 	if err != nil {
 		return fmt.Errorf("s3test: %s: read back: %w", loc, err)
 	}
 	defer obj.Contents.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, obj.Contents)
-	if err != nil {
-		return fmt.Errorf("s3test: %s: read back: %w", loc, err)
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); n != w.Size || sum != w.SHA256 {
-		return fmt.Errorf("s3test: %s: the server stored %d bytes with sha256 %s, the writer sent %d with %s", loc, n, sum, w.Size, w.SHA256)
+	if err := sameAsSent(loc, obj.Contents, w); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	s.uploads++
