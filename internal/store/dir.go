@@ -51,9 +51,6 @@ func DirAt(ctx context.Context, l Loc) (*Dir, error) {
 // String returns the directory's location.
 func (d *Dir) String() string { return d.loc.String() }
 
-// Loc returns the directory's location.
-func (d *Dir) Loc() Loc { return d.loc }
-
 // Remote reports whether the directory is in a bucket.
 func (d *Dir) Remote() bool { return d.b != nil }
 

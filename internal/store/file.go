@@ -50,9 +50,6 @@ func (f *File) Name() string { return f.loc }
 // Size returns the size of the file in bytes.
 func (f *File) Size() int64 { return f.size }
 
-// Remote reports whether the file is an object in a bucket.
-func (f *File) Remote() bool { return f.f == nil }
-
 // ReadAt implements io.ReaderAt.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if f.f != nil {
