@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -125,10 +126,8 @@ func TestExtractS3KillDuringUpload(t *testing.T) {
 	sameContents(t, ref, out)
 }
 
-// partName is the name of part i of attempt a.
-func partName(a formats.Attempt, i int) string {
-	return strings.Replace(filepath.Base(a.Manifest.Parts[0].File), "part-00000", "part-0000"+string(rune('0'+i)), 1)
-}
+// partName is the name of Parquet part i of attempt a.
+func partName(a formats.Attempt, i int) string { return fmt.Sprintf("part-%05d-%s.parquet", i, a.ID) }
 
 // TestExtractDuplicateWorkers runs two workers on one shard at once, as a
 // Kubernetes Indexed Job does when it starts a replacement pod while the
