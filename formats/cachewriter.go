@@ -729,25 +729,32 @@ func hashFile(d *store.Dir, name string) (string, int64, error) {
 		return "", 0, fmt.Errorf("formats: %w", err)
 	}
 	defer f.Close()
+	return hashOpen(f)
+}
+
+// hashOpen reads the opened file f to its end through sha256.
+func hashOpen(f *store.File) (string, int64, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return "", 0, fmt.Errorf("formats: read %s: %w", d.Path(name), err)
+		return "", 0, fmt.Errorf("formats: read %s: %w", f.Name(), err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// checkPartFile checks a part file's size and sha256 against its PartInfo.
+// checkPartFile checks a part file's size and sha256 against its PartInfo,
+// opening it once (one HEAD and one GET on object storage).
 func checkPartFile(d *store.Dir, p PartInfo) error {
 	path := d.Path(p.File)
-	st, err := d.Stat(ctxBG, p.File)
+	f, err := d.Open(ctxBG, p.File)
 	if err != nil {
 		return corrupt(path, -1, err)
 	}
-	if st.Size != p.Bytes {
-		return corrupt(path, -1, fmt.Errorf("file has %d bytes, manifest says %d", st.Size, p.Bytes))
+	defer f.Close()
+	if f.Size() != p.Bytes {
+		return corrupt(path, -1, fmt.Errorf("file has %d bytes, manifest says %d", f.Size(), p.Bytes))
 	}
-	sum, n, err := hashFile(d, p.File)
+	sum, n, err := hashOpen(f)
 	if err != nil {
 		return corrupt(path, -1, err)
 	}
