@@ -515,6 +515,9 @@ func checkFinite(ps []*Param, file string) error {
 
 // studentValues is the number of values model.safetensors holds for cfg.
 func studentValues(cfg Config) int {
+	if cfg.Type == "cnn" {
+		return cnnValues(cfg)
+	}
 	n, prev := 2*cfg.Inputs, cfg.Inputs
 	for _, h := range cfg.Hidden {
 		n += prev*h + h

@@ -330,6 +330,9 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	if o.Alpha < 1 && !dcfg.HasLabel {
 		return nil, fmt.Errorf("train: alpha %v < 1 needs labels, and the cache has none; use alpha 1 (teacher only) or extract from a dataset with labels", o.Alpha)
 	}
+	if cfg.Type == "cnn" && len(o.Features) > 0 {
+		return nil, errors.New("train: --feature pairs on a cnn student's maps are not supported yet")
+	}
 	var hidden []string
 	for i, f := range o.Features {
 		if _, err := hiddenSpec(dcfg, f.Teacher); err != nil {
