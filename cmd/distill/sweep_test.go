@@ -360,6 +360,9 @@ var choices = []struct{ tmpl, flag, bad string }{
 	{"train-transformer", "--norm", "batchnorm"}, {"train-transformer", "--mlp", "relu"}, {"train-transformer", "--pos", "alibi"},
 	{"train-transformer", "--mlp", "gelu"}, {"train-transformer", "--pos", "learned"},
 	{"eval-lm", "--split", "test"},
+	{"train", "--ensemble", "median"}, {"train", "--ensemble", ""}, {"train", "--ensemble", "logits"}, // logits: one teacher is no ensemble
+	{"train", "--teacher-weights", "-1"}, {"train", "--teacher-weights", "x"}, {"train", "--teacher-weights", "NaN"},
+	{"train", "--teacher-weights", "1e400"}, {"train", "--teacher-weights", "1"}, // 1: one teacher
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.
