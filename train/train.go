@@ -213,7 +213,8 @@ func (o Options) recorded() map[string]string {
 	return out
 }
 
-// provenance describes src; caches (formats.Cache) give their digest.
+// provenance describes src; caches (formats.Cache) give their digest, an
+// Ensemble its teachers.
 func provenance(src Source) Provenance {
 	cfg := src.Config()
 	p := Provenance{Rows: src.NumRows(), Classes: cfg.Classes, TopK: cfg.TopK}
@@ -226,6 +227,9 @@ func provenance(src Source) Provenance {
 	}
 	if c, ok := src.(interface{ Dir() string }); ok {
 		p.Path = c.Dir()
+	}
+	if e, ok := src.(*Ensemble); ok {
+		p.TeacherSHA256, p.Ensemble = e.TeacherSHA256(), e.Provenance()
 	}
 	return p
 }

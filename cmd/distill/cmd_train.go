@@ -36,6 +36,16 @@ sha256); --data (--val-data) gives its new path if it moved. The loss per row is
 runs over the k cached classes plus one bucket for the rest, exact at T = 1
 (see 'go doc github.com/distill-ml/distill/train.KD' for T != 1).
 
+--cache directories of two or more teachers (by the manifests' teacher
+sha256; those of one teacher are the shards of one cache) over the same dataset
+(sha256) train on the ensemble's target, rows joined by id: --ensemble probs
+(the default), the weighted mean of the teachers' probabilities at T, or
+logits, the mean of their logits; --teacher-weights w1,w2,... weighs them in
+--cache order (default equal). A top-k teacher's rest bucket is spread evenly
+over its uncached classes. Inputs, labels and hidden states come from the first
+teacher's cache; --val is one teacher's cache (see 'go doc
+github.com/distill-ml/distill/train.Ensemble').
+
 The student is an MLP (--student mlp): Linear, optional LayerNorm, the
 activation and optional Dropout per hidden block of --layers, then a Linear to
 the classes. It standardizes its raw input itself with per-feature mean and
@@ -166,11 +176,14 @@ type trainOptions struct {
 	InitFrom, InitLayers     string
 	Attentions               []string
 	AttentionLoss, LayerMap  string
+	ensembleFlags            // --teacher-weights, --ensemble (ensemble.go)
 }
 
 // AddFlags registers the flags on fs.
 func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache) (required)")
+	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache, or the caches of several teachers over the same dataset: an ensemble) (required)")
+	fs.Float64SliceVar(&o.TeacherWeights, "teacher-weights", nil, "ensemble: one weight ≥ 0 per teacher, in --cache order, e.g. 0.5,0.3,0.2 (normalized to sum 1; default: equal)")
+	fs.StringVar(&o.Ensemble, "ensemble", "probs", "ensemble target: probs (the mean of the teachers' probabilities at --temperature) or logits (the mean of their logits)")
 	fs.StringVar(&o.Out, "out", "", "checkpoint directory or location to write, e.g. student.ckpt or s3://bucket/runs/student.ckpt (required)")
 	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp, cnn (image inputs; --arch) or transformer (a per-token cache)")
 	fs.StringVar(&o.Arch, "arch", "", "cnn: the layers, a preset (lenet5, tiny, dws) or a spec such as conv3x3:8,bn,relu,maxpool2,flatten,fc:10 (torch_kd_train.py's --arch cnn:SPEC grammar)")
@@ -442,12 +455,7 @@ func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data tr
 			closeAll()
 		}
 	}()
-	cache, err := formats.Open(o.Cache...)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	closers = append(closers, func() { cache.Close() })
-	data, closeData, err := trainSource(stderr, cache, o.Data, "--data")
+	data, cache, closeData, err := openTrainCaches(stderr, o, to.Temperature)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -463,6 +471,9 @@ func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data tr
 		return nil, nil, nil, fmt.Errorf("--val: %w", err)
 	}
 	closers = append(closers, func() { vc.Close() })
+	if err := checkEnsembleVal(data, vc); err != nil {
+		return nil, nil, nil, err
+	}
 	val, closeVal, err := trainSource(stderr, vc, o.ValData, "--val-data")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--val: %w", err)

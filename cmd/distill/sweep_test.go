@@ -371,6 +371,9 @@ var choices = []struct{ tmpl, flag, bad string }{
 	{"eval-lm", "--split", "test"},
 	{"train-cnn", "--arch", "conv3x3:2,fc:3"}, {"train-cnn", "--arch", "resnet18"}, {"train-cnn", "--arch", "conv3x3:0,flatten,fc:3"},
 	{"train-cnn", "--student", "gru"},
+	{"train", "--ensemble", "median"}, {"train", "--ensemble", ""}, {"train", "--ensemble", "logits"}, // logits: one teacher is no ensemble
+	{"train", "--teacher-weights", "-1"}, {"train", "--teacher-weights", "x"}, {"train", "--teacher-weights", "NaN"},
+	{"train", "--teacher-weights", "1e400"}, {"train", "--teacher-weights", "1"}, // 1: one teacher
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.
