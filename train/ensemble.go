@@ -48,7 +48,15 @@ type EnsembleOptions struct {
 	// Temperature is the KD temperature T the targets are for
 	// (Options.Temperature); > 0.
 	Temperature float64
+	// Calibrate rescales each teacher's scores by its own temperature
+	// s_i, fitted on the labels, before they are combined (see
+	// "Calibration"). The primary cache must have labels.
+	Calibrate bool
 }
+
+// calibrationRows bounds the rows Calibrate fits each teacher's scale on:
+// the first ones of the primary cache, unit by unit.
+const calibrationRows = 1 << 16
 
 // ensembleFloor bounds how far below the largest the targets go, in units
 // of T: a class at the floor has probability e^−1000 relative to the top
@@ -106,8 +114,28 @@ const ensembleFloor = 1000
 // in the same order as the primary's, as distill extract writes them,
 // keep that to about one unit read per unit.
 //
-// Reads are serialized. Digest covers the mode, the weights and every
-// cache's digest, so a resumed run notices a changed member.
+// # Calibration
+//
+// Teachers found in the wild put their scores on very different scales:
+// of the MNIST teachers in ../shared/teachers two have logits in the
+// thousands, so softmax(z/4) is one-hot and an average of tempered
+// probabilities is dominated by their hard decisions. With
+// EnsembleOptions.Calibrate each teacher's log-probabilities are divided
+// by its own temperature s_i first, ℓ_i ← ℓ_i/s_i, chosen by temperature
+// scaling (Guo et al. 2017, https://arxiv.org/abs/1706.04599): the s that
+// minimizes the teacher's negative log-likelihood of the labels,
+//
+//	NLL_i(β) = mean over rows of [logsumexp(β·ℓ_i) − β·ℓ_i,y],  s_i = 1/β*,
+//
+// over the first calibrationRows rows of the primary cache. NLL is convex
+// in β (a log-sum-exp of linear functions minus a linear one), so a
+// golden-section search over log β in [−12, 12] finds β* (to 1e-6 in
+// log β). The calibrated teachers then combine as above at the KD
+// temperature T. Scales() returns the s_i, and the checkpoint records them.
+//
+// Reads are serialized. Digest covers the mode, the weights, the
+// calibration scales and every cache's digest, so a resumed run notices a
+// changed member.
 type Ensemble struct {
 	primary Source
 	members []*ensembleMember
@@ -115,6 +143,8 @@ type Ensemble struct {
 	T       float64
 	cfg     formats.Config
 	units   []formats.Unit // the primary's
+	// calibrated: the members' scales were fitted (EnsembleOptions.Calibrate)
+	calibrated bool
 
 	mu   sync.Mutex
 	lp   [][]float64      // per member, one row's log-probabilities ℓ [C]
@@ -129,6 +159,7 @@ type ensembleMember struct {
 	c      *formats.Cache
 	cfg    formats.Config
 	weight float64 // normalized
+	scale  float64 // s_i: the member's log-probabilities are divided by it (1 without calibration)
 	units  []formats.Unit
 	// aligned: unit u holds the primary's unit u rows (checked on
 	// every read); when not, the index below is built.
@@ -192,7 +223,7 @@ func NewEnsemble(primary Source, caches []*formats.Cache, o *EnsembleOptions) (*
 	if d, ok := primary.(interface{ Digest() string }); ok && d.Digest() != c0.Digest() {
 		return nil, fmt.Errorf("train: the ensemble's input source is not over its first cache %s (digest %s, want %s)", c0.Dir(), d.Digest(), c0.Digest())
 	}
-	e := &Ensemble{primary: primary, mode: mode, T: opt.Temperature, units: c0.Units()}
+	e := &Ensemble{primary: primary, mode: mode, T: opt.Temperature, units: c0.Units(), calibrated: opt.Calibrate}
 	data0, _, _ := strings.Cut(c0.Manifest().Dataset.SHA256, ",")
 	for i, c := range caches {
 		cfg, m := c.Config(), c.Manifest()
@@ -218,7 +249,7 @@ func NewEnsemble(primary Source, caches []*formats.Cache, o *EnsembleOptions) (*
 					p.Dir(), c.Dir(), m.Teacher.SHA256)
 			}
 		}
-		mb := &ensembleMember{c: c, cfg: cfg, weight: weights[i], units: c.Units()}
+		mb := &ensembleMember{c: c, cfg: cfg, weight: weights[i], units: c.Units(), scale: 1}
 		mb.aligned = i > 0 && slices.EqualFunc(mb.units, e.units, func(a, b formats.Unit) bool { return a.Rows == b.Rows })
 		e.members = append(e.members, mb)
 	}
@@ -231,7 +262,103 @@ func NewEnsemble(primary Source, caches []*formats.Cache, o *EnsembleOptions) (*
 	}
 	e.zb = make([]float64, e.cfg.Classes)
 	e.rows = make([]*formats.Batch, len(caches))
+	if opt.Calibrate {
+		if !c0.Config().HasLabel {
+			return nil, fmt.Errorf("train: calibrating the teachers needs labels, and the first cache %s has none: train without calibration, or give a cache with labels first", c0.Dir())
+		}
+		if err := e.calibrate(c0); err != nil {
+			return nil, err
+		}
+	}
 	return e, nil
+}
+
+// calibrate fits every member's scale s_i on the first calibrationRows
+// rows of the primary cache c0 (see "Calibration").
+func (e *Ensemble) calibrate(c0 *formats.Cache) error {
+	C := e.cfg.Classes
+	lps := make([][]float64, len(e.members)) // per member, rows × C log-probabilities
+	var labels []int64
+	var b formats.Batch
+	for u := 0; u < c0.NumBatches() && len(labels) < calibrationRows; u++ {
+		if err := c0.ReadBatch(u, &b); err != nil {
+			return err
+		}
+		n := min(b.Len(), calibrationRows-len(labels))
+		for i, m := range e.members {
+			mb := &b
+			if i > 0 {
+				var err error
+				if mb, err = m.rowsFor(u, b.Rows, c0); err != nil {
+					return err
+				}
+			}
+			for r := range n {
+				logProbs(e.lp[i], m.cfg, mb, r)
+				lps[i] = append(lps[i], e.lp[i]...)
+			}
+		}
+		labels = append(labels, b.Labels[:n]...)
+	}
+	for i, m := range e.members {
+		nll := func(logBeta float64) float64 { return calibrationNLL(lps[i], labels, C, math.Exp(logBeta)) }
+		m.scale = math.Exp(-goldenMin(nll, -12, 12, 1e-6))
+		if math.IsNaN(m.scale) || math.IsInf(m.scale, 0) || m.scale == 0 {
+			return fmt.Errorf("train: calibrating %s: no finite temperature fits its scores (%v)", m.c.Dir(), m.scale)
+		}
+	}
+	return nil
+}
+
+// calibrationNLL is the mean over the rows of lp (each C log-probabilities,
+// −∞ allowed) of logsumexp(β·ℓ) − β·ℓ_y; a label whose class has
+// probability 0 counts as a loss of β·1e4 (finite, so the search still
+// orders the βs).
+func calibrationNLL(lp []float64, labels []int64, C int, beta float64) float64 {
+	var sum float64
+	row := make([]float64, C)
+	for r, y := range labels {
+		for c, v := range lp[r*C : (r+1)*C] {
+			row[c] = beta * v
+		}
+		ly := row[y]
+		if math.IsInf(ly, -1) {
+			ly = -beta * 1e4
+		}
+		sum += logSumExp(row) - ly
+	}
+	return sum / float64(max(len(labels), 1))
+}
+
+// goldenMin returns the x in [lo, hi] minimizing the unimodal f, to tol,
+// by golden-section search.
+func goldenMin(f func(float64) float64, lo, hi, tol float64) float64 {
+	g := (math.Sqrt(5) - 1) / 2
+	a, b := lo, hi
+	c, d := b-g*(b-a), a+g*(b-a)
+	fc, fd := f(c), f(d)
+	for b-a > tol {
+		if fc < fd {
+			b, d, fd = d, c, fc
+			c = b - g*(b-a)
+			fc = f(c)
+		} else {
+			a, c, fc = c, d, fd
+			d = a + g*(b-a)
+			fd = f(d)
+		}
+	}
+	return (a + b) / 2
+}
+
+// Scales returns the members' calibration temperatures s_i (all 1 without
+// calibration), in the order of the caches.
+func (e *Ensemble) Scales() []float64 {
+	s := make([]float64, len(e.members))
+	for i, m := range e.members {
+		s[i] = m.scale
+	}
+	return s
 }
 
 // ensembleWeights checks w (one per cache, or nil for equal weights) and
@@ -294,8 +421,15 @@ func (e *Ensemble) Weights() []float64 {
 func (e *Ensemble) Digest() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "distill ensemble\n%s\n", e.mode)
+	if e.calibrated {
+		fmt.Fprintf(h, "calibrated\n")
+	}
 	for _, m := range e.members {
-		fmt.Fprintf(h, "%s %s\n", strconv.FormatFloat(m.weight, 'g', -1, 64), m.c.Digest())
+		fmt.Fprintf(h, "%s %s", strconv.FormatFloat(m.weight, 'g', -1, 64), m.c.Digest())
+		if e.calibrated {
+			fmt.Fprintf(h, " %s", strconv.FormatFloat(m.scale, 'g', -1, 64))
+		}
+		fmt.Fprintf(h, "\n")
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -303,7 +437,8 @@ func (e *Ensemble) Digest() string {
 // EnsembleProvenance records an Ensemble's teachers in a checkpoint
 // (Provenance.Ensemble).
 type EnsembleProvenance struct {
-	Mode     EnsembleMode      `json:"mode"`
+	Mode       EnsembleMode      `json:"mode"`
+	Calibrated bool              `json:"calibrated,omitempty"` // each teacher's Scale was fitted on the labels
 	Teachers []EnsembleTeacher `json:"teachers"` // in the order of the caches; the first gave the inputs
 }
 
@@ -317,15 +452,22 @@ type EnsembleTeacher struct {
 	TopK          int     `json:"top_k"`
 	Rows          int64   `json:"rows"`
 	Weight        float64 `json:"weight"` // normalized: the weights sum to 1
+	// Scale is the calibration temperature s_i its log-probabilities were
+	// divided by (EnsembleOptions.Calibrate); omitted without calibration.
+	Scale float64 `json:"scale,omitempty"`
 }
 
 // Provenance returns the teachers for a checkpoint.
 func (e *Ensemble) Provenance() *EnsembleProvenance {
-	p := &EnsembleProvenance{Mode: e.mode}
+	p := &EnsembleProvenance{Mode: e.mode, Calibrated: e.calibrated}
 	for _, m := range e.members {
 		man := m.c.Manifest()
-		p.Teachers = append(p.Teachers, EnsembleTeacher{Path: m.c.Dir(), Digest: m.c.Digest(), TeacherFile: man.Teacher.File,
-			TeacherSHA256: man.Teacher.SHA256, ScoreKind: string(man.ScoreKind), TopK: m.cfg.TopK, Rows: m.c.NumRows(), Weight: m.weight})
+		t := EnsembleTeacher{Path: m.c.Dir(), Digest: m.c.Digest(), TeacherFile: man.Teacher.File,
+			TeacherSHA256: man.Teacher.SHA256, ScoreKind: string(man.ScoreKind), TopK: m.cfg.TopK, Rows: m.c.NumRows(), Weight: m.weight}
+		if e.calibrated {
+			t.Scale = m.scale
+		}
+		p.Teachers = append(p.Teachers, t)
 	}
 	return p
 }
@@ -401,6 +543,13 @@ func (e *Ensemble) ReadBatch(u int, dst *formats.Batch) error {
 // "Targets").
 func (e *Ensemble) combine() {
 	zb, invT := e.zb, 1/e.T
+	for i, m := range e.members {
+		if m.weight > 0 && m.scale != 1 {
+			for c := range e.lp[i] {
+				e.lp[i][c] /= m.scale // −∞ stays −∞
+			}
+		}
+	}
 	switch e.mode {
 	case EnsembleLogits:
 		clear(zb)

@@ -38,6 +38,8 @@ type ensMember struct {
 	labels func(int64) int64
 	// positions > 0 writes a per-token cache, samples > 0 a sampled one.
 	positions, samples int
+	// scores, if set, gives the full scores of a row instead of ensScores.
+	scores func(int64) []float32
 }
 
 // ensScores returns the teacher's full scores of a row: a pure function
@@ -99,6 +101,9 @@ func writeEnsMember(t *testing.T, dir string, m ensMember) *formats.Cache {
 			for range P {
 				b.Labels = append(b.Labels, m.labels(r))
 				z := ensScores(m.teacher, r, C, m.spike)
+				if m.scores != nil {
+					z = m.scores(r)
+				}
 				if m.samples > 0 { // all draws on the best class, then a count-0 pad
 					best := int32(slices.Index(z, slices.Max(z)))
 					for j := range min(m.samples, C) {
@@ -578,4 +583,120 @@ func TestEnsembleTrain(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "training cache digest") {
 		t.Errorf("resume on other weights: %v", err)
 	}
+}
+
+// TestEnsembleCalibration: teacher B's scores are teacher A's times 50 (a
+// teacher whose logits are in the thousands), over labels that agree with
+// A's top class 80% of the time. Calibration must find, for each, the
+// temperature minimizing its NLL of the labels (checked against a fine grid
+// of the NLL written out here in float64), so s_B = 50·s_A; the calibrated
+// members are then the same distribution, and the probs target must be
+// softmax(ℓ_A/(s_A·T)) exactly as a float64 evaluation gives it. Without
+// calibration B's near one-hot probabilities pull the target away.
+func TestEnsembleCalibration(t *testing.T) {
+	tmp := t.TempDir()
+	const C, n = ensClasses, 400
+	scoreA := func(r int64) []float32 { return ensScores("A", r, C, -1) }
+	label := func(r int64) int64 {
+		z := scoreA(r)
+		if r%5 == 0 {
+			return (int64(slices.Index(z, slices.Max(z))) + 1) % C
+		}
+		return int64(slices.Index(z, slices.Max(z)))
+	}
+	scoreB := func(r int64) []float32 {
+		z := scoreA(r)
+		for c := range z {
+			z[c] *= 50
+		}
+		return z
+	}
+	rows := rowRange(0, n)
+	a := writeEnsMember(t, filepath.Join(tmp, "a"), ensMember{teacher: "A", rows: rows, rpb: 64, labels: label, scores: scoreA, spike: -1})
+	b := writeEnsMember(t, filepath.Join(tmp, "b"), ensMember{teacher: "B", rows: rows, rpb: 100, labels: label, scores: scoreB, spike: -1})
+	const T = 4.0
+	e, err := NewEnsemble(nil, []*formats.Cache{a, b}, &EnsembleOptions{Temperature: T, Calibrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The NLL of scores z scaled by β, written out: −log softmax(β·z)_y.
+	nll := func(score func(int64) []float32, beta float64) float64 {
+		var sum float64
+		for _, r := range rows {
+			z := score(r)
+			mx := math.Inf(-1)
+			for _, v := range z {
+				mx = math.Max(mx, beta*float64(v))
+			}
+			var s float64
+			for _, v := range z {
+				s += math.Exp(beta*float64(v) - mx)
+			}
+			sum += mx + math.Log(s) - beta*float64(z[label(r)])
+		}
+		return sum / n
+	}
+	scales := e.Scales()
+	for i, score := range []func(int64) []float32{scoreA, scoreB} {
+		best, bestNLL := 0.0, math.Inf(1)
+		for lb := -6.0; lb <= 2; lb += 1e-3 {
+			if v := nll(score, math.Exp(lb)); v < bestNLL {
+				best, bestNLL = math.Exp(-lb), v
+			}
+		}
+		if got := nll(score, 1/scales[i]); math.Abs(scales[i]/best-1) > 2e-3 || got > bestNLL+1e-9 {
+			t.Errorf("teacher %d: scale %v (NLL %v), the grid's best %v (NLL %v)", i, scales[i], got, best, bestNLL)
+		}
+	}
+	if r := scales[1] / scales[0]; math.Abs(r/50-1) > 1e-4 {
+		t.Errorf("scales %v: B's should be 50 times A's, got %v times", scales, r)
+	}
+	if p := e.Provenance(); !p.Calibrated || p.Teachers[1].Scale != scales[1] {
+		t.Errorf("provenance %+v", p)
+	}
+	plain, err := NewEnsemble(nil, []*formats.Cache{a, b}, &EnsembleOptions{Temperature: T})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Digest() == e.Digest() {
+		t.Error("calibration does not change the digest")
+	}
+	var got, raw formats.Batch
+	maxDiff, maxRaw := 0.0, 0.0
+	for u := range e.NumBatches() {
+		if err := e.ReadBatch(u, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := plain.ReadBatch(u, &raw); err != nil {
+			t.Fatal(err)
+		}
+		for r, id := range got.Rows {
+			z := scoreA(id)
+			want := make([]float64, C)
+			for c, v := range z {
+				want[c] = float64(v) / (scales[0] * T)
+			}
+			l := logSumExp(want)
+			// softmax(z̄/T) against softmax(z_A/(s_A·T)), as probabilities.
+			zb := f64(got.Logits[r*C : (r+1)*C])
+			zr := f64(raw.Logits[r*C : (r+1)*C])
+			for c := range zb {
+				zb[c] /= T
+				zr[c] /= T
+			}
+			lb, lr := logSumExp(zb), logSumExp(zr)
+			for c := range want {
+				p := math.Exp(want[c] - l)
+				maxDiff = math.Max(maxDiff, math.Abs(math.Exp(zb[c]-lb)-p))
+				maxRaw = math.Max(maxRaw, math.Abs(math.Exp(zr[c]-lr)-p))
+			}
+		}
+	}
+	if maxDiff > 1e-6 {
+		t.Errorf("calibrated target differs from softmax(ℓ_A/(s_A·T)) by up to %.3g", maxDiff)
+	}
+	if maxRaw < 0.05 {
+		t.Errorf("the uncalibrated target is within %.3g of the calibrated one: the test cannot tell calibration from none", maxRaw)
+	}
+	t.Logf("scales %v; calibrated target within %.2g, uncalibrated off by up to %.2g", scales, maxDiff, maxRaw)
 }

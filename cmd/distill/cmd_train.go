@@ -41,8 +41,11 @@ sha256; those of one teacher are the shards of one cache) over the same dataset
 (sha256) train on the ensemble's target, rows joined by id: --ensemble probs
 (the default), the weighted mean of the teachers' probabilities at T, or
 logits, the mean of their logits; --teacher-weights w1,w2,... weighs them in
---cache order (default equal). A top-k teacher's rest bucket is spread evenly
-over its uncached classes. Inputs, labels and hidden states come from the first
+--cache order (default equal). --calibrate-teachers first divides each
+teacher's log-probabilities by its own temperature, fitted on the labels
+(temperature scaling): teachers whose logits are in the thousands otherwise
+give one-hot targets at any usual T. A top-k teacher's rest bucket is spread
+evenly over its uncached classes. Inputs, labels and hidden states come from the first
 teacher's cache; --val is one teacher's cache (see 'go doc
 github.com/distill-ml/distill/train.Ensemble').
 
@@ -183,6 +186,7 @@ type trainOptions struct {
 func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache, or the caches of several teachers over the same dataset: an ensemble) (required)")
 	fs.Float64SliceVar(&o.TeacherWeights, "teacher-weights", nil, "ensemble: one weight ≥ 0 per teacher, in --cache order, e.g. 0.5,0.3,0.2 (normalized to sum 1; default: equal)")
+	fs.BoolVar(&o.Calibrate, "calibrate-teachers", false, "ensemble: divide each teacher's log-probabilities by its own temperature, fitted to the labels, before combining them")
 	fs.StringVar(&o.Ensemble, "ensemble", "probs", "ensemble target: probs (the mean of the teachers' probabilities at --temperature) or logits (the mean of their logits)")
 	fs.StringVar(&o.Out, "out", "", "checkpoint directory or location to write, e.g. student.ckpt or s3://bucket/runs/student.ckpt (required)")
 	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp, cnn (image inputs; --arch) or transformer (a per-token cache)")

@@ -16,6 +16,7 @@ import (
 type ensembleFlags struct {
 	TeacherWeights []float64
 	Ensemble       string
+	Calibrate      bool
 }
 
 // openTrainCaches opens --cache as the training source. The directories
@@ -69,8 +70,8 @@ func openTrainCaches(stderr io.Writer, o trainOptions, T float64) (_ train.Sourc
 		closers = append(closers, func() { c.Close() })
 		caches[i] = c
 	}
-	if len(caches) == 1 && (len(o.TeacherWeights) > 0 || mode != train.EnsembleProbs) {
-		return nil, nil, nil, usageError("--teacher-weights and --ensemble logits need the caches of two or more teachers; --cache %s holds one teacher's (%s)",
+	if len(caches) == 1 && (len(o.TeacherWeights) > 0 || mode != train.EnsembleProbs || o.Calibrate) {
+		return nil, nil, nil, usageError("--teacher-weights, --ensemble logits and --calibrate-teachers need the caches of two or more teachers; --cache %s holds one teacher's (%s)",
 			strings.Join(o.Cache, ","), caches[0].Manifest().Teacher.File)
 	}
 	if n := len(o.TeacherWeights); n > 0 && n != len(caches) {
@@ -85,13 +86,16 @@ func openTrainCaches(stderr io.Writer, o trainOptions, T float64) (_ train.Sourc
 	if len(caches) == 1 {
 		return primary, caches[0], closeAll, nil
 	}
-	e, err := train.NewEnsemble(primary, caches, &train.EnsembleOptions{Mode: mode, Weights: o.TeacherWeights, Temperature: T})
+	e, err := train.NewEnsemble(primary, caches, &train.EnsembleOptions{Mode: mode, Weights: o.TeacherWeights, Temperature: T, Calibrate: o.Calibrate})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	what := fmt.Sprintf("the mean of their probabilities at T = %g", T)
 	if mode == train.EnsembleLogits {
 		what = "the mean of their logits"
+	}
+	if o.Calibrate {
+		what += fmt.Sprintf(", each teacher's log-probabilities divided by its calibration temperature (%s)", joinFloats(e.Scales()))
 	}
 	fmt.Fprintf(stderr, "train: an ensemble of %d teachers (%s), weights %s: the targets are %s; inputs, labels and hidden states from %s\n",
 		len(caches), teacherNames(caches), joinFloats(e.Weights()), what, caches[0].Dir())
