@@ -339,7 +339,7 @@ func ParseCNNFeature(s, arch string) (FeaturePair, error) {
 	return parseFeature(s, func(layer string) (int, error) {
 		i, err := strconv.Atoi(layer)
 		if err != nil || i < 0 || i >= len(toks) || strings.ContainsAny(layer, "+-") {
-			return 0, fmt.Errorf("train: student layer %q: want a layer 0..%d of the cnn spec (0-based, as the checkpoint names it: i.weight)", layer, len(toks)-1)
+			return 0, fmt.Errorf("student layer %q: want a layer 0..%d of the cnn spec (0-based, as the checkpoint names it: i.weight)", layer, len(toks)-1)
 		}
 		return i, nil
 	})
@@ -356,7 +356,7 @@ func parseFeature(s string, layer func(string) (int, error)) (FeaturePair, error
 	l, weight, hasWeight := strings.Cut(rest, ":")
 	h, err := layer(l)
 	if err != nil {
-		return FeaturePair{}, fmt.Errorf("train: feature %q: %w", s, err)
+		return FeaturePair{}, fmt.Errorf("train: feature %q: %s", s, strings.TrimPrefix(err.Error(), "train: "))
 	}
 	w, ok := pairWeight(weight, hasWeight)
 	if !ok {
