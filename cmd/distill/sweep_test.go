@@ -355,11 +355,13 @@ var numeric = []struct {
 
 // choices lists flags of a few named values, each with a value the
 // template must refuse naming the flag: one that is no choice, or (gelu,
-// learned) one that contradicts the template's Llama --init-from.
+// learned, at) one that contradicts the template's Llama --init-from or
+// its mlp student.
 var choices = []struct{ tmpl, flag, bad string }{
 	{"train-transformer", "--norm", "batchnorm"}, {"train-transformer", "--mlp", "relu"}, {"train-transformer", "--pos", "alibi"},
 	{"train-transformer", "--mlp", "gelu"}, {"train-transformer", "--pos", "learned"},
 	{"eval-lm", "--split", "test"},
+	{"train", "--feature-loss", "l1"}, {"train", "--feature-loss", "at"}, // at: attention transfer needs a cnn student
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.
