@@ -364,3 +364,40 @@ func TestATNeedsMaps(t *testing.T) {
 		t.Errorf("TrainLM with at: %v", err)
 	}
 }
+
+// TestFeatureHeadAllocs checks that a cnn feature pair's step — pooling
+// either map, the 1×1 regressor, attention transfer — allocates nothing
+// once its buffers exist (one thread: the gemm package may start
+// goroutines).
+func TestFeatureHeadAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	defer SetThreads(Threads())
+	SetThreads(1)
+	const n = 8
+	for _, tc := range []struct {
+		student []int
+		teacher []int64
+		loss    FeatureLoss
+	}{
+		{[]int{4, 8, 8}, []int64{6, 4, 4}, MSE},
+		{[]int{4, 4, 4}, []int64{6, 8, 8}, Cosine},
+		{[]int{4, 8, 8}, []int64{6, 4, 4}, AT},
+	} {
+		h, err := newFeatureHead(0, tc.student, tc.teacher, tc.loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		NewParams(h.Params()...)
+		rng := rand.New(rand.NewPCG(1, 1))
+		h.Init(rng)
+		h.alloc(n)
+		x, target := randMat(rng, n, h.In, 1), randMat(rng, n, h.D, 1)
+		dx := Mat{Rows: n, Cols: h.In, Data: make([]float32, n*h.In)}
+		rowLoss := make([]float64, n)
+		if allocs := testing.AllocsPerRun(10, func() { h.step(dx, x, target, 1, rowLoss) }); allocs != 0 {
+			t.Errorf("%v → %v, %s: %v allocations per step", tc.student, tc.teacher, tc.loss, allocs)
+		}
+	}
+}
