@@ -61,7 +61,8 @@ func imageShape(shape []int, inputs int) (c, h, w int, err error) {
 // buildCNN makes s.Layers the network of s.Config.Arch, initialized from
 // rand.NewPCG(seed, initStream) in layer order, with every BatchNorm's
 // running statistics and batch count as Buffers named as in torch's
-// state_dict.
+// state_dict, and every spec token's output a feature pair can read
+// (s.blocks, s.shapes).
 func (s *Student) buildCNN(seed uint64) error {
 	cfg := s.Config
 	c, h, w, err := imageShape(cfg.InputShape, cfg.Inputs)
@@ -74,6 +75,7 @@ func (s *Student) buildCNN(seed uint64) error {
 	}
 	s.Layers = n.Layers
 	s.Params = NewParams(n.Params()...)
+	s.blocks, s.shapes = tokenOutputs(n, c, h, w)
 	n.Init(rand.New(rand.NewPCG(seed, initStream)))
 	for _, l := range n.Layers {
 		b, ok := l.(*BatchNorm2d)
@@ -113,4 +115,36 @@ func cnnValues(cfg Config) int {
 		}
 	}
 	return v
+}
+
+// tokenOutputs returns, for every token i of n's spec, the index into
+// Student.acts of its output (acts[j] is the output of layer j−1; a
+// flatten, which has no layer, shares its input's) and its per-sample
+// shape, for samples [c, h, w].
+func tokenOutputs(n *CNN, c, h, w int) (acts []int, shapes [][]int) {
+	shape, layer := []int{c, h, w}, 0
+	for _, t := range n.Tokens {
+		if t == "flatten" {
+			shape = []int{prod(shape)}
+		} else {
+			switch l := n.Layers[layer].(type) {
+			case *Conv2d:
+				shape = []int{l.F, l.Ho, l.Wo}
+			case *Pool2d:
+				shape = []int{l.C, l.Ho, l.Wo}
+				if l.global {
+					shape = []int{l.C}
+				}
+			case *Linear:
+				shape = []int{l.Out}
+			} // bn, relu, relu6 keep the shape
+			layer++
+		}
+		acts = append(acts, layer)
+		shapes = append(shapes, shape)
+	}
+	if layer != len(n.Layers) {
+		panic(fmt.Sprintf("train: cnn spec %s: %d tokens with layers, %d layers", n.Spec, layer, len(n.Layers)))
+	}
+	return acts, shapes
 }

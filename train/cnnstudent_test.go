@@ -134,7 +134,12 @@ func TestCNNStudentErrors(t *testing.T) {
 		{Config{Type: "cnn", Arch: "tiny", Hidden: []int{8}}, images, Options{}, "mlp settings"},
 		{Config{Type: "rnn"}, images, Options{}, "want mlp or cnn"},
 		{Config{Arch: "tiny"}, images, Options{}, "an mlp student takes Hidden"},
-		{Config{Type: "cnn", Arch: "conv3x3:4,flatten,fc:4"}, images, Options{Features: []FeaturePair{{Teacher: "h", Layer: 1}}}, "cnn student"},
+		// Feature pairs (the cache's h has shape [5]).
+		{Config{Type: "cnn", Arch: "conv3x3:4,flatten,fc:4"}, images, Options{Features: []FeaturePair{{Teacher: "h", Layer: 3}}}, "student layer 3, want a token 0..2 of the cnn spec"},
+		{Config{Type: "cnn", Arch: "conv3x3:4,flatten,fc:4"}, images, Options{Features: []FeaturePair{{Teacher: "h", Layer: 0}}}, "feature 1 (h of shape [5] = student layer 0 (conv3x3:4, [4 8 8])): the teacher state has shape [5], not a [C,H,W] map"},
+		{Config{Type: "cnn", Arch: "conv3x3:4,flatten,fc:4"}, images, Options{Features: []FeaturePair{{Teacher: "h", Layer: 1}}, FeatureLoss: AT}, "--feature-loss at compares [C,H,W] maps"},
+		{Config{Type: "cnn", Arch: "flatten,fc:4"}, images, Options{Features: []FeaturePair{{Teacher: "h", Layer: 0}}}, "is the input itself"},
+		{Config{Hidden: []int{8}}, images, Options{Features: []FeaturePair{{Teacher: "h", Layer: 1}}, FeatureLoss: AT}, "an mlp student has none"},
 	} {
 		o := tc.o
 		o.Epochs = 1

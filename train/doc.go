@@ -10,9 +10,10 @@
 //     or the CLI) Conv2d (stride, padding, dilation, groups), Pool2d (max,
 //     average; NewGlobalAvgPool), BatchNorm2d.
 //   - Students: Config, Student (an MLP), ParseLayer, ParseFeature,
-//     ParseActivation.
+//     ParseCNNFeature, ParseActivation.
 //   - Losses: KD (softmax KL at temperature T plus cross-entropy, with the
-//     top-k "rest" bucket), FeatureLoss (MSE, Cosine), Targets;
+//     top-k "rest" bucket), FeatureLoss (MSE, Cosine; AT, attention
+//     transfer between a cnn's maps), Targets;
 //     AttentionLoss (MiniLM's KL, TinyBERT's MSE) for TrainLM's
 //     AttentionPair (ParseAttentionPair).
 //   - Optimization: Optimizer, AdamWOptimizer, SGDOptimizer, ScheduleLR.

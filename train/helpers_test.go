@@ -19,6 +19,7 @@ type synth struct {
 	Seed                          uint64
 	NaNRow                        int64   // if > 0, the teacher scores of this row are NaN
 	Shape                         []int64 // per-sample input shape (product Inputs); default [1, Inputs]
+	HiddenShape                   []int64 // per-sample shape of the hidden state (product Hidden); default [Hidden]
 }
 
 // writeSynth writes the cache to dir and returns it opened.
@@ -44,6 +45,9 @@ func writeSynth(t testing.TB, dir string, s synth) *formats.Cache {
 	cfg := formats.Config{Classes: s.Classes, TopK: s.TopK, HasLabel: !s.NoLabels}
 	if s.Hidden > 0 {
 		cfg.Hidden = []formats.TensorSpec{{Name: "h", Shape: []int64{int64(s.Hidden)}}}
+		if s.HiddenShape != nil {
+			cfg.Hidden[0].Shape = s.HiddenShape
+		}
 	}
 	if !s.NoInputs {
 		cfg.Inputs = []formats.TensorSpec{{Name: "x", Shape: []int64{1, int64(s.Inputs)}}}

@@ -110,6 +110,9 @@ func TrainLM(ctx context.Context, cfg TransformerConfig, data Source, opts *Opti
 	if err != nil {
 		return nil, err
 	}
+	if o.FeatureLoss == AT {
+		return nil, fmt.Errorf("train: feature loss at (attention transfer) compares convolutional maps, and a transformer has none; use mse or cosine (or --attention pairs)")
+	}
 	SetThreads(o.Threads)
 	dcfg := data.Config()
 	if err := lmData(data, "cache", o.Alpha); err != nil {

@@ -576,25 +576,41 @@ type FeatureLoss string
 //	        dL/dP = 2·(P − h)/(n·D)
 //	Cosine: L = 1/n · Σ_r (1 − cos(P_r, h_r)),  cos = P·h/(max(‖P‖, ε)·max(‖h‖, ε)), ε = 1e-8
 //	        dL/dP_r = −(h_r/(‖P_r‖‖h_r‖) − cos·P_r/‖P_r‖²)/n   (‖P_r‖ >= ε)
+//	AT:     attention transfer between convolutional maps, with no
+//	        projection (cnn student maps only; see FeaturePair):
+//	        L = 1/n · Σ_r ‖a(A_r) − a(T_r)‖₂²,  a(A) = q/max(‖q‖₂, ε), q_k = Σ_c A_ck², ε = 1e-12
+//	        (Zagoruyko & Komodakis 2017, https://arxiv.org/abs/1612.03928,
+//	        with p = 2; the gradient is in attentionTransfer)
+//
+// MSE and Cosine compare a projection P of the student output with the
+// teacher's h; AT compares the student map A [Cs, H, W] itself with the
+// teacher's T [Ct, H, W] (any channel counts, the same H×W) through
+// their normalized spatial maps. AT's weight convention: the pair's
+// weight w multiplies the per-sample squared distance (in [0, 4]),
+// averaged over the batch. The paper's code (szagoruyko/attention-transfer
+// at_loss) takes β/2 times the mean over the batch and the H·W positions,
+// with β = 1000: the same term for w = β/(2·H·W), about 10 on 7×7 maps
+// and 2.5 on 14×14.
 const (
 	MSE    FeatureLoss = "mse"
 	Cosine FeatureLoss = "cosine"
+	AT     FeatureLoss = "at"
 )
 
 // ParseFeatureLoss returns the FeatureLoss named s; "" means MSE.
 func ParseFeatureLoss(s string) (FeatureLoss, error) {
 	switch f := FeatureLoss(s); f {
-	case MSE, Cosine:
+	case MSE, Cosine, AT:
 		return f, nil
 	case "":
 		return MSE, nil
 	}
-	return "", fmt.Errorf("train: unknown feature loss %q, want mse or cosine", s)
+	return "", fmt.Errorf("train: unknown feature loss %q, want mse, cosine or at", s)
 }
 
 const cosineEps = 1e-8
 
-// Loss returns weight·L(pred, target) for pred and target [n, D], writes
+// Loss returns weight·L(pred, target) for MSE or Cosine, pred and target [n, D], writes
 // weight·dL/dpred into grad [n, D], and adds each row's share of
 // weight·n·L to rowLoss (if not nil), so that mean(rowLoss) sums the terms.
 func (f FeatureLoss) Loss(grad, pred, target Mat, weight float64, rowLoss []float64) float64 {
@@ -649,5 +665,5 @@ func (f FeatureLoss) Loss(grad, pred, target Mat, weight float64, rowLoss []floa
 		}
 		return weight * total / float64(n)
 	}
-	panic("train: unknown feature loss " + string(f))
+	panic("train: feature loss " + string(f) + " is not one of a projection (mse, cosine)")
 }

@@ -127,11 +127,14 @@ type Student struct {
 	tracked []*Param // a cnn's "i.num_batches_tracked", counted by Forward while training
 
 	training bool
-	blocks   []int // blocks[h-1]: index into acts of hidden block h's output
-	acts     []Mat // acts[0] standardized input, acts[i+1] output of Layers[i]
-	grads    []Mat // grads[i] = dLoss/d(acts[i]); grads[0] unused
-	buf      [][]float32
-	gbuf     [][]float32
+	// blocks[k] is the index into acts of the output a feature pair can
+	// read (Student.tap): an mlp's hidden block k+1, a cnn's spec token k.
+	blocks []int
+	shapes [][]int // a cnn's per-sample shape of each blocks entry
+	acts   []Mat   // acts[0] standardized input, acts[i+1] output of Layers[i]
+	grads  []Mat   // grads[i] = dLoss/d(acts[i]); grads[0] unused
+	buf    [][]float32
+	gbuf   [][]float32
 }
 
 // NewStudent builds the student cfg describes with PyTorch's default
@@ -219,12 +222,34 @@ func (s *Student) Tensors() []*Param {
 	return append(append([]*Param{s.Standardize.Mean, s.Standardize.Std}, s.Params.List...), s.Buffers...)
 }
 
-// HiddenWidth returns the width of hidden block h (1-based).
+// HiddenWidth returns the width of an mlp's hidden block h (1-based).
 func (s *Student) HiddenWidth(h int) int { return s.Config.Hidden[h-1] }
 
-// Hidden returns hidden block h's output (1-based) of the last Forward,
-// valid until the next Forward.
+// Hidden returns an mlp's hidden block h's output (1-based) of the last
+// Forward, valid until the next Forward.
 func (s *Student) Hidden(h int) Mat { return s.acts[s.blocks[h-1]] }
+
+// tap returns the index into s.blocks (and Backward's hidden) of the
+// output FeaturePair.Layer names: an mlp's hidden block layer (1-based),
+// a cnn's spec token layer (0-based).
+func (s *Student) tap(layer int) int {
+	if s.Config.Type == "cnn" {
+		return layer
+	}
+	return layer - 1
+}
+
+// tapShape returns the per-sample shape of output k of s.blocks: [W] for
+// an mlp's hidden block, [C, H, W] or [N] for a cnn's token.
+func (s *Student) tapShape(k int) []int {
+	if s.Config.Type == "cnn" {
+		return s.shapes[k]
+	}
+	return []int{s.Config.Hidden[k]}
+}
+
+// tapOut returns output k of s.blocks of the last Forward.
+func (s *Student) tapOut(k int) Mat { return s.acts[s.blocks[k]] }
 
 func sized(buf *[]float32, rows, cols int) Mat {
 	*buf = grow(*buf, rows*cols)
@@ -259,8 +284,9 @@ func (s *Student) Forward(x Mat) Mat {
 
 // Backward propagates dlogits = dLoss/dlogits [n, Classes] of the last
 // Forward (the slice is overwritten) and sets s.Params.Grad. hidden, if
-// not nil, holds extra gradients for hidden block outputs: hidden[h−1],
-// when it has data, is added to dLoss/d(block h output) (feature
+// not nil, holds extra gradients for the outputs feature pairs read: for
+// an mlp hidden[h−1], when it has data, is added to dLoss/d(hidden block
+// h output), for a cnn hidden[i] to dLoss/d(spec token i output) (feature
 // distillation). The input gradient is not computed.
 func (s *Student) Backward(dlogits Mat, hidden []Mat) {
 	m := len(s.Layers)
@@ -295,15 +321,42 @@ func (s *Student) Backward(dlogits Mat, hidden []Mat) {
 // last '='; the layer is a hidden block as ParseLayer takes it, checked
 // against hidden blocks; the weight, default 1, must be positive.
 func ParseFeature(s string, hidden int) (FeaturePair, error) {
+	return parseFeature(s, func(layer string) (int, error) { return ParseLayer(layer, hidden) })
+}
+
+// ParseCNNFeature parses a feature-distillation pair
+// "TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT]" for a cnn student of arch (a
+// preset or a spec, as NewCNN takes it): STUDENT_LAYER is the 0-based
+// index of a token of the expanded spec, the number in the checkpoint's
+// names "i.weight", and the pair reads that token's output (e.g. "3" in
+// tiny, conv3x3:8,bn,relu,maxpool2,..., is the first maxpool2's).
+func ParseCNNFeature(s, arch string) (FeaturePair, error) {
+	body := strings.TrimSpace(strings.TrimPrefix(arch, "cnn:"))
+	if p, ok := CNNPresets[body]; ok {
+		body = p
+	}
+	toks := strings.Split(body, ",")
+	return parseFeature(s, func(layer string) (int, error) {
+		i, err := strconv.Atoi(layer)
+		if err != nil || i < 0 || i >= len(toks) || strings.ContainsAny(layer, "+-") {
+			return 0, fmt.Errorf("student layer %q: want a layer 0..%d of the cnn spec (0-based, as the checkpoint names it: i.weight)", layer, len(toks)-1)
+		}
+		return i, nil
+	})
+}
+
+// parseFeature parses "TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT]" with layer
+// resolving STUDENT_LAYER.
+func parseFeature(s string, layer func(string) (int, error)) (FeaturePair, error) {
 	i := strings.LastIndexByte(s, '=')
 	if i <= 0 || i == len(s)-1 {
 		return FeaturePair{}, fmt.Errorf("train: feature %q: want TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT]", s)
 	}
 	name, rest := s[:i], s[i+1:]
-	layer, weight, hasWeight := strings.Cut(rest, ":")
-	h, err := ParseLayer(layer, hidden)
+	l, weight, hasWeight := strings.Cut(rest, ":")
+	h, err := layer(l)
 	if err != nil {
-		return FeaturePair{}, fmt.Errorf("train: feature %q: %w", s, err)
+		return FeaturePair{}, fmt.Errorf("train: feature %q: %s", s, strings.TrimPrefix(err.Error(), "train: "))
 	}
 	w, ok := pairWeight(weight, hasWeight)
 	if !ok {

@@ -16,10 +16,27 @@ import (
 	"github.com/distill-ml/distill/internal/store"
 )
 
-// FeaturePair is one feature-distillation term: the teacher hidden state
-// Teacher (a cache hidden.* column, flattened) is regressed from student
-// hidden block Layer (1-based, after its activation) through a learned
-// linear projection "feature.J" (J the pair's index), with weight β.
+// FeaturePair is one feature-distillation term, with weight β, between
+// the teacher hidden state Teacher (a cache hidden.* column) and a
+// student output Layer:
+//
+//   - an mlp's hidden block Layer (1-based, after its activation): the
+//     teacher state, flattened, is regressed from it through a learned
+//     linear projection "feature.J" (J the pair's 0-based index) with
+//     Options.FeatureLoss MSE or Cosine (FitNets);
+//   - a cnn's spec token Layer (0-based, the i of the checkpoint's
+//     "i.weight"; its output, e.g. tiny's 3 = the first maxpool2's
+//     [8, 14, 14]): a map [Cs, Hs, Ws] meets a teacher map [Ct, Ht, Wt]
+//     after average pooling of the larger one to the smaller's size (one
+//     must be an integer multiple of the other, the same in height and
+//     width); then MSE or Cosine through a learned 1×1 Conv2d
+//     "feature.J" Cs→Ct (FitNets' convolutional regressor), or AT
+//     (attention transfer: the normalized maps Σ_c A_c² compared, no
+//     projection; see FeatureLoss). A flat token's output (after
+//     flatten, gap or fc) pairs as an mlp's block does.
+//
+// The projections are training state: a checkpoint keeps them in
+// state.safetensors, for resuming, not in the model.
 type FeaturePair struct {
 	Teacher string  `json:"teacher"`
 	Layer   int     `json:"layer"`
@@ -52,7 +69,7 @@ type Options struct {
 	Divergence  Divergence    `json:"divergence,omitempty"`
 	Beta        float64       `json:"beta,omitempty"`
 	Features    []FeaturePair `json:"features,omitempty"`
-	FeatureLoss FeatureLoss   `json:"feature_loss,omitempty"` // MSE (default) or Cosine
+	FeatureLoss FeatureLoss   `json:"feature_loss,omitempty"` // MSE (default), Cosine or AT (cnn maps)
 	// Attentions are TrainLM's attention-distillation pairs, with
 	// AttentionLoss (KL, the default with pairs, or MSE).
 	Attentions    []AttentionPair `json:"attentions,omitempty"`
@@ -101,11 +118,14 @@ type Step struct {
 
 // EpochMetrics are the per-epoch results recorded in the checkpoint.
 type EpochMetrics struct {
-	Epoch     int      `json:"epoch"`
-	Step      int64    `json:"step"`
-	TrainLoss float64  `json:"train_loss"` // mean over the epoch's rows
-	LR        float64  `json:"lr"`         // learning rate of the epoch's last step
-	Val       *Metrics `json:"val,omitempty"`
+	Epoch     int     `json:"epoch"`
+	Step      int64   `json:"step"`
+	TrainLoss float64 `json:"train_loss"` // mean over the epoch's rows
+	// TrainFeature is the feature pairs' share of TrainLoss (their
+	// weighted terms, mean over the epoch's rows); 0 without pairs.
+	TrainFeature float64  `json:"train_feature,omitempty"`
+	LR           float64  `json:"lr"` // learning rate of the epoch's last step
+	Val          *Metrics `json:"val,omitempty"`
 }
 
 // Epoch reports a finished epoch to Options.OnEpoch. Timing is not
@@ -261,7 +281,7 @@ func checkShape(s *Student, src Source, input, what string) error {
 type trainer struct {
 	o       Options
 	s       *Student
-	heads   []*Linear
+	heads   []*featureHead // per feature pair
 	headPs  *Params
 	opt     Optimizer
 	kd      KD
@@ -271,11 +291,10 @@ type trainer struct {
 	// per-step buffers, sized for BatchSize
 	dlogits  []float32
 	rowLoss  []float64
-	pred     [][]float32 // per pair: projection output [B, D]
-	dpred    [][]float32
-	dtap     [][]float32 // per pair: gradient into the student block [B, W]
-	tapGrads []Mat       // per hidden block, summed dtap
+	dtap     [][]float32 // per pair: gradient into the student output [B, In]
+	tapGrads []Mat       // per student output a pair can read (Student.tap), summed dtap
 	tapBuf   [][]float32
+	feature  float64 // the feature terms of the last step
 }
 
 // Train trains a student of architecture cfg on data with opts and returns
@@ -334,15 +353,19 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	if o.Alpha < 1 && !dcfg.HasLabel {
 		return nil, fmt.Errorf("train: alpha %v < 1 needs labels, and the cache has none; use alpha 1 (teacher only) or extract from a dataset with labels", o.Alpha)
 	}
-	if cfg.Type == "cnn" && len(o.Features) > 0 {
-		return nil, errors.New("train: --feature pairs on a cnn student's maps are not supported yet")
+	if o.FeatureLoss == AT && cfg.Type != "cnn" {
+		return nil, fmt.Errorf("train: feature loss at (attention transfer) compares convolutional maps, and an %s student has none; use mse or cosine, or a cnn student", cfg.Type)
 	}
 	var hidden []string
 	for i, f := range o.Features {
 		if _, err := hiddenSpec(dcfg, f.Teacher); err != nil {
 			return nil, err
 		}
-		if f.Layer < 1 || f.Layer > len(cfg.Hidden) {
+		if cfg.Type == "cnn" {
+			if toks := strings.Split(cfg.Arch, ","); f.Layer < 0 || f.Layer >= len(toks) {
+				return nil, fmt.Errorf("train: feature %d (%s): student layer %d, want a token 0..%d of the cnn spec %s (0-based)", i+1, f.Teacher, f.Layer, len(toks)-1, cfg.Arch)
+			}
+		} else if f.Layer < 1 || f.Layer > len(cfg.Hidden) {
 			return nil, fmt.Errorf("train: feature %d (%s): student layer %d, the student has hidden blocks 1..%d", i+1, f.Teacher, f.Layer, len(cfg.Hidden))
 		}
 		hidden = append(hidden, f.Teacher)
@@ -450,13 +473,24 @@ func claimOut(o *Options) (release func() error, resume bool, err error) {
 	return release, o.Resume && Exists(o.Out), nil
 }
 
-// buildHeads creates the feature projections, initialized from the
-// stream of each pair.
+// buildHeads creates each feature pair's path (featureHead: pooling and
+// projection), the projections initialized from the stream of each pair.
 func (t *trainer) buildHeads(dcfg formats.Config) error {
 	var list []*Param
 	for j, f := range t.o.Features {
 		hs, _ := hiddenSpec(dcfg, f.Teacher)
-		h := NewLinear(fmt.Sprintf("feature.%d", j), t.s.HiddenWidth(f.Layer), hs.Size(), Identity)
+		k := t.s.tap(f.Layer)
+		what := fmt.Sprintf("student layer %d", f.Layer)
+		if t.s.Config.Type == "cnn" {
+			what += fmt.Sprintf(" (%s, %v)", strings.Split(t.s.Config.Arch, ",")[k], t.s.tapShape(k))
+			if t.s.blocks[k] == 0 {
+				return fmt.Errorf("train: feature %d (%s): %s is the input itself; choose a layer that computes", j+1, f.Teacher, what)
+			}
+		}
+		h, err := newFeatureHead(j, t.s.tapShape(k), hs.Shape, t.o.FeatureLoss)
+		if err != nil {
+			return fmt.Errorf("train: feature %d (%s of shape %v = %s): %w", j+1, f.Teacher, hs.Shape, what, err)
+		}
 		t.heads = append(t.heads, h)
 		list = append(list, h.Params()...)
 	}
@@ -564,15 +598,14 @@ func (t *trainer) alloc() {
 	t.dlogits = make([]float32, B*C)
 	t.rowLoss = make([]float64, B)
 	for _, h := range t.heads {
-		t.pred = append(t.pred, make([]float32, B*h.Out))
-		t.dpred = append(t.dpred, make([]float32, B*h.Out))
+		h.alloc(B)
 		t.dtap = append(t.dtap, make([]float32, B*h.In))
 	}
-	t.tapGrads = make([]Mat, len(t.s.Config.Hidden))
-	t.tapBuf = make([][]float32, len(t.s.Config.Hidden))
+	t.tapGrads = make([]Mat, len(t.s.blocks))
+	t.tapBuf = make([][]float32, len(t.s.blocks))
 	for _, f := range t.o.Features {
-		if t.tapBuf[f.Layer-1] == nil {
-			t.tapBuf[f.Layer-1] = make([]float32, B*t.s.HiddenWidth(f.Layer))
+		if k := t.s.tap(f.Layer); t.tapBuf[k] == nil {
+			t.tapBuf[k] = make([]float32, B*prod(t.s.tapShape(k)))
 		}
 	}
 }
@@ -618,7 +651,7 @@ func (t *trainer) epoch(ctx context.Context, e int, rows int64) error {
 	t.s.SetTraining(true, rand.New(rand.NewPCG(o.Seed, dropoutStream(e))))
 	stepsPerEpoch := (rows + int64(o.BatchSize) - 1) / int64(o.BatchSize)
 	total := stepsPerEpoch * int64(o.Epochs)
-	var lossSum float64
+	var lossSum, featSum float64
 	var done int64
 	var lr float64
 	start := time.Now()
@@ -639,6 +672,7 @@ func (t *trainer) epoch(ctx context.Context, e int, rows int64) error {
 		}
 		t.info.Step++
 		lossSum += loss * float64(b.n)
+		featSum += t.feature * float64(b.n)
 		done += int64(b.n)
 		if o.OnStep != nil {
 			return o.OnStep(Step{Epoch: e, Step: t.info.Step, Loss: loss, LR: lr, Rows: done, Total: rows})
@@ -649,7 +683,7 @@ func (t *trainer) epoch(ctx context.Context, e int, rows int64) error {
 		return err
 	}
 	secs := time.Since(start).Seconds()
-	m := EpochMetrics{Epoch: e, Step: t.info.Step, TrainLoss: lossSum / float64(max(done, 1)), LR: lr}
+	m := EpochMetrics{Epoch: e, Step: t.info.Step, TrainLoss: lossSum / float64(max(done, 1)), TrainFeature: featSum / float64(max(done, 1)), LR: lr}
 	if t.vld != nil {
 		t.s.SetTraining(false, nil)
 		e := &evaluator{kd: KD{Temperature: 1, Alpha: 1}, labels: t.vld.labels}
@@ -691,25 +725,24 @@ func (t *trainer) step(b *batch, lr float64) (float64, error) {
 		return 0, err
 	}
 	var tap []Mat
+	t.feature = 0
 	if len(t.heads) > 0 {
 		tap = t.tapGrads
-		for h, buf := range t.tapBuf {
-			tap[h] = Mat{}
+		for k, buf := range t.tapBuf {
+			tap[k] = Mat{}
 			if buf != nil {
-				tap[h] = Mat{Rows: n, Cols: t.s.Config.Hidden[h], Data: buf}
-				clear(buf[:n*tap[h].Cols])
+				tap[k] = Mat{Rows: n, Cols: prod(t.s.tapShape(k)), Data: buf}
+				clear(buf[:n*tap[k].Cols])
 			}
 		}
 		for j, h := range t.heads {
 			f := t.o.Features[j]
-			x := t.s.Hidden(f.Layer)
-			pred := Mat{Rows: n, Cols: h.Out, Data: t.pred[j]}
-			dpred := Mat{Rows: n, Cols: h.Out, Data: t.dpred[j]}
-			h.Forward(pred, x)
-			loss += t.o.FeatureLoss.Loss(dpred, pred, Mat{Rows: n, Cols: h.Out, Data: b.hidden[j]}, f.Weight, t.rowLoss)
+			k := t.s.tap(f.Layer)
 			dx := Mat{Rows: n, Cols: h.In, Data: t.dtap[j]}
-			h.Backward(dx, dpred)
-			g := tap[f.Layer-1].Data
+			l := h.step(dx, t.s.tapOut(k), Mat{Rows: n, Cols: h.D, Data: b.hidden[j]}, f.Weight, t.rowLoss)
+			loss += l
+			t.feature += l
+			g := tap[k].Data
 			for i, v := range dx.Data[:n*h.In] {
 				g[i] += v
 			}

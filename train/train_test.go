@@ -305,8 +305,11 @@ func TestStepAllocs(t *testing.T) {
 	if tr.s, err = NewStudent(Config{Inputs: 20, Hidden: []int{32, 16}, Classes: 5, LayerNorm: true, Dropout: 0.1, Activation: GELU}, 1); err != nil {
 		t.Fatal(err)
 	}
-	head := NewLinear("feature.0", 32, 4, Identity)
-	tr.heads = []*Linear{head}
+	head, err := newFeatureHead(0, []int{32}, []int64{4}, MSE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.heads = []*featureHead{head}
 	tr.headPs = NewParams(head.Params()...)
 	tr.opt = NewAdamW(0.01, tr.s.Params, tr.headPs)
 	tr.alloc()

@@ -72,7 +72,23 @@ once input_mean and input_std are dropped.
 term: a learned linear projection of student hidden block STUDENT_LAYER (1 or
 h1 = the first hidden block, after its activation) onto the cached teacher
 hidden state TEACHER_HIDDEN (extract --hidden), with --feature-loss mse or
-cosine.
+cosine. For --student cnn, STUDENT_LAYER is the 0-based index of a layer of
+the expanded --arch (the i of the checkpoint's i.weight) and the pair reads
+that layer's output: in tiny (conv3x3:8,bn,relu,maxpool2,conv3x3:16,bn,relu,
+maxpool2,...) 3 is the first maxpool2 ([8,14,14] on MNIST) and 7 the second
+([16,7,7]). A student map [Cs,Hs,Ws] meets a cached teacher map [Ct,Ht,Wt]
+(e.g. the MNIST teacher's pool2, [64,7,7]) after average pooling of the larger
+one to the smaller's size (one must be an integer multiple of the other);
+mse and cosine then compare the teacher map with a learned 1x1 convolution
+Cs->Ct of the student's (FitNets' regressor), and --feature-loss at
+(attention transfer, Zagoruyko & Komodakis) compares the two spatial maps
+sum_c A_c^2, each normalized to unit L2 norm, without a projection and for
+any channel counts: WEIGHT * ||a_s - a_t||^2 per image, averaged (the
+paper's code uses beta/2 times the mean over images and H*W positions with
+beta = 1000, which is WEIGHT = 500/(H*W), about 10 on 7x7 maps). A layer
+after flatten, gap or fc pairs as an MLP block does. The projections are
+kept in state.safetensors, not in the model. The epoch line then shows the
+feature terms' share of the loss.
 
 After every epoch it evaluates on --val (accuracy, top-1 agreement with the
 teacher, KL(teacher || student) at T = 1, 15-bin expected calibration error),
@@ -214,7 +230,7 @@ func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.Temperature, "temperature", 4, "distillation temperature T, 0.001..1000")
 	fs.Float64Var(&o.Alpha, "alpha", 0.9, "weight of the KL term, 0..1; 1-alpha weights the cross-entropy with the labels")
 	fs.StringArrayVar(&o.Features, "feature", nil, "feature distillation pair TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT] (repeatable)")
-	fs.StringVar(&o.FeatureLoss, "feature-loss", "mse", "feature loss: mse or cosine")
+	fs.StringVar(&o.FeatureLoss, "feature-loss", "mse", "feature loss: mse or cosine (through a learned projection), or at (attention transfer; --student cnn)")
 	fs.IntVar(&o.Epochs, "epochs", 10, fmt.Sprintf("passes over the cache, 1..%d", maxEpochs))
 	fs.IntVar(&o.Batch, "batch", 128, fmt.Sprintf("rows per optimizer step, 1..%d", maxBatch))
 	fs.Float64Var(&o.LR, "lr", 1e-3, "peak learning rate, in (0, 10]")
@@ -279,8 +295,6 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 			return cfg, to, usageError("--layers is an mlp or transformer flag; a cnn student's layers are its --arch")
 		case o.Activation != "relu" || o.Dropout != 0 || o.LayerNorm:
 			return cfg, to, usageError("--activation, --dropout and --layernorm are mlp flags; a cnn student's activations are in its --arch")
-		case len(o.Features) > 0:
-			return cfg, to, usageError("--feature pairs on a cnn student's maps are not supported yet")
 		}
 	} else if o.Arch != "" {
 		return cfg, to, usageError("--arch is a --student cnn flag (--student %s)", o.Student)
@@ -364,7 +378,10 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	}
 	fl, err := train.ParseFeatureLoss(o.FeatureLoss)
 	if err != nil {
-		return cfg, to, usageError("--feature-loss %q: want mse or cosine", o.FeatureLoss)
+		return cfg, to, usageError("--feature-loss %q: want mse, cosine or at", o.FeatureLoss)
+	}
+	if fl == train.AT && o.Student != "cnn" {
+		return cfg, to, usageError("--feature-loss at (attention transfer) compares convolutional maps: it needs --student cnn; use mse or cosine with --student %s", o.Student)
 	}
 	switch o.Optimizer {
 	case train.AdamW, train.SGD:
@@ -395,10 +412,13 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 		}
 	}
 	for _, f := range o.Features {
-		if o.Student != "mlp" {
+		if o.Student == "transformer" {
 			break // parsed by lmConfig, which knows the layer count
 		}
 		p, err := train.ParseFeature(f, len(hidden))
+		if o.Student == "cnn" {
+			p, err = train.ParseCNNFeature(f, o.Arch)
+		}
 		if err != nil {
 			return cfg, to, usageError("--feature: %v", strings.TrimPrefix(err.Error(), "train: "))
 		}
@@ -542,6 +562,9 @@ func trainSource(stderr io.Writer, c *formats.Cache, data, flag string) (train.S
 // epochLine formats one epoch's metrics for the progress output.
 func epochLine(e train.Epoch, epochs int) string {
 	s := fmt.Sprintf("epoch %d/%d: loss %.4f", e.Epoch, epochs, e.TrainLoss)
+	if e.TrainFeature != 0 {
+		s += fmt.Sprintf(" (feature %.4f)", e.TrainFeature)
+	}
 	if e.Val != nil {
 		s += ", " + valSummary(e.Val)
 	}

@@ -66,7 +66,9 @@ func TestTrainCNNCommandErrors(t *testing.T) {
 		{[]string{"--student", "cnn"}, exitUsage, "--student cnn needs --arch"},
 		{[]string{"--student", "cnn", "--arch", "tiny", "--layers", "8"}, exitUsage, "--layers is an mlp or transformer flag"},
 		{[]string{"--student", "cnn", "--arch", "tiny", "--dropout", "0.1"}, exitUsage, "are mlp flags"},
-		{[]string{"--student", "cnn", "--arch", "tiny", "--feature", "h=1"}, exitUsage, "not supported yet"},
+		{[]string{"--student", "cnn", "--arch", "tiny", "--feature", "h=14"}, exitUsage, "--feature: feature \"h=14\": student layer \"14\": want a layer 0..13 of the cnn spec"},
+		{[]string{"--layers", "8", "--feature", "h=1", "--feature-loss", "at"}, exitUsage, "--feature-loss at (attention transfer) compares convolutional maps: it needs --student cnn"},
+		{[]string{"--layers", "8", "--feature-loss", "l1"}, exitUsage, "--feature-loss \"l1\": want mse, cosine or at"},
 		{[]string{"--layers", "8", "--arch", "tiny"}, exitUsage, "--arch is a --student cnn flag"},
 		{[]string{"--student", "cnn", "--arch", "tiny"}, exitFailure, "needs image inputs of shape [C,H,W] or [H,W]; the input has shape [3]"},
 	} {

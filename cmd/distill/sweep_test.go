@@ -364,7 +364,8 @@ var numeric = []struct {
 
 // choices lists flags of a few named values, each with a value the
 // template must refuse naming the flag: one that is no choice, or (gelu,
-// learned) one that contradicts the template's Llama --init-from.
+// learned, at) one that contradicts the template's Llama --init-from or
+// its mlp student.
 var choices = []struct{ tmpl, flag, bad string }{
 	{"train-transformer", "--norm", "batchnorm"}, {"train-transformer", "--mlp", "relu"}, {"train-transformer", "--pos", "alibi"},
 	{"train-transformer", "--mlp", "gelu"}, {"train-transformer", "--pos", "learned"},
@@ -374,6 +375,7 @@ var choices = []struct{ tmpl, flag, bad string }{
 	{"train", "--ensemble", "median"}, {"train", "--ensemble", ""}, {"train", "--ensemble", "logits"}, // logits: one teacher is no ensemble
 	{"train", "--teacher-weights", "-1"}, {"train", "--teacher-weights", "x"}, {"train", "--teacher-weights", "NaN"},
 	{"train", "--teacher-weights", "1e400"}, {"train", "--teacher-weights", "1"}, // 1: one teacher
+	{"train", "--feature-loss", "l1"}, {"train", "--feature-loss", "at"}, // at: attention transfer needs a cnn student
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.
