@@ -43,7 +43,8 @@ import (
 // initializers cast to float (folded first, then rounded); BatchNorm and
 // the standardization stay float32. With Options.Quantize Int8 every Conv
 // and Gemm but the first is dynamically quantized (see convInt8 and
-// linearInt8), the first has int8 weights dequantized in the graph.
+// linearInt8); the first, and grouped (depthwise) convs, have int8 weights
+// dequantized in the graph and a float input.
 func buildCNN(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 	s := c.Student
 	cfg := s.Config
@@ -276,7 +277,12 @@ func convAttrs(l *train.Conv2d) []*onnxpb.AttributeProto {
 func (b *builder) conv(scope, x string, l *train.Conv2d, w, bias []float32) (string, error) {
 	wDims := []int64{int64(l.F), int64(l.C / l.Groups), int64(l.Kh), int64(l.Kw)}
 	if b.o.Quantize == Int8 {
-		return b.convInt8(scope, x, l, w, bias, !b.first), nil
+		// Grouped (depthwise) convs keep a float input: onnxruntime's
+		// ConvInteger runs one small integer GEMM per group, and with
+		// dynamic quantization of their inputs the dws preset ran 4-6×
+		// slower than in float (their weights are a few hundred values, so
+		// the file barely changes).
+		return b.convInt8(scope, x, l, w, bias, !b.first && l.Groups == 1), nil
 	}
 	wt, err := b.weights(scope, scope+".weight", wDims, w)
 	if err != nil {
@@ -321,7 +327,8 @@ func (b *builder) weights(scope, name string, dims []int64, v []float32) (string
 //
 // ConvInteger pads with the input's zero point zx (ONNX: a padded pixel
 // is a real 0). Otherwise (the first layer, reading the standardized
-// input) only the weights are quantized, dequantized in the graph:
+// input, and grouped convs) only the weights are quantized, dequantized in
+// the graph (a constant a runtime folds at load):
 //
 //	y = Conv(x, Cast(q(w) int8) · s [F,1,1,1], b)
 func (b *builder) convInt8(scope, x string, l *train.Conv2d, w, bias []float32, dynamic bool) string {

@@ -108,15 +108,18 @@ func opCount(t *testing.T, data []byte) map[string]int {
 
 // TestCNNFolding: a BatchNorm right after a Conv leaves no node (it is in
 // the Conv's weights), any other BatchNorm is a BatchNormalization node,
-// and every conv is one Conv (first layer in int8, weight-only) or
-// ConvInteger node.
+// and every conv is one Conv or ConvInteger node (in int8: Conv for the
+// first layer and grouped convs, which keep a float input).
 func TestCNNFolding(t *testing.T) {
 	for _, k := range fixtures.CNNCases {
 		c := cnnCheckpoint(t, k, 1)
-		var convs, loose, folded int
+		var convs, floatConvs, loose, folded int
 		for i, l := range c.Student.Layers {
-			switch l.(type) {
+			switch l := l.(type) {
 			case *train.Conv2d:
+				if convs == 0 || l.Groups > 1 {
+					floatConvs++
+				}
 				convs++
 			case *train.BatchNorm2d:
 				if _, ok := c.Student.Layers[i-1].(*train.Conv2d); ok {
@@ -134,8 +137,8 @@ func TestCNNFolding(t *testing.T) {
 			if n["Conv"]+n["ConvInteger"] != convs {
 				t.Errorf("%s %+v: %d Conv and %d ConvInteger nodes for %d convolutions", k.Name, f, n["Conv"], n["ConvInteger"], convs)
 			}
-			if f.Quantize != "" && convs > 0 && (n["Conv"] != 1 || n["ConvInteger"] != convs-1) {
-				t.Errorf("%s int8: %d Conv, %d ConvInteger; want the first conv in float and the rest integer", k.Name, n["Conv"], n["ConvInteger"])
+			if f.Quantize != "" && (n["Conv"] != floatConvs || n["ConvInteger"] != convs-floatConvs) {
+				t.Errorf("%s int8: %d Conv, %d ConvInteger; want %d convs (the first, grouped) in float and the rest integer", k.Name, n["Conv"], n["ConvInteger"], floatConvs)
 			}
 		}
 	}

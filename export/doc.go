@@ -57,8 +57,8 @@
 // within float32 rounding. Dtype F16 rounds the Linear weights and biases
 // (and a CNN's folded Conv weights) to binary16 (relative error ≤ 2⁻¹¹)
 // and computes in float32; Quantize Int8 rounds weights to 8 bits per
-// output channel and the input of every Linear or Conv but the first to 8
-// bits per batch (DynamicQuantizeLinear, MatMulInteger, ConvInteger:
+// output channel and the input of every Linear or Conv but the first (and
+// grouped convs) to 8 bits per batch (DynamicQuantizeLinear, MatMulInteger, ConvInteger:
 // onnxruntime's dynamic quantization, checked in its CPU provider; a
 // runtime without these ops cannot run an int8 file). Tolerance gives the bound on
 // |Δlogit| each must meet (TolF32, TolF16, TolInt8 relative to

@@ -52,8 +52,8 @@ type Options struct {
 	// graph (Cast, Mul) and fed to Gemm, because the standardized input of
 	// a near-constant feature (an image border pixel) reaches thousands and
 	// would set the 8-bit step for the whole batch. A CNN's convolutions
-	// are quantized the same way, with ConvInteger (and the first conv with
-	// weights dequantized in the graph); see buildCNN. Quantize and Dtype
+	// are quantized the same way, with ConvInteger (the first conv and
+	// grouped convs with weights dequantized in the graph); see buildCNN. Quantize and Dtype
 	// F16 cannot be combined.
 	Quantize string
 	// Probs adds a second output "probs" = Softmax(logits) over the classes.

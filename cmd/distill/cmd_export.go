@@ -45,8 +45,8 @@ dynamically quantized model (about a quarter of the size): weights int8 per
 output channel; the inputs of every Linear but the first quantized per batch
 by DynamicQuantizeLinear and multiplied in integers (MatMulInteger; for a
 CNN's convolutions ConvInteger, weights per output channel, the input per
-batch). The first conv or Linear keeps a float input (its int8 weights are
-dequantized in the graph). These are onnxruntime's dynamic-quantization
+batch). The first conv or Linear, and grouped (depthwise) convs, keep a
+float input (their int8 weights are dequantized in the graph). These are onnxruntime's dynamic-quantization
 ops: checked in onnxruntime's CPU provider; a runtime without
 DynamicQuantizeLinear, ConvInteger or MatMulInteger cannot run the file.
 

@@ -113,8 +113,8 @@ func TestExportCNNParity(t *testing.T) {
 
 // int8ConvReference computes in Go what the int8 export of a student
 // made of convolutions, ReLUs and a final gap computes: the first conv
-// with its weights dequantized from export.QuantizeWeights, every later
-// conv with its input quantized as ONNX's DynamicQuantizeLinear does
+// and grouped convs with their weights dequantized from
+// export.QuantizeWeights, every other conv with its input quantized as ONNX's DynamicQuantizeLinear does
 // (float32 scale and zero point over the whole batch, round half to
 // even), an integer convolution in which a padded pixel is a real 0,
 // then the scales and the bias.
@@ -136,7 +136,7 @@ func int8ConvReference(s *train.Student, x []float32, rows int) []float32 {
 		wq := func(f, j int) float64 { return float64(int(q[j*l.F+f]) - export.WeightZeroPoint) }
 		xv := func(v float32) float64 { return float64(v) }
 		scale := func(f int) float64 { return float64(sw[f]) }
-		if !first {
+		if !first && l.Groups == 1 {
 			lo, hi := float32(0), float32(0)
 			for _, v := range cur {
 				lo, hi = min(lo, v), max(hi, v)
@@ -182,18 +182,21 @@ func int8ConvReference(s *train.Student, x []float32, rows int) []float32 {
 }
 
 // TestExportCNNInt8Exact compares onnxruntime's int8 convolutions with
-// int8ConvReference much more tightly than the int8 tolerance. The second
-// and third convs read signed values (no activation before them) through
+// int8ConvReference much more tightly than the int8 tolerance. The
+// integer convs read signed values (no activation before them) through
 // zero padding, so their input's zero point is far from 0: a runtime that
 // padded the quantized input with 0 instead of the zero point would be
-// off by whole logits. Groups, stride and dilation are in the same net.
+// off by whole logits. Stride and dilation are in the integer convs, a
+// depthwise and a grouped conv (float input) between them.
 func TestExportCNNInt8Exact(t *testing.T) {
 	lib := fixtures.RequireLib(t)
 	k := fixtures.CNNCase{Name: "int8_exact", Shape: []int{2, 9, 9}, Classes: 6, Layers: func() []train.Layer {
 		a, _ := train.NewConv2d("0", 2, 9, 9, 4, 3, 3, 1, 1, 1, 1)
-		b, _ := train.NewConv2d("1", 4, 9, 9, 6, 3, 3, 2, 2, 2, 2) // groups 2, stride 2, pad 2, dilation 2
+		b, _ := train.NewConv2d("1", 4, 9, 9, 6, 3, 3, 2, 2, 2, 1) // stride 2, pad 2, dilation 2
 		c, _ := train.NewConv2d("2", 6, b.Ho, b.Wo, 6, 3, 3, 1, 1, 1, 6)
-		return []train.Layer{a, b, c, train.NewActivationLayer(train.ReLU, c.OutSize()), train.NewGlobalAvgPool(6, c.Ho, c.Wo)}
+		d, _ := train.NewConv2d("3", 6, c.Ho, c.Wo, 4, 1, 1, 1, 0, 1, 2)
+		e, _ := train.NewConv2d("4", 4, d.Ho, d.Wo, 6, 3, 3, 1, 1, 1, 1)
+		return []train.Layer{a, b, c, d, e, train.NewActivationLayer(train.ReLU, e.OutSize()), train.NewGlobalAvgPool(6, e.Ho, e.Wo)}
 	}}
 	ck := cnnCheckpoint(t, k, 6)
 	const rows = 16
