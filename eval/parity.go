@@ -64,6 +64,9 @@ func Parity(ctx context.Context, c *train.Checkpoint, path string, rows int, pro
 		return nil, err
 	}
 	defer run.Close()
+	// Inference mode: BatchNorm reads its running statistics (a loaded
+	// checkpoint's layers start in training mode) and Dropout is off.
+	c.Student.SetTraining(false, nil)
 
 	res := &ParityResult{Cache: path, Probs: probs}
 	k := cfg.Classes

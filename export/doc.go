@@ -34,6 +34,19 @@
 //	Gemm(x, fc{L}.weight, fc{L}.bias, transB 1) → logits [N, classes]
 //	Softmax(axis 1) → probs [N, classes]           with Options.Probs
 //
+// A convolutional student (Config.Type "cnn") keeps the teacher's image
+// input and its layer indices as names (buildCNN):
+//
+//	input [N, C, H, W]                             ([N, H, W]: Reshape to [N, 1, H, W])
+//	Sub input_mean, Div input_std                  [C, 1, 1] per channel, or [C, H, W] per value
+//	Conv(pads, strides, dilations, group)          a BatchNorm right after it folded in:
+//	                                               w' = w·γ/√(σ²+ε), b' = (b − μ)·γ/√(σ²+ε) + β
+//	BatchNormalization                             a BatchNorm after anything else (a pool, gap)
+//	MaxPool | AveragePool (kernel K, stride S)     no padding, floor, as torch
+//	GlobalAveragePool, Flatten                     gap → [N, C]
+//	Relu | Clip(0, 6)                              relu, relu6
+//	Flatten(axis 1), Gemm                          fc (after [C, H, W] maps: torch's order)
+//
 // Below opset 17 LayerNormalization is written out as ReduceMean, Sub, Mul,
 // ReduceMean, Add ε, Sqrt, Div, Mul γ, Add β. The IR version is the one
 // released with the opset (IRVersion): opset 17, the default, is IR 8.
@@ -42,9 +55,12 @@
 //
 // With float32 weights the exported model reproduces train's Forward to
 // within float32 rounding. Dtype F16 rounds the Linear weights and biases
-// to binary16 (relative error ≤ 2⁻¹¹) and computes in float32; Quantize
-// Int8 rounds weights to 8 bits per output channel and the input of every
-// Linear but the first to 8 bits per batch. Tolerance gives the bound on
+// (and a CNN's folded Conv weights) to binary16 (relative error ≤ 2⁻¹¹)
+// and computes in float32; Quantize Int8 rounds weights to 8 bits per
+// output channel and the input of every Linear or Conv but the first (and
+// grouped convs) to 8 bits per batch (DynamicQuantizeLinear, MatMulInteger, ConvInteger:
+// onnxruntime's dynamic quantization, checked in its CPU provider; a
+// runtime without these ops cannot run an int8 file). Tolerance gives the bound on
 // |Δlogit| each must meet (TolF32, TolF16, TolInt8 relative to
 // max(1, max |logit|)); the parity tests and distill export --verify apply
 // it.

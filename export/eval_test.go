@@ -99,6 +99,10 @@ func decodeInit(t *onnxpb.TensorProto) tensor {
 		for _, b := range raw {
 			v = append(v, float64(b))
 		}
+	case onnxpb.TensorProto_INT64:
+		for i := 0; i < len(raw); i += 8 {
+			v = append(v, float64(int64(binary.LittleEndian.Uint64(raw[i:]))))
+		}
 	case onnxpb.TensorProto_INT8:
 		for _, b := range raw {
 			v = append(v, float64(int8(b)))
@@ -266,6 +270,54 @@ func evalNode(op string, a []tensor, attr map[string]*onnxpb.AttributeProto) ([]
 			}
 		}
 		return one(out, nil)
+	case "Reshape":
+		// The shapes export writes: −1 (inferred) and positive sizes.
+		shape := make([]int, len(a[1].v))
+		known := 1
+		for i, d := range a[1].v {
+			shape[i] = int(d)
+			if d > 0 {
+				known *= int(d)
+			}
+		}
+		for i, d := range shape {
+			if d == -1 {
+				shape[i] = a[0].size() / known
+			}
+		}
+		return one(tensor{shape, a[0].v}, nil)
+	case "Conv", "ConvInteger":
+		return one(evalConv(op, a, attr))
+	case "MaxPool", "AveragePool", "GlobalAveragePool":
+		return one(evalPool(op, a[0], attr))
+	case "BatchNormalization":
+		// Inference: y = (x − mean)/√(var + ε)·scale + B over axis 1.
+		x := a[0]
+		eps := 1e-5
+		if e := attr["epsilon"]; e != nil {
+			eps = float64(e.GetF())
+		}
+		c := x.shape[1]
+		inner := x.size() / x.shape[0] / c
+		out := tensor{x.shape, make([]float64, len(x.v))}
+		for i, v := range x.v {
+			k := i / inner % c
+			out.v[i] = (v-a[3].v[k])/math.Sqrt(a[4].v[k]+eps)*a[1].v[k] + a[2].v[k]
+		}
+		return one(out, nil)
+	case "Clip":
+		lo, hi := math.Inf(-1), math.Inf(1)
+		if len(a) > 1 {
+			lo, hi = a[1].v[0], a[2].v[0]
+		} else {
+			if m := attr["min"]; m != nil {
+				lo = float64(m.GetF())
+			}
+			if m := attr["max"]; m != nil {
+				hi = float64(m.GetF())
+			}
+		}
+		return one(unary(a[0], func(x float64) float64 { return min(max(x, lo), hi) }), nil)
 	case "DynamicQuantizeLinear":
 		// ONNX: y_scale = (max(0, max x) − min(0, min x)) / 255,
 		// y_zero_point = saturate(round(−min(0, min x)/y_scale)),
@@ -286,4 +338,135 @@ func evalNode(op string, a []tensor, attr map[string]*onnxpb.AttributeProto) ([]
 		return []tensor{q, {nil, []float64{scale}}, {nil, []float64{zp}}}, nil
 	}
 	return nil, fmt.Errorf("evaluator does not know op %s", op)
+}
+
+func attrIntsOr(attr map[string]*onnxpb.AttributeProto, name string, def ...int64) []int64 {
+	if a := attr[name]; a != nil {
+		return a.GetInts()
+	}
+	return def
+}
+
+// evalConv is ONNX Conv (a = X, W[, B]) and ConvInteger (a = X, W[,
+// x_zero_point[, w_zero_point]]) with square kernels, strides, dilations
+// and pads as export writes them:
+//
+//	Y[n, f, i, j] = B[f] + Σ_{c < C/G, u, v} (W[f, c, u, v] − zw) · (X[n, g·C/G + c, S·i − P + D·u, S·j − P + D·v] − zx)
+//
+// with g = f / (F/G) and X − zx taken as 0 outside the image (ConvInteger
+// pads with the zero point).
+func evalConv(op string, a []tensor, attr map[string]*onnxpb.AttributeProto) (tensor, error) {
+	x, w := a[0], a[1]
+	if len(x.shape) != 4 || len(w.shape) != 4 {
+		return tensor{}, fmt.Errorf("%s of %v with %v", op, x.shape, w.shape)
+	}
+	n, c, h, wd := x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+	f, cg, kh, kw := w.shape[0], w.shape[1], w.shape[2], w.shape[3]
+	group := 1
+	if g := attr["group"]; g != nil {
+		group = int(g.GetI())
+	}
+	if cg*group != c || f%group != 0 {
+		return tensor{}, fmt.Errorf("%s: %d channels, weights %v, group %d", op, c, w.shape, group)
+	}
+	st, pads, dil := attrIntsOr(attr, "strides", 1, 1), attrIntsOr(attr, "pads", 0, 0, 0, 0), attrIntsOr(attr, "dilations", 1, 1)
+	if st[0] != st[1] || dil[0] != dil[1] || pads[0] != pads[1] || pads[0] != pads[2] || pads[0] != pads[3] {
+		return tensor{}, fmt.Errorf("%s: only symmetric attributes: strides %v pads %v dilations %v", op, st, pads, dil)
+	}
+	s, p, d := int(st[0]), int(pads[0]), int(dil[0])
+	ho, wo := (h+2*p-d*(kh-1)-1)/s+1, (wd+2*p-d*(kw-1)-1)/s+1
+	var zx, zw float64
+	var bias []float64
+	if op == "ConvInteger" {
+		if len(a) > 2 {
+			zx = a[2].v[0]
+		}
+		if len(a) > 3 {
+			zw = a[3].v[0]
+		}
+	} else if len(a) > 2 {
+		bias = a[2].v
+	}
+	fg := f / group
+	out := tensor{[]int{n, f, ho, wo}, make([]float64, n*f*ho*wo)}
+	for r := range n {
+		for o := range f {
+			g := o / fg
+			for i := range ho {
+				for j := range wo {
+					var sum float64
+					if bias != nil {
+						sum = bias[o]
+					}
+					for ci := range cg {
+						for u := range kh {
+							y := s*i - p + d*u
+							if y < 0 || y >= h {
+								continue
+							}
+							for v := range kw {
+								xx := s*j - p + d*v
+								if xx < 0 || xx >= wd {
+									continue
+								}
+								xv := x.v[((r*c+g*cg+ci)*h+y)*wd+xx] - zx
+								sum += (w.v[((o*cg+ci)*kh+u)*kw+v] - zw) * xv
+							}
+						}
+					}
+					out.v[((r*f+o)*ho+i)*wo+j] = sum
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// evalPool is ONNX MaxPool and AveragePool (kernel_shape K×K, strides,
+// no padding, floor) and GlobalAveragePool ([N, C, H, W] → [N, C, 1, 1]).
+func evalPool(op string, x tensor, attr map[string]*onnxpb.AttributeProto) (tensor, error) {
+	if len(x.shape) != 4 {
+		return tensor{}, fmt.Errorf("%s of %v", op, x.shape)
+	}
+	n, c, h, w := x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+	k, s := h, 1
+	if op != "GlobalAveragePool" {
+		ks, st := attrIntsOr(attr, "kernel_shape"), attrIntsOr(attr, "strides", 1, 1)
+		if len(ks) != 2 || ks[0] != ks[1] || st[0] != st[1] || attr["pads"] != nil {
+			return tensor{}, fmt.Errorf("%s: kernel %v strides %v", op, ks, st)
+		}
+		k, s = int(ks[0]), int(st[0])
+	}
+	kh, kw := k, k
+	if op == "GlobalAveragePool" {
+		kh, kw = h, w
+	}
+	ho, wo := (h-kh)/s+1, (w-kw)/s+1
+	out := tensor{[]int{n, c, ho, wo}, make([]float64, n*c*ho*wo)}
+	for r := range n * c {
+		img := x.v[r*h*w:]
+		for i := range ho {
+			for j := range wo {
+				acc := math.Inf(-1)
+				if op != "MaxPool" {
+					acc = 0
+				}
+				for u := range kh {
+					for v := range kw {
+						xv := img[(s*i+u)*w+s*j+v]
+						if op == "MaxPool" {
+							acc = max(acc, xv)
+						} else {
+							acc += xv
+						}
+					}
+				}
+				if op != "MaxPool" {
+					acc /= float64(kh * kw)
+				}
+				out.v[(r*ho+i)*wo+j] = acc
+			}
+		}
+	}
+	return out, nil
 }

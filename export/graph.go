@@ -138,3 +138,12 @@ func valueInfo(name string, dt onnxpb.TensorProto_DataType, dims []int64) *onnxp
 		}}},
 	}
 }
+
+// int64s adds an INT64 initializer (a Reshape's target shape).
+func (g *graph) int64s(name string, dims []int64, v []int64) string {
+	raw := make([]byte, 8*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint64(raw[8*i:], uint64(x))
+	}
+	return g.init(name, onnxpb.TensorProto_INT64, dims, raw)
+}

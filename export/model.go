@@ -58,18 +58,15 @@ func build(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 	}
 	s := c.Student
 	cfg := s.Config
+	if cfg.Type == "cnn" {
+		return buildCNN(c, o)
+	}
 	if cfg.Type != "" && cfg.Type != "mlp" {
 		return nil, fmt.Errorf("%w: student type %q", ErrUnsupported, cfg.Type)
 	}
-	if s.Standardize == nil || s.Standardize.Size != cfg.Inputs {
-		return nil, fmt.Errorf("export: student has no input standardization for %d inputs", cfg.Inputs)
-	}
-	input := c.Info.Input
-	if input == "" {
-		input = DefaultInputName
-	}
-	if input == LogitsName || input == ProbsName {
-		return nil, fmt.Errorf("%w: the input is named %q, like an output; rename the cache input", ErrUnsupported, input)
+	input, err := graphInput(c)
+	if err != nil {
+		return nil, err
 	}
 	shape := cfg.InputShape
 	if len(shape) == 0 {
@@ -129,20 +126,12 @@ func build(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 			return nil, fmt.Errorf("%w: layer %d is a %T, which has no ONNX form yet", ErrUnsupported, i, l)
 		}
 	}
-	if width != cfg.Classes || len(b.nodes) == 0 {
+	if width != cfg.Classes {
 		return nil, fmt.Errorf("export: the student ends in %d values, not its %d classes", width, cfg.Classes)
 	}
-	// The last node's output is the logits.
-	last := b.nodes[len(b.nodes)-1]
-	if last.Output[0] != x {
-		return nil, fmt.Errorf("export: internal error: the last node does not produce the logits")
-	}
-	last.Output[0] = LogitsName
-	outDims := []int64{-1, int64(cfg.Classes)}
-	outputs := []*onnxpb.ValueInfoProto{valueInfo(LogitsName, onnxpb.TensorProto_FLOAT, outDims)}
-	if o.Probs {
-		b.op("probs", "Softmax", ProbsName, []string{LogitsName}, attrInt("axis", 1))
-		outputs = append(outputs, valueInfo(ProbsName, onnxpb.TensorProto_FLOAT, outDims))
+	outputs, err := b.outputs(x, cfg.Classes)
+	if err != nil {
+		return nil, err
 	}
 	inDims := []int64{-1}
 	for _, d := range shape {
@@ -150,6 +139,41 @@ func build(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 	}
 	inputs := []*onnxpb.ValueInfoProto{valueInfo(input, onnxpb.TensorProto_FLOAT, inDims)}
 	return b.model(o, describe(cfg, o), inputs, outputs, metadata(c, o)), nil
+}
+
+// graphInput checks c's input standardization and returns the name of
+// the graph input: the teacher's (CheckpointInfo.Input) or
+// DefaultInputName.
+func graphInput(c *train.Checkpoint) (string, error) {
+	s, cfg := c.Student, c.Student.Config
+	if s.Standardize == nil || s.Standardize.Size != cfg.Inputs {
+		return "", fmt.Errorf("export: student has no input standardization for %d inputs", cfg.Inputs)
+	}
+	input := c.Info.Input
+	if input == "" {
+		input = DefaultInputName
+	}
+	if input == LogitsName || input == ProbsName {
+		return "", fmt.Errorf("%w: the input is named %q, like an output; rename the cache input", ErrUnsupported, input)
+	}
+	return input, nil
+}
+
+// outputs renames x, the output of the last node, to LogitsName [N,
+// classes], adds Softmax → ProbsName with Options.Probs, and returns the
+// graph outputs.
+func (b *builder) outputs(x string, classes int) ([]*onnxpb.ValueInfoProto, error) {
+	if len(b.nodes) == 0 || b.nodes[len(b.nodes)-1].Output[0] != x {
+		return nil, fmt.Errorf("export: internal error: the last node does not produce the logits")
+	}
+	b.nodes[len(b.nodes)-1].Output[0] = LogitsName
+	outDims := []int64{-1, int64(classes)}
+	outputs := []*onnxpb.ValueInfoProto{valueInfo(LogitsName, onnxpb.TensorProto_FLOAT, outDims)}
+	if b.o.Probs {
+		b.op("probs", "Softmax", ProbsName, []string{LogitsName}, attrInt("axis", 1))
+		outputs = append(outputs, valueInfo(ProbsName, onnxpb.TensorProto_FLOAT, outDims))
+	}
+	return outputs, nil
 }
 
 // model returns the ModelProto of the graph g with its inputs, outputs,
@@ -345,7 +369,20 @@ const WeightZeroPoint = 128
 // [−127, 127]. It returns q + WeightZeroPoint transposed to [in, out] as
 // MatMulInteger takes it, and the scales.
 func QuantizeWeights(w []float32, out, in int) (q []uint8, scale []float32) {
-	q, scale = make([]uint8, in*out), make([]float32, out)
+	r, scale := quantizeRows(w, out, in)
+	q = make([]uint8, in*out)
+	for o := range out {
+		for i := range in {
+			q[i*out+o] = uint8(int(r[o*in+i]) + WeightZeroPoint)
+		}
+	}
+	return q, scale
+}
+
+// quantizeRows is QuantizeWeights without the zero point and the
+// transpose: q [out, in] in w's layout, and the scales.
+func quantizeRows(w []float32, out, in int) (q []int8, scale []float32) {
+	q, scale = make([]int8, in*out), make([]float32, out)
 	for o := range out {
 		row := w[o*in : (o+1)*in]
 		var amax float32
@@ -359,8 +396,7 @@ func QuantizeWeights(w []float32, out, in int) (q []uint8, scale []float32) {
 		scale[o] = s
 		for i, v := range row {
 			r := math.RoundToEven(float64(v / s))
-			r = min(max(r, -127), 127)
-			q[i*out+o] = uint8(int(r) + WeightZeroPoint)
+			q[o*in+i] = int8(min(max(r, -127), 127))
 		}
 	}
 	return q, scale

@@ -35,8 +35,8 @@ type Options struct {
 	// (IRVersion). Below 17 LayerNorm is written out in primitive ops;
 	// from 20 GELU is the Gelu op; --quantize int8 needs 11 or later.
 	Opset int
-	// Dtype stores the Linear weights and biases as F32 (default, "") or
-	// F16. With F16 they are FLOAT16 initializers cast to float inside the
+	// Dtype stores the Linear and Conv weights and biases as F32 (default,
+	// "") or F16. With F16 they are FLOAT16 initializers cast to float inside the
 	// graph: the file is about half the size, arithmetic stays float32, and
 	// the inputs and outputs are float32 either way.
 	Dtype string
@@ -51,8 +51,10 @@ type Options struct {
 	// Linear keeps a float input: its int8 weights are dequantized in the
 	// graph (Cast, Mul) and fed to Gemm, because the standardized input of
 	// a near-constant feature (an image border pixel) reaches thousands and
-	// would set the 8-bit step for the whole batch. Quantize and Dtype F16
-	// cannot be combined.
+	// would set the 8-bit step for the whole batch. A CNN's convolutions
+	// are quantized the same way, with ConvInteger (the first conv and
+	// grouped convs with weights dequantized in the graph); see buildCNN. Quantize and Dtype
+	// F16 cannot be combined.
 	Quantize string
 	// Probs adds a second output "probs" = Softmax(logits) over the classes.
 	Probs bool

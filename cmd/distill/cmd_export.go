@@ -22,7 +22,7 @@ func init() {
 	register(&command{
 		Name:      "export",
 		UsageLine: "--student student.ckpt --out student.onnx [flags]  |  --student lm.ckpt --out DIR [flags]",
-		Short:     "write a trained student (an MLP or a transformer) as an ONNX model, optionally f16 or int8, and verify it",
+		Short:     "write a trained student (an MLP, a CNN or a transformer) as an ONNX model, optionally f16 or int8, and verify it",
 		Long: `Write the student of a checkpoint (from distill train) as a standard ONNX model
 that drops in where the teacher ran: the input has the teacher's name and
 per-sample shape with a dynamic batch axis N, the output is "logits" [N,C]
@@ -30,7 +30,12 @@ per-sample shape with a dynamic batch axis N, the output is "logits" [N,C]
 inference forward pass in ops every runtime has: Flatten, Sub/Div (the input
 standardization), Gemm, LayerNormalization (written out in primitive ops below
 opset 17), Relu, Tanh, GELU as 0.5*x*(1+Erf(x/sqrt 2)) (the Gelu op from opset
-20); Dropout is left out. The metadata records the tool version, the teacher
+20); Dropout is left out. A convolutional student (distill train --student
+cnn) takes the teacher's [N,C,H,W] input, standardized by Sub/Div, and becomes
+Conv (pads, strides, dilations, group; a BatchNorm right after a conv is
+folded into its weights and bias), BatchNormalization (a BatchNorm anywhere
+else), MaxPool, AveragePool, GlobalAveragePool, Relu, Clip(0, 6) for relu6,
+Flatten and Gemm. The metadata records the tool version, the teacher
 sha256, the cache digest, temperature, alpha and the final metrics. The file
 appears atomically.
 
@@ -38,7 +43,12 @@ appears atomically.
 computation and the input and output stay float32). --quantize int8 writes a
 dynamically quantized model (about a quarter of the size): weights int8 per
 output channel; the inputs of every Linear but the first quantized per batch
-by DynamicQuantizeLinear and multiplied in integers (MatMulInteger).
+by DynamicQuantizeLinear and multiplied in integers (MatMulInteger; for a
+CNN's convolutions ConvInteger, weights per output channel, the input per
+batch). The first conv or Linear, and grouped (depthwise) convs, keep a
+float input (their int8 weights are dequantized in the graph). These are onnxruntime's dynamic-quantization
+ops: checked in onnxruntime's CPU provider; a runtime without
+DynamicQuantizeLinear, ConvInteger or MatMulInteger cannot run the file.
 
 --verify CACHE runs the exported file through onnxruntime and the Go student
 on the first --verify-rows rows of the cache's input column, prints the
@@ -144,7 +154,7 @@ func (o *exportOptions) options() (export.Options, error) {
 		flag string
 	}{{o.NoCache, "--no-cache"}, {o.Tokenizer != "", "--tokenizer"}} {
 		if f.set {
-			return eo, usageError("%s is for a transformer checkpoint; --student %s is an MLP student's", f.flag, o.Student)
+			return eo, usageError("%s is for a transformer checkpoint; --student %s is an MLP or CNN student's", f.flag, o.Student)
 		}
 	}
 	eo, err := o.common()
