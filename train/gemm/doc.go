@@ -15,7 +15,7 @@
 //
 // # Sections
 //
-//   - Products: Sgemm, Implementation.
+//   - Products: Sgemm, SgemmSerial (one goroutine), Implementation.
 //   - Tuning and reporting: SetThreads, Threads, SetKernel, Kernels, Kernel.
 //
 // # Algorithm

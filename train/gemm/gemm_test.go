@@ -485,6 +485,16 @@ func TestThreadCountsAgree(t *testing.T) {
 						}
 					}
 				}
+				// SgemmSerial ignores the 8 threads set and gives the same bits.
+				c := append([]float32(nil), c0...)
+				config{k, 8}.with(func() {
+					SgemmSerial(cl.tA, cl.tB, cl.m, cl.n, cl.k, cl.alpha, o.a, o.lda, o.b, o.ldb, cl.beta, c, o.ldc)
+				})
+				for j := range c {
+					if math.Float32bits(c[j]) != math.Float32bits(first[j]) {
+						t.Fatalf("%v: SgemmSerial: C[%d] = %v, Sgemm gave %v", cl, j, c[j], first[j])
+					}
+				}
 			}
 		})
 	}

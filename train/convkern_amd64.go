@@ -1,0 +1,112 @@
+//go:build amd64 && !purego
+
+package train
+
+// Kernels in convkern_amd64.s; n is a multiple of 8.
+
+//go:noescape
+func tapsAVX2(dst, src *float32, offs *int32, w *float32, ntaps, n, acc int)
+
+//go:noescape
+func dotAVX2(x, y *float32, n int) float32
+
+//go:noescape
+func sumAVX2(x *float32, n int) float32
+
+//go:noescape
+func sqDevAVX2(x *float32, n int, m float32) float32
+
+//go:noescape
+func dotDevAVX2(dy, x *float32, n int, m float32, out *[2]float32)
+
+//go:noescape
+func affineAVX2(y, x *float32, n int, k *[4]float32)
+
+//go:noescape
+func axpbypcAVX2(dst, x, y *float32, n int, k *[4]float32)
+
+func taps(dst, src []float32, offs []int32, w []float32, acc bool) {
+	n := len(dst) &^ 7
+	if useAVX2 && n > 0 && len(offs) > 0 {
+		_, _ = src[maxOff(offs)+n-1], w[len(offs)-1]
+		a := 0
+		if acc {
+			a = 1
+		}
+		tapsAVX2(&dst[0], &src[0], &offs[0], &w[0], len(offs), n, a)
+	} else {
+		n = 0
+	}
+	tapsGo(dst[n:], src[n:], offs, w, acc)
+}
+
+func dot(x, y []float32) float32 {
+	n := len(x) &^ 7
+	var s float32
+	if useAVX2 && n > 0 {
+		_ = y[n-1]
+		s = dotAVX2(&x[0], &y[0], n)
+	} else {
+		n = 0
+	}
+	return s + dotGo(x[n:], y[n:])
+}
+
+func sum(x []float32) float32 {
+	n := len(x) &^ 7
+	var s float32
+	if useAVX2 && n > 0 {
+		s = sumAVX2(&x[0], n)
+	} else {
+		n = 0
+	}
+	return s + sumGo(x[n:])
+}
+
+func sqDev(x []float32, m float32) float32 {
+	n := len(x) &^ 7
+	var s float32
+	if useAVX2 && n > 0 {
+		s = sqDevAVX2(&x[0], n, m)
+	} else {
+		n = 0
+	}
+	return s + sqDevGo(x[n:], m)
+}
+
+func dotDev(dy, x []float32, m float32) (sdy, sdyx float32) {
+	n := len(dy) &^ 7
+	var out [2]float32
+	if useAVX2 && n > 0 {
+		_ = x[n-1]
+		dotDevAVX2(&dy[0], &x[0], n, m, &out)
+	} else {
+		n = 0
+	}
+	a, b := dotDevGo(dy[n:], x[n:], m)
+	return out[0] + a, out[1] + b
+}
+
+func affine(y, x []float32, s, t, lo, hi float32) {
+	n := len(y) &^ 7
+	if useAVX2 && n > 0 {
+		_ = x[n-1]
+		k := [4]float32{s, t, lo, hi}
+		affineAVX2(&y[0], &x[0], n, &k)
+	} else {
+		n = 0
+	}
+	affineGo(y[n:], x[n:], s, t, lo, hi)
+}
+
+func axpbypc(dst, x, y []float32, a, b, c float32) {
+	n := len(dst) &^ 7
+	if useAVX2 && n > 0 {
+		_, _ = x[n-1], y[n-1]
+		k := [4]float32{a, b, c}
+		axpbypcAVX2(&dst[0], &x[0], &y[0], n, &k)
+	} else {
+		n = 0
+	}
+	axpbypcGo(dst[n:], x[n:], y[n:], a, b, c)
+}

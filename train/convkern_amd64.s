@@ -1,0 +1,373 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Kernels of convkern.go; see there for what each computes. Operand order
+// is Go's, the destination last: VFMADD231PS (AX), Y4, Y0 computes
+// Y0 += Y4·mem, VSUBPS Y8, Y4, Y5 computes Y5 = Y4 − Y8. n is a multiple
+// of 8 and at least 8.
+
+// func tapsAVX2(dst, src *float32, offs *int32, w *float32, ntaps, n, acc int)
+//
+// Blocks of 32 outputs in four accumulators (so four FMA chains hide the
+// FMA latency), then blocks of 8; per block the taps run in order.
+TEXT ·tapsAVX2(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ offs+16(FP), R9
+	MOVQ w+24(FP), R10
+	MOVQ ntaps+32(FP), R11
+	MOVQ n+40(FP), BX
+	MOVQ acc+48(FP), R12
+	XORQ R8, R8 // q
+
+taps32:
+	LEAQ 32(R8), AX
+	CMPQ AX, BX
+	JGT  taps8
+	TESTQ R12, R12
+	JZ   taps32zero
+	VMOVUPS (DI)(R8*4), Y0
+	VMOVUPS 32(DI)(R8*4), Y1
+	VMOVUPS 64(DI)(R8*4), Y2
+	VMOVUPS 96(DI)(R8*4), Y3
+	JMP  taps32start
+
+taps32zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+taps32start:
+	LEAQ (SI)(R8*4), DX // src + q
+	XORQ CX, CX         // t
+
+taps32loop:
+	CMPQ CX, R11
+	JGE  taps32store
+	MOVLQSX (R9)(CX*4), AX
+	LEAQ (DX)(AX*4), AX
+	VBROADCASTSS (R10)(CX*4), Y4
+	VFMADD231PS (AX), Y4, Y0
+	VFMADD231PS 32(AX), Y4, Y1
+	VFMADD231PS 64(AX), Y4, Y2
+	VFMADD231PS 96(AX), Y4, Y3
+	INCQ CX
+	JMP  taps32loop
+
+taps32store:
+	VMOVUPS Y0, (DI)(R8*4)
+	VMOVUPS Y1, 32(DI)(R8*4)
+	VMOVUPS Y2, 64(DI)(R8*4)
+	VMOVUPS Y3, 96(DI)(R8*4)
+	ADDQ $32, R8
+	JMP  taps32
+
+taps8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  tapsdone
+	TESTQ R12, R12
+	JZ   taps8zero
+	VMOVUPS (DI)(R8*4), Y0
+	JMP  taps8start
+
+taps8zero:
+	VXORPS Y0, Y0, Y0
+
+taps8start:
+	LEAQ (SI)(R8*4), DX
+	XORQ CX, CX
+
+taps8loop:
+	CMPQ CX, R11
+	JGE  taps8store
+	MOVLQSX (R9)(CX*4), AX
+	VBROADCASTSS (R10)(CX*4), Y4
+	VFMADD231PS (DX)(AX*4), Y4, Y0
+	INCQ CX
+	JMP  taps8loop
+
+taps8store:
+	VMOVUPS Y0, (DI)(R8*4)
+	ADDQ $8, R8
+	JMP  taps8
+
+tapsdone:
+	VZEROUPPER
+	RET
+
+// HSUM sets X0 to the sum of the 8 lanes of Y0 (clobbers X1), always in
+// the same tree order.
+#define HSUM \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS X1, X0, X0; \
+	VPERMILPS $0x4e, X0, X1; \
+	VADDPS X1, X0, X0; \
+	VPERMILPS $0xb1, X0, X1; \
+	VADDPS X1, X0, X0
+
+// func dotAVX2(x, y *float32, n int) float32
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ R8, R8
+
+dot32:
+	LEAQ 32(R8), AX
+	CMPQ AX, BX
+	JGT  dot8
+	VMOVUPS (SI)(R8*4), Y4
+	VMOVUPS 32(SI)(R8*4), Y5
+	VMOVUPS 64(SI)(R8*4), Y6
+	VMOVUPS 96(SI)(R8*4), Y7
+	VFMADD231PS (DI)(R8*4), Y4, Y0
+	VFMADD231PS 32(DI)(R8*4), Y5, Y1
+	VFMADD231PS 64(DI)(R8*4), Y6, Y2
+	VFMADD231PS 96(DI)(R8*4), Y7, Y3
+	ADDQ $32, R8
+	JMP  dot32
+
+dot8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  dotsum
+	VMOVUPS (SI)(R8*4), Y4
+	VFMADD231PS (DI)(R8*4), Y4, Y0
+	ADDQ $8, R8
+	JMP  dot8
+
+dotsum:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func sumAVX2(x *float32, n int) float32
+TEXT ·sumAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ R8, R8
+
+sum32:
+	LEAQ 32(R8), AX
+	CMPQ AX, BX
+	JGT  sum8
+	VADDPS (SI)(R8*4), Y0, Y0
+	VADDPS 32(SI)(R8*4), Y1, Y1
+	VADDPS 64(SI)(R8*4), Y2, Y2
+	VADDPS 96(SI)(R8*4), Y3, Y3
+	ADDQ $32, R8
+	JMP  sum32
+
+sum8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  sumsum
+	VADDPS (SI)(R8*4), Y0, Y0
+	ADDQ $8, R8
+	JMP  sum8
+
+sumsum:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM
+	VMOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func sqDevAVX2(x *float32, n int, m float32) float32
+TEXT ·sqDevAVX2(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), BX
+	VBROADCASTSS m+16(FP), Y8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ R8, R8
+
+sq32:
+	LEAQ 32(R8), AX
+	CMPQ AX, BX
+	JGT  sq8
+	VMOVUPS (SI)(R8*4), Y4
+	VMOVUPS 32(SI)(R8*4), Y5
+	VMOVUPS 64(SI)(R8*4), Y6
+	VMOVUPS 96(SI)(R8*4), Y7
+	VSUBPS Y8, Y4, Y4
+	VSUBPS Y8, Y5, Y5
+	VSUBPS Y8, Y6, Y6
+	VSUBPS Y8, Y7, Y7
+	VFMADD231PS Y4, Y4, Y0
+	VFMADD231PS Y5, Y5, Y1
+	VFMADD231PS Y6, Y6, Y2
+	VFMADD231PS Y7, Y7, Y3
+	ADDQ $32, R8
+	JMP  sq32
+
+sq8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  sqsum
+	VMOVUPS (SI)(R8*4), Y4
+	VSUBPS Y8, Y4, Y4
+	VFMADD231PS Y4, Y4, Y0
+	ADDQ $8, R8
+	JMP  sq8
+
+sqsum:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM
+	VMOVSS X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func dotDevAVX2(dy, x *float32, n int, m float32, out *[2]float32)
+//
+// out[0] = Σ dy, out[1] = Σ dy·(x − m), each in two accumulators.
+TEXT ·dotDevAVX2(SB), NOSPLIT, $0-40
+	MOVQ dy+0(FP), SI
+	MOVQ x+8(FP), DI
+	MOVQ n+16(FP), BX
+	VBROADCASTSS m+24(FP), Y8
+	MOVQ out+32(FP), DX
+	VXORPS Y0, Y0, Y0 // Σ dy
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2 // Σ dy·(x − m)
+	VXORPS Y3, Y3, Y3
+	XORQ R8, R8
+
+dd16:
+	LEAQ 16(R8), AX
+	CMPQ AX, BX
+	JGT  dd8
+	VMOVUPS (SI)(R8*4), Y4
+	VMOVUPS 32(SI)(R8*4), Y5
+	VMOVUPS (DI)(R8*4), Y6
+	VMOVUPS 32(DI)(R8*4), Y7
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VSUBPS Y8, Y6, Y6
+	VSUBPS Y8, Y7, Y7
+	VFMADD231PS Y4, Y6, Y2
+	VFMADD231PS Y5, Y7, Y3
+	ADDQ $16, R8
+	JMP  dd16
+
+dd8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  ddsum
+	VMOVUPS (SI)(R8*4), Y4
+	VMOVUPS (DI)(R8*4), Y6
+	VADDPS Y4, Y0, Y0
+	VSUBPS Y8, Y6, Y6
+	VFMADD231PS Y4, Y6, Y2
+	ADDQ $8, R8
+	JMP  dd8
+
+ddsum:
+	VADDPS Y1, Y0, Y0
+	HSUM
+	VMOVSS X0, 0(DX)
+	VADDPS Y3, Y2, Y0
+	HSUM
+	VMOVSS X0, 4(DX)
+	VZEROUPPER
+	RET
+
+// func affineAVX2(y, x *float32, n int, k *[4]float32)
+//
+// y = min(max(x·k[0] + k[1], k[2]), k[3]); VMAXPS/VMINPS return their
+// second source (the value) when either is NaN, so NaN propagates.
+TEXT ·affineAVX2(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), BX
+	MOVQ k+24(FP), AX
+	VBROADCASTSS 0(AX), Y8
+	VBROADCASTSS 4(AX), Y9
+	VBROADCASTSS 8(AX), Y10
+	VBROADCASTSS 12(AX), Y11
+	XORQ R8, R8
+
+aff16:
+	LEAQ 16(R8), AX
+	CMPQ AX, BX
+	JGT  aff8
+	VMOVUPS (SI)(R8*4), Y0
+	VMOVUPS 32(SI)(R8*4), Y1
+	VFMADD213PS Y9, Y8, Y0 // Y0 = Y8·Y0 + Y9
+	VFMADD213PS Y9, Y8, Y1
+	VMAXPS Y0, Y10, Y0
+	VMAXPS Y1, Y10, Y1
+	VMINPS Y0, Y11, Y0
+	VMINPS Y1, Y11, Y1
+	VMOVUPS Y0, (DI)(R8*4)
+	VMOVUPS Y1, 32(DI)(R8*4)
+	ADDQ $16, R8
+	JMP  aff16
+
+aff8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  affdone
+	VMOVUPS (SI)(R8*4), Y0
+	VFMADD213PS Y9, Y8, Y0
+	VMAXPS Y0, Y10, Y0
+	VMINPS Y0, Y11, Y0
+	VMOVUPS Y0, (DI)(R8*4)
+	ADDQ $8, R8
+	JMP  aff8
+
+affdone:
+	VZEROUPPER
+	RET
+
+// func axpbypcAVX2(dst, x, y *float32, n int, k *[4]float32)
+//
+// dst = k[0]·x + k[1]·y + k[2].
+TEXT ·axpbypcAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), BX
+	MOVQ k+32(FP), AX
+	VBROADCASTSS 0(AX), Y8
+	VBROADCASTSS 4(AX), Y9
+	VBROADCASTSS 8(AX), Y10
+	XORQ R8, R8
+
+ax8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  axdone
+	VMOVUPS (SI)(R8*4), Y0
+	VMULPS Y8, Y0, Y0       // a·x
+	VMOVUPS (DX)(R8*4), Y1
+	VFMADD213PS Y10, Y9, Y1 // b·y + c
+	VADDPS Y1, Y0, Y0
+	VMOVUPS Y0, (DI)(R8*4)
+	ADDQ $8, R8
+	JMP  ax8
+
+axdone:
+	VZEROUPPER
+	RET

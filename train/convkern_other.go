@@ -1,0 +1,13 @@
+//go:build !amd64 || purego
+
+package train
+
+func taps(dst, src []float32, offs []int32, w []float32, acc bool) {
+	tapsGo(dst, src, offs, w, acc)
+}
+func dot(x, y []float32) float32                        { return dotGo(x, y) }
+func sum(x []float32) float32                           { return sumGo(x) }
+func sqDev(x []float32, m float32) float32              { return sqDevGo(x, m) }
+func dotDev(dy, x []float32, m float32) (s, sx float32) { return dotDevGo(dy, x, m) }
+func affine(y, x []float32, s, t, lo, hi float32)       { affineGo(y, x, s, t, lo, hi) }
+func axpbypc(dst, x, y []float32, a, b, c float32)      { axpbypcGo(dst, x, y, a, b, c) }

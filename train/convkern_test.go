@@ -1,0 +1,99 @@
+package train
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/floats/scalar"
+)
+
+// TestConvKernels checks every kernel of convkern.go (the assembly for the
+// multiple-of-8 bulk, Go for the rest) against a float64 evaluation of its
+// definition, for lengths around the 8- and 32-value blocks of the
+// assembly. Inputs are O(1), sums of up to 100 terms: float32 rounding
+// keeps them within 1e-5 relative or absolute.
+func TestConvKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	near := func(got float32, want float64) bool {
+		return scalar.EqualWithinAbsOrRel(float64(got), want, 1e-5, 1e-5)
+	}
+	vec := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 16, 31, 32, 33, 40, 63, 64, 65, 100} {
+		x, y := vec(n), vec(n)
+		var d, s, sq, sdy, sdyx float64
+		m := float32(0.3)
+		for i := range n {
+			d += float64(x[i]) * float64(y[i])
+			s += float64(x[i])
+			sq += (float64(x[i]) - float64(m)) * (float64(x[i]) - float64(m))
+			sdy += float64(y[i])
+			sdyx += float64(y[i]) * (float64(x[i]) - float64(m))
+		}
+		if got := dot(x, y); !near(got, d) {
+			t.Errorf("n %d: dot %v, want %v", n, got, d)
+		}
+		if got := sum(x); !near(got, s) {
+			t.Errorf("n %d: sum %v, want %v", n, got, s)
+		}
+		if got := sqDev(x, m); !near(got, sq) {
+			t.Errorf("n %d: sqDev %v, want %v", n, got, sq)
+		}
+		if a, b := dotDev(y, x, m); !near(a, sdy) || !near(b, sdyx) {
+			t.Errorf("n %d: dotDev %v %v, want %v %v", n, a, b, sdy, sdyx)
+		}
+		// affine with a clamp to [−0.5, 0.7], then without one.
+		out := make([]float32, n)
+		for _, c := range [][2]float32{{-0.5, 0.7}, {float32(math.Inf(-1)), float32(math.Inf(1))}} {
+			affine(out, x, 1.5, -0.25, c[0], c[1])
+			for i := range n {
+				want := math.Min(math.Max(1.5*float64(x[i])-0.25, float64(c[0])), float64(c[1]))
+				if !near(out[i], want) {
+					t.Fatalf("n %d: affine[%d] = %v, want %v", n, i, out[i], want)
+				}
+			}
+		}
+		axpbypc(out, x, y, 0.5, -2, 0.125)
+		for i := range n {
+			if want := 0.5*float64(x[i]) - 2*float64(y[i]) + 0.125; !near(out[i], want) {
+				t.Fatalf("n %d: axpbypc[%d] = %v, want %v", n, i, out[i], want)
+			}
+		}
+		// taps: 5 taps at offsets up to 13, overwriting and accumulating.
+		offs := []int32{0, 3, 13, 1, 7}
+		w := vec(len(offs))
+		src := vec(n + 13)
+		for _, acc := range []bool{false, true} {
+			dst := vec(n)
+			for i := range n {
+				want := 0.0
+				if acc {
+					want = float64(dst[i])
+				}
+				for k, o := range offs {
+					want += float64(w[k]) * float64(src[i+int(o)])
+				}
+				out[i] = float32(want)
+			}
+			taps(dst, src, offs, w, acc)
+			for i := range n {
+				if !near(dst[i], float64(out[i])) {
+					t.Fatalf("n %d acc %v: taps[%d] = %v, want %v", n, acc, i, dst[i], out[i])
+				}
+			}
+		}
+	}
+	// NaN goes through the clamp.
+	x := []float32{float32(math.NaN()), 1, 2, 3, 4, 5, 6, 7, float32(math.NaN())}
+	out := make([]float32, len(x))
+	affine(out, x, 1, 0, 0, 6)
+	if !math.IsNaN(float64(out[0])) || !math.IsNaN(float64(out[8])) {
+		t.Errorf("affine turned NaN into %v, %v", out[0], out[8])
+	}
+}
