@@ -16,19 +16,53 @@ import (
 //	Ho = ⌊(H + 2P − D(Kh−1) − 1)/S⌋ + 1, likewise Wo
 //	y[f, i, j] = b[f] + Σ_{c∈g(f), u, v} W[f, c−c₀(g), u, v] · x[c, S·i − P + D·u, S·j − P + D·v]
 //
-// with x zero outside the image; W is [F, C/G, Kh, Kw], b is [F]. Per
-// sample and group g the sum is one matrix product through im2col
-// (Chellapilla et al. 2006; Caffe's im2col): col = im2col(x_g), a
-// [C/G·Kh·Kw, Ho·Wo] matrix, and y_g = W_g · col + b, W_g [F/G, C/G·Kh·Kw].
-// Backward, with g = dy_g [F/G, Ho·Wo]:
+// with x zero outside the image; W is [F, C/G, Kh, Kw], b is [F].
+// Backward, with dy = dL/dy:
 //
-//	dW_g = Σ_samples g · colᵀ
-//	db   = Σ_samples, positions dy
-//	dx_g = col2im(W_gᵀ · g)   (col2im adds each column entry back at its pixel)
+//	dW[f, c, u, v] = Σ_samples, i, j dy[f, i, j] · x[c, S·i − P + D·u, S·j − P + D·v]
+//	db[f]          = Σ_samples, i, j dy[f, i, j]
+//	dx             = the adjoint: each dy[f, i, j]·W[f, c, u, v] added back at its pixel
 //
-// Both products go through sgemm, the GEMM seam. The im2col buffer is
-// recomputed in Backward instead of kept per sample, so memory is one
-// sample's col whatever the batch; buffers are grown once and reused.
+// # Two ways to compute it
+//
+// In general (C/G > 1 input channels per output) the sum is a matrix
+// product through im2col (Chellapilla et al. 2006; Caffe's im2col): for a
+// chunk of cs samples and group g, col = im2col(x_g) is the
+// [C/G·Kh·Kw, cs·Ho·Wo] matrix whose column (s, i, j) holds the inputs
+// under output (i, j) of sample s, and with W_g [F/G, C/G·Kh·Kw] and
+// dy_g the [F/G, cs·Ho·Wo] gradient of the chunk,
+//
+//	y_g  = W_g · col + b
+//	dW_g = Σ_chunks dy_g · colᵀ
+//	dx_g = col2im(W_gᵀ · dy_g)   (col2im adds each column entry back at its pixel)
+//
+// all through the GEMM seam. Samples are batched into one product of
+// cs·Ho·Wo ≈ 512 columns (cs = 1 for maps that large; then y and dy are
+// used in place), so small late maps (7×7, 4×4) still fill the GEMM's
+// register tiles. A 1×1 convolution with stride 1 and no padding needs no
+// im2col: col is x itself (cs = 1) or its channel rows gathered for the
+// chunk. The im2col buffer is recomputed in Backward instead of kept, so
+// memory is a chunk's col per thread whatever the batch.
+//
+// When each output channel reads one input channel (C/G = 1: depthwise,
+// or a one-channel input such as an MNIST image) the product would have a
+// single row per output, so the layer convolves directly: the padded
+// input channel is split into its S×S stride phases
+// ph_ab[i', j'] = xpad[S·i' + a, S·j' + b], tap (u, v) of the kernel
+// reads phase ((D·u) mod S, (D·v) mod S) at offset (⌊D·u/S⌋, ⌊D·v/S⌋),
+// and every output map is one pass of the taps kernel (convkern.go,
+// AVX2) over the flattened phase grid; dx is the same kernel over dy with
+// the taps reversed, dW a dot product per tap.
+//
+// # Threads and determinism
+//
+// Forward and Backward split the batch into min(n, 16) fixed groups of
+// consecutive samples and run the groups on the threads (SetThreads),
+// each with its own scratch. The weight and bias gradients are summed per
+// group, then over the groups in order, so every result depends on the
+// batch size but not on the thread count or the scheduling: 1, 2 and 3
+// threads give the same bits. Buffers are grown once and reused; a step
+// allocates nothing after the first.
 type Conv2d struct {
 	C, H, W       int // input channels and size
 	F, Kh, Kw     int // output channels, kernel size
@@ -38,9 +72,45 @@ type Conv2d struct {
 	Ho, Wo        int
 	Weight, Bias  *Param // "NAME.weight" [F, C/G, Kh, Kw], "NAME.bias" [F] (nil: no bias)
 	x             Mat
-	col, dcol     []float32
 	cg, fg, kk, p int // C/G, F/G, C/G·Kh·Kw, Ho·Wo
+
+	direct   bool // C/G = 1: the taps path
+	oneByOne bool // 1×1, stride 1, no padding: col is x
+	cs       int  // GEMM path: samples per chunk
+
+	// Direct path geometry: the padded input is hp×wp, each of its S²
+	// phases a hph×wph grid stored in phSize values; outputs are computed
+	// on the ho×wph grid (grid values, a multiple of 8) and the columns
+	// j >= Wo dropped.
+	hph, wph, phSize, grid int
+	offs                   []int32   // per tap (u, v): phase·phSize + in-phase offset
+	front                  int       // zeros in front of dy in its grid buffer (the largest in-phase offset)
+	back                   [][]int32 // per phase: the offsets front − o of its taps, for dx
+	backTap                [][]int   // per phase: those taps' indices (u·Kw + v)
+	dxLen                  int       // phase values dx reads: hph·wph rounded up to 8
+
+	ws     []convScratch // per part of the parallel loop
+	pw, pb []float32     // per sample group: weight and bias gradient partials
+	y      Mat           // the output of the last Forward
+	lo, hi float32       // its clamp (−Inf, +Inf: none)
+	dst    Mat           // Forward's output, Backward's dx, dy: the call in progress
+	dy     Mat
+	groups int
+	fwdFn  func(part, lo, hi int)
+	bwdFn  func(part, lo, hi int)
 }
+
+// convScratch is one thread's buffers.
+type convScratch struct {
+	col, yc, dcol []float32 // GEMM path
+	ph, yq, dyq   []float32 // direct path: input phases, output grid, dy grid
+	dph, wt       []float32 // direct path: dx phases, reversed tap weights
+}
+
+// convMaxGroups is the number of sample groups a batch is split into for
+// the threads (fewer for a smaller batch): the unit of the deterministic
+// gradient sums.
+const convMaxGroups = 16
 
 // NewConv2d returns a convolution of C×H×W samples to F channels with a
 // Kh×Kw kernel, named name (parameters name+".weight", name+".bias"). It
@@ -63,8 +133,51 @@ func NewConv2d(name string, c, h, w, f, kh, kw, stride, pad, dilation, groups in
 		Bias:   &Param{Name: name + ".bias", Shape: []int{f}},
 	}
 	l.cg, l.fg, l.kk, l.p = c/groups, f/groups, c/groups*kh*kw, ho*wo
+	l.direct = l.cg == 1
+	l.oneByOne = kh == 1 && kw == 1 && stride == 1 && pad == 0
+	if l.direct {
+		l.planDirect()
+	}
+	// Chunks of about 512 output columns, col at most 64k values (256 KiB).
+	l.cs = max(1, min((512+l.p-1)/l.p, (1<<16)/max(l.kk*l.p, 1)))
+	l.fwdFn, l.bwdFn = l.forwardPart, l.backwardPart
 	return l, nil
 }
+
+// planDirect lays out the stride phases and the taps of the direct path.
+func (l *Conv2d) planDirect() {
+	s, d := l.Stride, l.Dilation
+	hp, wp := l.H+2*l.Pad, l.W+2*l.Pad
+	l.hph, l.wph = (hp+s-1)/s, (wp+s-1)/s
+	l.grid = roundUp8(l.Ho * l.wph)
+	l.dxLen = roundUp8(l.hph * l.wph)
+	nt := l.Kh * l.Kw
+	inPhase := make([]int, nt)
+	phase := make([]int, nt)
+	maxO := 0
+	for u := range l.Kh {
+		for v := range l.Kw {
+			t := u*l.Kw + v
+			phase[t] = (d*u%s)*s + d*v%s
+			inPhase[t] = (d*u/s)*l.wph + d*v/s
+			maxO = max(maxO, inPhase[t])
+		}
+	}
+	// Every tap reads grid values from its offset, and dx reads dxLen
+	// values of each phase: the buffer of a phase holds both.
+	l.phSize = max(l.dxLen, maxO+l.grid)
+	l.front = maxO
+	l.offs = make([]int32, nt)
+	l.back = make([][]int32, s*s)
+	l.backTap = make([][]int, s*s)
+	for t := range nt {
+		l.offs[t] = int32(phase[t]*l.phSize + inPhase[t])
+		l.back[phase[t]] = append(l.back[phase[t]], int32(maxO-inPhase[t]))
+		l.backTap[phase[t]] = append(l.backTap[phase[t]], t)
+	}
+}
+
+func roundUp8(n int) int { return (n + 7) &^ 7 }
 
 func (l *Conv2d) InSize() int  { return l.C * l.H * l.W }
 func (l *Conv2d) OutSize() int { return l.F * l.Ho * l.Wo }
@@ -93,27 +206,269 @@ func (l *Conv2d) Init(rng *rand.Rand) {
 	}
 }
 
-// im2col fills col [C/G·Kh·Kw, Ho·Wo] from group g of one sample x.
-func (l *Conv2d) im2col(col, x []float32, g int) {
+// Forward computes dst = conv(x) + b. It panics on a shape mismatch.
+func (l *Conv2d) Forward(dst, x Mat) { l.forwardClamp(dst, x, negInf, posInf) }
+
+// forwardClamp is Forward followed by y = min(max(y, lo), hi) in the same
+// pass (a fused ReLU); the next Backward differentiates both.
+func (l *Conv2d) forwardClamp(dst, x Mat, lo, hi float32) {
+	checkShapes("Conv2d", dst, x, l.InSize(), l.OutSize())
+	l.x, l.dst, l.y, l.lo, l.hi = x, dst, dst, lo, hi
+	l.run()
+	l.dst = Mat{}
+}
+
+// Backward computes the weight and bias gradients (overwritten) and, if
+// dx.Data is non-nil, dx, from dy of the last Forward. After forwardClamp
+// it first sets dy to 0 where the clamp was active (it overwrites dy).
+func (l *Conv2d) Backward(dx, dy Mat) {
+	checkShapes("Conv2d", dy, l.x, l.InSize(), l.OutSize())
+	if dx.Data != nil {
+		checkShapes("Conv2d", dy, dx, l.InSize(), l.OutSize())
+	}
+	l.dst, l.dy = dx, dy
+	l.run()
+	l.dst, l.dy = Mat{}, Mat{}
+	if l.groups == 0 {
+		clear(l.Weight.Grad)
+		if l.Bias != nil {
+			clear(l.Bias.Grad)
+		}
+		return
+	}
+	// The gradients: the groups' partial sums in group order.
+	nw := len(l.Weight.Grad)
+	copy(l.Weight.Grad, l.pw[:nw])
+	for g := 1; g < l.groups; g++ {
+		addTo(l.Weight.Grad, l.pw[g*nw:(g+1)*nw])
+	}
+	if l.Bias != nil {
+		copy(l.Bias.Grad, l.pb[:l.F])
+		for g := 1; g < l.groups; g++ {
+			addTo(l.Bias.Grad, l.pb[g*l.F:(g+1)*l.F])
+		}
+	}
+}
+
+// run runs Forward's (l.dy.Data nil) or Backward's work over the sample
+// groups on the threads.
+func (l *Conv2d) run() {
+	p := par()
+	l.groups = min(l.x.Rows, convMaxGroups)
+	for len(l.ws) < p.n {
+		l.ws = append(l.ws, convScratch{})
+	}
+	fn := l.fwdFn
+	if l.dy.Data != nil {
+		fn = l.bwdFn
+		l.pw = grow(l.pw, convMaxGroups*len(l.Weight.Data))
+		l.pb = grow(l.pb, convMaxGroups*l.F)
+	}
+	if l.groups > 0 {
+		p.runParts(l.groups, fn)
+	}
+}
+
+// groupSamples returns the samples [lo, hi) of group g.
+func (l *Conv2d) groupSamples(g int) (lo, hi int) {
+	n := l.x.Rows
+	return n * g / l.groups, n * (g + 1) / l.groups
+}
+
+// forwardPart computes the outputs of sample groups [g0, g1).
+func (l *Conv2d) forwardPart(part, g0, g1 int) {
+	ws := &l.ws[part]
+	s0, _ := l.groupSamples(g0)
+	_, s1 := l.groupSamples(g1 - 1)
+	if l.direct {
+		for s := s0; s < s1; s++ {
+			l.forwardDirect(ws, s)
+		}
+		return
+	}
+	for g := g0; g < g1; g++ {
+		lo, hi := l.groupSamples(g)
+		for c0 := lo; c0 < hi; c0 += l.cs {
+			l.forwardChunk(ws, c0, min(c0+l.cs, hi))
+		}
+	}
+}
+
+// backwardPart computes dx and the gradient partials of sample groups
+// [g0, g1).
+func (l *Conv2d) backwardPart(part, g0, g1 int) {
+	ws := &l.ws[part]
+	nw := len(l.Weight.Data)
+	for g := g0; g < g1; g++ {
+		pw, pb := l.pw[g*nw:(g+1)*nw], l.pb[g*l.F:(g+1)*l.F]
+		clear(pw)
+		clear(pb)
+		lo, hi := l.groupSamples(g)
+		if l.lo != negInf || l.hi != posInf {
+			for s := lo; s < hi; s++ {
+				clampMask(l.dy.Row(s), l.dy.Row(s), l.y.Row(s), l.lo, l.hi)
+			}
+		}
+		if l.direct {
+			for s := lo; s < hi; s++ {
+				l.backwardDirect(ws, s, pw, pb)
+			}
+			continue
+		}
+		for c0 := lo; c0 < hi; c0 += l.cs {
+			l.backwardChunk(ws, c0, min(c0+l.cs, hi), pw, pb)
+		}
+	}
+}
+
+// cols returns the col matrix of group g for samples [c0, c1) and its
+// leading dimension: x itself for a 1×1 convolution of one sample, else
+// im2col (or, 1×1, the channel rows) in ws.col.
+func (l *Conv2d) cols(ws *convScratch, c0, c1, g int) ([]float32, int) {
+	nc := c1 - c0
+	if l.oneByOne && nc == 1 {
+		return l.x.Row(c0)[g*l.cg*l.p:], l.p
+	}
+	ld := nc * l.p
+	ws.col = grow(ws.col, l.kk*ld)
+	for s := c0; s < c1; s++ {
+		xs := l.x.Row(s)
+		if l.oneByOne {
+			for c := range l.cg {
+				copy(ws.col[c*ld+(s-c0)*l.p:][:l.p], xs[(g*l.cg+c)*l.p:][:l.p])
+			}
+			continue
+		}
+		l.im2col(ws.col[(s-c0)*l.p:], ld, xs, g)
+	}
+	return ws.col, ld
+}
+
+// forwardChunk computes the outputs of samples [c0, c1) (GEMM path).
+func (l *Conv2d) forwardChunk(ws *convScratch, c0, c1 int) {
+	nc := c1 - c0
+	for g := range l.Groups {
+		col, ldb := l.cols(ws, c0, c1, g)
+		wg := l.Weight.Data[g*l.fg*l.kk:]
+		if nc == 1 {
+			y := l.dst.Row(c0)[g*l.fg*l.p:]
+			sgemmSerial(blas.NoTrans, blas.NoTrans, l.fg, l.p, l.kk, 1, wg, l.kk, col, ldb, 0, y, l.p)
+			if l.Bias != nil || l.lo != negInf || l.hi != posInf {
+				for f := range l.fg {
+					row := y[f*l.p : (f+1)*l.p]
+					affine(row, row, 0, 1, l.bias(g*l.fg+f), l.lo, l.hi)
+				}
+			}
+			continue
+		}
+		ld := nc * l.p
+		ws.yc = grow(ws.yc, l.fg*ld)
+		sgemmSerial(blas.NoTrans, blas.NoTrans, l.fg, ld, l.kk, 1, wg, l.kk, col, ldb, 0, ws.yc, ld)
+		for s := c0; s < c1; s++ {
+			ys := l.dst.Row(s)
+			for f := range l.fg {
+				src := ws.yc[f*ld+(s-c0)*l.p:][:l.p]
+				out := ys[(g*l.fg+f)*l.p:][:l.p]
+				affine(out, src, 0, 1, l.bias(g*l.fg+f), l.lo, l.hi)
+			}
+		}
+	}
+}
+
+var negInf, posInf = float32(math.Inf(-1)), float32(math.Inf(1))
+
+// bias returns b[f], 0 without a bias.
+func (l *Conv2d) bias(f int) float32 {
+	if l.Bias == nil {
+		return 0
+	}
+	return l.Bias.Data[f]
+}
+
+// backwardChunk adds the gradients of samples [c0, c1) to pw, pb and
+// computes their dx (GEMM path).
+func (l *Conv2d) backwardChunk(ws *convScratch, c0, c1 int, pw, pb []float32) {
+	nc := c1 - c0
+	ld := nc * l.p
+	hasDx := l.dst.Data != nil
+	if hasDx && !l.oneByOne {
+		for s := c0; s < c1; s++ {
+			clear(l.dst.Row(s))
+		}
+	}
+	for g := range l.Groups {
+		// dy of the chunk as [F/G, ld] (in place for one sample).
+		gm, ldg := l.dy.Row(c0)[g*l.fg*l.p:], l.p
+		if nc > 1 {
+			ws.yc = grow(ws.yc, l.fg*ld)
+			gm, ldg = ws.yc, ld
+			for s := c0; s < c1; s++ {
+				ds := l.dy.Row(s)
+				for f := range l.fg {
+					copy(ws.yc[f*ld+(s-c0)*l.p:][:l.p], ds[(g*l.fg+f)*l.p:][:l.p])
+				}
+			}
+		}
+		if l.Bias != nil {
+			for s := c0; s < c1; s++ {
+				ds := l.dy.Row(s)
+				for f := range l.fg {
+					pb[g*l.fg+f] += sum(ds[(g*l.fg+f)*l.p:][:l.p])
+				}
+			}
+		}
+		col, ldb := l.cols(ws, c0, c1, g)
+		sgemmSerial(blas.NoTrans, blas.Trans, l.fg, l.kk, ld, 1, gm, ldg, col, ldb, 1, pw[g*l.fg*l.kk:], l.kk)
+		if !hasDx {
+			continue
+		}
+		wg := l.Weight.Data[g*l.fg*l.kk:]
+		if l.oneByOne && nc == 1 { // dx = Wᵀ·dy straight into the sample's rows
+			sgemmSerial(blas.Trans, blas.NoTrans, l.kk, l.p, l.fg, 1, wg, l.kk, gm, ldg, 0, l.dst.Row(c0)[g*l.cg*l.p:], l.p)
+			continue
+		}
+		ws.dcol = grow(ws.dcol, l.kk*ld)
+		sgemmSerial(blas.Trans, blas.NoTrans, l.kk, ld, l.fg, 1, wg, l.kk, gm, ldg, 0, ws.dcol, ld)
+		for s := c0; s < c1; s++ {
+			dxs := l.dst.Row(s)
+			if l.oneByOne {
+				for c := range l.cg {
+					copy(dxs[(g*l.cg+c)*l.p:][:l.p], ws.dcol[c*ld+(s-c0)*l.p:][:l.p])
+				}
+				continue
+			}
+			l.col2im(dxs, ws.dcol[(s-c0)*l.p:], ld, g)
+		}
+	}
+}
+
+// im2col fills col [C/G·Kh·Kw, Ho·Wo] (leading dimension ld) from group g
+// of one sample x.
+func (l *Conv2d) im2col(col []float32, ld int, x []float32, g int) {
 	for c := range l.cg {
 		img := x[(g*l.cg+c)*l.H*l.W:]
 		for u := range l.Kh {
 			for v := range l.Kw {
-				row := col[((c*l.Kh+u)*l.Kw+v)*l.p:][:l.p]
+				row := col[((c*l.Kh+u)*l.Kw+v)*ld:][:l.p]
+				// Output columns [j0, j1) read inside the image.
+				dv := v*l.Dilation - l.Pad
+				j0, j1 := l.validCols(dv)
 				for i := range l.Ho {
 					y := i*l.Stride - l.Pad + u*l.Dilation
 					out := row[i*l.Wo : (i+1)*l.Wo]
-					if y < 0 || y >= l.H {
+					if y < 0 || y >= l.H || j0 >= j1 {
 						clear(out)
 						continue
 					}
-					for j := range l.Wo {
-						xx := j*l.Stride - l.Pad + v*l.Dilation
-						if xx < 0 || xx >= l.W {
-							out[j] = 0
-						} else {
-							out[j] = img[y*l.W+xx]
-						}
+					clear(out[:j0])
+					clear(out[j1:])
+					src := img[y*l.W:]
+					if l.Stride == 1 {
+						copy(out[j0:j1], src[j0+dv:j1+dv])
+						continue
+					}
+					for j := j0; j < j1; j++ {
+						out[j] = src[j*l.Stride+dv]
 					}
 				}
 			}
@@ -121,23 +476,48 @@ func (l *Conv2d) im2col(col, x []float32, g int) {
 	}
 }
 
-// col2im adds col [C/G·Kh·Kw, Ho·Wo] back into group g of one sample dx:
-// the adjoint of im2col.
-func (l *Conv2d) col2im(dx, col []float32, g int) {
+// validCols returns the output columns [j0, j1) whose input column
+// S·j + dv lies in [0, W).
+func (l *Conv2d) validCols(dv int) (j0, j1 int) {
+	// S·j + dv >= 0  ⇔  j >= ⌈−dv/S⌉;  S·j + dv < W  ⇔  j < ⌈(W − dv)/S⌉.
+	if dv < 0 {
+		j0 = (-dv + l.Stride - 1) / l.Stride
+	}
+	j1 = l.Wo
+	if l.W-dv <= 0 {
+		j1 = 0
+	} else {
+		j1 = min(j1, (l.W-dv+l.Stride-1)/l.Stride)
+	}
+	return min(j0, l.Wo), j1
+}
+
+// col2im adds col [C/G·Kh·Kw, Ho·Wo] (leading dimension ld) back into
+// group g of one sample dx: the adjoint of im2col.
+func (l *Conv2d) col2im(dx, col []float32, ld, g int) {
 	for c := range l.cg {
 		img := dx[(g*l.cg+c)*l.H*l.W:]
 		for u := range l.Kh {
 			for v := range l.Kw {
-				row := col[((c*l.Kh+u)*l.Kw+v)*l.p:][:l.p]
+				row := col[((c*l.Kh+u)*l.Kw+v)*ld:][:l.p]
+				dv := v*l.Dilation - l.Pad
+				j0, j1 := l.validCols(dv)
+				if j0 >= j1 {
+					continue
+				}
 				for i := range l.Ho {
 					y := i*l.Stride - l.Pad + u*l.Dilation
 					if y < 0 || y >= l.H {
 						continue
 					}
-					for j := range l.Wo {
-						if xx := j*l.Stride - l.Pad + v*l.Dilation; xx >= 0 && xx < l.W {
-							img[y*l.W+xx] += row[i*l.Wo+j]
-						}
+					dst := img[y*l.W:]
+					src := row[i*l.Wo:]
+					if l.Stride == 1 {
+						addTo(dst[j0+dv:j1+dv], src[j0:j1])
+						continue
+					}
+					for j := j0; j < j1; j++ {
+						dst[j*l.Stride+dv] += src[j]
 					}
 				}
 			}
@@ -145,67 +525,123 @@ func (l *Conv2d) col2im(dx, col []float32, g int) {
 	}
 }
 
-// Forward computes dst = conv(x) + b. It panics on a shape mismatch.
-func (l *Conv2d) Forward(dst, x Mat) {
-	checkShapes("Conv2d", dst, x, l.InSize(), l.OutSize())
-	l.x = x
-	l.col = grow(l.col, l.kk*l.p)
-	for r := range x.Rows {
-		xs, ys := x.Row(r), dst.Row(r)
-		for g := range l.Groups {
-			l.im2col(l.col, xs, g)
-			yg := ys[g*l.fg*l.p : (g+1)*l.fg*l.p]
-			for f := range l.fg {
-				var b float32
-				if l.Bias != nil {
-					b = l.Bias.Data[g*l.fg+f]
-				}
-				row := yg[f*l.p : (f+1)*l.p]
-				for i := range row {
-					row[i] = b
-				}
+// loadPhases writes input channel img [H, W] into its stride phases ph
+// (S² buffers of phSize values; the padding and slack positions are never
+// written, so they stay zero).
+func (l *Conv2d) loadPhases(ph, img []float32) {
+	s := l.Stride
+	for y := range l.H {
+		yp := y + l.Pad
+		row := img[y*l.W : (y+1)*l.W]
+		if s == 1 {
+			copy(ph[yp*l.wph+l.Pad:], row)
+			continue
+		}
+		for b := range s {
+			x0 := l.phaseCol(b)
+			dst := ph[((yp%s)*s+b)*l.phSize+(yp/s)*l.wph+(x0+l.Pad)/s:]
+			for k, x := 0, x0; x < l.W; k, x = k+1, x+s {
+				dst[k] = row[x]
 			}
-			sgemm(blas.NoTrans, blas.NoTrans, l.fg, l.p, l.kk, 1, l.Weight.Data[g*l.fg*l.kk:], l.kk, l.col, l.p, 1, yg, l.p)
 		}
 	}
 }
 
-// Backward computes the weight and bias gradients (overwritten) and, if
-// dx.Data is non-nil, dx, from dy of the last Forward.
-func (l *Conv2d) Backward(dx, dy Mat) {
-	checkShapes("Conv2d", dy, l.x, l.InSize(), l.OutSize())
-	clear(l.Weight.Grad)
-	if l.Bias != nil {
-		clear(l.Bias.Grad)
-	}
-	l.col = grow(l.col, l.kk*l.p)
-	if dx.Data != nil {
-		l.dcol = grow(l.dcol, l.kk*l.p)
-	}
-	for r := range l.x.Rows {
-		xs, gs := l.x.Row(r), dy.Row(r)
-		if dx.Data != nil {
-			clear(dx.Row(r))
+// storePhases is loadPhases' adjoint for dx: it writes the image pixels
+// of the phases ph into img (overwriting).
+func (l *Conv2d) storePhases(img, ph []float32) {
+	s := l.Stride
+	for y := range l.H {
+		yp := y + l.Pad
+		row := img[y*l.W : (y+1)*l.W]
+		if s == 1 {
+			copy(row, ph[yp*l.wph+l.Pad:])
+			continue
 		}
-		for g := range l.Groups {
-			gg := gs[g*l.fg*l.p : (g+1)*l.fg*l.p]
-			for f := range l.fg {
-				if l.Bias == nil {
-					break
-				}
-				var s float32
-				for _, v := range gg[f*l.p : (f+1)*l.p] {
-					s += v
-				}
-				l.Bias.Grad[g*l.fg+f] += s
+		for b := range s {
+			x0 := l.phaseCol(b)
+			src := ph[((yp%s)*s+b)*l.phSize+(yp/s)*l.wph+(x0+l.Pad)/s:]
+			for k, x := 0, x0; x < l.W; k, x = k+1, x+s {
+				row[x] = src[k]
 			}
-			l.im2col(l.col, xs, g)
-			wg := l.Weight.Data[g*l.fg*l.kk:]
-			sgemm(blas.NoTrans, blas.Trans, l.fg, l.kk, l.p, 1, gg, l.p, l.col, l.p, 1, l.Weight.Grad[g*l.fg*l.kk:], l.kk)
-			if dx.Data != nil {
-				sgemm(blas.Trans, blas.NoTrans, l.kk, l.p, l.fg, 1, wg, l.kk, gg, l.p, 0, l.dcol, l.p)
-				l.col2im(dx.Row(r), l.dcol, g)
+		}
+	}
+}
+
+// phaseCol returns the first image column x0 with (x0 + P) mod S = b:
+// column phase b holds columns x0, x0 + S, ...
+func (l *Conv2d) phaseCol(b int) int {
+	return ((b-l.Pad)%l.Stride + l.Stride) % l.Stride
+}
+
+func (ws *convScratch) growDirect(l *Conv2d) {
+	n := l.Stride * l.Stride * l.phSize
+	if len(ws.ph) != n { // zeroed once: only image positions are ever written
+		ws.ph = make([]float32, n)
+		ws.dph = make([]float32, n)
+		ws.yq = make([]float32, l.grid)
+		ws.dyq = make([]float32, l.front+max(l.grid, l.dxLen))
+		ws.wt = make([]float32, l.Kh*l.Kw)
+	}
+}
+
+// forwardDirect computes the outputs of sample s (direct path).
+func (l *Conv2d) forwardDirect(ws *convScratch, s int) {
+	ws.growDirect(l)
+	xs, ys := l.x.Row(s), l.dst.Row(s)
+	nt := l.Kh * l.Kw
+	for c := range l.C {
+		l.loadPhases(ws.ph, xs[c*l.H*l.W:])
+		for f := c * l.fg; f < (c+1)*l.fg; f++ {
+			taps(ws.yq, ws.ph, l.offs, l.Weight.Data[f*nt:(f+1)*nt], false)
+			b, out := l.bias(f), ys[f*l.p:]
+			for i := range l.Ho {
+				affine(out[i*l.Wo:(i+1)*l.Wo], ws.yq[i*l.wph:], 0, 1, b, l.lo, l.hi)
 			}
+		}
+	}
+}
+
+// backwardDirect adds the gradients of sample s to pw, pb and computes
+// its dx (direct path).
+func (l *Conv2d) backwardDirect(ws *convScratch, s int, pw, pb []float32) {
+	ws.growDirect(l)
+	xs, ds := l.x.Row(s), l.dy.Row(s)
+	nt := l.Kh * l.Kw
+	dyg := ws.dyq[l.front:] // dy on the output grid; the columns j >= Wo stay zero
+	for c := range l.C {
+		l.loadPhases(ws.ph, xs[c*l.H*l.W:])
+		for f := c * l.fg; f < (c+1)*l.fg; f++ {
+			dyf := ds[f*l.p : (f+1)*l.p]
+			for i := range l.Ho {
+				copy(dyg[i*l.wph:], dyf[i*l.Wo:(i+1)*l.Wo])
+			}
+			if l.Bias != nil {
+				pb[f] += sum(dyf)
+			}
+			wf := pw[f*nt : (f+1)*nt]
+			for t, o := range l.offs {
+				wf[t] += dot(dyg[:l.grid], ws.ph[o:])
+			}
+			if l.dst.Data == nil {
+				continue
+			}
+			w := l.Weight.Data[f*nt : (f+1)*nt]
+			for phase, offs := range l.back {
+				dph := ws.dph[phase*l.phSize:][:l.dxLen]
+				if len(offs) == 0 {
+					clear(dph)
+					continue
+				}
+				wt := ws.wt[:len(offs)]
+				for k, t := range l.backTap[phase] {
+					wt[k] = w[t]
+				}
+				taps(dph, ws.dyq, offs, wt, f > c*l.fg)
+			}
+		}
+		if l.dst.Data != nil {
+			l.storePhases(l.dst.Row(s)[c*l.H*l.W:], ws.dph)
 		}
 	}
 }

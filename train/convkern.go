@@ -64,11 +64,13 @@ func dotDevGo(dy, x []float32, m float32) (sdy, sdyx float32) {
 	return sdy, sdyx
 }
 
-// affineGo sets y = min(max(x·s + t, lo), hi) (NaN propagates).
-func affineGo(y, x []float32, s, t, lo, hi float32) {
+// affineGo sets y = min(max((x − m)·s + t, lo), hi) (NaN propagates):
+// a bias add (m = 0, s = 1), BatchNorm's normalization, a clamp (ReLU:
+// lo = 0, hi = +Inf; ReLU6: 0, 6) or all three in one pass.
+func affineGo(y, x []float32, m, s, t, lo, hi float32) {
 	x = x[:len(y)]
 	for i, v := range x {
-		z := v*s + t
+		z := (v-m)*s + t
 		if z < lo {
 			z = lo
 		}
@@ -79,11 +81,24 @@ func affineGo(y, x []float32, s, t, lo, hi float32) {
 	}
 }
 
-// axpbypcGo sets dst = a·x + b·y + c.
-func axpbypcGo(dst, x, y []float32, a, b, c float32) {
+// axpbycGo sets dst = a·x + b·(y − m) + c.
+func axpbycGo(dst, x, y []float32, a, b, m, c float32) {
 	x, y = x[:len(dst)], y[:len(dst)]
 	for i := range dst {
-		dst[i] = a*x[i] + b*y[i] + c
+		dst[i] = a*x[i] + b*(y[i]-m) + c
+	}
+}
+
+// clampMaskGo sets dst = d where lo < y < hi, else 0: the derivative of
+// a clamp applied to d, from the clamp's output y (dst may be d).
+func clampMaskGo(dst, d, y []float32, lo, hi float32) {
+	d, y = d[:len(dst)], y[:len(dst)]
+	for i, v := range y {
+		if v > lo && v < hi {
+			dst[i] = d[i]
+		} else {
+			dst[i] = 0
+		}
 	}
 }
 

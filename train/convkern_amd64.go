@@ -20,10 +20,13 @@ func sqDevAVX2(x *float32, n int, m float32) float32
 func dotDevAVX2(dy, x *float32, n int, m float32, out *[2]float32)
 
 //go:noescape
-func affineAVX2(y, x *float32, n int, k *[4]float32)
+func affineAVX2(y, x *float32, n int, k *[8]float32)
 
 //go:noescape
-func axpbypcAVX2(dst, x, y *float32, n int, k *[4]float32)
+func axpbycAVX2(dst, x, y *float32, n int, k *[4]float32)
+
+//go:noescape
+func clampMaskAVX2(dst, d, y *float32, n int, k *[2]float32)
 
 func taps(dst, src []float32, offs []int32, w []float32, acc bool) {
 	n := len(dst) &^ 7
@@ -87,26 +90,38 @@ func dotDev(dy, x []float32, m float32) (sdy, sdyx float32) {
 	return out[0] + a, out[1] + b
 }
 
-func affine(y, x []float32, s, t, lo, hi float32) {
+func affine(y, x []float32, m, s, t, lo, hi float32) {
 	n := len(y) &^ 7
 	if useAVX2 && n > 0 {
 		_ = x[n-1]
-		k := [4]float32{s, t, lo, hi}
+		k := [8]float32{m, s, t, lo, hi}
 		affineAVX2(&y[0], &x[0], n, &k)
 	} else {
 		n = 0
 	}
-	affineGo(y[n:], x[n:], s, t, lo, hi)
+	affineGo(y[n:], x[n:], m, s, t, lo, hi)
 }
 
-func axpbypc(dst, x, y []float32, a, b, c float32) {
+func axpbyc(dst, x, y []float32, a, b, m, c float32) {
 	n := len(dst) &^ 7
 	if useAVX2 && n > 0 {
 		_, _ = x[n-1], y[n-1]
-		k := [4]float32{a, b, c}
-		axpbypcAVX2(&dst[0], &x[0], &y[0], n, &k)
+		k := [4]float32{a, b, m, c}
+		axpbycAVX2(&dst[0], &x[0], &y[0], n, &k)
 	} else {
 		n = 0
 	}
-	axpbypcGo(dst[n:], x[n:], y[n:], a, b, c)
+	axpbycGo(dst[n:], x[n:], y[n:], a, b, m, c)
+}
+
+func clampMask(dst, d, y []float32, lo, hi float32) {
+	n := len(dst) &^ 7
+	if useAVX2 && n > 0 {
+		_, _ = d[n-1], y[n-1]
+		k := [2]float32{lo, hi}
+		clampMaskAVX2(&dst[0], &d[0], &y[0], n, &k)
+	} else {
+		n = 0
+	}
+	clampMaskGo(dst[n:], d[n:], y[n:], lo, hi)
 }

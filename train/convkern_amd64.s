@@ -293,19 +293,20 @@ ddsum:
 	VZEROUPPER
 	RET
 
-// func affineAVX2(y, x *float32, n int, k *[4]float32)
+// func affineAVX2(y, x *float32, n int, k *[8]float32)
 //
-// y = min(max(x·k[0] + k[1], k[2]), k[3]); VMAXPS/VMINPS return their
-// second source (the value) when either is NaN, so NaN propagates.
+// y = min(max((x − k[0])·k[1] + k[2], k[3]), k[4]); VMAXPS/VMINPS return
+// their second source (the value) when either is NaN, so NaN propagates.
 TEXT ·affineAVX2(SB), NOSPLIT, $0-32
 	MOVQ y+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ n+16(FP), BX
 	MOVQ k+24(FP), AX
-	VBROADCASTSS 0(AX), Y8
-	VBROADCASTSS 4(AX), Y9
-	VBROADCASTSS 8(AX), Y10
-	VBROADCASTSS 12(AX), Y11
+	VBROADCASTSS 0(AX), Y7
+	VBROADCASTSS 4(AX), Y8
+	VBROADCASTSS 8(AX), Y9
+	VBROADCASTSS 12(AX), Y10
+	VBROADCASTSS 16(AX), Y11
 	XORQ R8, R8
 
 aff16:
@@ -314,6 +315,8 @@ aff16:
 	JGT  aff8
 	VMOVUPS (SI)(R8*4), Y0
 	VMOVUPS 32(SI)(R8*4), Y1
+	VSUBPS Y7, Y0, Y0
+	VSUBPS Y7, Y1, Y1
 	VFMADD213PS Y9, Y8, Y0 // Y0 = Y8·Y0 + Y9
 	VFMADD213PS Y9, Y8, Y1
 	VMAXPS Y0, Y10, Y0
@@ -330,6 +333,7 @@ aff8:
 	CMPQ AX, BX
 	JGT  affdone
 	VMOVUPS (SI)(R8*4), Y0
+	VSUBPS Y7, Y0, Y0
 	VFMADD213PS Y9, Y8, Y0
 	VMAXPS Y0, Y10, Y0
 	VMINPS Y0, Y11, Y0
@@ -341,10 +345,10 @@ affdone:
 	VZEROUPPER
 	RET
 
-// func axpbypcAVX2(dst, x, y *float32, n int, k *[4]float32)
+// func axpbycAVX2(dst, x, y *float32, n int, k *[4]float32)
 //
-// dst = k[0]·x + k[1]·y + k[2].
-TEXT ·axpbypcAVX2(SB), NOSPLIT, $0-40
+// dst = k[0]·x + k[1]·(y − k[2]) + k[3].
+TEXT ·axpbycAVX2(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), DI
 	MOVQ x+8(FP), SI
 	MOVQ y+16(FP), DX
@@ -353,21 +357,51 @@ TEXT ·axpbypcAVX2(SB), NOSPLIT, $0-40
 	VBROADCASTSS 0(AX), Y8
 	VBROADCASTSS 4(AX), Y9
 	VBROADCASTSS 8(AX), Y10
+	VBROADCASTSS 12(AX), Y11
 	XORQ R8, R8
 
 ax8:
 	LEAQ 8(R8), AX
 	CMPQ AX, BX
 	JGT  axdone
-	VMOVUPS (SI)(R8*4), Y0
-	VMULPS Y8, Y0, Y0       // a·x
 	VMOVUPS (DX)(R8*4), Y1
-	VFMADD213PS Y10, Y9, Y1 // b·y + c
-	VADDPS Y1, Y0, Y0
-	VMOVUPS Y0, (DI)(R8*4)
+	VSUBPS Y10, Y1, Y1       // y − m
+	VFMADD213PS Y11, Y9, Y1  // b·(y − m) + c
+	VFMADD231PS (SI)(R8*4), Y8, Y1 // + a·x
+	VMOVUPS Y1, (DI)(R8*4)
 	ADDQ $8, R8
 	JMP  ax8
 
 axdone:
+	VZEROUPPER
+	RET
+
+// func clampMaskAVX2(dst, d, y *float32, n int, k *[2]float32)
+//
+// dst = d where k[0] < y < k[1], else 0 (also for NaN y).
+TEXT ·clampMaskAVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ d+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), BX
+	MOVQ k+32(FP), AX
+	VBROADCASTSS 0(AX), Y8
+	VBROADCASTSS 4(AX), Y9
+	XORQ R8, R8
+
+cm8:
+	LEAQ 8(R8), AX
+	CMPQ AX, BX
+	JGT  cmdone
+	VMOVUPS (DX)(R8*4), Y1
+	VCMPPS $0x0e, Y8, Y1, Y2 // y > lo (GT_OS; false for NaN)
+	VCMPPS $0x01, Y9, Y1, Y3 // y < hi (LT_OS)
+	VANDPS Y3, Y2, Y2
+	VANDPS (SI)(R8*4), Y2, Y0
+	VMOVUPS Y0, (DI)(R8*4)
+	ADDQ $8, R8
+	JMP  cm8
+
+cmdone:
 	VZEROUPPER
 	RET

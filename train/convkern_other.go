@@ -9,5 +9,6 @@ func dot(x, y []float32) float32                        { return dotGo(x, y) }
 func sum(x []float32) float32                           { return sumGo(x) }
 func sqDev(x []float32, m float32) float32              { return sqDevGo(x, m) }
 func dotDev(dy, x []float32, m float32) (s, sx float32) { return dotDevGo(dy, x, m) }
-func affine(y, x []float32, s, t, lo, hi float32)       { affineGo(y, x, s, t, lo, hi) }
-func axpbypc(dst, x, y []float32, a, b, c float32)      { axpbypcGo(dst, x, y, a, b, c) }
+func affine(y, x []float32, m, s, t, lo, hi float32)    { affineGo(y, x, m, s, t, lo, hi) }
+func axpbyc(dst, x, y []float32, a, b, m, c float32)    { axpbycGo(dst, x, y, a, b, m, c) }
+func clampMask(dst, d, y []float32, lo, hi float32)     { clampMaskGo(dst, d, y, lo, hi) }

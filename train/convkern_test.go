@@ -51,18 +51,28 @@ func TestConvKernels(t *testing.T) {
 		// affine with a clamp to [−0.5, 0.7], then without one.
 		out := make([]float32, n)
 		for _, c := range [][2]float32{{-0.5, 0.7}, {float32(math.Inf(-1)), float32(math.Inf(1))}} {
-			affine(out, x, 1.5, -0.25, c[0], c[1])
+			affine(out, x, m, 1.5, -0.25, c[0], c[1])
 			for i := range n {
-				want := math.Min(math.Max(1.5*float64(x[i])-0.25, float64(c[0])), float64(c[1]))
+				want := math.Min(math.Max(1.5*(float64(x[i])-float64(m))-0.25, float64(c[0])), float64(c[1]))
 				if !near(out[i], want) {
 					t.Fatalf("n %d: affine[%d] = %v, want %v", n, i, out[i], want)
 				}
 			}
 		}
-		axpbypc(out, x, y, 0.5, -2, 0.125)
+		axpbyc(out, x, y, 0.5, -2, m, 0.125)
 		for i := range n {
-			if want := 0.5*float64(x[i]) - 2*float64(y[i]) + 0.125; !near(out[i], want) {
-				t.Fatalf("n %d: axpbypc[%d] = %v, want %v", n, i, out[i], want)
+			if want := 0.5*float64(x[i]) - 2*(float64(y[i])-float64(m)) + 0.125; !near(out[i], want) {
+				t.Fatalf("n %d: axpbyc[%d] = %v, want %v", n, i, out[i], want)
+			}
+		}
+		clampMask(out, x, y, -0.5, 0.7)
+		for i := range n {
+			want := x[i]
+			if !(y[i] > -0.5 && y[i] < 0.7) {
+				want = 0
+			}
+			if out[i] != want {
+				t.Fatalf("n %d: clampMask[%d] = %v, want %v", n, i, out[i], want)
 			}
 		}
 		// taps: 5 taps at offsets up to 13, overwriting and accumulating.
@@ -92,7 +102,7 @@ func TestConvKernels(t *testing.T) {
 	// NaN goes through the clamp.
 	x := []float32{float32(math.NaN()), 1, 2, 3, 4, 5, 6, 7, float32(math.NaN())}
 	out := make([]float32, len(x))
-	affine(out, x, 1, 0, 0, 6)
+	affine(out, x, 0, 1, 0, 0, 6)
 	if !math.IsNaN(float64(out[0])) || !math.IsNaN(float64(out[8])) {
 		t.Errorf("affine turned NaN into %v, %v", out[0], out[8])
 	}

@@ -133,7 +133,7 @@ func layerCases() []layerCase {
 			return n
 		}, kink: func(l Layer) []float32 {
 			var z []float32
-			for _, v := range l.(*CNN).seq.outs[1].Data { // the BatchNorm output, ReLU6's input
+			for _, v := range bnOutput(l.(*CNN).Layers[1].(*BatchNorm2d)) { // ReLU6's input (fused into the BatchNorm)
 				z = append(z, v, v-6)
 			}
 			return z
@@ -362,6 +362,22 @@ func TestNormCDF(t *testing.T) {
 			t.Fatalf("φ(%v) = %v, exact %v", x, pdf, want)
 		}
 	}
+}
+
+// bnOutput recomputes the output of b's last Forward before any fused
+// clamp: (x − μ)·rstd·γ + β.
+func bnOutput(b *BatchNorm2d) []float32 {
+	hw := b.H * b.W
+	z := make([]float32, b.x.Rows*b.InSize())
+	for r := range b.x.Rows {
+		for c := range b.C {
+			for q := range hw {
+				i := r*b.InSize() + c*hw + q
+				z[i] = (b.x.Data[i]-b.mean[c])*b.rstd[c]*b.Gamma.Data[c] + b.Beta.Data[c]
+			}
+		}
+	}
+	return z
 }
 
 func mustConv(l *Conv2d, err error) *Conv2d {
