@@ -457,13 +457,15 @@ func maxPoolGaps(l Layer) []float32 {
 			for i := range p.Ho {
 				for j := range p.Wo {
 					best, second := float32(-1e30), float32(-1e30)
-					p.window(c, i, j, func(q int) {
-						if v := x[q]; v > best {
-							best, second = v, best
-						} else if v > second {
-							second = v
+					for u := range p.K {
+						for w := range p.K {
+							if v := x[c*p.H*p.W+(i*p.Stride+u)*p.W+j*p.Stride+w]; v > best {
+								best, second = v, best
+							} else if v > second {
+								second = v
+							}
 						}
-					})
+					}
 					gaps = append(gaps, best-second)
 				}
 			}

@@ -12,6 +12,9 @@ import "fmt"
 // Backward: max sends dy[c, i, j] to the input that was the maximum (the
 // first one on ties, as torch), avg spreads dy/K² over the window; windows
 // that overlap (S < K) add up.
+//
+// Samples are split over the threads (SetThreads); every output is
+// computed by one thread in the same order whatever their number.
 type Pool2d struct {
 	Max         bool
 	C, H, W     int
@@ -24,6 +27,9 @@ type Pool2d struct {
 	inSz, outSz int
 	hw          int
 	kk          float32 // inputs per window
+
+	y, dx, dy Mat // the call in progress
+	fwd, bwd  func(lo, hi int)
 }
 
 // NewPool2d returns K×K pooling with stride S (max if max, else average).
@@ -52,56 +58,110 @@ func (p *Pool2d) init() {
 	} else {
 		p.kk = float32(p.K * p.K)
 	}
+	p.fwd, p.bwd = p.forwardRows, p.backwardRows
 }
 
 func (p *Pool2d) InSize() int      { return p.inSz }
 func (p *Pool2d) OutSize() int     { return p.outSz }
 func (p *Pool2d) Params() []*Param { return nil }
 
-// window calls f(input index) for every input of output (c, i, j).
-func (p *Pool2d) window(c, i, j int, f func(int)) {
-	if p.global {
-		for q := range p.hw {
-			f(c*p.hw + q)
-		}
-		return
-	}
-	for u := range p.K {
-		base := c*p.hw + (i*p.Stride+u)*p.W + j*p.Stride
-		for v := range p.K {
-			f(base + v)
-		}
-	}
-}
+// poolGrain is the input values per thread below which pooling is not
+// split.
+const poolGrain = 1 << 14
 
 // Forward pools x into dst. It panics on a shape mismatch.
 func (p *Pool2d) Forward(dst, x Mat) {
 	checkShapes("Pool2d", dst, x, p.inSz, p.outSz)
-	p.rows, p.lastX = x.Rows, x
+	p.rows, p.lastX, p.y = x.Rows, x, dst
 	if p.Max {
 		p.arg = growInt32(p.arg, x.Rows*p.outSz)
 	}
-	for r := range x.Rows {
-		xs, ys := x.Row(r), dst.Row(r)
-		for c := range p.C {
-			for i := range p.Ho {
-				for j := range p.Wo {
-					o := (c*p.Ho+i)*p.Wo + j
-					if p.Max {
-						best := -1
-						p.window(c, i, j, func(q int) {
-							if best < 0 || xs[q] > xs[best] {
-								best = q
-							}
-						})
-						ys[o] = xs[best]
-						p.arg[r*p.outSz+o] = int32(best)
-						continue
-					}
-					var s float32
-					p.window(c, i, j, func(q int) { s += xs[q] })
-					ys[o] = s / p.kk
+	par().run(x.Rows, max(1, poolGrain/p.inSz), p.fwd)
+	p.y = Mat{}
+}
+
+// forwardRows pools samples [lo, hi).
+func (p *Pool2d) forwardRows(lo, hi int) {
+	for r := lo; r < hi; r++ {
+		xs, ys := p.lastX.Row(r), p.y.Row(r)
+		switch {
+		case p.global:
+			for c := range p.C {
+				ys[c] = sum(xs[c*p.hw:(c+1)*p.hw]) / p.kk
+			}
+		case p.Max && p.K == 2 && p.Stride == 2:
+			p.max2(ys, p.arg[r*p.outSz:(r+1)*p.outSz], xs)
+		case p.Max:
+			p.maxK(ys, p.arg[r*p.outSz:(r+1)*p.outSz], xs)
+		default:
+			p.avgK(ys, xs)
+		}
+	}
+}
+
+// max2 is 2×2 max pooling with stride 2 of one sample.
+func (p *Pool2d) max2(ys []float32, arg []int32, xs []float32) {
+	w, wo := p.W, p.Wo
+	for c := range p.C {
+		for i := range p.Ho {
+			base := c*p.hw + 2*i*w
+			r0, r1 := xs[base:base+2*wo], xs[base+w:base+w+2*wo]
+			o := (c*p.Ho + i) * wo
+			yo, ao := ys[o:o+wo], arg[o:o+wo]
+			for j := range yo {
+				q := 2 * j
+				best, bi := r0[q], base+q
+				if v := r0[q+1]; v > best {
+					best, bi = v, base+q+1
 				}
+				if v := r1[q]; v > best {
+					best, bi = v, base+w+q
+				}
+				if v := r1[q+1]; v > best {
+					best, bi = v, base+w+q+1
+				}
+				yo[j], ao[j] = best, int32(bi)
+			}
+		}
+	}
+}
+
+// maxK is K×K max pooling with stride S of one sample: the first maximum
+// of each window in row-major order.
+func (p *Pool2d) maxK(ys []float32, arg []int32, xs []float32) {
+	for c := range p.C {
+		for i := range p.Ho {
+			for j := range p.Wo {
+				base := c*p.hw + i*p.Stride*p.W + j*p.Stride
+				best, bi := xs[base], base
+				for u := range p.K {
+					row := base + u*p.W
+					for q := row; q < row+p.K; q++ {
+						if xs[q] > best {
+							best, bi = xs[q], q
+						}
+					}
+				}
+				o := (c*p.Ho+i)*p.Wo + j
+				ys[o], arg[o] = best, int32(bi)
+			}
+		}
+	}
+}
+
+// avgK is K×K average pooling with stride S of one sample.
+func (p *Pool2d) avgK(ys, xs []float32) {
+	for c := range p.C {
+		for i := range p.Ho {
+			for j := range p.Wo {
+				base := c*p.hw + i*p.Stride*p.W + j*p.Stride
+				var s float32
+				for u := range p.K {
+					for _, v := range xs[base+u*p.W : base+u*p.W+p.K] {
+						s += v
+					}
+				}
+				ys[(c*p.Ho+i)*p.Wo+j] = s / p.kk
 			}
 		}
 	}
@@ -113,19 +173,43 @@ func (p *Pool2d) Backward(dx, dy Mat) {
 		return
 	}
 	checkShapes("Pool2d", dy, dx, p.inSz, p.outSz)
-	for r := range p.rows {
-		ds, gs := dx.Row(r), dy.Row(r)
+	p.dx, p.dy = dx, dy
+	par().run(p.rows, max(1, poolGrain/p.inSz), p.bwd)
+	p.dx, p.dy = Mat{}, Mat{}
+}
+
+// backwardRows computes dx of samples [lo, hi).
+func (p *Pool2d) backwardRows(lo, hi int) {
+	for r := lo; r < hi; r++ {
+		ds, gs := p.dx.Row(r), p.dy.Row(r)
+		if p.global {
+			for c := range p.C {
+				g := gs[c] / p.kk
+				seg := ds[c*p.hw : (c+1)*p.hw]
+				for q := range seg {
+					seg[q] = g
+				}
+			}
+			continue
+		}
 		clear(ds)
+		if p.Max {
+			for o, a := range p.arg[r*p.outSz : (r+1)*p.outSz] {
+				ds[a] += gs[o]
+			}
+			continue
+		}
 		for c := range p.C {
 			for i := range p.Ho {
 				for j := range p.Wo {
-					o := (c*p.Ho+i)*p.Wo + j
-					if p.Max {
-						ds[p.arg[r*p.outSz+o]] += gs[o]
-						continue
+					g := gs[(c*p.Ho+i)*p.Wo+j] / p.kk
+					base := c*p.hw + i*p.Stride*p.W + j*p.Stride
+					for u := range p.K {
+						seg := ds[base+u*p.W : base+u*p.W+p.K]
+						for q := range seg {
+							seg[q] += g
+						}
 					}
-					g := gs[o] / p.kk
-					p.window(c, i, j, func(q int) { ds[q] += g })
 				}
 			}
 		}
