@@ -76,7 +76,13 @@ type Conv2d struct {
 
 	direct   bool // C/G = 1: the taps path
 	oneByOne bool // 1×1, stride 1, no padding: col is x
+	gridded  bool // stride 1 otherwise: im2col rows are shifted copies of the padded input
 	cs       int  // GEMM path: samples per chunk
+
+	// Gridded path geometry: each input channel padded to gh×gw (stored
+	// in padSize values, the slack zero), outputs on the Ho×gw grid (ng
+	// values per sample; the columns j >= Wo dropped).
+	gw, padSize, ng int
 
 	// Direct path geometry: the padded input is hp×wp, each of its S²
 	// phases a hph×wph grid stored in phSize values; outputs are computed
@@ -103,6 +109,7 @@ type Conv2d struct {
 // convScratch is one thread's buffers.
 type convScratch struct {
 	col, yc, dcol []float32 // GEMM path
+	xp, dxp, dyc  []float32 // gridded path: padded input and dx channels, dy on the grid
 	ph, yq, dyq   []float32 // direct path: input phases, output grid, dy grid
 	dph, wt       []float32 // direct path: dx phases, reversed tap weights
 }
@@ -135,11 +142,21 @@ func NewConv2d(name string, c, h, w, f, kh, kw, stride, pad, dilation, groups in
 	l.cg, l.fg, l.kk, l.p = c/groups, f/groups, c/groups*kh*kw, ho*wo
 	l.direct = l.cg == 1
 	l.oneByOne = kh == 1 && kw == 1 && stride == 1 && pad == 0
-	if l.direct {
+	cols := l.p
+	switch {
+	case l.direct:
 		l.planDirect()
+	case l.oneByOne:
+	case stride == 1:
+		l.gridded = true
+		l.gw = w + 2*pad
+		l.ng = ho * l.gw
+		// The last tap reads ng values from D·((Kh−1)·gw + Kw−1).
+		l.padSize = (h+2*pad)*l.gw + dilation*(kw-1)
+		cols = l.ng
 	}
 	// Chunks of about 512 output columns, col at most 64k values (256 KiB).
-	l.cs = max(1, min((512+l.p-1)/l.p, (1<<16)/max(l.kk*l.p, 1)))
+	l.cs = max(1, min((512+cols-1)/cols, (1<<16)/max(l.kk*cols, 1)))
 	l.fwdFn, l.bwdFn = l.forwardPart, l.backwardPart
 	return l, nil
 }
@@ -289,7 +306,11 @@ func (l *Conv2d) forwardPart(part, g0, g1 int) {
 	for g := g0; g < g1; g++ {
 		lo, hi := l.groupSamples(g)
 		for c0 := lo; c0 < hi; c0 += l.cs {
-			l.forwardChunk(ws, c0, min(c0+l.cs, hi))
+			if l.gridded {
+				l.forwardGrid(ws, c0, min(c0+l.cs, hi))
+			} else {
+				l.forwardChunk(ws, c0, min(c0+l.cs, hi))
+			}
 		}
 	}
 }
@@ -316,7 +337,11 @@ func (l *Conv2d) backwardPart(part, g0, g1 int) {
 			continue
 		}
 		for c0 := lo; c0 < hi; c0 += l.cs {
-			l.backwardChunk(ws, c0, min(c0+l.cs, hi), pw, pb)
+			if l.gridded {
+				l.backwardGrid(ws, c0, min(c0+l.cs, hi), pw, pb)
+			} else {
+				l.backwardChunk(ws, c0, min(c0+l.cs, hi), pw, pb)
+			}
 		}
 	}
 }
@@ -438,6 +463,113 @@ func (l *Conv2d) backwardChunk(ws *convScratch, c0, c1 int, pw, pb []float32) {
 				continue
 			}
 			l.col2im(dxs, ws.dcol[(s-c0)*l.p:], ld, g)
+		}
+	}
+}
+
+// growGrid sizes ws for the gridded path; the padded input and the dy
+// grid are allocated once, zeroed, and only their image positions are
+// ever written.
+func (ws *convScratch) growGrid(l *Conv2d) {
+	ld := l.cs * l.ng
+	if len(ws.xp) != l.cg*l.padSize {
+		ws.xp = make([]float32, l.cg*l.padSize)
+		ws.dxp = make([]float32, l.cg*l.padSize)
+	}
+	if len(ws.dyc) != l.fg*ld {
+		ws.dyc = make([]float32, l.fg*ld)
+	}
+	ws.col = grow(ws.col, l.kk*ld)
+	ws.yc = grow(ws.yc, l.fg*ld)
+	ws.dcol = grow(ws.dcol, l.kk*ld)
+}
+
+// gridCols pads group g of sample xs into ws.xp and writes its im2col
+// rows on the output grid into col (leading dimension ld): row (c, u, v)
+// is the padded channel c read from offset D·(u·gw + v), one copy.
+func (l *Conv2d) gridCols(ws *convScratch, col []float32, ld int, xs []float32, g int) {
+	for c := range l.cg {
+		img := xs[(g*l.cg+c)*l.H*l.W:]
+		xp := ws.xp[c*l.padSize : (c+1)*l.padSize]
+		for y := range l.H {
+			copy(xp[(y+l.Pad)*l.gw+l.Pad:], img[y*l.W:(y+1)*l.W])
+		}
+		for u := range l.Kh {
+			for v := range l.Kw {
+				off := l.Dilation * (u*l.gw + v)
+				copy(col[((c*l.Kh+u)*l.Kw+v)*ld:][:l.ng], xp[off:off+l.ng])
+			}
+		}
+	}
+}
+
+// forwardGrid computes the outputs of samples [c0, c1) (gridded path):
+// one product [F/G, (c1−c0)·ng] per group, its valid columns copied out.
+func (l *Conv2d) forwardGrid(ws *convScratch, c0, c1 int) {
+	ws.growGrid(l)
+	ld, n := l.cs*l.ng, (c1-c0)*l.ng
+	for g := range l.Groups {
+		for s := c0; s < c1; s++ {
+			l.gridCols(ws, ws.col[(s-c0)*l.ng:], ld, l.x.Row(s), g)
+		}
+		sgemmSerial(blas.NoTrans, blas.NoTrans, l.fg, n, l.kk, 1, l.Weight.Data[g*l.fg*l.kk:], l.kk, ws.col, ld, 0, ws.yc, ld)
+		for s := c0; s < c1; s++ {
+			ys := l.dst.Row(s)
+			for f := range l.fg {
+				src, out := ws.yc[f*ld+(s-c0)*l.ng:], ys[(g*l.fg+f)*l.p:][:l.p]
+				for i := range l.Ho {
+					copy(out[i*l.Wo:(i+1)*l.Wo], src[i*l.gw:])
+				}
+				if b := l.bias(g*l.fg + f); b != 0 || l.lo != negInf || l.hi != posInf {
+					affine(out, out, 0, 1, b, l.lo, l.hi)
+				}
+			}
+		}
+	}
+}
+
+// backwardGrid adds the gradients of samples [c0, c1) to pw, pb and
+// computes their dx (gridded path): dy goes on the grid (the dropped
+// columns zero), dW = dy·colᵀ, and dcol = Wᵀ·dy is added back into the
+// padded dx channels a row (c, u, v) at a time.
+func (l *Conv2d) backwardGrid(ws *convScratch, c0, c1 int, pw, pb []float32) {
+	ws.growGrid(l)
+	ld, n := l.cs*l.ng, (c1-c0)*l.ng
+	for g := range l.Groups {
+		for s := c0; s < c1; s++ {
+			l.gridCols(ws, ws.col[(s-c0)*l.ng:], ld, l.x.Row(s), g)
+			ds := l.dy.Row(s)
+			for f := range l.fg {
+				src, dst := ds[(g*l.fg+f)*l.p:][:l.p], ws.dyc[f*ld+(s-c0)*l.ng:]
+				for i := range l.Ho {
+					copy(dst[i*l.gw:][:l.Wo], src[i*l.Wo:(i+1)*l.Wo])
+				}
+				if l.Bias != nil {
+					pb[g*l.fg+f] += sum(src)
+				}
+			}
+		}
+		sgemmSerial(blas.NoTrans, blas.Trans, l.fg, l.kk, n, 1, ws.dyc, ld, ws.col, ld, 1, pw[g*l.fg*l.kk:], l.kk)
+		if l.dst.Data == nil {
+			continue
+		}
+		sgemmSerial(blas.Trans, blas.NoTrans, l.kk, n, l.fg, 1, l.Weight.Data[g*l.fg*l.kk:], l.kk, ws.dyc, ld, 0, ws.dcol, ld)
+		for s := c0; s < c1; s++ {
+			dxs := l.dst.Row(s)
+			for c := range l.cg {
+				dxp := ws.dxp[c*l.padSize : (c+1)*l.padSize]
+				clear(dxp)
+				for u := range l.Kh {
+					for v := range l.Kw {
+						off := l.Dilation * (u*l.gw + v)
+						addTo(dxp[off:off+l.ng], ws.dcol[((c*l.Kh+u)*l.Kw+v)*ld+(s-c0)*l.ng:])
+					}
+				}
+				img := dxs[(g*l.cg+c)*l.H*l.W:]
+				for y := range l.H {
+					copy(img[y*l.W:(y+1)*l.W], dxp[(y+l.Pad)*l.gw+l.Pad:])
+				}
+			}
 		}
 	}
 }

@@ -59,7 +59,9 @@ func (s *cnnStep) run(tb testing.TB) float64 {
 
 // BenchmarkCNNStep measures one training step (forward, KD loss, backward,
 // AdamW) of each of the PyTorch peer's CNN presets at batch 128 on
-// MNIST-shaped input, in samples/s. The peer (../shared/peers,
+// MNIST-shaped input, in samples/s, and in samples per CPU-second of the
+// process (which the other jobs of a shared machine do not inflate; with
+// 2 threads it counts both). The peer (../shared/peers,
 // torch_kd_train.py --arch cnn:PRESET, 2 threads) trains tiny at ≈6.4k
 // samples/s, dws at 1.4–2k and lenet5 at ≈11k on this machine.
 func BenchmarkCNNStep(b *testing.B) {
@@ -72,10 +74,14 @@ func BenchmarkCNNStep(b *testing.B) {
 				s := newCNNStep(b, arch, n, 1)
 				s.run(b)
 				b.ReportAllocs()
+				cpu := cpuSeconds()
 				for b.Loop() {
 					s.run(b)
 				}
 				b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "samples/s")
+				if cpu := cpuSeconds() - cpu; cpu > 0 {
+					b.ReportMetric(float64(n*b.N)/cpu, "samples/cpu-s")
+				}
 			})
 		}
 	}

@@ -1,6 +1,9 @@
 package train
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Pool2d is max or average pooling over samples of shape [C, H, W], as
 // torch.nn.MaxPool2d / AvgPool2d with a K×K window, stride S and no
@@ -10,7 +13,7 @@ import "fmt"
 //	avg: y[c, i, j] = (1/K²) Σ_{u,v < K} x[c, S·i + u, S·j + v]
 //
 // Backward: max sends dy[c, i, j] to the input that was the maximum (the
-// first one on ties, as torch), avg spreads dy/K² over the window; windows
+// first one on ties, as torch; −0 counts below +0 and NaN above all), avg spreads dy/K² over the window; windows
 // that overlap (S < K) add up.
 //
 // Samples are split over the threads (SetThreads); every output is
@@ -99,7 +102,9 @@ func (p *Pool2d) forwardRows(lo, hi int) {
 	}
 }
 
-// max2 is 2×2 max pooling with stride 2 of one sample.
+// max2 is 2×2 max pooling with stride 2 of one sample. It compares the
+// values' sortable integer keys (orderKey) so that the selects compile to
+// conditional moves, not branches that random data mispredicts.
 func (p *Pool2d) max2(ys []float32, arg []int32, xs []float32) {
 	w, wo := p.W, p.Wo
 	for c := range p.C {
@@ -110,20 +115,34 @@ func (p *Pool2d) max2(ys []float32, arg []int32, xs []float32) {
 			yo, ao := ys[o:o+wo], arg[o:o+wo]
 			for j := range yo {
 				q := 2 * j
-				best, bi := r0[q], base+q
-				if v := r0[q+1]; v > best {
-					best, bi = v, base+q+1
+				k0, k1, k2, k3 := orderKey(r0[q]), orderKey(r0[q+1]), orderKey(r1[q]), orderKey(r1[q+1])
+				// The first maximum of each pair, then of both pairs, as 0/1
+				// flags (SETcc) and arithmetic, not branches.
+				var i01, i23, sel int32
+				if k1 > k0 {
+					i01 = 1
 				}
-				if v := r1[q]; v > best {
-					best, bi = v, base+w+q
+				if k3 > k2 {
+					i23 = 1
 				}
-				if v := r1[q+1]; v > best {
-					best, bi = v, base+w+q+1
+				if max(k2, k3) > max(k0, k1) {
+					sel = 1
 				}
-				yo[j], ao[j] = best, int32(bi)
+				i23 += int32(w)
+				bi := i01 + sel*(i23-i01)
+				a := int32(base+q) + bi
+				ao[j], yo[j] = a, xs[a]
 			}
 		}
 	}
+}
+
+// orderKey maps a float32 to an int32 with the same order (−0 below +0,
+// NaN with the sign bit clear above +Inf, so it wins the max and
+// propagates): the bits, with the magnitude bits of negatives flipped.
+func orderKey(v float32) int32 {
+	b := int32(math.Float32bits(v))
+	return b ^ (b >> 31 & 0x7fffffff)
 }
 
 // maxK is K×K max pooling with stride S of one sample: the first maximum
