@@ -144,11 +144,13 @@ func (b *BatchNorm2d) backwardChannels(c0, c1 int) {
 		mean, rstd, g := b.mean[c], float64(b.rstd[c]), float64(b.Gamma.Data[c])
 		var sdy, sdyx float64 // Σ dy, Σ dy·(x − μ)
 		for r := range x.Rows {
-			gs := dy.Row(r)[c*hw : (c+1)*hw]
+			gs, xs := dy.Row(r)[c*hw:(c+1)*hw], x.Row(r)[c*hw:(c+1)*hw]
+			var s, sx float32
 			if clamped {
-				clampMask(gs, gs, b.y.Row(r)[c*hw:(c+1)*hw], b.lo, b.hi)
+				s, sx = dotDevMask(gs, b.y.Row(r)[c*hw:(c+1)*hw], xs, mean, b.lo, b.hi)
+			} else {
+				s, sx = dotDev(gs, xs, mean)
 			}
-			s, sx := dotDev(gs, x.Row(r)[c*hw:(c+1)*hw], mean)
 			sdy += float64(s)
 			sdyx += float64(sx)
 		}

@@ -84,34 +84,33 @@ type Conv2d struct {
 	// values per sample; the columns j >= Wo dropped).
 	gw, padSize, ng int
 
-	// Direct path geometry: the padded input is hp×wp, each of its S²
-	// phases a hph×wph grid stored in phSize values; outputs are computed
-	// on the ho×wph grid (grid values, a multiple of 8) and the columns
-	// j >= Wo dropped.
-	hph, wph, phSize, grid int
-	offs                   []int32   // per tap (u, v): phase·phSize + in-phase offset
-	front                  int       // zeros in front of dy in its grid buffer (the largest in-phase offset)
-	back                   [][]int32 // per phase: the offsets front − o of its taps, for dx
-	backTap                [][]int   // per phase: those taps' indices (u·Kw + v)
-	dxLen                  int       // phase values dx reads: hph·wph rounded up to 8
+	// Direct path geometry: an input channel padded to (H+2P)×wp in
+	// padLen values (the slack zero); outputs computed at stride 1 on the
+	// grid of h1×wp values (grid, rounded up to 8), of which every S-th
+	// row and column up to Ho×Wo is kept.
+	wp, padLen, grid int
+	offs             []int32 // per tap (u, v): D·(u·wp + v)
+	back             []int32 // per tap: front − offs, for dx
+	front            int     // zeros in front of dy in its grid buffer (the largest offset)
+	dxLen            int     // padded dx values: (H+2P)·wp rounded up to 8
 
-	ws     []convScratch // per part of the parallel loop
-	pw, pb []float32     // per sample group: weight and bias gradient partials
-	y      Mat           // the output of the last Forward
-	lo, hi float32       // its clamp (−Inf, +Inf: none)
-	dst    Mat           // Forward's output, Backward's dx, dy: the call in progress
-	dy     Mat
-	groups int
-	fwdFn  func(part, lo, hi int)
-	bwdFn  func(part, lo, hi int)
+	ws        []convScratch // per part of the parallel loop
+	pw, pb    []float32     // per sample group: weight and bias gradient partials
+	y         Mat           // the output of the last Forward
+	lo, hi    float32       // its clamp (−Inf, +Inf: none)
+	dst       Mat           // Forward's output, Backward's dx, dy: the call in progress
+	dy        Mat
+	groups    int
+	maxGroups int // tests: fewer sample groups than convMaxGroups, so that chunks hold several samples
+	fwdFn     func(part, lo, hi int)
+	bwdFn     func(part, lo, hi int)
 }
 
 // convScratch is one thread's buffers.
 type convScratch struct {
 	col, yc, dcol []float32 // GEMM path
-	xp, dxp, dyc  []float32 // gridded path: padded input and dx channels, dy on the grid
-	ph, yq, dyq   []float32 // direct path: input phases, output grid, dy grid
-	dph, wt       []float32 // direct path: dx phases, reversed tap weights
+	xp, dxp, dyc  []float32 // gridded and direct paths: padded input and dx channels; dy on the grid
+	yq, dyq       []float32 // direct path: the output grid, dy on it
 }
 
 // convMaxGroups is the number of sample groups a batch is split into for
@@ -161,36 +160,22 @@ func NewConv2d(name string, c, h, w, f, kh, kw, stride, pad, dilation, groups in
 	return l, nil
 }
 
-// planDirect lays out the stride phases and the taps of the direct path.
+// planDirect lays out the padded channel and the taps of the direct path.
 func (l *Conv2d) planDirect() {
-	s, d := l.Stride, l.Dilation
-	hp, wp := l.H+2*l.Pad, l.W+2*l.Pad
-	l.hph, l.wph = (hp+s-1)/s, (wp+s-1)/s
-	l.grid = roundUp8(l.Ho * l.wph)
-	l.dxLen = roundUp8(l.hph * l.wph)
-	nt := l.Kh * l.Kw
-	inPhase := make([]int, nt)
-	phase := make([]int, nt)
-	maxO := 0
+	d := l.Dilation
+	hp := l.H + 2*l.Pad
+	l.wp = l.W + 2*l.Pad
+	h1 := hp - d*(l.Kh-1) // stride-1 output rows; row S·i is output row i
+	l.grid = roundUp8(h1 * l.wp)
+	l.dxLen = roundUp8(hp * l.wp)
+	l.front = d * ((l.Kh-1)*l.wp + l.Kw - 1)
+	l.padLen = max(l.dxLen, l.front+l.grid) // every tap reads grid values from its offset
 	for u := range l.Kh {
 		for v := range l.Kw {
-			t := u*l.Kw + v
-			phase[t] = (d*u%s)*s + d*v%s
-			inPhase[t] = (d*u/s)*l.wph + d*v/s
-			maxO = max(maxO, inPhase[t])
+			o := d * (u*l.wp + v)
+			l.offs = append(l.offs, int32(o))
+			l.back = append(l.back, int32(l.front-o))
 		}
-	}
-	// Every tap reads grid values from its offset, and dx reads dxLen
-	// values of each phase: the buffer of a phase holds both.
-	l.phSize = max(l.dxLen, maxO+l.grid)
-	l.front = maxO
-	l.offs = make([]int32, nt)
-	l.back = make([][]int32, s*s)
-	l.backTap = make([][]int, s*s)
-	for t := range nt {
-		l.offs[t] = int32(phase[t]*l.phSize + inPhase[t])
-		l.back[phase[t]] = append(l.back[phase[t]], int32(maxO-inPhase[t]))
-		l.backTap[phase[t]] = append(l.backTap[phase[t]], t)
 	}
 }
 
@@ -272,6 +257,9 @@ func (l *Conv2d) Backward(dx, dy Mat) {
 func (l *Conv2d) run() {
 	p := par()
 	l.groups = min(l.x.Rows, convMaxGroups)
+	if l.maxGroups > 0 {
+		l.groups = min(l.groups, l.maxGroups)
+	}
 	for len(l.ws) < p.n {
 		l.ws = append(l.ws, convScratch{})
 	}
@@ -657,123 +645,94 @@ func (l *Conv2d) col2im(dx, col []float32, ld, g int) {
 	}
 }
 
-// loadPhases writes input channel img [H, W] into its stride phases ph
-// (S² buffers of phSize values; the padding and slack positions are never
-// written, so they stay zero).
-func (l *Conv2d) loadPhases(ph, img []float32) {
-	s := l.Stride
+// padChannel writes image channel img [H, W] into the padded buffer xp
+// (row stride wp); the padding and slack positions are never written, so
+// they stay zero.
+func (l *Conv2d) padChannel(xp, img []float32) {
 	for y := range l.H {
-		yp := y + l.Pad
-		row := img[y*l.W : (y+1)*l.W]
-		if s == 1 {
-			copy(ph[yp*l.wph+l.Pad:], row)
-			continue
-		}
-		for b := range s {
-			x0 := l.phaseCol(b)
-			dst := ph[((yp%s)*s+b)*l.phSize+(yp/s)*l.wph+(x0+l.Pad)/s:]
-			for k, x := 0, x0; x < l.W; k, x = k+1, x+s {
-				dst[k] = row[x]
-			}
-		}
+		copy(xp[(y+l.Pad)*l.wp+l.Pad:], img[y*l.W:(y+1)*l.W])
 	}
-}
-
-// storePhases is loadPhases' adjoint for dx: it writes the image pixels
-// of the phases ph into img (overwriting).
-func (l *Conv2d) storePhases(img, ph []float32) {
-	s := l.Stride
-	for y := range l.H {
-		yp := y + l.Pad
-		row := img[y*l.W : (y+1)*l.W]
-		if s == 1 {
-			copy(row, ph[yp*l.wph+l.Pad:])
-			continue
-		}
-		for b := range s {
-			x0 := l.phaseCol(b)
-			src := ph[((yp%s)*s+b)*l.phSize+(yp/s)*l.wph+(x0+l.Pad)/s:]
-			for k, x := 0, x0; x < l.W; k, x = k+1, x+s {
-				row[x] = src[k]
-			}
-		}
-	}
-}
-
-// phaseCol returns the first image column x0 with (x0 + P) mod S = b:
-// column phase b holds columns x0, x0 + S, ...
-func (l *Conv2d) phaseCol(b int) int {
-	return ((b-l.Pad)%l.Stride + l.Stride) % l.Stride
 }
 
 func (ws *convScratch) growDirect(l *Conv2d) {
-	n := l.Stride * l.Stride * l.phSize
-	if len(ws.ph) != n { // zeroed once: only image positions are ever written
-		ws.ph = make([]float32, n)
-		ws.dph = make([]float32, n)
+	if len(ws.xp) != l.padLen { // zeroed once: only image positions are ever written
+		ws.xp = make([]float32, l.padLen)
+		ws.dxp = make([]float32, l.dxLen)
 		ws.yq = make([]float32, l.grid)
 		ws.dyq = make([]float32, l.front+max(l.grid, l.dxLen))
-		ws.wt = make([]float32, l.Kh*l.Kw)
 	}
 }
 
-// forwardDirect computes the outputs of sample s (direct path).
+// forwardDirect computes the outputs of sample s (direct path): per
+// output channel one taps pass over the stride-1 grid, then every S-th
+// row and column of it.
 func (l *Conv2d) forwardDirect(ws *convScratch, s int) {
 	ws.growDirect(l)
 	xs, ys := l.x.Row(s), l.dst.Row(s)
 	nt := l.Kh * l.Kw
+	st := l.Stride
 	for c := range l.C {
-		l.loadPhases(ws.ph, xs[c*l.H*l.W:])
+		l.padChannel(ws.xp, xs[c*l.H*l.W:])
 		for f := c * l.fg; f < (c+1)*l.fg; f++ {
-			taps(ws.yq, ws.ph, l.offs, l.Weight.Data[f*nt:(f+1)*nt], false)
-			b, out := l.bias(f), ys[f*l.p:]
+			taps(ws.yq, ws.xp, l.offs, l.Weight.Data[f*nt:(f+1)*nt], false)
+			out := ys[f*l.p : (f+1)*l.p]
 			for i := range l.Ho {
-				affine(out[i*l.Wo:(i+1)*l.Wo], ws.yq[i*l.wph:], 0, 1, b, l.lo, l.hi)
+				row, src := out[i*l.Wo:(i+1)*l.Wo], ws.yq[st*i*l.wp:]
+				if st == 1 {
+					copy(row, src)
+					continue
+				}
+				for j := range row {
+					row[j] = src[st*j]
+				}
+			}
+			if b := l.bias(f); b != 0 || l.lo != negInf || l.hi != posInf {
+				affine(out, out, 0, 1, b, l.lo, l.hi)
 			}
 		}
 	}
 }
 
 // backwardDirect adds the gradients of sample s to pw, pb and computes
-// its dx (direct path).
+// its dx (direct path): dy on the stride-1 grid (zero between the strided
+// outputs and in the dropped columns), a dot product per tap for dW, and
+// for dx the taps pass with reversed offsets over dy.
 func (l *Conv2d) backwardDirect(ws *convScratch, s int, pw, pb []float32) {
 	ws.growDirect(l)
 	xs, ds := l.x.Row(s), l.dy.Row(s)
 	nt := l.Kh * l.Kw
-	dyg := ws.dyq[l.front:] // dy on the output grid; the columns j >= Wo stay zero
+	st := l.Stride
+	dyg := ws.dyq[l.front:]
 	for c := range l.C {
-		l.loadPhases(ws.ph, xs[c*l.H*l.W:])
+		l.padChannel(ws.xp, xs[c*l.H*l.W:])
 		for f := c * l.fg; f < (c+1)*l.fg; f++ {
 			dyf := ds[f*l.p : (f+1)*l.p]
 			for i := range l.Ho {
-				copy(dyg[i*l.wph:], dyf[i*l.Wo:(i+1)*l.Wo])
+				row, dst := dyf[i*l.Wo:(i+1)*l.Wo], dyg[st*i*l.wp:]
+				if st == 1 {
+					copy(dst, row)
+					continue
+				}
+				for j, v := range row {
+					dst[st*j] = v
+				}
 			}
 			if l.Bias != nil {
 				pb[f] += sum(dyf)
 			}
 			wf := pw[f*nt : (f+1)*nt]
 			for t, o := range l.offs {
-				wf[t] += dot(dyg[:l.grid], ws.ph[o:])
+				wf[t] += dot(dyg[:l.grid], ws.xp[o:])
 			}
-			if l.dst.Data == nil {
-				continue
-			}
-			w := l.Weight.Data[f*nt : (f+1)*nt]
-			for phase, offs := range l.back {
-				dph := ws.dph[phase*l.phSize:][:l.dxLen]
-				if len(offs) == 0 {
-					clear(dph)
-					continue
-				}
-				wt := ws.wt[:len(offs)]
-				for k, t := range l.backTap[phase] {
-					wt[k] = w[t]
-				}
-				taps(dph, ws.dyq, offs, wt, f > c*l.fg)
+			if l.dst.Data != nil {
+				taps(ws.dxp, ws.dyq, l.back, l.Weight.Data[f*nt:(f+1)*nt], f > c*l.fg)
 			}
 		}
 		if l.dst.Data != nil {
-			l.storePhases(l.dst.Row(s)[c*l.H*l.W:], ws.dph)
+			img := l.dst.Row(s)[c*l.H*l.W:]
+			for y := range l.H {
+				copy(img[y*l.W:(y+1)*l.W], ws.dxp[(y+l.Pad)*l.wp+l.Pad:])
+			}
 		}
 	}
 }

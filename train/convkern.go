@@ -64,6 +64,22 @@ func dotDevGo(dy, x []float32, m float32) (sdy, sdyx float32) {
 	return sdy, sdyx
 }
 
+// dotDevMaskGo is clampMaskGo(dy, dy, y, lo, hi) then dotDevGo(dy, x, m),
+// in one pass.
+func dotDevMaskGo(dy, y, x []float32, m, lo, hi float32) (sdy, sdyx float32) {
+	y, x = y[:len(dy)], x[:len(dy)]
+	for i, v := range y {
+		g := dy[i]
+		if !(v > lo && v < hi) {
+			g = 0
+		}
+		dy[i] = g
+		sdy += g
+		sdyx += g * (x[i] - m)
+	}
+	return sdy, sdyx
+}
+
 // affineGo sets y = min(max((x − m)·s + t, lo), hi) (NaN propagates):
 // a bias add (m = 0, s = 1), BatchNorm's normalization, a clamp (ReLU:
 // lo = 0, hi = +Inf; ReLU6: 0, 6) or all three in one pass.

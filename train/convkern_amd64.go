@@ -20,6 +20,9 @@ func sqDevAVX2(x *float32, n int, m float32) float32
 func dotDevAVX2(dy, x *float32, n int, m float32, out *[2]float32)
 
 //go:noescape
+func dotDevMaskAVX2(dy, y, x *float32, n int, k *[4]float32, out *[2]float32)
+
+//go:noescape
 func affineAVX2(y, x *float32, n int, k *[8]float32)
 
 //go:noescape
@@ -124,4 +127,18 @@ func clampMask(dst, d, y []float32, lo, hi float32) {
 		n = 0
 	}
 	clampMaskGo(dst[n:], d[n:], y[n:], lo, hi)
+}
+
+func dotDevMask(dy, y, x []float32, m, lo, hi float32) (sdy, sdyx float32) {
+	n := len(dy) &^ 7
+	var out [2]float32
+	if useAVX2 && n > 0 {
+		_, _ = y[n-1], x[n-1]
+		k := [4]float32{m, lo, hi}
+		dotDevMaskAVX2(&dy[0], &y[0], &x[0], n, &k, &out)
+	} else {
+		n = 0
+	}
+	a, b := dotDevMaskGo(dy[n:], y[n:], x[n:], m, lo, hi)
+	return out[0] + a, out[1] + b
 }

@@ -405,3 +405,77 @@ cm8:
 cmdone:
 	VZEROUPPER
 	RET
+
+// func dotDevMaskAVX2(dy, y, x *float32, n int, k *[4]float32, out *[2]float32)
+//
+// dy = dy where k[1] < y < k[2], else 0 (written back); out[0] = Σ dy,
+// out[1] = Σ dy·(x − k[0]) of the masked dy.
+TEXT ·dotDevMaskAVX2(SB), NOSPLIT, $0-48
+	MOVQ dy+0(FP), SI
+	MOVQ y+8(FP), DX
+	MOVQ x+16(FP), DI
+	MOVQ n+24(FP), BX
+	MOVQ k+32(FP), AX
+	VBROADCASTSS 0(AX), Y8
+	VBROADCASTSS 4(AX), Y9
+	VBROADCASTSS 8(AX), Y10
+	MOVQ out+40(FP), AX
+	VXORPS Y0, Y0, Y0 // Σ dy
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2 // Σ dy·(x − m)
+	VXORPS Y3, Y3, Y3
+	XORQ R8, R8
+
+dm16:
+	LEAQ 16(R8), CX
+	CMPQ CX, BX
+	JGT  dm8
+	VMOVUPS (DX)(R8*4), Y4
+	VMOVUPS 32(DX)(R8*4), Y5
+	VCMPPS $0x0e, Y9, Y4, Y6  // y > lo
+	VCMPPS $0x01, Y10, Y4, Y4 // y < hi
+	VANDPS Y6, Y4, Y4
+	VCMPPS $0x0e, Y9, Y5, Y7
+	VCMPPS $0x01, Y10, Y5, Y5
+	VANDPS Y7, Y5, Y5
+	VANDPS (SI)(R8*4), Y4, Y4 // masked dy
+	VANDPS 32(SI)(R8*4), Y5, Y5
+	VMOVUPS Y4, (SI)(R8*4)
+	VMOVUPS Y5, 32(SI)(R8*4)
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VMOVUPS (DI)(R8*4), Y6
+	VMOVUPS 32(DI)(R8*4), Y7
+	VSUBPS Y8, Y6, Y6
+	VSUBPS Y8, Y7, Y7
+	VFMADD231PS Y4, Y6, Y2
+	VFMADD231PS Y5, Y7, Y3
+	ADDQ $16, R8
+	JMP  dm16
+
+dm8:
+	LEAQ 8(R8), CX
+	CMPQ CX, BX
+	JGT  dmsum
+	VMOVUPS (DX)(R8*4), Y4
+	VCMPPS $0x0e, Y9, Y4, Y6
+	VCMPPS $0x01, Y10, Y4, Y4
+	VANDPS Y6, Y4, Y4
+	VANDPS (SI)(R8*4), Y4, Y4
+	VMOVUPS Y4, (SI)(R8*4)
+	VADDPS Y4, Y0, Y0
+	VMOVUPS (DI)(R8*4), Y6
+	VSUBPS Y8, Y6, Y6
+	VFMADD231PS Y4, Y6, Y2
+	ADDQ $8, R8
+	JMP  dm8
+
+dmsum:
+	VADDPS Y1, Y0, Y0
+	HSUM
+	VMOVSS X0, 0(AX)
+	VADDPS Y3, Y2, Y0
+	HSUM
+	VMOVSS X0, 4(AX)
+	VZEROUPPER
+	RET

@@ -12,3 +12,6 @@ func dotDev(dy, x []float32, m float32) (s, sx float32) { return dotDevGo(dy, x,
 func affine(y, x []float32, m, s, t, lo, hi float32)    { affineGo(y, x, m, s, t, lo, hi) }
 func axpbyc(dst, x, y []float32, a, b, m, c float32)    { axpbycGo(dst, x, y, a, b, m, c) }
 func clampMask(dst, d, y []float32, lo, hi float32)     { clampMaskGo(dst, d, y, lo, hi) }
+func dotDevMask(dy, y, x []float32, m, lo, hi float32) (s, sx float32) {
+	return dotDevMaskGo(dy, y, x, m, lo, hi)
+}

@@ -75,6 +75,19 @@ func TestConvKernels(t *testing.T) {
 				t.Fatalf("n %d: clampMask[%d] = %v, want %v", n, i, out[i], want)
 			}
 		}
+		// dotDevMask: clampMask, then dotDev, in one pass.
+		dm := append([]float32(nil), y...)
+		want := make([]float32, n)
+		clampMask(want, y, x, -0.5, 0.7)
+		ws, wsx := dotDev(want, out, m)
+		if a, b := dotDevMask(dm, x, out, m, -0.5, 0.7); !near(a, float64(ws)) || !near(b, float64(wsx)) {
+			t.Errorf("n %d: dotDevMask %v %v, want %v %v", n, a, b, ws, wsx)
+		}
+		for i := range n {
+			if dm[i] != want[i] {
+				t.Fatalf("n %d: dotDevMask left dy[%d] = %v, want %v", n, i, dm[i], want[i])
+			}
+		}
 		// taps: 5 taps at offsets up to 13, overwriting and accumulating.
 		offs := []int32{0, 3, 13, 1, 7}
 		w := vec(len(offs))
