@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/distill-ml/distill/train/gemm"
 	"gonum.org/v1/gonum/blas"
 )
 
@@ -108,9 +109,10 @@ type Conv2d struct {
 
 // convScratch is one thread's buffers.
 type convScratch struct {
-	col, yc, dcol []float32 // GEMM path
-	xp, dxp, dyc  []float32 // gridded and direct paths: padded input and dx channels; dy on the grid
-	yq, dyq       []float32 // direct path: the output grid, dy on it
+	gemm          gemm.Scratch // every product through the GEMM seam, on this thread, in buffers of its own
+	col, yc, dcol []float32    // GEMM path
+	xp, dxp, dyc  []float32    // gridded and direct paths: padded input and dx channels; dy on the grid
+	yq, dyq       []float32    // direct path: the output grid, dy on it
 }
 
 // convMaxGroups is the number of sample groups a batch is split into for
@@ -365,7 +367,7 @@ func (l *Conv2d) forwardChunk(ws *convScratch, c0, c1 int) {
 		wg := l.Weight.Data[g*l.fg*l.kk:]
 		if nc == 1 {
 			y := l.dst.Row(c0)[g*l.fg*l.p:]
-			sgemmSerial(blas.NoTrans, blas.NoTrans, l.fg, l.p, l.kk, 1, wg, l.kk, col, ldb, 0, y, l.p)
+			ws.gemm.Sgemm(blas.NoTrans, blas.NoTrans, l.fg, l.p, l.kk, 1, wg, l.kk, col, ldb, 0, y, l.p)
 			if l.Bias != nil || l.lo != negInf || l.hi != posInf {
 				for f := range l.fg {
 					row := y[f*l.p : (f+1)*l.p]
@@ -376,7 +378,7 @@ func (l *Conv2d) forwardChunk(ws *convScratch, c0, c1 int) {
 		}
 		ld := nc * l.p
 		ws.yc = grow(ws.yc, l.fg*ld)
-		sgemmSerial(blas.NoTrans, blas.NoTrans, l.fg, ld, l.kk, 1, wg, l.kk, col, ldb, 0, ws.yc, ld)
+		ws.gemm.Sgemm(blas.NoTrans, blas.NoTrans, l.fg, ld, l.kk, 1, wg, l.kk, col, ldb, 0, ws.yc, ld)
 		for s := c0; s < c1; s++ {
 			ys := l.dst.Row(s)
 			for f := range l.fg {
@@ -431,17 +433,17 @@ func (l *Conv2d) backwardChunk(ws *convScratch, c0, c1 int, pw, pb []float32) {
 			}
 		}
 		col, ldb := l.cols(ws, c0, c1, g)
-		sgemmSerial(blas.NoTrans, blas.Trans, l.fg, l.kk, ld, 1, gm, ldg, col, ldb, 1, pw[g*l.fg*l.kk:], l.kk)
+		ws.gemm.Sgemm(blas.NoTrans, blas.Trans, l.fg, l.kk, ld, 1, gm, ldg, col, ldb, 1, pw[g*l.fg*l.kk:], l.kk)
 		if !hasDx {
 			continue
 		}
 		wg := l.Weight.Data[g*l.fg*l.kk:]
 		if l.oneByOne && nc == 1 { // dx = Wᵀ·dy straight into the sample's rows
-			sgemmSerial(blas.Trans, blas.NoTrans, l.kk, l.p, l.fg, 1, wg, l.kk, gm, ldg, 0, l.dst.Row(c0)[g*l.cg*l.p:], l.p)
+			ws.gemm.Sgemm(blas.Trans, blas.NoTrans, l.kk, l.p, l.fg, 1, wg, l.kk, gm, ldg, 0, l.dst.Row(c0)[g*l.cg*l.p:], l.p)
 			continue
 		}
 		ws.dcol = grow(ws.dcol, l.kk*ld)
-		sgemmSerial(blas.Trans, blas.NoTrans, l.kk, ld, l.fg, 1, wg, l.kk, gm, ldg, 0, ws.dcol, ld)
+		ws.gemm.Sgemm(blas.Trans, blas.NoTrans, l.kk, ld, l.fg, 1, wg, l.kk, gm, ldg, 0, ws.dcol, ld)
 		for s := c0; s < c1; s++ {
 			dxs := l.dst.Row(s)
 			if l.oneByOne {
@@ -500,7 +502,7 @@ func (l *Conv2d) forwardGrid(ws *convScratch, c0, c1 int) {
 		for s := c0; s < c1; s++ {
 			l.gridCols(ws, ws.col[(s-c0)*l.ng:], ld, l.x.Row(s), g)
 		}
-		sgemmSerial(blas.NoTrans, blas.NoTrans, l.fg, n, l.kk, 1, l.Weight.Data[g*l.fg*l.kk:], l.kk, ws.col, ld, 0, ws.yc, ld)
+		ws.gemm.Sgemm(blas.NoTrans, blas.NoTrans, l.fg, n, l.kk, 1, l.Weight.Data[g*l.fg*l.kk:], l.kk, ws.col, ld, 0, ws.yc, ld)
 		for s := c0; s < c1; s++ {
 			ys := l.dst.Row(s)
 			for f := range l.fg {
@@ -537,11 +539,11 @@ func (l *Conv2d) backwardGrid(ws *convScratch, c0, c1 int, pw, pb []float32) {
 				}
 			}
 		}
-		sgemmSerial(blas.NoTrans, blas.Trans, l.fg, l.kk, n, 1, ws.dyc, ld, ws.col, ld, 1, pw[g*l.fg*l.kk:], l.kk)
+		ws.gemm.Sgemm(blas.NoTrans, blas.Trans, l.fg, l.kk, n, 1, ws.dyc, ld, ws.col, ld, 1, pw[g*l.fg*l.kk:], l.kk)
 		if l.dst.Data == nil {
 			continue
 		}
-		sgemmSerial(blas.Trans, blas.NoTrans, l.kk, n, l.fg, 1, l.Weight.Data[g*l.fg*l.kk:], l.kk, ws.dyc, ld, 0, ws.dcol, ld)
+		ws.gemm.Sgemm(blas.Trans, blas.NoTrans, l.kk, n, l.fg, 1, l.Weight.Data[g*l.fg*l.kk:], l.kk, ws.dyc, ld, 0, ws.dcol, ld)
 		for s := c0; s < c1; s++ {
 			dxs := l.dst.Row(s)
 			for c := range l.cg {
