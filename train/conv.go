@@ -24,7 +24,7 @@ import (
 //	db[f]          = Σ_samples, i, j dy[f, i, j]
 //	dx             = the adjoint: each dy[f, i, j]·W[f, c, u, v] added back at its pixel
 //
-// # Two ways to compute it
+// # How it is computed
 //
 // In general (C/G > 1 input channels per output) the sum is a matrix
 // product through im2col (Chellapilla et al. 2006; Caffe's im2col): for a
@@ -37,23 +37,36 @@ import (
 //	dW_g = Σ_chunks dy_g · colᵀ
 //	dx_g = col2im(W_gᵀ · dy_g)   (col2im adds each column entry back at its pixel)
 //
-// all through the GEMM seam. Samples are batched into one product of
-// cs·Ho·Wo ≈ 512 columns (cs = 1 for maps that large; then y and dy are
-// used in place), so small late maps (7×7, 4×4) still fill the GEMM's
-// register tiles. A 1×1 convolution with stride 1 and no padding needs no
-// im2col: col is x itself (cs = 1) or its channel rows gathered for the
-// chunk. The im2col buffer is recomputed in Backward instead of kept, so
-// memory is a chunk's col per thread whatever the batch.
+// all three through the GEMM seam (package gemm, one gemm.Scratch per
+// thread). Samples are batched into one product of about 512 columns
+// (cs = 1 for maps that large), so small late maps (7×7, 4×4) still fill
+// the GEMM's register tiles. Three forms of col:
+//
+//   - stride 1 ("gridded"): each input channel is padded once into a
+//     buffer of row stride gw = W + 2P, and the outputs are computed on
+//     the Ho×gw grid of that stride (the columns j >= Wo are dropped), so
+//     row (c, u, v) of col is a single copy of the padded channel from
+//     offset D·(u·gw + v), and col2im one vector add per row;
+//   - 1×1 with stride 1 and no padding: col is x itself (a chunk of one
+//     sample; y and dx are then written in place) or its channel rows
+//     gathered for the chunk, no im2col at all;
+//   - otherwise: im2col proper, a gather per output row.
+//
+// The col buffer is recomputed in Backward instead of kept, so memory is a
+// chunk's col per thread whatever the batch.
 //
 // When each output channel reads one input channel (C/G = 1: depthwise,
-// or a one-channel input such as an MNIST image) the product would have a
-// single row per output, so the layer convolves directly: the padded
-// input channel is split into its S×S stride phases
-// ph_ab[i', j'] = xpad[S·i' + a, S·j' + b], tap (u, v) of the kernel
-// reads phase ((D·u) mod S, (D·v) mod S) at offset (⌊D·u/S⌋, ⌊D·v/S⌋),
-// and every output map is one pass of the taps kernel (convkern.go,
-// AVX2) over the flattened phase grid; dx is the same kernel over dy with
-// the taps reversed, dW a dot product per tap.
+// or a one-channel input such as an MNIST image) a product would have one
+// row per output channel, so the layer convolves directly: the padded
+// input channel xp (row stride wp = W + 2P), flattened, gives the
+// stride-1 outputs on the grid of that stride as
+//
+//	y1[q] = Σ_{u,v} W[f, 0, u, v] · xp[q + D·(u·wp + v)]
+//
+// one pass of the taps kernel (convkern.go, AVX2) per output map, and the
+// layer keeps every S-th row and column of it. Backward puts dy on the
+// same grid (zero elsewhere): dW[f, 0, u, v] is one dot product per tap,
+// and dx the taps kernel over dy with the offsets reversed.
 //
 // # Threads and determinism
 //
