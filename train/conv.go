@@ -57,16 +57,18 @@ import (
 //
 // When each output channel reads one input channel (C/G = 1: depthwise,
 // or a one-channel input such as an MNIST image) a product would have one
-// row per output channel, so the layer convolves directly: the padded
-// input channel xp (row stride wp = W + 2P), flattened, gives the
-// stride-1 outputs on the grid of that stride as
+// row per output channel, so the layer convolves directly. The padded
+// input channel (row stride wp = W + 2P) is split into S row phases,
+// ph_a[r] = xpad[S·r + a], and flattened; then the outputs on the Ho×wp
+// grid are
 //
-//	y1[q] = Σ_{u,v} W[f, 0, u, v] · xp[q + D·(u·wp + v)]
+//	y[q] = Σ_{u,v} W[f, 0, u, v] · ph_{D·u mod S}[q + ⌊D·u/S⌋·wp + D·v]
 //
-// one pass of the taps kernel (convkern.go, AVX2) per output map, and the
-// layer keeps every S-th row and column of it. Backward puts dy on the
-// same grid (zero elsewhere): dW[f, 0, u, v] is one dot product per tap,
-// and dx the taps kernel over dy with the offsets reversed.
+// one pass of the taps kernel (convkern.go, AVX2) per output map, of
+// which the layer keeps every S-th column up to Wo. Backward puts dy on
+// the same grid (zero elsewhere): dW[f, 0, u, v] is one dot product per
+// tap, and dx of each phase the taps kernel over dy with the offsets of
+// the phase's taps reversed.
 //
 // # Threads and determinism
 //
@@ -98,15 +100,17 @@ type Conv2d struct {
 	// values per sample; the columns j >= Wo dropped).
 	gw, padSize, ng int
 
-	// Direct path geometry: an input channel padded to (H+2P)×wp in
-	// padLen values (the slack zero); outputs computed at stride 1 on the
-	// grid of h1×wp values (grid, rounded up to 8), of which every S-th
-	// row and column up to Ho×Wo is kept.
-	wp, padLen, grid int
-	offs             []int32 // per tap (u, v): D·(u·wp + v)
-	back             []int32 // per tap: front − offs, for dx
-	front            int     // zeros in front of dy in its grid buffer (the largest offset)
-	dxLen            int     // padded dx values: (H+2P)·wp rounded up to 8
+	// Direct path geometry: an input channel padded to (H+2P)×wp and
+	// split into S row phases (padded row yp is row ⌊yp/S⌋ of phase
+	// yp mod S), each in phLen values (the slack zero); outputs computed
+	// on the Ho×wp grid (grid values, rounded up to 8), of which every
+	// S-th column up to Wo is kept.
+	wp, phLen, grid int
+	offs            []int32   // per tap (u, v): phase·phLen + ⌊D·u/S⌋·wp + D·v
+	phaseTaps       [][]int   // per phase: its taps (u·Kw + v)
+	back            [][]int32 // per phase: front − the in-phase offsets of its taps, for dx
+	front           int       // zeros in front of dy in its grid buffer (the largest in-phase offset)
+	dxPh            int       // dx values per phase: ⌈(H+2P)/S⌉·wp rounded up to 8
 
 	ws        []convScratch // per part of the parallel loop
 	pw, pb    []float32     // per sample group: weight and bias gradient partials
@@ -125,7 +129,7 @@ type convScratch struct {
 	gemm          gemm.Scratch // every product through the GEMM seam, on this thread, in buffers of its own
 	col, yc, dcol []float32    // GEMM path
 	xp, dxp, dyc  []float32    // gridded and direct paths: padded input and dx channels; dy on the grid
-	yq, dyq       []float32    // direct path: the output grid, dy on it
+	yq, dyq, wt   []float32    // direct path: the output grid, dy on it, a phase's tap weights
 }
 
 // convMaxGroups is the number of sample groups a batch is split into for
@@ -175,22 +179,28 @@ func NewConv2d(name string, c, h, w, f, kh, kw, stride, pad, dilation, groups in
 	return l, nil
 }
 
-// planDirect lays out the padded channel and the taps of the direct path.
+// planDirect lays out the row phases and the taps of the direct path.
 func (l *Conv2d) planDirect() {
-	d := l.Dilation
+	d, st := l.Dilation, l.Stride
 	hp := l.H + 2*l.Pad
 	l.wp = l.W + 2*l.Pad
-	h1 := hp - d*(l.Kh-1) // stride-1 output rows; row S·i is output row i
-	l.grid = roundUp8(h1 * l.wp)
-	l.dxLen = roundUp8(hp * l.wp)
-	l.front = d * ((l.Kh-1)*l.wp + l.Kw - 1)
-	l.padLen = max(l.dxLen, l.front+l.grid) // every tap reads grid values from its offset
+	l.grid = roundUp8(l.Ho * l.wp)
+	l.dxPh = roundUp8((hp + st - 1) / st * l.wp)
+	l.phaseTaps, l.back = make([][]int, st), make([][]int32, st)
+	in := make([]int, 0, l.Kh*l.Kw)
 	for u := range l.Kh {
 		for v := range l.Kw {
-			o := d * (u*l.wp + v)
-			l.offs = append(l.offs, int32(o))
-			l.back = append(l.back, int32(l.front-o))
+			o := d*u/st*l.wp + d*v
+			in = append(in, o)
+			l.front = max(l.front, o)
 		}
+	}
+	l.phLen = max(l.dxPh, l.front+l.grid) // every tap reads grid values from its offset
+	for t, o := range in {
+		a := d * (t / l.Kw) % st
+		l.offs = append(l.offs, int32(a*l.phLen+o))
+		l.phaseTaps[a] = append(l.phaseTaps[a], t)
+		l.back[a] = append(l.back[a], int32(l.front-o))
 	}
 }
 
@@ -660,27 +670,29 @@ func (l *Conv2d) col2im(dx, col []float32, ld, g int) {
 	}
 }
 
-// padChannel writes image channel img [H, W] into the padded buffer xp
-// (row stride wp); the padding and slack positions are never written, so
-// they stay zero.
+// padChannel writes image channel img [H, W] into its row phases xp
+// (padded row yp goes to row ⌊yp/S⌋ of phase yp mod S, row stride wp);
+// the padding and slack positions are never written, so they stay zero.
 func (l *Conv2d) padChannel(xp, img []float32) {
 	for y := range l.H {
-		copy(xp[(y+l.Pad)*l.wp+l.Pad:], img[y*l.W:(y+1)*l.W])
+		yp := y + l.Pad
+		copy(xp[(yp%l.Stride)*l.phLen+(yp/l.Stride)*l.wp+l.Pad:], img[y*l.W:(y+1)*l.W])
 	}
 }
 
 func (ws *convScratch) growDirect(l *Conv2d) {
-	if len(ws.xp) != l.padLen { // zeroed once: only image positions are ever written
-		ws.xp = make([]float32, l.padLen)
-		ws.dxp = make([]float32, l.dxLen)
+	if len(ws.xp) != l.Stride*l.phLen { // zeroed once: only image positions are ever written
+		ws.xp = make([]float32, l.Stride*l.phLen)
+		ws.dxp = make([]float32, l.Stride*l.phLen)
 		ws.yq = make([]float32, l.grid)
-		ws.dyq = make([]float32, l.front+max(l.grid, l.dxLen))
+		ws.dyq = make([]float32, l.front+max(l.grid, l.dxPh))
+		ws.wt = make([]float32, l.Kh*l.Kw)
 	}
 }
 
 // forwardDirect computes the outputs of sample s (direct path): per
-// output channel one taps pass over the stride-1 grid, then every S-th
-// row and column of it.
+// output channel one taps pass over the output grid, then every S-th
+// column of it.
 func (l *Conv2d) forwardDirect(ws *convScratch, s int) {
 	ws.growDirect(l)
 	xs, ys := l.x.Row(s), l.dst.Row(s)
@@ -692,7 +704,7 @@ func (l *Conv2d) forwardDirect(ws *convScratch, s int) {
 			taps(ws.yq, ws.xp, l.offs, l.Weight.Data[f*nt:(f+1)*nt], false)
 			out := ys[f*l.p : (f+1)*l.p]
 			for i := range l.Ho {
-				row, src := out[i*l.Wo:(i+1)*l.Wo], ws.yq[st*i*l.wp:]
+				row, src := out[i*l.Wo:(i+1)*l.Wo], ws.yq[i*l.wp:]
 				if st == 1 {
 					copy(row, src)
 					continue
@@ -709,9 +721,10 @@ func (l *Conv2d) forwardDirect(ws *convScratch, s int) {
 }
 
 // backwardDirect adds the gradients of sample s to pw, pb and computes
-// its dx (direct path): dy on the stride-1 grid (zero between the strided
-// outputs and in the dropped columns), a dot product per tap for dW, and
-// for dx the taps pass with reversed offsets over dy.
+// its dx (direct path): dy on the output grid (zero between the strided
+// columns and in the dropped ones), a dot product per tap for dW, and for
+// dx of each row phase the taps pass over dy with the offsets of the
+// phase's taps reversed.
 func (l *Conv2d) backwardDirect(ws *convScratch, s int, pw, pb []float32) {
 	ws.growDirect(l)
 	xs, ds := l.x.Row(s), l.dy.Row(s)
@@ -723,7 +736,7 @@ func (l *Conv2d) backwardDirect(ws *convScratch, s int, pw, pb []float32) {
 		for f := c * l.fg; f < (c+1)*l.fg; f++ {
 			dyf := ds[f*l.p : (f+1)*l.p]
 			for i := range l.Ho {
-				row, dst := dyf[i*l.Wo:(i+1)*l.Wo], dyg[st*i*l.wp:]
+				row, dst := dyf[i*l.Wo:(i+1)*l.Wo], dyg[i*l.wp:]
 				if st == 1 {
 					copy(dst, row)
 					continue
@@ -739,14 +752,28 @@ func (l *Conv2d) backwardDirect(ws *convScratch, s int, pw, pb []float32) {
 			for t, o := range l.offs {
 				wf[t] += dot(dyg[:l.grid], ws.xp[o:])
 			}
-			if l.dst.Data != nil {
-				taps(ws.dxp, ws.dyq, l.back, l.Weight.Data[f*nt:(f+1)*nt], f > c*l.fg)
+			if l.dst.Data == nil {
+				continue
+			}
+			w := l.Weight.Data[f*nt : (f+1)*nt]
+			for a, back := range l.back {
+				dph := ws.dxp[a*l.phLen:][:l.dxPh]
+				if len(back) == 0 {
+					clear(dph)
+					continue
+				}
+				wt := ws.wt[:len(back)]
+				for k, t := range l.phaseTaps[a] {
+					wt[k] = w[t]
+				}
+				taps(dph, ws.dyq, back, wt, f > c*l.fg)
 			}
 		}
 		if l.dst.Data != nil {
 			img := l.dst.Row(s)[c*l.H*l.W:]
 			for y := range l.H {
-				copy(img[y*l.W:(y+1)*l.W], ws.dxp[(y+l.Pad)*l.wp+l.Pad:])
+				yp := y + l.Pad
+				copy(img[y*l.W:(y+1)*l.W], ws.dxp[(yp%st)*l.phLen+(yp/st)*l.wp+l.Pad:])
 			}
 		}
 	}
