@@ -28,7 +28,9 @@ import (
 // The channels are split over the threads (SetThreads); each channel's
 // sums run over its values in sample order on one thread, in float32
 // within a sample's H×W map (8-lane AVX2 partial sums) and float64 across
-// samples, so the results do not depend on the thread count. The output
+// samples, so the results do not depend on the thread count. The
+// variance merges the maps' own squared deviations (Chan et al.), so it
+// takes one pass over the batch and one over each map while it is in L1. The output
 // pass is one kernel, y = (x − μ)·(γ/√(σ²+ε)) + β; Sequential fuses a
 // following ReLU or ReLU6 into it (forwardClamp) and Backward then masks
 // dy by the clamped output in its first pass.
@@ -98,14 +100,21 @@ func (b *BatchNorm2d) forwardChannels(c0, c1 int) {
 	for c := c0; c < c1; c++ {
 		var mean, v float64
 		if b.training && m > 0 {
+			// Per sample, the sum and the squared deviations from the
+			// sample's own mean (a second pass over its map, in L1), merged
+			// into the batch's in float64 (Chan, Golub & LeVeque 1979):
+			// δ = mean_b − mean, mean += δ·n_b/n, M2 += M2_b + δ²·n·n_b/(n + n_b).
+			var m2 float64
 			for r := range x.Rows {
-				mean += float64(sum(x.Row(r)[c*hw : (c+1)*hw]))
+				seg := x.Row(r)[c*hw : (c+1)*hw]
+				sm := float64(sum(seg)) / float64(hw)
+				sm2 := float64(sqDev(seg, float32(sm)))
+				na := float64(r * hw)
+				d := sm - mean
+				mean += d * float64(hw) / (na + float64(hw))
+				m2 += sm2 + d*d*na*float64(hw)/(na+float64(hw))
 			}
-			mean /= float64(m)
-			for r := range x.Rows {
-				v += float64(sqDev(x.Row(r)[c*hw:(c+1)*hw], float32(mean)))
-			}
-			v /= float64(m)
+			v = m2 / float64(m)
 			unbiased := v
 			if m > 1 {
 				unbiased = v * float64(m) / float64(m-1)
