@@ -100,8 +100,18 @@ func (t *Training) Label() string {
 	return fmt.Sprintf("KD α=%g T=%g", t.Alpha, t.Temperature)
 }
 
-// DescribeStudent is a one-line architecture, e.g. "mlp 784-800-800-10 relu".
+// DescribeStudent is a one-line architecture, e.g. "mlp 784-800-800-10
+// relu" or "cnn tiny [1 28 28]: conv3x3:8,bn,...".
 func DescribeStudent(c train.Config) string {
+	if c.Type == "cnn" {
+		name := ""
+		for k, v := range train.CNNPresets {
+			if v == c.Arch {
+				name = " " + k
+			}
+		}
+		return fmt.Sprintf("cnn%s %v: %s", name, c.InputShape, c.Arch)
+	}
 	w := []string{strconv.Itoa(c.Inputs)}
 	for _, h := range c.Hidden {
 		w = append(w, strconv.Itoa(h))

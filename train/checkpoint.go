@@ -85,6 +85,10 @@ type Provenance struct {
 	// Dataset is the cache's source dataset file (formats.Dataset.Path),
 	// where a token dataset records its tokenizer.
 	Dataset string `json:"dataset,omitempty"`
+	// Ensemble lists the teachers of an Ensemble (TeacherSHA256 then
+	// holds their sha256s, comma-separated; the other fields describe
+	// the first cache, the Ensemble's digest and rows).
+	Ensemble *EnsembleProvenance `json:"ensemble,omitempty"`
 }
 
 // CheckpointInfo is config.json.
@@ -515,6 +519,9 @@ func checkFinite(ps []*Param, file string) error {
 
 // studentValues is the number of values model.safetensors holds for cfg.
 func studentValues(cfg Config) int {
+	if cfg.Type == "cnn" {
+		return cnnValues(cfg)
+	}
 	n, prev := 2*cfg.Inputs, cfg.Inputs
 	for _, h := range cfg.Hidden {
 		n += prev*h + h

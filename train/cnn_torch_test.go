@@ -2,8 +2,10 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -125,4 +127,78 @@ with torch.no_grad():
 			}
 		})
 	}
+}
+
+// TestCNNCheckpointInPyTorch trains a CNN student with BatchNorm for an
+// epoch and loads its model.safetensors, as written, into the PyTorch
+// peer's module of the same spec with load_state_dict(strict=True): every
+// parameter and buffer (running_mean, running_var, num_batches_tracked)
+// is there under torch's name and shape. The torch module in eval mode
+// on the standardized input gives the Go student's eval logits.
+func TestCNNCheckpointInPyTorch(t *testing.T) {
+	sharedtest.RequirePyTorch(t)
+	peers := sharedtest.Dir(t, "peers")
+	tmp := t.TempDir()
+	// The peer's students take [1,28,28] and end in 10 logits.
+	data := smallCache(t, filepath.Join(tmp, "train"), func(s *synth) {
+		s.Rows, s.RowsPerPart, s.Inputs, s.Classes, s.Shape = 200, 200, 784, 10, []int64{1, 28, 28}
+	})
+	const arch = "conv3x3:4,bn,relu,maxpool2,dwconv3x3,bn,relu6,conv1x1:6,flatten,fc:10"
+	out := filepath.Join(tmp, "student.ckpt")
+	res, err := Train(context.Background(), Config{Type: "cnn", Arch: arch}, data, &Options{Epochs: 1, BatchSize: 50, Threads: 1, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Student
+	s.SetTraining(false, nil)
+	rng := rand.New(rand.NewPCG(3, 3))
+	const batch = 6
+	x := randMat(rng, batch, 784, 2)
+	xs := Mat{Rows: batch, Cols: 784, Data: make([]float32, batch*784)}
+	s.Standardize.Forward(xs, x)
+	y := s.Forward(x)
+	writeShapedNPY(t, filepath.Join(tmp, "x.npy"), []int{batch, 1, 28, 28}, xs.Data)
+	script := `
+import json, struct, sys, numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import torch_kd_train as k
+raw = open(sys.argv[2] + "/model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n])
+sd = {}
+for name, e in head.items():
+    if name == "__metadata__" or name.startswith("input_"):
+        continue
+    a, b = e["data_offsets"]
+    sd[name] = torch.from_numpy(np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4").reshape(e["shape"]).copy())
+_, layers = k.parse_cnn("cnn:" + sys.argv[3])
+m = k.make_cnn(layers)
+m.load_state_dict(sd, strict=True)
+print("tracked", int(m[1].num_batches_tracked))
+m.eval()
+with torch.no_grad():
+    np.save(sys.argv[2] + "/y.npy", m(torch.from_numpy(np.load(sys.argv[2] + "/x.npy"))).numpy())
+`
+	// model.safetensors is in out; x.npy in tmp: give python one dir.
+	if err := os.Rename(filepath.Join(tmp, "x.npy"), filepath.Join(out, "x.npy")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sharedtest.Python, "-c", script, peers, out, arch)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("torch: %v\n%s", err, got)
+	}
+	if want := fmt.Sprintf("tracked %d", res.Info.Step); !strings.Contains(string(got), want) {
+		t.Errorf("torch says %q, want %q", got, want)
+	}
+	want := readNPYFloat32(t, filepath.Join(out, "y.npy"))
+	worst := 0.0
+	for i, v := range want {
+		worst = math.Max(worst, math.Abs(float64(y.Data[i]-v))/math.Max(1, math.Abs(float64(v))))
+	}
+	if worst > 1e-4 {
+		t.Errorf("Go and torch eval logits differ by up to %.2g (relative)", worst)
+	}
+	t.Logf("max relative difference %.2g", worst)
 }

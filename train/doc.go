@@ -17,13 +17,14 @@
 //     AttentionPair (ParseAttentionPair).
 //   - Optimization: Optimizer, AdamWOptimizer, SGDOptimizer, ScheduleLR.
 //   - Data: Source (satisfied by *formats.Cache), DatasetSource
-//     (NewDatasetSource), ComputeMoments, Moments, ErrNoInput,
-//     ErrDatasetMismatch.
+//     (NewDatasetSource), Ensemble (NewEnsemble, EnsembleOptions,
+//     EnsembleMode: several teachers' caches joined by row),
+//     ComputeMoments, Moments, ErrNoInput, ErrDatasetMismatch.
 //   - Training: Options, FeaturePair, Train, Result, Step, Epoch,
 //     EpochMetrics, NonFiniteError.
 //   - Evaluation: Metrics, Evaluate.
-//   - Checkpoints: Checkpoint, CheckpointInfo, FileDigest, Provenance,
-//     WriteCheckpoint, Load, LoadFS, Exists, WriteSafetensors,
+//   - Checkpoints: Checkpoint, CheckpointInfo, FileDigest, Provenance
+//     (EnsembleProvenance, EnsembleTeacher), WriteCheckpoint, Load, LoadFS, Exists, WriteSafetensors,
 //     ReadSafetensors, ErrCheckpoint, ErrLocked; a transformer student's
 //     (TrainLM): LMCheckpoint, LMCheckpointInfo, LoadLMCheckpoint,
 //     TrainingFile; at s3:// and gs:// locations: PointerFile,

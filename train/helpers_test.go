@@ -17,7 +17,8 @@ type synth struct {
 	NoLabels, NoInputs            bool
 	RowsPerBatch, RowsPerPart     int
 	Seed                          uint64
-	NaNRow                        int64 // if > 0, the teacher scores of this row are NaN
+	NaNRow                        int64   // if > 0, the teacher scores of this row are NaN
+	Shape                         []int64 // per-sample input shape (product Inputs); default [1, Inputs]
 }
 
 // writeSynth writes the cache to dir and returns it opened.
@@ -46,6 +47,9 @@ func writeSynth(t testing.TB, dir string, s synth) *formats.Cache {
 	}
 	if !s.NoInputs {
 		cfg.Inputs = []formats.TensorSpec{{Name: "x", Shape: []int64{1, int64(s.Inputs)}}}
+		if s.Shape != nil {
+			cfg.Inputs[0].Shape = s.Shape
+		}
 	}
 	m := formats.Manifest{Teacher: formats.Teacher{File: "synth.onnx", SHA256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
 		Dataset: formats.Dataset{Path: "synth", Rows: int64(s.Rows)}}

@@ -7,7 +7,9 @@ import (
 	"strings"
 )
 
-// Config is a student architecture. Only "mlp" exists so far:
+// Config is a student architecture, an "mlp" or a "cnn".
+//
+// An mlp is
 //
 //	x [n, Inputs] → Standardize → for h = 1..len(Hidden):
 //	    fc{h}: Linear(prev, Hidden[h−1]) → [ln{h}: LayerNorm] → Activation → [Dropout]
@@ -16,8 +18,15 @@ import (
 // The activation is fused into the Linear, or into the LayerNorm when
 // there is one. Hidden block h's output, the one feature distillation can
 // read, is taken after the activation and before dropout.
+//
+// A cnn is x → Standardize → the layers of Arch (NewCNN: the PyTorch
+// peer's --arch cnn:SPEC grammar), on samples of InputShape [C, H, W]
+// (or [H, W], one channel); Hidden, Activation, Dropout and LayerNorm
+// are unused. Its checkpoint tensors are named as the peer's
+// nn.Sequential state_dict ("0.weight", "1.running_mean", ...).
 type Config struct {
-	Type       string     `json:"type"`                  // "mlp"; "" means "mlp"
+	Type       string     `json:"type"`                  // "mlp" or "cnn"; "" means "mlp"
+	Arch       string     `json:"arch,omitempty"`        // cnn: the layer spec, a preset name on input and expanded by normalize
 	Inputs     int        `json:"inputs"`                // values per sample: the flattened teacher input
 	InputShape []int      `json:"input_shape,omitempty"` // per-sample shape of the teacher input, e.g. [1, 28, 28]; product Inputs
 	Hidden     []int      `json:"hidden"`                // widths of the hidden blocks
@@ -32,8 +41,14 @@ func (c Config) normalize() (Config, error) {
 	if c.Type == "" {
 		c.Type = "mlp"
 	}
-	if c.Type != "mlp" {
-		return c, fmt.Errorf("train: unknown student type %q (only mlp exists)", c.Type)
+	if c.Type != "mlp" && c.Type != "cnn" {
+		return c, fmt.Errorf("train: unknown student type %q, want mlp or cnn", c.Type)
+	}
+	if c.Type == "cnn" {
+		return c.normalizeCNN()
+	}
+	if c.Arch != "" {
+		return c, fmt.Errorf("train: an mlp student takes Hidden, not a cnn Arch (%q)", c.Arch)
 	}
 	if c.Activation == "" {
 		c.Activation = ReLU
@@ -106,11 +121,17 @@ type Student struct {
 	Layers      []Layer // after Standardize
 	Params      *Params // trainable parameters, in layer order
 
-	blocks []int // blocks[h-1]: index into acts of hidden block h's output
-	acts   []Mat // acts[0] standardized input, acts[i+1] output of Layers[i]
-	grads  []Mat // grads[i] = dLoss/d(acts[i]); grads[0] unused
-	buf    [][]float32
-	gbuf   [][]float32
+	// Buffers are the tensors a checkpoint holds besides the parameters:
+	// a cnn's BatchNorm running statistics and batch counts.
+	Buffers []*Param
+	tracked []*Param // a cnn's "i.num_batches_tracked", counted by Forward while training
+
+	training bool
+	blocks   []int // blocks[h-1]: index into acts of hidden block h's output
+	acts     []Mat // acts[0] standardized input, acts[i+1] output of Layers[i]
+	grads    []Mat // grads[i] = dLoss/d(acts[i]); grads[0] unused
+	buf      [][]float32
+	gbuf     [][]float32
 }
 
 // NewStudent builds the student cfg describes with PyTorch's default
@@ -122,6 +143,13 @@ func NewStudent(cfg Config, seed uint64) (*Student, error) {
 		return nil, err
 	}
 	s := &Student{Config: cfg, Standardize: NewStandardize(cfg.Inputs)}
+	if cfg.Type == "cnn" {
+		if err := s.buildCNN(seed); err != nil {
+			return nil, err
+		}
+		s.allocActs()
+		return s, nil
+	}
 	prev := cfg.Inputs
 	var inits []func(*rand.Rand)
 	for h, width := range cfg.Hidden {
@@ -155,10 +183,15 @@ func NewStudent(cfg Config, seed uint64) (*Student, error) {
 	for _, f := range inits {
 		f(rng)
 	}
+	s.allocActs()
+	return s, nil
+}
+
+// allocActs makes the per-layer activation and gradient slots.
+func (s *Student) allocActs() {
 	m := len(s.Layers)
 	s.acts, s.grads = make([]Mat, m+1), make([]Mat, m+1)
 	s.buf, s.gbuf = make([][]float32, m+1), make([][]float32, m+1)
-	return s, nil
 }
 
 // RNG stream ids for rand.NewPCG(seed, stream): initialization, and per
@@ -172,6 +205,7 @@ func dropoutStream(e int) uint64 { return uint64(e)<<8 | 2 }
 // SetTraining switches Dropout layers between training (masks drawn from
 // rng) and evaluation.
 func (s *Student) SetTraining(training bool, rng *rand.Rand) {
+	s.training = training
 	for _, l := range s.Layers {
 		if st, ok := l.(Stochastic); ok {
 			st.SetTraining(training, rng)
@@ -180,9 +214,9 @@ func (s *Student) SetTraining(training bool, rng *rand.Rand) {
 }
 
 // Tensors returns every tensor a checkpoint holds for the student, in
-// order: input_mean, input_std, then the parameters.
+// order: input_mean, input_std, the parameters, then the Buffers.
 func (s *Student) Tensors() []*Param {
-	return append([]*Param{s.Standardize.Mean, s.Standardize.Std}, s.Params.List...)
+	return append(append([]*Param{s.Standardize.Mean, s.Standardize.Std}, s.Params.List...), s.Buffers...)
 }
 
 // HiddenWidth returns the width of hidden block h (1-based).
@@ -205,6 +239,11 @@ func (s *Student) Forward(x Mat) Mat {
 		panic(fmt.Sprintf("train: Student.Forward: input has %d values per sample, want %d", x.Cols, s.Config.Inputs))
 	}
 	n := x.Rows
+	if s.training {
+		for _, p := range s.tracked {
+			p.Data[0]++
+		}
+	}
 	s.acts[0] = sized(&s.buf[0], n, x.Cols)
 	s.Standardize.Forward(s.acts[0], x)
 	for i, l := range s.Layers {
@@ -274,18 +313,22 @@ func ParseFeature(s string, hidden int) (FeaturePair, error) {
 }
 
 // TrainFlops returns the floating-point operations of the matrix products
-// in one training step, per sample: for every Linear layer 2·in·out for the
-// forward product, as much for the weight gradient, and as much for the
+// in one training step, per sample: for every Linear layer 2·in·out (for a
+// Conv2d 2·F·Ho·Wo·(C/G)·Kh·Kw) for the forward product, as much for the weight gradient, and as much for the
 // input gradient except in the first layer, which needs none.
 func (s *Student) TrainFlops() float64 {
 	var f float64
 	first := true
 	for _, l := range s.Layers {
-		lin, ok := l.(*Linear)
-		if !ok {
+		var mm float64
+		switch l := l.(type) {
+		case *Linear:
+			mm = 2 * float64(l.In) * float64(l.Out)
+		case *Conv2d:
+			mm = 2 * float64(l.F*l.Ho*l.Wo) * float64(l.C/l.Groups*l.Kh*l.Kw)
+		default:
 			continue
 		}
-		mm := 2 * float64(lin.In) * float64(lin.Out)
 		f += 2 * mm
 		if !first {
 			f += mm

@@ -213,7 +213,8 @@ func (o Options) recorded() map[string]string {
 	return out
 }
 
-// provenance describes src; caches (formats.Cache) give their digest.
+// provenance describes src; caches (formats.Cache) give their digest, an
+// Ensemble its teachers.
 func provenance(src Source) Provenance {
 	cfg := src.Config()
 	p := Provenance{Rows: src.NumRows(), Classes: cfg.Classes, TopK: cfg.TopK}
@@ -226,6 +227,9 @@ func provenance(src Source) Provenance {
 	}
 	if c, ok := src.(interface{ Dir() string }); ok {
 		p.Path = c.Dir()
+	}
+	if e, ok := src.(*Ensemble); ok {
+		p.TeacherSHA256, p.Ensemble = e.TeacherSHA256(), e.Provenance()
 	}
 	return p
 }
@@ -329,6 +333,9 @@ func Train(ctx context.Context, cfg Config, data Source, opts *Options) (*Result
 	}
 	if o.Alpha < 1 && !dcfg.HasLabel {
 		return nil, fmt.Errorf("train: alpha %v < 1 needs labels, and the cache has none; use alpha 1 (teacher only) or extract from a dataset with labels", o.Alpha)
+	}
+	if cfg.Type == "cnn" && len(o.Features) > 0 {
+		return nil, errors.New("train: --feature pairs on a cnn student's maps are not supported yet")
 	}
 	var hidden []string
 	for i, f := range o.Features {

@@ -36,10 +36,37 @@ sha256); --data (--val-data) gives its new path if it moved. The loss per row is
 runs over the k cached classes plus one bucket for the rest, exact at T = 1
 (see 'go doc github.com/distill-ml/distill/train.KD' for T != 1).
 
+--cache directories of two or more teachers (by the manifests' teacher
+sha256; those of one teacher are the shards of one cache) over the same dataset
+(sha256) train on the ensemble's target, rows joined by id: --ensemble probs
+(the default), the weighted mean of the teachers' probabilities at T, or
+logits, the mean of their logits; --teacher-weights w1,w2,... weighs them in
+--cache order (default equal). --calibrate-teachers first divides each
+teacher's log-probabilities by its own temperature, fitted on the labels
+(temperature scaling): teachers whose logits are in the thousands otherwise
+give one-hot targets at any usual T. A top-k teacher's rest bucket is spread
+evenly over its uncached classes. Inputs, labels and hidden states come from the first
+teacher's cache; --val is one teacher's cache (see 'go doc
+github.com/distill-ml/distill/train.Ensemble').
+
 The student is an MLP (--student mlp): Linear, optional LayerNorm, the
 activation and optional Dropout per hidden block of --layers, then a Linear to
 the classes. It standardizes its raw input itself with per-feature mean and
 std computed from the cache, so it takes exactly the teacher's input.
+
+--student cnn --arch SPEC trains a convolutional student on image inputs (a
+cache whose input has shape [C,H,W], e.g. MNIST's [1,28,28]). SPEC is the
+comma-separated layer list of the PyTorch peer's --arch cnn:SPEC
+(../shared/peers/torch_kd_train.py): convKxK:C[:sS][:pP] (padding K/2 unless
+given), dwconvKxK[:sS][:pP] (depthwise), bn (BatchNorm: batch statistics while
+training, running ones for --val, eval and export), relu, relu6, maxpool2,
+avgpool2, gap (global average pool), flatten and fc:N, or a preset: lenet5
+(61,706 parameters on MNIST), tiny (8,834) or dws (38,314, MobileNet-style
+depthwise-separable blocks). A conv or fc directly followed by bn has no bias.
+The input is standardized per channel first (--standardize). model.safetensors
+names the tensors as that torch module's state_dict (0.weight, 1.running_mean,
+1.num_batches_tracked, ...), so it loads with load_state_dict(strict=True)
+once input_mean and input_std are dropped.
 
 --feature TEACHER_HIDDEN=STUDENT_LAYER[:WEIGHT] (repeatable) adds a FitNets
 term: a learned linear projection of student hidden block STUDENT_LAYER (1 or
@@ -123,6 +150,7 @@ type trainOptions struct {
 	Cache, Val             []string
 	Out                    string
 	Student, Layers        string
+	Arch                   string
 	Activation             string
 	Dropout                float64
 	LayerNorm              bool
@@ -151,13 +179,18 @@ type trainOptions struct {
 	InitFrom, InitLayers     string
 	Attentions               []string
 	AttentionLoss, LayerMap  string
+	ensembleFlags            // --teacher-weights, --ensemble (ensemble.go)
 }
 
 // AddFlags registers the flags on fs.
 func (o *trainOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache) (required)")
+	fs.StringSliceVar(&o.Cache, "cache", nil, "training cache directory (several: the shards of one cache, or the caches of several teachers over the same dataset: an ensemble) (required)")
+	fs.Float64SliceVar(&o.TeacherWeights, "teacher-weights", nil, "ensemble: one weight ≥ 0 per teacher, in --cache order, e.g. 0.5,0.3,0.2 (normalized to sum 1; default: equal)")
+	fs.BoolVar(&o.Calibrate, "calibrate-teachers", false, "ensemble: divide each teacher's log-probabilities by its own temperature, fitted to the labels, before combining them")
+	fs.StringVar(&o.Ensemble, "ensemble", "probs", "ensemble target: probs (the mean of the teachers' probabilities at --temperature) or logits (the mean of their logits)")
 	fs.StringVar(&o.Out, "out", "", "checkpoint directory or location to write, e.g. student.ckpt or s3://bucket/runs/student.ckpt (required)")
-	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp or transformer (a per-token cache)")
+	fs.StringVar(&o.Student, "student", "mlp", "student architecture: mlp, cnn (image inputs; --arch) or transformer (a per-token cache)")
+	fs.StringVar(&o.Arch, "arch", "", "cnn: the layers, a preset (lenet5, tiny, dws) or a spec such as conv3x3:8,bn,relu,maxpool2,flatten,fc:10 (torch_kd_train.py's --arch cnn:SPEC grammar)")
 	fs.StringVar(&o.Layers, "layers", "", "mlp: hidden layer widths, comma-separated, e.g. 800,800 (\"none\" for a linear student); transformer: the number of blocks")
 	fs.IntVar(&o.Dim, "dim", 0, "transformer: model width (default: --init-from's)")
 	fs.IntVar(&o.Heads, "heads", 0, "transformer: query heads, dividing --dim (into an even head size with --pos rope) (default: --init-from's)")
@@ -235,8 +268,22 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 	if o.Out == "" {
 		return cfg, to, usageError("--out is required")
 	}
-	if o.Student != "mlp" && o.Student != "transformer" {
-		return cfg, to, usageError("--student %q: want mlp or transformer", o.Student)
+	if o.Student != "mlp" && o.Student != "cnn" && o.Student != "transformer" {
+		return cfg, to, usageError("--student %q: want mlp, cnn or transformer", o.Student)
+	}
+	if o.Student == "cnn" {
+		switch {
+		case strings.TrimSpace(strings.TrimPrefix(o.Arch, "cnn:")) == "":
+			return cfg, to, usageError("--student cnn needs --arch: a preset (lenet5, tiny, dws) or a layer list such as conv3x3:8,bn,relu,maxpool2,flatten,fc:10")
+		case o.Layers != "":
+			return cfg, to, usageError("--layers is an mlp or transformer flag; a cnn student's layers are its --arch")
+		case o.Activation != "relu" || o.Dropout != 0 || o.LayerNorm:
+			return cfg, to, usageError("--activation, --dropout and --layernorm are mlp flags; a cnn student's activations are in its --arch")
+		case len(o.Features) > 0:
+			return cfg, to, usageError("--feature pairs on a cnn student's maps are not supported yet")
+		}
+	} else if o.Arch != "" {
+		return cfg, to, usageError("--arch is a --student cnn flag (--student %s)", o.Student)
 	}
 	for _, f := range []struct {
 		name  string
@@ -333,6 +380,9 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 		return cfg, to, usageError("--standardize %q: want auto, feature, channel or none", o.Standardize)
 	}
 	cfg = train.Config{Type: o.Student, Hidden: hidden, Activation: act, Dropout: o.Dropout, LayerNorm: o.LayerNorm}
+	if o.Student == "cnn" {
+		cfg = train.Config{Type: "cnn", Arch: o.Arch}
+	}
 	to = train.Options{Epochs: o.Epochs, BatchSize: o.Batch, LR: o.LR, Optimizer: o.Optimizer, WeightDecay: o.WeightDecay,
 		AdamBeta2: adamBeta2(o.AdamBeta2),
 		Schedule:  o.Schedule, Warmup: o.Warmup, Temperature: o.Temperature, Alpha: o.Alpha, FeatureLoss: fl,
@@ -345,7 +395,7 @@ func (o *trainOptions) config() (train.Config, train.Options, error) {
 		}
 	}
 	for _, f := range o.Features {
-		if o.Student == "transformer" {
+		if o.Student != "mlp" {
 			break // parsed by lmConfig, which knows the layer count
 		}
 		p, err := train.ParseFeature(f, len(hidden))
@@ -409,12 +459,7 @@ func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data tr
 			closeAll()
 		}
 	}()
-	cache, err := formats.Open(o.Cache...)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	closers = append(closers, func() { cache.Close() })
-	data, closeData, err := trainSource(stderr, cache, o.Data, "--data")
+	data, cache, closeData, err := openTrainCaches(stderr, o, to.Temperature)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -430,6 +475,9 @@ func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data tr
 		return nil, nil, nil, fmt.Errorf("--val: %w", err)
 	}
 	closers = append(closers, func() { vc.Close() })
+	if err := checkEnsembleVal(data, vc); err != nil {
+		return nil, nil, nil, err
+	}
 	val, closeVal, err := trainSource(stderr, vc, o.ValData, "--val-data")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--val: %w", err)

@@ -121,7 +121,7 @@ func TestTrainCommandBadInput(t *testing.T) {
 		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--activation", "swish"}, exitUsage, "--activation"},
 		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--feature", "h=3"}, exitUsage, "hidden block 1..1"},
 		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--feature", "h"}, exitUsage, "TEACHER_HIDDEN=STUDENT_LAYER"},
-		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--student", "cnn"}, exitUsage, "want mlp or transformer"},
+		{[]string{"--cache", data, "--out", out("a"), "--layers", "8", "--student", "rnn"}, exitUsage, "want mlp, cnn or transformer"},
 		{[]string{"--cache", noInput, "--out", out("b"), "--layers", "8"}, exitFailure, "--keep-input"},
 		{[]string{"--cache", data, "--out", out("c"), "--layers", "8", "--feature", "conv=1"}, exitFailure, "cached hidden states: h"},
 		{[]string{"--cache", filepath.Join(tmp, "nothing"), "--out", out("d"), "--layers", "8"}, exitFailure, "not a cache directory"},

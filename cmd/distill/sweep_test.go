@@ -58,6 +58,12 @@ var (
 		rows, x, labels, logits := fixtures.ClassData(64, 9)
 		return fixtures.WriteClassCache(t, filepath.Join(dir, "cache"), rows, x, labels, logits, 0)
 	}
+	// mkImageCache is mkCache with its 4 inputs as [1,2,2] images, for a
+	// cnn student.
+	mkImageCache = func(t *testing.T, dir string) string {
+		rows, x, labels, logits := fixtures.ClassData(64, 9)
+		return fixtures.WriteShapedClassCache(t, filepath.Join(dir, "images"), []int64{1, 2, 2}, rows, x, labels, logits, 0)
+	}
 	// mkCache0 is a cache of the row ids 0..63: a whole dataset, as
 	// inspect --logits-npy wants.
 	mkCache0 = func(t *testing.T, dir string) string {
@@ -260,6 +266,7 @@ var (
 	slotData    = slot{"--data", mkDataset, mkCkpt, mkNaNDataset, false}
 	slotCache   = slot{"--cache", mkCache, mkCkpt, mkNaNCache, true}
 	slotVal     = slot{"--val", mkCache, mkCkpt, mkNaNTeacherCache, true}
+	slotImages  = slot{"--cache", mkImageCache, mkCkpt, nil, true}
 	slotStudent = slot{"--student", mkCkpt, mkCache, nil, true}
 	slotVerify  = slot{"--verify", mkCache, mkCkpt, mkNaNCache, true}
 	slotModel   = slot{"--model", mkStudentONNX, mkCache, nil, false}
@@ -289,6 +296,8 @@ var (
 var templates = []template{
 	{"extract", []string{"extract", "--teacher", "{--teacher}", "--data", "{--data}", "--out", "{OUT}"}, []slot{slotTeacher, slotData}, "--out", true, nil},
 	{"train", []string{"train", "--cache", "{--cache}", "--val", "{--val}", "--out", "{OUT}", "--layers", "4", "--epochs", "1", "--threads", "1"}, []slot{slotCache, slotVal}, "--out", false, nil},
+	{"train-cnn", []string{"train", "--student", "cnn", "--arch", "conv1x1:2,bn,relu,flatten,fc:3", "--cache", "{--cache}", "--out", "{OUT}", "--epochs", "1", "--threads", "1"},
+		[]slot{slotImages}, "--out", false, nil},
 	{"train-transformer", []string{"train", "--student", "transformer", "--cache", "{--cache}", "--val", "{--val}", "--init-from", "{--init-from}",
 		"--init-layers", "0", "--out", "{OUT}", "--epochs", "1", "--batch", "4", "--threads", "1"}, []slot{slotTokens, slotTokVal, slotInitHF}, "--out", false, nil},
 	// A transformer student whose token ids come from the dataset --data.
@@ -360,6 +369,11 @@ var choices = []struct{ tmpl, flag, bad string }{
 	{"train-transformer", "--norm", "batchnorm"}, {"train-transformer", "--mlp", "relu"}, {"train-transformer", "--pos", "alibi"},
 	{"train-transformer", "--mlp", "gelu"}, {"train-transformer", "--pos", "learned"},
 	{"eval-lm", "--split", "test"},
+	{"train-cnn", "--arch", "conv3x3:2,fc:3"}, {"train-cnn", "--arch", "resnet18"}, {"train-cnn", "--arch", "conv3x3:0,flatten,fc:3"},
+	{"train-cnn", "--student", "gru"},
+	{"train", "--ensemble", "median"}, {"train", "--ensemble", ""}, {"train", "--ensemble", "logits"}, // logits: one teacher is no ensemble
+	{"train", "--teacher-weights", "-1"}, {"train", "--teacher-weights", "x"}, {"train", "--teacher-weights", "NaN"},
+	{"train", "--teacher-weights", "1e400"}, {"train", "--teacher-weights", "1"}, // 1: one teacher
 }
 
 // absurd is the value each numeric flag gets besides 0 and -1.
