@@ -143,13 +143,15 @@ func TestConv2dBatchMatchesSamples(t *testing.T) {
 
 // TestCNNThreadsAgree: a training step of each preset (and a spec with
 // both pooling kinds, a strided and a grouped convolution) gives the same
-// logits, dx and parameter gradients, bit for bit, on 1, 2 and 3 threads:
-// every sum runs over fixed sample groups or channels in a fixed order.
+// logits, dx, parameter gradients and updated parameters, bit for bit, on
+// 1, 2 and 3 threads, through CNN's Sequential (fused activations) and
+// through Train's step (the Student's layer loop): every sum runs over
+// fixed sample groups or channels in a fixed order.
 func TestCNNThreadsAgree(t *testing.T) {
 	defer SetThreads(Threads())
 	for _, arch := range []string{"tiny", "dws", "lenet5", "conv3x3:8:s2,relu,conv3x3:8,bn,maxpool2,conv1x1:6,avgpool2,flatten,fc:10"} {
 		t.Run(arch[:min(len(arch), 8)], func(t *testing.T) {
-			var first []float32
+			var first, firstStudent []float32
 			for _, threads := range []int{1, 2, 3} {
 				SetThreads(threads)
 				s := newCNNStep(t, arch, 37, 3)
@@ -160,13 +162,24 @@ func TestCNNThreadsAgree(t *testing.T) {
 				dx := Mat{Rows: s.x.Rows, Cols: s.x.Cols, Data: make([]float32, len(s.x.Data))}
 				s.net.Backward(dx, s.dlogit)
 				got := append(append(append([]float32(nil), s.y.Data...), dx.Data...), s.ps.Grad...)
+
+				tr, bt := newCNNTrainer(t, arch, 37, 3)
+				if _, err := tr.step(bt, 1e-3); err != nil {
+					t.Fatal(err)
+				}
+				student := append(append([]float32(nil), tr.s.Params.Grad...), tr.s.Params.Data...)
 				if first == nil {
-					first = got
+					first, firstStudent = got, student
 					continue
 				}
 				for i := range got {
 					if math.Float32bits(got[i]) != math.Float32bits(first[i]) {
 						t.Fatalf("%d threads: value %d (of logits, dx, gradients) = %v, 1 thread gave %v", threads, i, got[i], first[i])
+					}
+				}
+				for i := range student {
+					if math.Float32bits(student[i]) != math.Float32bits(firstStudent[i]) {
+						t.Fatalf("%d threads: Train's step: value %d (of gradients, parameters) = %v, 1 thread gave %v", threads, i, student[i], firstStudent[i])
 					}
 				}
 			}
@@ -176,7 +189,7 @@ func TestCNNThreadsAgree(t *testing.T) {
 
 // TestCNNStepAllocs: after the first, a whole training step of each
 // preset (forward, KD loss, backward, AdamW) allocates nothing, on 1 and
-// 2 threads.
+// 2 threads, through CNN's Sequential and through Train's step.
 func TestCNNStepAllocs(t *testing.T) {
 	defer SetThreads(Threads())
 	for _, threads := range []int{1, 2} {
@@ -187,6 +200,16 @@ func TestCNNStepAllocs(t *testing.T) {
 				s.run(t)
 				if a := testing.AllocsPerRun(5, func() { s.run(t) }); a != 0 {
 					t.Errorf("a step allocates %v times", a)
+				}
+				tr, bt := newCNNTrainer(t, arch, 32, 1)
+				step := func() {
+					if _, err := tr.step(bt, 1e-3); err != nil {
+						t.Fatal(err)
+					}
+				}
+				step()
+				if a := testing.AllocsPerRun(5, step); a != 0 {
+					t.Errorf("Train's step allocates %v times", a)
 				}
 			})
 		}
