@@ -142,3 +142,18 @@ func dotDevMask(dy, y, x []float32, m, lo, hi float32) (sdy, sdyx float32) {
 	a, b := dotDevMaskGo(dy[n:], y[n:], x[n:], m, lo, hi)
 	return out[0] + a, out[1] + b
 }
+
+//go:noescape
+func maxPool2AVX2(y *float32, idx *int32, x *float32, w, ho, wo, base int)
+
+// maxPool2Map is 2×2 max pooling with stride 2 of one channel map x
+// [h, w] into y [ho, wo] (ho = ⌊h/2⌋, wo = ⌊w/2⌋), idx[i·wo + j] the index
+// in x of each maximum plus base, as maxPool2MapGo.
+func maxPool2Map(y []float32, idx []int32, x []float32, w, ho, wo, base int) {
+	if !useAVX2 || ho == 0 || wo == 0 {
+		maxPool2MapGo(y, idx, x, w, ho, wo, base)
+		return
+	}
+	_, _, _ = y[ho*wo-1], idx[ho*wo-1], x[(2*ho-1)*w+2*wo-1]
+	maxPool2AVX2(&y[0], &idx[0], &x[0], w, ho, wo, base)
+}

@@ -479,3 +479,168 @@ dmsum:
 	VMOVSS X0, 4(AX)
 	VZEROUPPER
 	RET
+
+// Constants of maxPool2AVX2.
+DATA poolMask<>+0(SB)/4, $0xffffffff
+DATA poolMask<>+4(SB)/4, $0xffffffff
+DATA poolMask<>+8(SB)/4, $0xffffffff
+DATA poolMask<>+12(SB)/4, $0xffffffff
+DATA poolMask<>+16(SB)/4, $0xffffffff
+DATA poolMask<>+20(SB)/4, $0xffffffff
+DATA poolMask<>+24(SB)/4, $0xffffffff
+DATA poolMask<>+28(SB)/4, $0xffffffff
+DATA poolMask<>+32(SB)/4, $0
+DATA poolMask<>+36(SB)/4, $0
+DATA poolMask<>+40(SB)/4, $0
+DATA poolMask<>+44(SB)/4, $0
+DATA poolMask<>+48(SB)/4, $0
+DATA poolMask<>+52(SB)/4, $0
+DATA poolMask<>+56(SB)/4, $0
+DATA poolMask<>+60(SB)/4, $0
+GLOBL poolMask<>(SB), RODATA|NOPTR, $64
+
+// 2j of each lane before the final VPERMPD (lanes hold outputs 0, 1, 4,
+// 5, 2, 3, 6, 7 after the even/odd VSHUFPS).
+DATA poolJ<>+0(SB)/4, $0
+DATA poolJ<>+4(SB)/4, $2
+DATA poolJ<>+8(SB)/4, $8
+DATA poolJ<>+12(SB)/4, $10
+DATA poolJ<>+16(SB)/4, $4
+DATA poolJ<>+20(SB)/4, $6
+DATA poolJ<>+24(SB)/4, $12
+DATA poolJ<>+28(SB)/4, $14
+GLOBL poolJ<>(SB), RODATA|NOPTR, $32
+
+DATA poolConst<>+0(SB)/4, $0x7fffffff
+DATA poolConst<>+4(SB)/4, $1
+GLOBL poolConst<>(SB), RODATA|NOPTR, $8
+
+// POOLBODY: from Y0, Y1 (16 values of input row 2i) and Y2, Y3 (row
+// 2i+1), 8 outputs of 2×2 max pooling: Y0 the maxima, Y1 their input
+// indices (Y10 + the window position 0, 1, w or w+1). Values are compared
+// by their orderKey (bits ^ (bits>>31 & 0x7fffffff), signed): the first
+// maximum of the window in row-major order, as max2 in pool.go.
+#define POOLBODY \
+	VSHUFPS $0x88, Y1, Y0, Y4; \
+	VSHUFPS $0xDD, Y1, Y0, Y5; \
+	VSHUFPS $0x88, Y3, Y2, Y6; \
+	VSHUFPS $0xDD, Y3, Y2, Y7; \
+	VPSRAD $31, Y4, Y0; \
+	VPAND Y15, Y0, Y0; \
+	VPXOR Y4, Y0, Y0; \
+	VPSRAD $31, Y5, Y1; \
+	VPAND Y15, Y1, Y1; \
+	VPXOR Y5, Y1, Y1; \
+	VPSRAD $31, Y6, Y2; \
+	VPAND Y15, Y2, Y2; \
+	VPXOR Y6, Y2, Y2; \
+	VPSRAD $31, Y7, Y3; \
+	VPAND Y15, Y3, Y3; \
+	VPXOR Y7, Y3, Y3; \
+	VPCMPGTD Y0, Y1, Y8; \
+	VPCMPGTD Y2, Y3, Y9; \
+	VPMAXSD Y0, Y1, Y0; \
+	VPMAXSD Y2, Y3, Y2; \
+	VBLENDVPS Y8, Y5, Y4, Y4; \
+	VBLENDVPS Y9, Y7, Y6, Y6; \
+	VPAND Y13, Y8, Y8; \
+	VPAND Y13, Y9, Y9; \
+	VPADDD Y12, Y9, Y9; \
+	VPCMPGTD Y0, Y2, Y3; \
+	VBLENDVPS Y3, Y6, Y4, Y0; \
+	VBLENDVPS Y3, Y9, Y8, Y1; \
+	VPADDD Y10, Y1, Y1; \
+	VPERMPD $0xD8, Y0, Y0; \
+	VPERMQ $0xD8, Y1, Y1
+
+// func maxPool2AVX2(y *float32, idx *int32, x *float32, w, ho, wo, base int)
+//
+// 2×2 max pooling with stride 2 of one channel map x (rows of w values):
+// for i < ho, j < wo, y[i·wo+j] is the maximum of x[2i, 2j..2j+1] and
+// x[2i+1, 2j..2j+1], idx[i·wo+j] its index in x plus base. A row's last
+// block of fewer than 8 outputs is loaded and stored with masks.
+TEXT ·maxPool2AVX2(SB), NOSPLIT, $0-56
+	MOVQ y+0(FP), R8       // output row
+	MOVQ idx+8(FP), R15    // index row
+	MOVQ x+16(FP), AX      // input row 2i
+	MOVQ w+24(FP), R9
+	MOVQ ho+32(FP), R10
+	MOVQ wo+40(FP), R11
+	MOVQ base+48(FP), R14  // base + 2i·w
+	LEAQ poolMask<>(SB), SI
+	VPBROADCASTD poolConst<>+0(SB), Y15
+	VPBROADCASTD poolConst<>+4(SB), Y13
+	VMOVDQU poolJ<>(SB), Y14
+	MOVQ R9, X12
+	VPBROADCASTD X12, Y12
+	XORQ R13, R13 // i
+
+prow:
+	CMPQ R13, R10
+	JGE  pdone
+	LEAQ (AX)(R9*4), BX    // input row 2i+1
+	XORQ CX, CX            // j
+
+pblk:
+	MOVQ R11, DI
+	SUBQ CX, DI            // r: outputs left in the row
+	JLE  pnext
+	LEAQ (R14)(CX*2), DX   // Y10 = base + 2i·w + 2j + each lane's 2j
+	MOVQ DX, X10
+	VPBROADCASTD X10, Y10
+	VPADDD Y14, Y10, Y10
+	CMPQ DI, $8
+	JL   ptail
+	VMOVUPS (AX)(CX*8), Y0
+	VMOVUPS 32(AX)(CX*8), Y1
+	VMOVUPS (BX)(CX*8), Y2
+	VMOVUPS 32(BX)(CX*8), Y3
+	POOLBODY
+	VMOVUPS Y0, (R8)(CX*4)
+	VMOVDQU Y1, (R15)(CX*4)
+	ADDQ $8, CX
+	JMP  pblk
+
+ptail:
+	// r < 8 outputs from 2r inputs of each row; the masks of the first k
+	// lanes are 8 values of poolMask from (8 − k)·4.
+	MOVQ DI, DX
+	SHLQ $1, DX
+	CMPQ DX, $8
+	JLE  plo
+	MOVQ $8, DX
+
+plo:
+	NEGQ DX
+	VMOVDQU 32(SI)(DX*4), Y11 // the first min(2r, 8) lanes
+	VMASKMOVPS (AX)(CX*8), Y11, Y0
+	VMASKMOVPS (BX)(CX*8), Y11, Y2
+	MOVQ DI, DX
+	SHLQ $1, DX
+	SUBQ $8, DX
+	JGE  phi
+	XORQ DX, DX
+
+phi:
+	NEGQ DX
+	VMOVDQU 32(SI)(DX*4), Y11 // the first max(2r − 8, 0) lanes
+	VMASKMOVPS 32(AX)(CX*8), Y11, Y1
+	VMASKMOVPS 32(BX)(CX*8), Y11, Y3
+	POOLBODY
+	MOVQ DI, DX
+	NEGQ DX
+	VMOVDQU 32(SI)(DX*4), Y11 // the first r lanes
+	VMASKMOVPS Y0, Y11, (R8)(CX*4)
+	VPMASKMOVD Y1, Y11, (R15)(CX*4)
+
+pnext:
+	LEAQ (R8)(R11*4), R8
+	LEAQ (R15)(R11*4), R15
+	LEAQ (AX)(R9*8), AX    // two input rows on
+	LEAQ (R14)(R9*2), R14
+	INCQ R13
+	JMP  prow
+
+pdone:
+	VZEROUPPER
+	RET

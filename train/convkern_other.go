@@ -15,3 +15,7 @@ func clampMask(dst, d, y []float32, lo, hi float32)     { clampMaskGo(dst, d, y,
 func dotDevMask(dy, y, x []float32, m, lo, hi float32) (s, sx float32) {
 	return dotDevMaskGo(dy, y, x, m, lo, hi)
 }
+
+func maxPool2Map(y []float32, idx []int32, x []float32, w, ho, wo, base int) {
+	maxPool2MapGo(y, idx, x, w, ho, wo, base)
+}

@@ -132,3 +132,40 @@ func TestConvKernels(t *testing.T) {
 		t.Errorf("affine turned NaN into %v, %v", out[0], out[8])
 	}
 }
+
+// TestMaxPool2Map: the AVX2 2×2 max pooling (full and masked blocks of 8
+// outputs) gives the values and indices of the Go version bit for bit,
+// on maps of odd and even sizes with ties, −0 and NaN among the inputs.
+func TestMaxPool2Map(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, sz := range [][2]int{{2, 2}, {3, 3}, {4, 5}, {7, 7}, {14, 14}, {28, 28}, {5, 33}, {9, 20}, {2, 34}} {
+		h, w := sz[0], sz[1]
+		ho, wo := h/2, w/2
+		x := make([]float32, h*w+3) // slack after the map, which must not be read into outputs
+		for i := range x {
+			switch rng.IntN(8) {
+			case 0:
+				x[i] = 0.5 // ties
+			case 1:
+				x[i] = float32(math.Copysign(0, -1))
+			case 2:
+				x[i] = 0
+			default:
+				x[i] = float32(rng.NormFloat64())
+			}
+		}
+		x[rng.IntN(h*w)] = float32(math.NaN())
+		y, idx := make([]float32, ho*wo), make([]int32, ho*wo)
+		yg, ig := make([]float32, ho*wo), make([]int32, ho*wo)
+		maxPool2Map(y, idx, x, w, ho, wo, 100)
+		maxPool2MapGo(yg, ig, x, w, ho, wo, 100)
+		for i := range y {
+			if math.Float32bits(y[i]) != math.Float32bits(yg[i]) || idx[i] != ig[i] {
+				t.Fatalf("%dx%d: output %d = %v at %d, Go gives %v at %d", h, w, i, y[i], idx[i], yg[i], ig[i])
+			}
+			if math.Float32bits(x[idx[i]-100]) != math.Float32bits(y[i]) {
+				t.Fatalf("%dx%d: output %d = %v is not x[%d] = %v", h, w, i, y[i], idx[i]-100, x[idx[i]-100])
+			}
+		}
+	}
+}

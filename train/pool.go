@@ -102,37 +102,43 @@ func (p *Pool2d) forwardRows(lo, hi int) {
 	}
 }
 
-// max2 is 2×2 max pooling with stride 2 of one sample. It compares the
-// values' sortable integer keys (orderKey) so that the selects compile to
-// conditional moves, not branches that random data mispredicts.
+// max2 is 2×2 max pooling with stride 2 of one sample, a channel map at
+// a time (maxPool2Map: AVX2, masked for the last outputs of a row).
 func (p *Pool2d) max2(ys []float32, arg []int32, xs []float32) {
-	w, wo := p.W, p.Wo
+	n := p.Ho * p.Wo
 	for c := range p.C {
-		for i := range p.Ho {
-			base := c*p.hw + 2*i*w
-			r0, r1 := xs[base:base+2*wo], xs[base+w:base+w+2*wo]
-			o := (c*p.Ho + i) * wo
-			yo, ao := ys[o:o+wo], arg[o:o+wo]
-			for j := range yo {
-				q := 2 * j
-				k0, k1, k2, k3 := orderKey(r0[q]), orderKey(r0[q+1]), orderKey(r1[q]), orderKey(r1[q+1])
-				// The first maximum of each pair, then of both pairs, as 0/1
-				// flags (SETcc) and arithmetic, not branches.
-				var i01, i23, sel int32
-				if k1 > k0 {
-					i01 = 1
-				}
-				if k3 > k2 {
-					i23 = 1
-				}
-				if max(k2, k3) > max(k0, k1) {
-					sel = 1
-				}
-				i23 += int32(w)
-				bi := i01 + sel*(i23-i01)
-				a := int32(base+q) + bi
-				ao[j], yo[j] = a, xs[a]
+		maxPool2Map(ys[c*n:(c+1)*n], arg[c*n:(c+1)*n], xs[c*p.hw:(c+1)*p.hw], p.W, p.Ho, p.Wo, c*p.hw)
+	}
+}
+
+// maxPool2MapGo is 2×2 max pooling with stride 2 of the map x (rows of w
+// values) into y [ho, wo], idx[i·wo + j] the index in x of each maximum
+// plus base. It compares the values' sortable integer keys (orderKey) so
+// that the selects compile to conditional moves, not branches that
+// random data mispredicts.
+func maxPool2MapGo(y []float32, idx []int32, x []float32, w, ho, wo, base int) {
+	for i := range ho {
+		row := 2 * i * w
+		r0, r1 := x[row:row+2*wo], x[row+w:row+w+2*wo]
+		yo, ao := y[i*wo:(i+1)*wo], idx[i*wo:(i+1)*wo]
+		for j := range yo {
+			q := 2 * j
+			k0, k1, k2, k3 := orderKey(r0[q]), orderKey(r0[q+1]), orderKey(r1[q]), orderKey(r1[q+1])
+			// The first maximum of each pair, then of both pairs, as 0/1
+			// flags (SETcc) and arithmetic, not branches.
+			var i01, i23, sel int32
+			if k1 > k0 {
+				i01 = 1
 			}
+			if k3 > k2 {
+				i23 = 1
+			}
+			if max(k2, k3) > max(k0, k1) {
+				sel = 1
+			}
+			i23 += int32(w)
+			bi := int32(row+q) + i01 + sel*(i23-i01)
+			ao[j], yo[j] = bi+int32(base), x[bi]
 		}
 	}
 }
