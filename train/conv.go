@@ -749,9 +749,7 @@ func (l *Conv2d) backwardDirect(ws *convScratch, s int, pw, pb []float32) {
 				pb[f] += sum(dyf)
 			}
 			wf := pw[f*nt : (f+1)*nt]
-			for t, o := range l.offs {
-				wf[t] += dot(dyg[:l.grid], ws.xp[o:])
-			}
+			dotTaps(wf, dyg[:l.grid], ws.xp, l.offs)
 			if l.dst.Data == nil {
 				continue
 			}

@@ -35,6 +35,14 @@ func dotGo(x, y []float32) float32 {
 	return s
 }
 
+// dotTapsGo adds Σ_q dy[q]·x[q + offs[t]] to out[t] for every tap t:
+// the dot products of a direct convolution's weight gradient.
+func dotTapsGo(out, dy, x []float32, offs []int32) {
+	for t, o := range offs {
+		out[t] += dotGo(dy, x[o:])
+	}
+}
+
 // sumGo returns Σ x[i].
 func sumGo(x []float32) float32 {
 	var s float32

@@ -157,3 +157,27 @@ func maxPool2Map(y []float32, idx []int32, x []float32, w, ho, wo, base int) {
 	_, _, _ = y[ho*wo-1], idx[ho*wo-1], x[(2*ho-1)*w+2*wo-1]
 	maxPool2AVX2(&y[0], &idx[0], &x[0], w, ho, wo, base)
 }
+
+//go:noescape
+func dot4AVX2(out *[4]float32, dy, x *float32, offs *[4]int, n int)
+
+func dotTaps(out, dy, x []float32, offs []int32) {
+	n := len(dy) &^ 7
+	t := 0
+	if useAVX2 && n > 0 {
+		_ = x[maxOff(offs)+n-1]
+		for ; t+4 <= len(offs); t += 4 {
+			o := [4]int{int(offs[t]), int(offs[t+1]), int(offs[t+2]), int(offs[t+3])}
+			acc := (*[4]float32)(out[t : t+4])
+			dot4AVX2(acc, &dy[0], &x[0], &o, n)
+		}
+	} else {
+		n = 0
+	}
+	for k := t; k < len(offs); k++ { // the last taps, and everything without AVX2
+		out[k] += dot(dy[:n], x[offs[k]:])
+	}
+	if n < len(dy) {
+		dotTapsGo(out, dy[n:], x[n:], offs)
+	}
+}

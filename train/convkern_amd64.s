@@ -644,3 +644,84 @@ pnext:
 pdone:
 	VZEROUPPER
 	RET
+
+// func dot4AVX2(out *[4]float32, dy, x *float32, offs *[4]int, n int)
+//
+// out[k] += Σ_{q<n} dy[q]·x[q + offs[k]] for k < 4: four dot products
+// that share their dy loads, two blocks of 8 at a time (8 FMA chains).
+TEXT ·dot4AVX2(SB), NOSPLIT, $0-40
+	MOVQ dy+8(FP), SI
+	MOVQ x+16(FP), DI
+	MOVQ offs+24(FP), AX
+	MOVQ n+32(FP), BX
+	MOVQ 0(AX), R9
+	MOVQ 8(AX), R10
+	MOVQ 16(AX), R11
+	MOVQ 24(AX), R12
+	LEAQ (DI)(R9*4), R9    // x + offs[k]
+	LEAQ (DI)(R10*4), R10
+	LEAQ (DI)(R11*4), R11
+	LEAQ (DI)(R12*4), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ R8, R8
+
+d4x16:
+	LEAQ 16(R8), CX
+	CMPQ CX, BX
+	JGT  d4x8
+	VMOVUPS (SI)(R8*4), Y8
+	VMOVUPS 32(SI)(R8*4), Y9
+	VFMADD231PS (R9)(R8*4), Y8, Y0
+	VFMADD231PS (R10)(R8*4), Y8, Y1
+	VFMADD231PS (R11)(R8*4), Y8, Y2
+	VFMADD231PS (R12)(R8*4), Y8, Y3
+	VFMADD231PS 32(R9)(R8*4), Y9, Y4
+	VFMADD231PS 32(R10)(R8*4), Y9, Y5
+	VFMADD231PS 32(R11)(R8*4), Y9, Y6
+	VFMADD231PS 32(R12)(R8*4), Y9, Y7
+	ADDQ $16, R8
+	JMP  d4x16
+
+d4x8:
+	LEAQ 8(R8), CX
+	CMPQ CX, BX
+	JGT  d4sum
+	VMOVUPS (SI)(R8*4), Y8
+	VFMADD231PS (R9)(R8*4), Y8, Y0
+	VFMADD231PS (R10)(R8*4), Y8, Y1
+	VFMADD231PS (R11)(R8*4), Y8, Y2
+	VFMADD231PS (R12)(R8*4), Y8, Y3
+	ADDQ $8, R8
+	JMP  d4x8
+
+d4sum:
+	MOVQ out+0(FP), DX
+	VADDPS Y4, Y0, Y4 // HSUM clobbers X0 and X1: the sums go to Y4..Y7 first
+	VADDPS Y5, Y1, Y5
+	VADDPS Y6, Y2, Y6
+	VADDPS Y7, Y3, Y7
+	VMOVAPS Y4, Y0
+	HSUM
+	VADDSS 0(DX), X0, X0
+	VMOVSS X0, 0(DX)
+	VMOVAPS Y5, Y0
+	HSUM
+	VADDSS 4(DX), X0, X0
+	VMOVSS X0, 4(DX)
+	VMOVAPS Y6, Y0
+	HSUM
+	VADDSS 8(DX), X0, X0
+	VMOVSS X0, 8(DX)
+	VMOVAPS Y7, Y0
+	HSUM
+	VADDSS 12(DX), X0, X0
+	VMOVSS X0, 12(DX)
+	VZEROUPPER
+	RET

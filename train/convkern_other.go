@@ -19,3 +19,5 @@ func dotDevMask(dy, y, x []float32, m, lo, hi float32) (s, sx float32) {
 func maxPool2Map(y []float32, idx []int32, x []float32, w, ho, wo, base int) {
 	maxPool2MapGo(y, idx, x, w, ho, wo, base)
 }
+
+func dotTaps(out, dy, x []float32, offs []int32) { dotTapsGo(out, dy, x, offs) }

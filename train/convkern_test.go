@@ -88,6 +88,25 @@ func TestConvKernels(t *testing.T) {
 				t.Fatalf("n %d: dotDevMask left dy[%d] = %v, want %v", n, i, dm[i], want[i])
 			}
 		}
+		// dotTaps: 6 taps (a block of 4 in assembly, then 2), added to out.
+		{
+			offs := []int32{0, 5, 2, 9, 1, 13}
+			src := vec(n + 13)
+			acc := vec(len(offs))
+			want := make([]float64, len(offs))
+			for k, o := range offs {
+				want[k] = float64(acc[k])
+				for i := range n {
+					want[k] += float64(x[i]) * float64(src[i+int(o)])
+				}
+			}
+			dotTaps(acc, x, src, offs)
+			for k := range offs {
+				if !near(acc[k], want[k]) {
+					t.Errorf("n %d: dotTaps[%d] = %v, want %v", n, k, acc[k], want[k])
+				}
+			}
+		}
 		// taps: 5 taps at offsets up to 13, overwriting and accumulating.
 		offs := []int32{0, 3, 13, 1, 7}
 		w := vec(len(offs))
