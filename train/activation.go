@@ -83,10 +83,8 @@ func (a Activation) apply(y, z []float32) {
 	switch a.norm() {
 	case Identity:
 		copy(y, z)
-	case ReLU:
-		for i, v := range z[:len(y)] {
-			y[i] = max(v, 0)
-		}
+	case ReLU: // max(v, 0) in AVX2: (v − 0)·1 + 0 turns −0 into +0 as max does, and NaN stays NaN
+		affine(y, z[:len(y)], 0, 1, 0, 0, posInf)
 	case GELU:
 		for i, v := range z[:len(y)] {
 			x := float64(v)
@@ -107,13 +105,8 @@ func (a Activation) apply(y, z []float32) {
 func (a Activation) backward(d, y, z []float32) {
 	switch a.norm() {
 	case Identity:
-	case ReLU:
-		y = y[:len(d)]
-		for i, v := range y {
-			if v <= 0 {
-				d[i] = 0
-			}
-		}
+	case ReLU: // d where y > 0, in AVX2 (a branch per value mispredicts on half of them)
+		clampMask(d, d, y[:len(d)], 0, posInf)
 	case GELU:
 		z = z[:len(d)]
 		for i, v := range z {
@@ -161,6 +154,10 @@ func (l *ActivationLayer) Forward(dst, x Mat) {
 // Backward writes dx = dy·a'(x); dx may be dy.
 func (l *ActivationLayer) Backward(dx, dy Mat) {
 	n := dy.Rows * l.Size
+	if l.Fn == ReLU && dx.Data != nil { // one pass, straight into dx
+		clampMask(dx.Data[:n], dy.Data[:n], l.y.Data[:n], 0, posInf)
+		return
+	}
 	l.Fn.backward(dy.Data[:n], l.y.Data[:n], l.x.Data[:n])
 	if dx.Data != nil {
 		copy(dx.Data[:n], dy.Data[:n])

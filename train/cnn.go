@@ -203,11 +203,39 @@ func (n *CNN) SetTraining(training bool, rng *rand.Rand) {
 
 // Sequential chains layers: Forward runs them in order through buffers it
 // keeps, Backward in reverse. It is a Layer.
+//
+// A ReLU (ActivationLayer) or ReLU6 directly after a Conv2d or
+// BatchNorm2d is fused into it: that layer clamps its output in its own
+// output pass (forwardClamp) and its Backward masks dy by the clamped
+// output, so the activation costs no pass of its own either way (the
+// activation layer's Forward and Backward are not called). The results
+// are those of the two layers run one after the other.
 type Sequential struct {
 	Layers []Layer
-	outs   []Mat // output of layer i of the last Forward
+	outs   []Mat // output of layer i of the last Forward (not kept for a fused layer: its activation's)
 	grads  []Mat // gradient buffers of Backward
 	x      Mat
+	fused  []bool    // layer i applies layer i+1, a clamp, itself
+	lo, hi []float32 // that clamp
+}
+
+// clampLayer is a layer that can apply y = min(max(y, lo), hi) in its own
+// output pass, and whose next Backward then differentiates the clamp too.
+type clampLayer interface {
+	forwardClamp(dst, x Mat, lo, hi float32)
+}
+
+// clampOf returns the clamp [lo, hi] that l computes, if it is one.
+func clampOf(l Layer) (lo, hi float32, ok bool) {
+	switch a := l.(type) {
+	case *ActivationLayer:
+		if a.Fn == ReLU {
+			return 0, posInf, true
+		}
+	case *ReLU6:
+		return 0, 6, true
+	}
+	return 0, 0, false
 }
 
 // NewSequential returns the chain of layers (their sizes must match).
@@ -217,7 +245,18 @@ func NewSequential(layers ...Layer) *Sequential {
 			panic(fmt.Sprintf("train: Sequential: layer %d gives %d values, layer %d takes %d", i-1, layers[i-1].OutSize(), i, layers[i].InSize()))
 		}
 	}
-	return &Sequential{Layers: layers, outs: make([]Mat, len(layers)), grads: make([]Mat, len(layers))}
+	s := &Sequential{Layers: layers, outs: make([]Mat, len(layers)), grads: make([]Mat, len(layers)),
+		fused: make([]bool, len(layers)), lo: make([]float32, len(layers)), hi: make([]float32, len(layers))}
+	for i := 0; i+1 < len(layers); i++ {
+		if _, ok := layers[i].(clampLayer); !ok {
+			continue
+		}
+		if lo, hi, ok := clampOf(layers[i+1]); ok {
+			s.fused[i], s.lo[i], s.hi[i] = true, lo, hi
+			i++ // the activation is not fused again into the next layer
+		}
+	}
+	return s
 }
 
 func (s *Sequential) InSize() int  { return s.Layers[0].InSize() }
@@ -235,15 +274,24 @@ func (s *Sequential) Forward(dst, x Mat) {
 	checkShapes("Sequential", dst, x, s.InSize(), s.OutSize())
 	s.x = x
 	in := x
-	for i, l := range s.Layers {
-		out := dst
-		if i < len(s.Layers)-1 {
-			s.outs[i].Data = grow(s.outs[i].Data, x.Rows*l.OutSize())
-			s.outs[i].Rows, s.outs[i].Cols = x.Rows, l.OutSize()
-			out = s.outs[i]
+	for i := 0; i < len(s.Layers); i++ {
+		l, last := s.Layers[i], i
+		if s.fused[i] {
+			last = i + 1
 		}
-		l.Forward(out, in)
-		in = out
+		out := dst
+		if last < len(s.Layers)-1 {
+			size := s.Layers[last].OutSize()
+			s.outs[last].Data = grow(s.outs[last].Data, x.Rows*size)
+			s.outs[last].Rows, s.outs[last].Cols = x.Rows, size
+			out = s.outs[last]
+		}
+		if s.fused[i] {
+			l.(clampLayer).forwardClamp(out, in, s.lo[i], s.hi[i])
+		} else {
+			l.Forward(out, in)
+		}
+		in, i = out, last
 	}
 }
 
@@ -251,6 +299,9 @@ func (s *Sequential) Forward(dst, x Mat) {
 func (s *Sequential) Backward(dx, dy Mat) {
 	g := dy
 	for i := len(s.Layers) - 1; i >= 0; i-- {
+		if i > 0 && s.fused[i-1] { // the activation's gradient is its layer's
+			i--
+		}
 		l := s.Layers[i]
 		d := dx
 		if i > 0 {
@@ -264,26 +315,40 @@ func (s *Sequential) Backward(dx, dy Mat) {
 }
 
 // ReLU6 is min(max(x, 0), 6) (torch.nn.ReLU6, MobileNet's activation);
-// its derivative is 1 on (0, 6) and 0 elsewhere.
+// its derivative is 1 on (0, 6) and 0 elsewhere, computed from the
+// output (0 < y < 6 exactly where 0 < x < 6).
 type ReLU6 struct {
-	Size int
-	x    Mat
+	Size   int
+	x, y   Mat
+	dx, dy Mat // the Backward in progress
+	fwd    func(lo, hi int)
+	bwd    func(lo, hi int)
 }
 
 // NewReLU6 returns ReLU6 on samples of size values.
-func NewReLU6(size int) *ReLU6 { return &ReLU6{Size: size} }
+func NewReLU6(size int) *ReLU6 {
+	r := &ReLU6{Size: size}
+	r.fwd, r.bwd = r.forwardRange, r.backwardRange
+	return r
+}
 
 func (r *ReLU6) InSize() int      { return r.Size }
 func (r *ReLU6) OutSize() int     { return r.Size }
 func (r *ReLU6) Params() []*Param { return nil }
 
+// reluGrain is the values per thread below which an elementwise pass is
+// not split.
+const reluGrain = 1 << 14
+
 // Forward computes dst = min(max(x, 0), 6).
 func (r *ReLU6) Forward(dst, x Mat) {
 	checkShapes("ReLU6", dst, x, r.Size, r.Size)
-	r.x = x
-	for i, v := range x.Data[:x.Rows*r.Size] {
-		dst.Data[i] = min(max(v, 0), 6)
-	}
+	r.x, r.y = x, dst
+	par().run(x.Rows*r.Size, reluGrain, r.fwd)
+}
+
+func (r *ReLU6) forwardRange(lo, hi int) {
+	affine(r.y.Data[lo:hi], r.x.Data[lo:hi], 0, 1, 0, 0, 6)
 }
 
 // Backward passes dy where 0 < x < 6.
@@ -291,11 +356,11 @@ func (r *ReLU6) Backward(dx, dy Mat) {
 	if dx.Data == nil {
 		return
 	}
-	for i, v := range r.x.Data[:r.x.Rows*r.Size] {
-		if v > 0 && v < 6 {
-			dx.Data[i] = dy.Data[i]
-		} else {
-			dx.Data[i] = 0
-		}
-	}
+	r.dx, r.dy = dx, dy
+	par().run(r.y.Rows*r.Size, reluGrain, r.bwd)
+	r.dx, r.dy = Mat{}, Mat{}
+}
+
+func (r *ReLU6) backwardRange(lo, hi int) {
+	clampMask(r.dx.Data[lo:hi], r.dy.Data[lo:hi], r.y.Data[lo:hi], 0, 6)
 }

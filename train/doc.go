@@ -93,6 +93,20 @@
 // Matrix products take most of the time; AdamW and the bias/ReLU passes
 // run as AVX2 kernels (simd_amd64.s) split over the threads.
 //
+// The CNN students of the peer's presets, distill train --student cnn on
+// the MNIST teacher cache against torch_kd_train.py --arch cnn:PRESET
+// (make bench section 10, 2 epochs, 2 interleaved repetitions, the peer
+// with OMP_WAIT_POLICY=PASSIVE, load average 4–6 on the 2 cores):
+//
+//	student  distill train   PyTorch 1.13   ratio
+//	tiny     ≈8.0k samples/s ≈4.4k          1.79×
+//	dws      ≈2.3k           ≈1.4k          1.66×
+//	lenet5   ≈16.5k          ≈10.1k         1.65×
+//
+// Convolutions split the batch over the threads (Conv2d), BatchNorm2d its
+// channels, pooling its samples; the elementwise passes are AVX2 kernels
+// (convkern_amd64.s). BenchmarkCNNStep measures one step of each.
+//
 // # Example
 //
 //	c, err := formats.Open("cache")

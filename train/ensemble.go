@@ -439,7 +439,7 @@ func (e *Ensemble) Digest() string {
 type EnsembleProvenance struct {
 	Mode       EnsembleMode      `json:"mode"`
 	Calibrated bool              `json:"calibrated,omitempty"` // each teacher's Scale was fitted on the labels
-	Teachers []EnsembleTeacher `json:"teachers"` // in the order of the caches; the first gave the inputs
+	Teachers   []EnsembleTeacher `json:"teachers"`             // in the order of the caches; the first gave the inputs
 }
 
 // EnsembleTeacher is one teacher of an Ensemble: its cache and weight.

@@ -109,9 +109,25 @@ func layerCases() []layerCase {
 		layerCase{name: "Conv2d/stride2-dilation2", make: func() Layer { return mustConv(NewConv2d("c", 2, 6, 5, 2, 2, 3, 2, 1, 2, 1)) }},
 		layerCase{name: "Conv2d/groups2", make: func() Layer { return mustConv(NewConv2d("c", 4, 4, 3, 6, 2, 2, 1, 0, 1, 2)) }},
 		layerCase{name: "Conv2d/depthwise", make: func() Layer { return mustConv(NewConv2d("c", 3, 4, 4, 6, 3, 3, 1, 1, 1, 3)) }},
+		// The paths of Conv2d (see its doc): the direct one (one input
+		// channel per output) with stride 2, with stride 3 and dilation 2,
+		// a 1×1 kernel of stride 2 (most of the stride-1 grid unread), and
+		// a one-channel input with a 5×5 kernel; 1×1 without im2col, its
+		// channel rows gathered for a chunk of the 3 samples (one sample
+		// group) and x used in place (chunks of one sample); the padded
+		// grid with a chunk of 3 samples and with 1.
+		layerCase{name: "Conv2d/depthwise-stride2", make: func() Layer { return mustConv(NewConv2d("c", 2, 5, 6, 2, 3, 3, 2, 1, 1, 2)) }},
+		layerCase{name: "Conv2d/depthwise-stride3-dilation2", make: func() Layer { return mustConv(NewConv2d("c", 2, 7, 6, 4, 3, 2, 3, 2, 2, 2)) }},
+		layerCase{name: "Conv2d/depthwise-1x1-stride2", make: func() Layer { return mustConv(NewConv2d("c", 2, 5, 5, 2, 1, 1, 2, 0, 1, 2)) }},
+		layerCase{name: "Conv2d/1-channel-5x5", make: func() Layer { return mustConv(NewConv2d("c", 1, 6, 5, 3, 5, 5, 1, 2, 1, 1)) }},
+		layerCase{name: "Conv2d/1x1-chunk", make: func() Layer { return oneGroup(mustConv(NewConv2d("c", 3, 3, 4, 4, 1, 1, 1, 0, 1, 1)), 0) }},
+		layerCase{name: "Conv2d/1x1-per-sample", make: func() Layer { return oneGroup(mustConv(NewConv2d("c", 4, 3, 3, 6, 1, 1, 1, 0, 1, 2)), 1) }},
+		layerCase{name: "Conv2d/grid-chunk", make: func() Layer { return oneGroup(mustConv(NewConv2d("c", 2, 4, 5, 3, 3, 3, 1, 1, 1, 1)), 0) }},
+		layerCase{name: "Conv2d/grid-per-sample-dilation2", make: func() Layer { return oneGroup(mustConv(NewConv2d("c", 2, 5, 5, 3, 3, 2, 1, 2, 2, 1)), 1) }},
 		// Pooling: the max case keeps each window's two largest inputs
 		// apart (kink), as ReLU's inputs are kept from 0.
 		layerCase{name: "MaxPool2d", make: func() Layer { return mustPool(NewPool2d(true, 1, 4, 4, 2, 2)) }, kink: maxPoolGaps},
+		layerCase{name: "MaxPool2d/3x3-stride2", make: func() Layer { return mustPool(NewPool2d(true, 2, 5, 6, 3, 2)) }, kink: maxPoolGaps},
 		layerCase{name: "AvgPool2d/overlap", make: func() Layer { return mustPool(NewPool2d(false, 2, 5, 4, 3, 1)) }},
 		layerCase{name: "GlobalAvgPool", make: func() Layer { return NewGlobalAvgPool(3, 2, 3) }},
 		layerCase{name: "BatchNorm2d/train", make: func() Layer { return NewBatchNorm2d("bn", 2, 2, 3) }},
@@ -133,7 +149,7 @@ func layerCases() []layerCase {
 			return n
 		}, kink: func(l Layer) []float32 {
 			var z []float32
-			for _, v := range l.(*CNN).seq.outs[1].Data { // the BatchNorm output, ReLU6's input
+			for _, v := range bnOutput(l.(*CNN).Layers[1].(*BatchNorm2d)) { // ReLU6's input (fused into the BatchNorm)
 				z = append(z, v, v-6)
 			}
 			return z
@@ -364,6 +380,32 @@ func TestNormCDF(t *testing.T) {
 	}
 }
 
+// bnOutput recomputes the output of b's last Forward before any fused
+// clamp: (x − μ)·rstd·γ + β.
+func bnOutput(b *BatchNorm2d) []float32 {
+	hw := b.H * b.W
+	z := make([]float32, b.x.Rows*b.InSize())
+	for r := range b.x.Rows {
+		for c := range b.C {
+			for q := range hw {
+				i := r*b.InSize() + c*hw + q
+				z[i] = (b.x.Data[i]-b.mean[c])*b.rstd[c]*b.Gamma.Data[c] + b.Beta.Data[c]
+			}
+		}
+	}
+	return z
+}
+
+// oneGroup makes l treat a batch as one sample group, so that its chunks
+// hold several samples, and if cs > 0 sets the samples per chunk.
+func oneGroup(l *Conv2d, cs int) *Conv2d {
+	l.maxGroups = 1
+	if cs > 0 {
+		l.cs = cs
+	}
+	return l
+}
+
 func mustConv(l *Conv2d, err error) *Conv2d {
 	if err != nil {
 		panic(err)
@@ -441,13 +483,15 @@ func maxPoolGaps(l Layer) []float32 {
 			for i := range p.Ho {
 				for j := range p.Wo {
 					best, second := float32(-1e30), float32(-1e30)
-					p.window(c, i, j, func(q int) {
-						if v := x[q]; v > best {
-							best, second = v, best
-						} else if v > second {
-							second = v
+					for u := range p.K {
+						for w := range p.K {
+							if v := x[c*p.H*p.W+(i*p.Stride+u)*p.W+j*p.Stride+w]; v > best {
+								best, second = v, best
+							} else if v > second {
+								second = v
+							}
 						}
-					})
+					}
 					gaps = append(gaps, best-second)
 				}
 			}

@@ -21,6 +21,8 @@ type pool struct {
 
 type task struct {
 	fn     func(lo, hi int)
+	pfn    func(part, lo, hi int) // instead of fn, for runParts
+	part   int
 	lo, hi int
 }
 
@@ -49,7 +51,11 @@ func poolOf(n int) *pool {
 	for range n - 1 {
 		go func() {
 			for t := range p.tasks {
-				t.fn(t.lo, t.hi)
+				if t.pfn != nil {
+					t.pfn(t.part, t.lo, t.hi)
+				} else {
+					t.fn(t.lo, t.hi)
+				}
 				p.wg.Done()
 			}
 		}()
@@ -88,8 +94,32 @@ func (p *pool) run(n, grain int, fn func(lo, hi int)) {
 	defer p.mu.Unlock()
 	p.wg.Add(parts - 1)
 	for i := range parts - 1 {
-		p.tasks <- task{fn, n * i / parts, n * (i + 1) / parts}
+		p.tasks <- task{fn: fn, lo: n * i / parts, hi: n * (i + 1) / parts}
 	}
 	fn(n*(parts-1)/parts, n)
 	p.wg.Wait()
+}
+
+// runParts is run for work that needs scratch space per goroutine: it
+// calls fn(part, lo, hi) over [0, n) split into parts = min(p.n, n)
+// contiguous ranges, range i = [n·i/parts, n·(i+1)/parts) with part = i
+// (the last on the calling goroutine), and waits. It returns parts, so a
+// caller can size its scratch with p.n beforehand. Results that must not
+// depend on the thread count should be computed per fixed unit of work
+// (a group of samples), not per part.
+func (p *pool) runParts(n int, fn func(part, lo, hi int)) int {
+	parts := min(p.n, n)
+	if parts <= 1 {
+		fn(0, 0, n)
+		return 1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.wg.Add(parts - 1)
+	for i := range parts - 1 {
+		p.tasks <- task{pfn: fn, part: i, lo: n * i / parts, hi: n * (i + 1) / parts}
+	}
+	fn(parts-1, n*(parts-1)/parts, n)
+	p.wg.Wait()
+	return parts
 }

@@ -15,7 +15,7 @@
 //
 // # Sections
 //
-//   - Products: Sgemm, Implementation.
+//   - Products: Sgemm, Implementation; Scratch (products on one goroutine in buffers of its own).
 //   - Tuning and reporting: SetThreads, Threads, SetKernel, Kernels, Kernel.
 //
 // # Algorithm

@@ -55,10 +55,17 @@ const minFlopsPerThread = 1 << 24
 // by one goroutine in the same order as a serial call. Block edges fall on
 // tile edges and the k blocking depends on k alone, so every element of C
 // gets the same sums whatever the thread count.
-func run(kn *kernel, p *problem, threads int) {
+//
+// A non-nil buf (with threads = 1) holds the packing buffers instead of
+// the pool.
+func run(kn *kernel, p *problem, threads int, buf *buffers) {
 	if swapWorthIt(kn, p) {
 		q := p.transposed()
 		p = &q
+	}
+	if buf != nil {
+		serialIn(buf, kn, p, 0, p.m, 0, p.n)
+		return
 	}
 	tm, tn := grid(kn, p, threads)
 	if tm*tn == 1 {
@@ -146,14 +153,19 @@ func grow(s []float32, n int) []float32 {
 // op(B) into nr-wide panels, then for each mc-row block of A pack op(A) into
 // mr-tall panels and run the micro-kernel over every mr×nr tile.
 func serial(kn *kernel, p *problem, i0, m, j0, n int) {
+	buf := pool.Get().(*buffers)
+	serialIn(buf, kn, p, i0, m, j0, n)
+	pool.Put(buf)
+}
+
+// serialIn is serial with the packing buffers buf.
+func serialIn(buf *buffers, kn *kernel, p *problem, i0, m, j0, n int) {
 	mr, nr := kn.mr, kn.nr
 	// Balanced block sizes: as few blocks as the limits allow, equal sizes.
 	kc := balance(p.k, kn.kc, 8)
 	mc := balance(m, kn.mc, mr)
 	nc := balance(n, kn.nc, nr)
 
-	buf := pool.Get().(*buffers)
-	defer pool.Put(buf)
 	buf.a = grow(buf.a, roundUp(mc, mr)*kc)
 	buf.b = grow(buf.b, roundUp(nc, nr)*kc)
 	buf.tile = grow(buf.tile, mr*nr)

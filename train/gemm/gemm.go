@@ -80,6 +80,28 @@ func (impl) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32
 // leading dimension is smaller than its matrix's row length (or 1), or a
 // slice is too short for its matrix.
 func Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemm(Threads(), nil, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Scratch is the packing space of products computed on one goroutine,
+// for callers that run many small products in parallel themselves (a
+// convolution splitting a batch over its threads): its Sgemm runs on the
+// calling goroutine alone, whatever Threads says, in buffers that stay
+// with the Scratch, so once they have grown to the largest product a call
+// allocates nothing (Sgemm's pooled buffers can move between goroutines).
+// The zero value is ready to use; a Scratch must not be used by two
+// goroutines at once.
+type Scratch struct{ buf buffers }
+
+// Sgemm is the package-level Sgemm computed on the calling goroutine in
+// s's buffers. Its results are bit-identical to Sgemm's (see "Threads").
+func (s *Scratch) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	sgemm(1, &s.buf, tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// sgemm checks the arguments of Sgemm and computes on at most threads
+// goroutines, in buf if it is not nil (then threads must be 1).
+func sgemm(threads int, buf *buffers, tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	switch tA {
 	default:
 		panic(badTranspose)
@@ -150,7 +172,7 @@ func Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda i
 		alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
 	}
-	run(active.Load(), &p, Threads())
+	run(active.Load(), &p, threads, buf)
 }
 
 // scale sets C = beta*C for the m×n matrix C; beta == 0 overwrites C with

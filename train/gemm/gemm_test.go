@@ -485,6 +485,23 @@ func TestThreadCountsAgree(t *testing.T) {
 						}
 					}
 				}
+				// A Scratch ignores the 8 threads set and gives the same bits,
+				// and a second call in its buffers allocates nothing.
+				c := append([]float32(nil), c0...)
+				var s Scratch
+				config{k, 8}.with(func() {
+					s.Sgemm(cl.tA, cl.tB, cl.m, cl.n, cl.k, cl.alpha, o.a, o.lda, o.b, o.ldb, cl.beta, c, o.ldc)
+					if a := testing.AllocsPerRun(2, func() {
+						s.Sgemm(cl.tA, cl.tB, cl.m, cl.n, cl.k, cl.alpha, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc)
+					}); a != 0 {
+						t.Errorf("%v: Scratch.Sgemm allocates %v times", cl, a)
+					}
+				})
+				for j := range c {
+					if math.Float32bits(c[j]) != math.Float32bits(first[j]) {
+						t.Fatalf("%v: Scratch.Sgemm: C[%d] = %v, Sgemm gave %v", cl, j, c[j], first[j])
+					}
+				}
 			}
 		})
 	}
