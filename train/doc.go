@@ -6,10 +6,12 @@
 //
 //   - Layers: Layer, Stochastic, Mat, Param, Params; Linear, LayerNorm,
 //     ActivationLayer (Activation: ReLU, GELU, Tanh, Identity), Dropout,
-//     Standardize; for convolutional students (not yet wired into Student
-//     or the CLI) Conv2d (stride, padding, dilation, groups), Pool2d (max,
-//     average; NewGlobalAvgPool), BatchNorm2d.
-//   - Students: Config, Student (an MLP), ParseLayer, ParseFeature,
+//     Standardize; for convolutional students Conv2d (stride, padding,
+//     dilation, groups), Pool2d (max, average; NewGlobalAvgPool),
+//     BatchNorm2d, ReLU6, Sequential.
+//   - Students: Config, Student (an MLP, or a CNN of NewCNN's spec
+//     grammar and CNNPresets: Config.Type "cnn", Arch; its BatchNorm
+//     statistics are Student.Buffers), ParseLayer, ParseFeature,
 //     ParseCNNFeature, ParseActivation.
 //   - Losses: KD (softmax KL at temperature T plus cross-entropy, with the
 //     top-k "rest" bucket), FeatureLoss (MSE, Cosine; AT, attention
