@@ -167,16 +167,7 @@ func buildCNN(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 	if len(cur) != 1 || cur[0] != cfg.Classes {
 		return nil, fmt.Errorf("export: the student ends in shape %v, not its %d classes", cur, cfg.Classes)
 	}
-	outputs, err := b.outputs(x, cfg.Classes)
-	if err != nil {
-		return nil, err
-	}
-	inDims := []int64{-1}
-	for _, d := range shape {
-		inDims = append(inDims, int64(d))
-	}
-	inputs := []*onnxpb.ValueInfoProto{valueInfo(input, onnxpb.TensorProto_FLOAT, inDims)}
-	return b.model(o, describeCNN(cfg, o), inputs, outputs, metadata(c, o)), nil
+	return b.finish(c, o, input, shape, x, describeCNN(cfg, o))
 }
 
 // cnnScopes names the n layers of a cnn student by their index in the

@@ -129,7 +129,13 @@ func build(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 	if width != cfg.Classes {
 		return nil, fmt.Errorf("export: the student ends in %d values, not its %d classes", width, cfg.Classes)
 	}
-	outputs, err := b.outputs(x, cfg.Classes)
+	return b.finish(c, o, input, shape, x, describe(cfg, o))
+}
+
+// finish makes the model of the graph built in b: input named input of
+// per-sample shape (a dynamic batch first), output the logits x.
+func (b *builder) finish(c *train.Checkpoint, o Options, input string, shape []int, x, doc string) (*onnxpb.ModelProto, error) {
+	outputs, err := b.outputs(x, c.Student.Config.Classes)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +144,7 @@ func build(c *train.Checkpoint, o Options) (*onnxpb.ModelProto, error) {
 		inDims = append(inDims, int64(d))
 	}
 	inputs := []*onnxpb.ValueInfoProto{valueInfo(input, onnxpb.TensorProto_FLOAT, inDims)}
-	return b.model(o, describe(cfg, o), inputs, outputs, metadata(c, o)), nil
+	return b.model(o, doc, inputs, outputs, metadata(c, o)), nil
 }
 
 // graphInput checks c's input standardization and returns the name of
