@@ -696,6 +696,14 @@ func truncate(t *testing.T, path string) string {
 // extraCases are the cases outside the slot × kind grid: outputs of
 // commands without inputs, and --resume into what is not a cache.
 func extraCases() []sweepCase {
+	tmpl := func(name string) template {
+		for _, tm := range templates {
+			if tm.name == name {
+				return tm
+			}
+		}
+		panic("sweep: no template " + name)
+	}
 	mnist := template{name: "data-mnist", args: []string{"data", "mnist", "--split", "test", "--out", "{OUT}"}}
 	resume := template{name: "extract-resume", args: []string{"extract", "--teacher", "{--teacher}", "--data", "{--data}", "--out", "{OUT}", "--resume"},
 		slots: []slot{slotTeacher, slotData}, ort: true}
@@ -723,7 +731,7 @@ func extraCases() []sweepCase {
 	}
 	// --resume of a transformer student into what is not its checkpoint,
 	// or a damaged one; a fresh run into a directory of other files.
-	trainLM := templates[2]
+	trainLM := tmpl("train-transformer")
 	damaged := func(file string, damage func(t *testing.T, path string) string) maker {
 		return func(t *testing.T, dir string) string {
 			out := mkLMCkpt(t, dir)
@@ -754,7 +762,7 @@ func extraCases() []sweepCase {
 		cs = append(cs, sweepCase{name: "train-transformer/" + name, tmpl: trainLM, outMaker: c.mk, extra: extra, mention: c.mention})
 	}
 	// Attention pairs and --layer-map (--student transformer flags).
-	trainT := templates[1]
+	trainT := tmpl("train")
 	attn := template{name: "train-attention", args: []string{"train", "--student", "transformer", "--cache", "{--cache}", "--init-from", "{--init-from}",
 		"--init-layers", "0", "--out", "{OUT}", "--epochs", "1", "--batch", "4", "--threads", "1"},
 		slots: []slot{{"--cache", mkAttnTokenCache, mkCkpt, nil, true}, slotInitHF}}
@@ -779,13 +787,13 @@ func extraCases() []sweepCase {
 		{"loss-without-pairs", attn, []string{"--attention-loss", "mse"}, false, []string{"--attention-loss"}},
 		{"bad-layer-map", attn, []string{"--layer-map", "every"}, false, []string{"--layer-map"}},
 		{"layer-map-zero-weight", attn, []string{"--layer-map", "uniform:0"}, false, []string{"--layer-map"}},
-		{"layer-map-no-hidden-outputs", templates[2], []string{"--layer-map", "uniform"}, false, []string{"--layer-map"}},
+		{"layer-map-no-hidden-outputs", tmpl("train-transformer"), []string{"--layer-map", "uniform"}, false, []string{"--layer-map"}},
 		{"mlp", trainT, []string{"--attention", "attentions.0=0"}, false, []string{"--attention"}},
 	} {
 		cs = append(cs, sweepCase{name: c.tmpl.name + "/attention-" + c.name, tmpl: c.tmpl, extra: c.extra, ok: c.ok, mention: c.mention})
 	}
 	// A second writer: the output is being written by another process.
-	extractT := templates[0]
+	extractT := tmpl("extract")
 	cs = append(cs,
 		sweepCase{name: "extract/--out-being-written", tmpl: resume, outMaker: mkCache, mention: []string{"another distill process"},
 			hold: func(t *testing.T, out string) func() error {
