@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -82,17 +81,8 @@ func TestCNNStudentResume(t *testing.T) {
 		}
 		a := trainFiles(t, data, cfg, run("a"))
 		o := run("b")
-		errStop := errors.New("stop")
-		o.OnEpoch = func(e Epoch) error {
-			if e.Epoch == 2 {
-				return errStop
-			}
-			return nil
-		}
-		if _, err := Train(context.Background(), cfg, data, &o); !errors.Is(err, errStop) {
-			t.Fatalf("stopped run: %v", err)
-		}
-		o.OnEpoch, o.Resume = nil, true
+		trainStopped(t, data, cfg, o, 2)
+		o.Resume = true
 		if _, err := Train(context.Background(), cfg, data, &o); err != nil {
 			t.Fatal(err)
 		}

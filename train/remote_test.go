@@ -54,16 +54,7 @@ func TestRemoteCheckpointResume(t *testing.T) {
 
 	o := base
 	o.Out = s3test.Prefix("runs/s.ckpt")
-	errStop := errors.New("stop")
-	o.OnEpoch = func(e Epoch) error {
-		if e.Epoch == 2 {
-			return errStop
-		}
-		return nil
-	}
-	if _, err := Train(context.Background(), cfg, data, &o); !errors.Is(err, errStop) {
-		t.Fatalf("stopped run: %v", err)
-	}
+	trainStopped(t, data, cfg, o, 2)
 	if !Exists(o.Out) {
 		t.Fatal("Exists: false after two saves")
 	}
@@ -73,7 +64,7 @@ func TestRemoteCheckpointResume(t *testing.T) {
 	if _, err := Train(context.Background(), cfg, data, &o); err == nil || !strings.Contains(err.Error(), "already holds a checkpoint") {
 		t.Errorf("a fresh run into the remote checkpoint: %v", err)
 	}
-	o.OnEpoch, o.Resume = nil, true
+	o.Resume = true
 	if _, err := Train(context.Background(), cfg, data, &o); err != nil {
 		t.Fatal(err)
 	}

@@ -70,6 +70,23 @@ func TestTrainLearns(t *testing.T) {
 	}
 }
 
+// trainStopped trains with o and stops the run when epoch stop has been
+// checkpointed, as a preempted job is; it fails unless Train returns that
+// stop.
+func trainStopped(t *testing.T, data Source, cfg Config, o Options, stop int) {
+	t.Helper()
+	errStop := errors.New("stop")
+	o.OnEpoch = func(e Epoch) error {
+		if e.Epoch == stop {
+			return errStop
+		}
+		return nil
+	}
+	if _, err := Train(context.Background(), cfg, data, &o); !errors.Is(err, errStop) {
+		t.Fatalf("stopped run: %v", err)
+	}
+}
+
 // trainFiles trains with o into dir and returns the checkpoint's files.
 func trainFiles(t *testing.T, data Source, cfg Config, o Options) map[string][]byte {
 	t.Helper()
@@ -133,21 +150,12 @@ func TestDeterminismAndResume(t *testing.T) {
 		sameFiles(t, a, b)
 
 		o := run("c")
-		errStop := errors.New("stop")
-		o.OnEpoch = func(e Epoch) error {
-			if e.Epoch == 2 {
-				return errStop
-			}
-			return nil
-		}
-		if _, err := Train(context.Background(), cfg, data, &o); !errors.Is(err, errStop) {
-			t.Fatalf("stopped run: %v", err)
-		}
+		trainStopped(t, data, cfg, o, 2)
 		c, err := Load(o.Out)
 		if err != nil || c.Info.Epoch != 2 {
 			t.Fatalf("checkpoint after the stop: epoch %v, %v", c.Info.Epoch, err)
 		}
-		o.OnEpoch, o.Resume = nil, true
+		o.Resume = true
 		if _, err := Train(context.Background(), cfg, data, &o); err != nil {
 			t.Fatal(err)
 		}
