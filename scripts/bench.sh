@@ -91,21 +91,21 @@ LM_WARMUP=${BENCH_LM_WARMUP:-20}
 DECODE_N=${BENCH_DECODE_N:-5}
 CX_EPOCHS=${BENCH_CNN_EXPORT_EPOCHS:-3}
 CX_ARCHS=${BENCH_CNN_EXPORT_ARCHS:-tiny lenet5 dws}
-LM_WAITS=${BENCH_LM_WAIT:-spin,passive}
-LM_WAITS=${LM_WAITS//,/ }
-for x in $LM_WAITS; do
-  [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: BENCH_LM_WAIT: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
-done
-[ -n "$LM_WAITS" ] || { echo "bench: BENCH_LM_WAIT is empty; want spin, passive or both" >&2; exit 2; }
+# wait_policies VAR: the OpenMP wait policies the knob $VAR lists (comma-separated), checked
+wait_policies() {
+  local v=${!1:-spin,passive} x
+  v=${v//,/ }
+  for x in $v; do
+    [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: $1: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
+  done
+  [ -n "$v" ] || { echo "bench: $1 is empty; want spin, passive or both" >&2; exit 2; }
+  echo $v
+}
+LM_WAITS=$(wait_policies BENCH_LM_WAIT)
 CNN_REPS=${BENCH_CNN_REPS:-2}
 CNN_EPOCHS=${BENCH_CNN_EPOCHS:-2}
 CNN_PRESETS=${BENCH_CNN_PRESETS:-tiny dws lenet5}
-CNN_WAITS=${BENCH_CNN_WAIT:-spin,passive}
-CNN_WAITS=${CNN_WAITS//,/ }
-for x in $CNN_WAITS; do
-  [ "$x" = spin ] || [ "$x" = passive ] || { echo "bench: BENCH_CNN_WAIT: unknown wait policy $x; want spin, passive or both" >&2; exit 2; }
-done
-[ -n "$CNN_WAITS" ] || { echo "bench: BENCH_CNN_WAIT is empty; want spin, passive or both" >&2; exit 2; }
+CNN_WAITS=$(wait_policies BENCH_CNN_WAIT)
 PEER_DIR=${PEER_DIR:-$root/../shared/peers}
 TEACHER=fixtures/teacher/mnist_cnn.onnx
 D=bin/distill
