@@ -468,33 +468,24 @@ func runTrain(ctx context.Context, stdout, stderr io.Writer, o trainOptions) err
 // training source, the --cache it reads (its manifest names the teacher's
 // outputs) and a func that releases them.
 func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data train.Source, _ *formats.Cache, _ func(), err error) {
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	defer func() {
-		if err != nil {
-			closeAll()
-		}
-	}()
+	var closers releasers
+	defer closers.onError(&err)
 	data, cache, closeData, err := openTrainCaches(stderr, o, to.Temperature)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, closeData)
+	closers.add(closeData)
 	if len(o.Val) == 0 {
 		if o.ValData != "" {
 			return nil, nil, nil, usageError("--val-data needs --val")
 		}
-		return data, cache, closeAll, nil
+		return data, cache, closers.release, nil
 	}
 	vc, err := formats.Open(o.Val...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--val: %w", err)
 	}
-	closers = append(closers, func() { vc.Close() })
+	closers.add(func() { vc.Close() })
 	if err := checkEnsembleVal(data, vc); err != nil {
 		return nil, nil, nil, err
 	}
@@ -502,9 +493,29 @@ func openTrainData(stderr io.Writer, o trainOptions, to *train.Options) (data tr
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--val: %w", err)
 	}
-	closers = append(closers, closeVal)
+	closers.add(closeVal)
 	to.Val = val
-	return data, cache, closeAll, nil
+	return data, cache, closers.release, nil
+}
+
+// releasers are the release funcs of what a function opened, run in
+// reverse order by release (the func it returns on success) or, through
+// a deferred onError, when it fails.
+type releasers []func()
+
+func (r *releasers) add(f func()) { *r = append(*r, f) }
+
+func (r *releasers) release() {
+	for i := len(*r) - 1; i >= 0; i-- {
+		(*r)[i]()
+	}
+}
+
+// onError releases everything when *err is not nil; defer it.
+func (r *releasers) onError(err *error) {
+	if *err != nil {
+		r.release()
+	}
 }
 
 // stepProgress returns an OnStep that reports the progress of epochs

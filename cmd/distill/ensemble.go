@@ -43,17 +43,8 @@ func openTrainCaches(stderr io.Writer, o trainOptions, T float64) (_ train.Sourc
 	if len(o.TeacherWeights) > 0 && !(sum > 0 && sum <= math.MaxFloat64) {
 		return nil, nil, nil, usageError("--teacher-weights %s: the weights sum to %v; want at least one positive weight, and a finite sum", joinFloats(o.TeacherWeights), sum)
 	}
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	defer func() {
-		if err != nil {
-			closeAll()
-		}
-	}()
+	var closers releasers
+	defer closers.onError(&err)
 	groups, err := groupByTeacher(o.Cache)
 	if err != nil {
 		return nil, nil, nil, err
@@ -67,7 +58,7 @@ func openTrainCaches(stderr io.Writer, o trainOptions, T float64) (_ train.Sourc
 			}
 			return nil, nil, nil, err
 		}
-		closers = append(closers, func() { c.Close() })
+		closers.add(func() { c.Close() })
 		caches[i] = c
 	}
 	if len(caches) == 1 && (len(o.TeacherWeights) > 0 || mode != train.EnsembleProbs || o.Calibrate) {
@@ -82,9 +73,9 @@ func openTrainCaches(stderr io.Writer, o trainOptions, T float64) (_ train.Sourc
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	closers = append(closers, closePrimary)
+	closers.add(closePrimary)
 	if len(caches) == 1 {
-		return primary, caches[0], closeAll, nil
+		return primary, caches[0], closers.release, nil
 	}
 	e, err := train.NewEnsemble(primary, caches, &train.EnsembleOptions{Mode: mode, Weights: o.TeacherWeights, Temperature: T, Calibrate: o.Calibrate})
 	if err != nil {
@@ -99,7 +90,7 @@ func openTrainCaches(stderr io.Writer, o trainOptions, T float64) (_ train.Sourc
 	}
 	fmt.Fprintf(stderr, "train: an ensemble of %d teachers (%s), weights %s: the targets are %s; inputs, labels and hidden states from %s\n",
 		len(caches), teacherNames(caches), joinFloats(e.Weights()), what, caches[0].Dir())
-	return e, caches[0], closeAll, nil
+	return e, caches[0], closers.release, nil
 }
 
 // groupByTeacher groups the --cache directories by the teacher sha256 of
