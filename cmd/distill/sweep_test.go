@@ -227,6 +227,14 @@ var (
 		}
 		return fixtures.WriteClassCache(t, filepath.Join(dir, "nancache"), rows, x, labels, logits, 0)
 	}
+	// mkNaNImageCache is mkImageCache with NaN pixels.
+	mkNaNImageCache = func(t *testing.T, dir string) string {
+		rows, x, labels, logits := fixtures.ClassData(64, 9)
+		for i := range x {
+			x[i] = float32(math.NaN())
+		}
+		return fixtures.WriteShapedClassCache(t, filepath.Join(dir, "nanimages"), []int64{1, 2, 2}, rows, x, labels, logits, 0)
+	}
 	mkNaNTeacherCache = func(t *testing.T, dir string) string {
 		rows, x, labels, logits := fixtures.ClassData(64, 9)
 		for i := range logits {
@@ -266,7 +274,7 @@ var (
 	slotData    = slot{"--data", mkDataset, mkCkpt, mkNaNDataset, false}
 	slotCache   = slot{"--cache", mkCache, mkCkpt, mkNaNCache, true}
 	slotVal     = slot{"--val", mkCache, mkCkpt, mkNaNTeacherCache, true}
-	slotImages  = slot{"--cache", mkImageCache, mkCkpt, nil, true}
+	slotImages  = slot{"--cache", mkImageCache, mkCkpt, mkNaNImageCache, true}
 	slotStudent = slot{"--student", mkCkpt, mkCache, nil, true}
 	slotVerify  = slot{"--verify", mkCache, mkCkpt, mkNaNCache, true}
 	slotModel   = slot{"--model", mkStudentONNX, mkCache, nil, false}
@@ -372,6 +380,7 @@ var choices = []struct{ tmpl, flag, bad string }{
 	{"eval-lm", "--split", "test"},
 	{"train-cnn", "--arch", "conv3x3:2,fc:3"}, {"train-cnn", "--arch", "resnet18"}, {"train-cnn", "--arch", "conv3x3:0,flatten,fc:3"},
 	{"train-cnn", "--student", "gru"},
+	{"train", "--calibrate-teachers", "true"},                                                         // one teacher: nothing to calibrate against
 	{"train", "--ensemble", "median"}, {"train", "--ensemble", ""}, {"train", "--ensemble", "logits"}, // logits: one teacher is no ensemble
 	{"train", "--teacher-weights", "-1"}, {"train", "--teacher-weights", "x"}, {"train", "--teacher-weights", "NaN"},
 	{"train", "--teacher-weights", "1e400"}, {"train", "--teacher-weights", "1"}, // 1: one teacher
